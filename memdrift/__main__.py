@@ -1,0 +1,5 @@
+import sys
+
+from memdrift.experiments.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dataset schema, netCDF I/O and the shipped presets (``memdrift/data/presets``)."""

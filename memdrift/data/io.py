@@ -1,0 +1,64 @@
+"""Atomic file output and dataset I/O.
+
+Every file is written under a temporary name in the destination directory and
+renamed into place, so an interrupted run never leaves a half-written file under
+the final name (rename is atomic within one filesystem).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import xarray as xr
+
+from memdrift.errors import MemdriftError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_dataset(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
+    """Write ``ds`` as netCDF4 atomically, with zlib compression on the data variables."""
+    encoding = {name: {"zlib": True, "complevel": 4} for name, var in ds.data_vars.items()
+                if var.dtype.kind in "fiu"}
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
+    return Path(path)
+
+
+def open_dataset(path: str | os.PathLike[str], *, chunks: dict | None = None) -> xr.Dataset:
+    """Open a netCDF written by memdrift (or by a lab, with the contract names)."""
+    p = Path(path)
+    if not p.exists():
+        raise MemdriftError(f"input file {str(p)!r} does not exist")
+    try:
+        return xr.open_dataset(p, engine="netcdf4", chunks=chunks)
+    except (OSError, ValueError) as exc:
+        raise MemdriftError(f"input file {str(p)!r} is not a readable netCDF file ({exc})") from None

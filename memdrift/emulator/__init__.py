@@ -1,0 +1,1 @@
+"""Device physics: parameters, models, pulse schemes and the pulse engine."""

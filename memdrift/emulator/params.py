@@ -1,0 +1,198 @@
+"""Typed, validated physics parameters and TOML presets.
+
+Every parameter is an SI float whose name carries its unit; the field metadata
+holds the unit, the allowed range and a one-line meaning, so validation errors
+can name the field and the range, and dataset headers can carry the units.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+import tomli_w
+
+from memdrift.errors import MemdriftError, check_range
+
+PRESET_PACKAGE = "memdrift.data.presets"
+
+
+def quantity(default: float, unit: str, low: float | None, high: float | None, meaning: str, *,
+             low_open: bool = False) -> Any:
+    return field(default=default, metadata={"unit": unit, "low": low, "high": high, "low_open": low_open,
+                                            "meaning": meaning})
+
+
+@dataclass(frozen=True)
+class FilamentParams:
+    """Vacancy-drift filament cell (DESIGN.md, "Filament model").
+
+    With ``site_population`` hops counted per step the cycle-to-cycle noise is an
+    outcome of the physics; ``variation`` gives the relative (lognormal) device-to-
+    device spread of any of the fields below, e.g. ``{"activation_energy_ev": 0.01}``.
+    """
+
+    model: ClassVar[str] = "filament"
+
+    hop_distance_m: float = quantity(0.25e-9, "m", 0.0, 5e-9, "vacancy hop distance a", low_open=True)
+    attempt_frequency_hz: float = quantity(1e10, "Hz", 0.0, 1e16, "attempt frequency nu0", low_open=True)
+    activation_energy_ev: float = quantity(0.6, "eV", 0.0, 5.0, "hopping barrier Ea", low_open=True)
+    charge_number: float = quantity(2.0, "1", 0.0, 4.0, "vacancy charge number z", low_open=True)
+    oxide_thickness_m: float = quantity(5e-9, "m", 0.0, 1e-6, "switching layer thickness t_ox", low_open=True)
+    field_enhancement: float = quantity(2.0, "1", 0.0, 100.0, "field enhancement gamma0", low_open=True)
+    field_enhancement_slope: float = quantity(0.0, "1", 0.0, 100.0, "beta in gamma = gamma0 - beta (g/1 nm)^alpha")
+    field_enhancement_power: float = quantity(3.0, "1", 0.0, 10.0, "alpha in gamma = gamma0 - beta (g/1 nm)^alpha")
+    min_field_v_per_m: float = quantity(0.0, "V/m", 0.0, 1e11, "field below which ions do not drift (F_min)")
+    site_population: float = quantity(1000.0, "1", 1.0, 1e12, "sites M whose hops are Poisson-counted")
+    tunnel_current_a: float = quantity(1e-3, "A", 0.0, 1.0, "tunnelling prefactor I0", low_open=True)
+    tunnel_length_m: float = quantity(0.25e-9, "m", 0.0, 1e-8, "tunnelling decay length g0", low_open=True)
+    tunnel_voltage_v: float = quantity(0.25, "V", 0.0, 10.0, "tunnelling voltage scale V0", low_open=True)
+    series_resistance_ohm: float = quantity(0.0, "ohm", 0.0, 1e9, "series resistance R_s")
+    thermal_resistance_k_per_w: float = quantity(0.0, "K/W", 0.0, 1e9, "filament thermal resistance R_th")
+    thermal_time_constant_s: float = quantity(0.0, "s", 0.0, 1e-3, "thermal time constant tau_th")
+    ambient_temperature_k: float = quantity(300.0, "K", 1.0, 2000.0, "ambient temperature T0")
+    gap_min_m: float = quantity(0.1e-9, "m", 0.0, 1e-7, "smallest gap g_min")
+    gap_max_m: float = quantity(1.7e-9, "m", 0.0, 1e-7, "largest gap g_max", low_open=True)
+    gap_initial_m: float = quantity(1.7e-9, "m", 0.0, 1e-7, "gap at the start of the first cycle")
+    dissolution_frequency_hz: float = quantity(0.0, "Hz", 0.0, 1e20, "dissolution attempt frequency nu_r")
+    dissolution_energy_ev: float = quantity(1.0, "eV", 0.0, 10.0, "dissolution barrier Ea_r", low_open=True)
+    max_gap_step_m: float = quantity(0.02e-9, "m", 0.0, 1e-8, "largest expected gap change in one sub-step",
+                                     low_open=True)
+    max_substeps: float = quantity(4000.0, "1", 1.0, 1e7, "sub-steps per segment before the rest is one step")
+    variation: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.name == "variation":
+                continue
+            meta = f.metadata
+            check_range(f.name, getattr(self, f.name), meta["low"], meta["high"], low_open=meta["low_open"],
+                        unit=meta["unit"])
+        if self.gap_min_m > self.gap_max_m:
+            raise MemdriftError(
+                f"gap_min_m = {self.gap_min_m!r} is out of range; allowed: <= gap_max_m ({self.gap_max_m!r} m)")
+        if not (self.gap_min_m <= self.gap_initial_m <= self.gap_max_m):
+            raise MemdriftError(f"gap_initial_m = {self.gap_initial_m!r} is out of range; allowed: "
+                                f"[{self.gap_min_m!r}, {self.gap_max_m!r}] m (gap_min_m..gap_max_m)")
+        allowed = sorted(VARIABLE_FIELDS)
+        for name, spread in dict(self.variation).items():
+            if name not in VARIABLE_FIELDS:
+                raise MemdriftError(f"variation.{name} is unknown; allowed keys: {', '.join(allowed)}")
+            check_range(f"variation.{name}", spread, 0.0, 2.0, unit="(relative lognormal sigma)")
+        object.__setattr__(self, "variation", {k: float(v) for k, v in dict(self.variation).items()})
+
+    def replace(self, **changes: Any) -> "FilamentParams":
+        return dataclasses.replace(self, **changes)
+
+    def scalars(self) -> dict[str, float]:
+        return {f.name: float(getattr(self, f.name)) for f in fields(self) if f.name != "variation"}
+
+    def units(self) -> dict[str, str]:
+        return {f.name: f.metadata["unit"] for f in fields(self) if f.name != "variation"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "parameters": self.scalars(), "variation": dict(self.variation)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FilamentParams":
+        model = data.get("model", cls.model)
+        if model != cls.model:
+            raise MemdriftError(f"model = {model!r} does not match; allowed: {cls.model!r}")
+        known = {f.name for f in fields(cls)} - {"variation"}
+        parameters = dict(data.get("parameters", {}))
+        unknown = sorted(set(parameters) - known)
+        if unknown:
+            raise MemdriftError(f"parameters.{unknown[0]} is unknown; allowed keys: {', '.join(sorted(known))}")
+        return cls(**parameters, variation=dict(data.get("variation", {})))
+
+
+# Fields whose device-to-device spread can be drawn (all strictly positive, so a
+# lognormal draw keeps them physical).
+VARIABLE_FIELDS = frozenset({
+    "hop_distance_m", "attempt_frequency_hz", "activation_energy_ev", "oxide_thickness_m", "field_enhancement",
+    "tunnel_current_a", "tunnel_length_m", "tunnel_voltage_v", "series_resistance_ohm",
+    "thermal_resistance_k_per_w", "gap_initial_m", "dissolution_frequency_hz", "dissolution_energy_ev",
+})
+
+MODELS: dict[str, type] = {"filament": FilamentParams}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named parameter set with its provenance, as stored in a TOML file."""
+
+    name: str
+    params: Any
+    description: str = ""
+    scheme: str = "ramp"
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        return self.params.model
+
+    def to_toml(self) -> str:
+        body = {"name": self.name, "description": self.description, "scheme": self.scheme,
+                **self.params.to_dict()}
+        if self.calibration:
+            body["calibration"] = self.calibration
+        return tomli_w.dumps(body)
+
+
+def register_model(name: str, params_type: type) -> None:
+    """Let another model (e.g. the bulk four-terminal film) share the preset machinery."""
+    MODELS[name] = params_type
+
+
+def preset_from_toml(text: str, source: str = "<string>") -> Preset:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise MemdriftError(f"{source}: not valid TOML ({exc})") from None
+    model = data.get("model")
+    if model not in MODELS:
+        raise MemdriftError(f"{source}: model = {model!r} is unknown; allowed: {', '.join(sorted(MODELS))}")
+    params = MODELS[model].from_dict(data)
+    return Preset(name=str(data.get("name", Path(source).stem)), params=params,
+                  description=str(data.get("description", "")), scheme=str(data.get("scheme", "ramp")),
+                  calibration=dict(data.get("calibration", {})))
+
+
+def list_presets() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name_or_path: str | os.PathLike[str]) -> Preset:
+    """A shipped preset by name, or any preset TOML file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.exists():
+        return preset_from_toml(path.read_text(), str(path))
+    shipped = list_presets()
+    if str(name_or_path) not in shipped:
+        raise MemdriftError(f"preset = {str(name_or_path)!r} is unknown; allowed: {', '.join(shipped)} "
+                            "or the path of a preset .toml file")
+    text = resources.files(PRESET_PACKAGE).joinpath(f"{name_or_path}.toml").read_text()
+    return preset_from_toml(text, f"{name_or_path}.toml")
+
+
+def save_preset(preset: Preset, path: str | os.PathLike[str]) -> None:
+    from memdrift.data.io import atomic_write_text
+
+    atomic_write_text(Path(path), preset.to_toml())
+
+
+def thermal_voltage_ev(temperature_k: float) -> float:
+    """kT in eV."""
+    return BOLTZMANN_EV * temperature_k
+
+
+BOLTZMANN_EV = 8.617333262e-5
+BOLTZMANN_J = 1.380649e-23
+ELEMENTARY_CHARGE = 1.602176634e-19
+assert math.isclose(BOLTZMANN_J / ELEMENTARY_CHARGE, BOLTZMANN_EV, rel_tol=1e-9)

@@ -1,0 +1,40 @@
+"""Errors shared by every layer.
+
+A :class:`MemdriftError` is what the CLI turns into one line on stderr and a
+non-zero exit; it is a ``ValueError`` so library users can catch it as such.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+class MemdriftError(ValueError):
+    """Bad input that names the offending field and what would have been allowed."""
+
+
+def field_error(field: str, value: Any, allowed: str) -> MemdriftError:
+    return MemdriftError(f"{field} = {value!r} is out of range; allowed: {allowed}")
+
+
+def check_finite(field: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise field_error(field, value, "a finite number")
+    return value
+
+
+def check_range(field: str, value: float, low: float | None = None, high: float | None = None,
+                *, low_open: bool = False, high_open: bool = False, unit: str = "") -> float:
+    """Return ``value`` as float when inside the interval, else raise naming ``field``."""
+    value = check_finite(field, value)
+    lo_ok = low is None or (value > low if low_open else value >= low)
+    hi_ok = high is None or (value < high if high_open else value <= high)
+    if not (lo_ok and hi_ok):
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        raise field_error(field, value, f"{left}{lo}, {hi}{right}{' ' + unit if unit else ''}")
+    return value

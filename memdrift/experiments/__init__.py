@@ -1,0 +1,1 @@
+"""Paper reproductions, sweeps, plots and the ``memdrift`` command line."""

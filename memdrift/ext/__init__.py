@@ -1,0 +1,1 @@
+"""Compiled kernels (Cython, built by meson): hot loops over plain arrays only."""

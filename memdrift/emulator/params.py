@@ -121,6 +121,8 @@ VARIABLE_FIELDS = frozenset({
 })
 
 MODELS: dict[str, type] = {"filament": FilamentParams}
+# Models defined in their own modules register themselves on import.
+_MODEL_MODULES = {"bulk4t": "memdrift.emulator.bulk4t"}
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,10 @@ def preset_from_toml(text: str, source: str = "<string>") -> Preset:
     except tomllib.TOMLDecodeError as exc:
         raise MemdriftError(f"{source}: not valid TOML ({exc})") from None
     model = data.get("model")
+    if model not in MODELS and model in _MODEL_MODULES:
+        import importlib
+
+        importlib.import_module(_MODEL_MODULES[model])
     if model not in MODELS:
         raise MemdriftError(f"{source}: model = {model!r} is unknown; allowed: {', '.join(sorted(MODELS))}")
     params = MODELS[model].from_dict(data)

@@ -18,6 +18,8 @@ from memdrift.errors import MemdriftError, check_range
 #: Branch labels stored with every pulse of a cycle.
 POTENTIATION = "potentiation"
 DEPRESSION = "depression"
+RETENTION = "retention"
+BRANCHES = (POTENTIATION, DEPRESSION, RETENTION)
 
 SCHEMES = ("identical", "ramp")
 
@@ -69,9 +71,9 @@ class PulseTrain:
         branch = tuple(self.branch) or tuple(POTENTIATION if a >= 0 else DEPRESSION for a in amp)
         if len(branch) != amp.size:
             raise MemdriftError(f"branch has {len(branch)} entries; allowed: one per pulse ({amp.size})")
-        unknown = sorted(set(branch) - {POTENTIATION, DEPRESSION})
+        unknown = sorted(set(branch) - set(BRANCHES))
         if unknown:
-            raise MemdriftError(f"branch = {unknown[0]!r}; allowed: {POTENTIATION!r}, {DEPRESSION!r}")
+            raise MemdriftError(f"branch = {unknown[0]!r}; allowed: {', '.join(map(repr, BRANCHES))}")
         amp.setflags(write=False)
         wid.setflags(write=False)
         object.__setattr__(self, "amplitude_v", amp)
@@ -136,6 +138,22 @@ def ramp(pulses_per_branch: int = 20, amplitude_start_v: float = 0.7, amplitude_
     width = np.linspace(width_start_s, width_end_s, n)
     return PulseTrain(np.concatenate([amp_p, amp_d]), np.concatenate([width, width]), read_voltage_v,
                       read_width_s, read_gap_s, (POTENTIATION,) * n + (DEPRESSION,) * n, name="ramp")
+
+
+def retention(times_s: np.ndarray, *, read_voltage_v: float = -0.1, read_width_s: float = 1e-6) -> PulseTrain:
+    """Zero-bias bake with a read at each of the (increasing) times ``times_s`` after programming.
+
+    Each "pulse" is the 0 V interval up to the next read, so the engine's zero-bias
+    physics (symmetric hops + dissolution) is what moves the state.
+    """
+    times = np.asarray(times_s, dtype=np.float64).reshape(-1)
+    if times.size == 0 or not np.all(np.isfinite(times)) or times[0] <= read_width_s \
+            or np.any(np.diff(times) <= read_width_s):
+        raise MemdriftError("times_s must be finite and increase by more than read_width_s; "
+                            f"allowed: first > {read_width_s:g} s, strictly increasing")
+    waits = np.diff(np.concatenate([[0.0], times])) - read_width_s
+    return PulseTrain(np.zeros(times.size), waits, read_voltage_v, read_width_s, 0.0,
+                      (RETENTION,) * times.size, name="retention")
 
 
 def from_name(scheme: str, **options: Any) -> PulseTrain:

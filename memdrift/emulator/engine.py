@@ -1,0 +1,167 @@
+"""The pulse engine: parameters + pulse train → labelled dataset.
+
+Runs an ensemble of filament devices through ``cycles`` repetitions of a pulse
+train, with either the compiled core (``backend="compiled"``) or the NumPy
+reference (``backend="reference"``), and returns an ``xarray.Dataset`` with the
+contract names of DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import numpy as np
+import xarray as xr
+
+from memdrift import __version__
+from memdrift.data.schema import BRANCH, CYCLE, DEVICE, PULSE as PULSE_DIM, annotate, netcdf_attrs
+from memdrift.emulator import filament
+from memdrift.emulator.params import FilamentParams
+from memdrift.emulator.pulses import PulseTrain
+from memdrift.emulator.randomness import device_keys, standard_normal
+from memdrift.errors import MemdriftError
+
+Backend = Literal["compiled", "reference"]
+MAX_DEVICES = 100_000_000
+
+
+def parameter_table(params: FilamentParams, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-device parameter rows (columns ``filament.COLUMNS``) and initial gaps, with lognormal variation.
+
+    A spread ``s`` multiplies the nominal value by ``exp(s·N(0,1) − s²/2)``, so the
+    ensemble mean equals the nominal value. Draws come from each device's own
+    counter-based stream, one counter per parameter column.
+    """
+    nominal = params.scalars()
+    table = np.empty((keys.size, len(filament.COLUMNS)))
+    for j, name in enumerate(filament.COLUMNS):
+        table[:, j] = nominal[name]
+        spread = params.variation.get(name, 0.0)
+        if spread > 0.0:
+            table[:, j] *= np.exp(spread * standard_normal(keys, j) - 0.5 * spread * spread)
+    g_min = table[:, filament.COL["gap_min_m"]]
+    g_max = table[:, filament.COL["gap_max_m"]]
+    return table, np.clip(nominal["gap_initial_m"] * _initial_gap_factor(params, keys), g_min, g_max)
+
+
+def _initial_gap_factor(params: FilamentParams, keys: np.ndarray) -> np.ndarray:
+    spread = params.variation.get("gap_initial_m", 0.0)
+    if spread == 0.0:
+        return np.ones(keys.size)
+    return np.exp(spread * standard_normal(keys, len(filament.COLUMNS)) - 0.5 * spread * spread)
+
+
+def segment_table(train: PulseTrain) -> np.ndarray:
+    """Rows (voltage V, duration s, kind) for one cycle: pulse, zero-bias gap, read."""
+    rows = []
+    for amplitude, width in zip(train.amplitude_v, train.width_s):
+        rows.append((amplitude, width, filament.PULSE))
+        rows.append((0.0, train.read_gap_s, filament.IDLE))
+        rows.append((train.read_voltage_v, train.read_width_s, filament.READ))
+    return np.array(rows, dtype=np.float64)
+
+
+def _check_ensemble(devices: int, cycles: int, seed: int, threads: int, backend: str) -> None:
+    if not (isinstance(devices, (int, np.integer)) and 1 <= devices <= MAX_DEVICES):
+        raise MemdriftError(f"devices = {devices!r} is out of range; allowed: integer in [1, {MAX_DEVICES}]")
+    if not (isinstance(cycles, (int, np.integer)) and cycles >= 1):
+        raise MemdriftError(f"cycles = {cycles!r} is out of range; allowed: integer >= 1")
+    if not (isinstance(seed, (int, np.integer)) and seed >= 0):
+        raise MemdriftError(f"seed = {seed!r} is out of range; allowed: integer >= 0")
+    if not (isinstance(threads, (int, np.integer)) and 1 <= threads <= 1024):
+        raise MemdriftError(f"threads = {threads!r} is out of range; allowed: integer in [1, 1024]")
+    if backend not in ("compiled", "reference"):
+        raise MemdriftError(f"backend = {backend!r} is unknown; allowed: 'compiled', 'reference'")
+
+
+def run_pulses(params: FilamentParams, train: PulseTrain, *, devices: int, cycles: int = 1, seed: int = 0,
+               threads: int = 1, backend: Backend = "compiled", noise: bool = True, progress: bool = False,
+               preset: str = "custom", first_device: int = 0) -> xr.Dataset:
+    """Emulate ``devices`` filament cells through ``cycles`` repetitions of ``train``.
+
+    ``first_device`` offsets the device indices, so an ensemble computed in chunks
+    gives the same per-device results as computed whole.
+    """
+    _check_ensemble(devices, cycles, seed, threads, backend)
+    if not (isinstance(first_device, (int, np.integer)) and first_device >= 0):
+        raise MemdriftError(f"first_device = {first_device!r} is out of range; allowed: integer >= 0")
+    keys = device_keys(seed, int(devices), int(first_device))
+    table, gap0 = parameter_table(params, keys)
+    segments = segment_table(train)
+    shape = (int(devices), int(cycles), train.n_pulses)
+    out = {name: np.empty(shape) for name in ("conductance", "temperature_peak", "energy", "gap")}
+    temperature0 = table[:, filament.COL["ambient_temperature_k"]].copy()
+    bar = _progress(cycles, devices * train.n_pulses, progress)
+    if backend == "compiled":
+        from memdrift.ext import _filament
+
+        state = np.stack([gap0, temperature0, np.zeros(devices), np.zeros(devices)], axis=1)
+        counters = np.zeros(devices, dtype=np.uint64)
+        for cycle in range(cycles):
+            _filament.run_cycle(segments, state, table, keys, counters, out["conductance"][:, cycle],
+                                out["temperature_peak"][:, cycle], out["energy"][:, cycle], out["gap"][:, cycle],
+                                int(bool(noise)), int(threads))
+            bar.update(1)
+    else:
+        ref_state = filament.DeviceState(gap0, temperature0)
+        rng = np.random.default_rng(np.random.SeedSequence(int(seed))) if noise else None
+        for cycle in range(cycles):
+            res = filament.run_cycle_reference(segments, ref_state, table, rng)
+            for name, value in zip(("conductance", "temperature_peak", "energy", "gap"), res):
+                out[name][:, cycle] = value
+            bar.update(1)
+    bar.close()
+    ds = build_dataset(out, params, train, seed=seed, noise=noise, preset=preset, backend=backend)
+    return ds.assign_coords({DEVICE: np.arange(first_device, first_device + devices)})
+
+
+def _progress(total_cycles: int, work_per_cycle: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    # Only worth a bar when a run takes more than a moment.
+    show = enabled and total_cycles * work_per_cycle >= 200_000
+    return tqdm(total=total_cycles, unit="cycle", disable=not show, leave=False, desc="pulse trains")
+
+
+def build_dataset(out: dict[str, np.ndarray], params: FilamentParams, train: PulseTrain, *, seed: int, noise: bool,
+                  preset: str, backend: str) -> xr.Dataset:
+    dims = (DEVICE, CYCLE, PULSE_DIM)
+    n_dev, n_cyc, n_pul = out["conductance"].shape
+    ds = xr.Dataset(
+        {name: (dims, value) for name, value in out.items()}
+        | {"amplitude": ((PULSE_DIM,), np.asarray(train.amplitude_v)),
+           "width": ((PULSE_DIM,), np.asarray(train.width_s))},
+        coords={DEVICE: np.arange(n_dev), CYCLE: np.arange(n_cyc), PULSE_DIM: np.arange(n_pul),
+                BRANCH: ((PULSE_DIM,), np.array(train.branch))},
+    )
+    ds[BRANCH].attrs["long_name"] = "programming branch of the pulse"
+    ds.attrs.update({
+        "title": f"memdrift pulse-train emulation ({params.model}, {train.name})",
+        "memdrift_version": __version__,
+        "model": params.model,
+        "preset": preset,
+        "scheme": train.name,
+        "seed": int(seed),
+        "noise": int(bool(noise)),
+        "backend": backend,
+        "history": f"memdrift run_pulses on host with {os.cpu_count()} CPUs",
+    })
+    ds.attrs.update(netcdf_attrs(train.describe(), "scheme."))
+    ds.attrs.update(netcdf_attrs(params.scalars(), "param."))
+    ds.attrs.update(netcdf_attrs(params.variation, "variation."))
+    return annotate(ds)
+
+
+def params_from_attrs(attrs: dict) -> FilamentParams:
+    """Rebuild the parameters recorded in a dataset's global attributes."""
+    scalars = {k.split(".", 1)[1]: float(v) for k, v in attrs.items() if k.startswith("param.")}
+    variation = {k.split(".", 1)[1]: float(v) for k, v in attrs.items() if k.startswith("variation.")}
+    return FilamentParams(**scalars, variation=variation)
+
+
+def train_from_dataset(ds: xr.Dataset) -> PulseTrain:
+    """Rebuild the pulse train recorded in a dataset."""
+    return PulseTrain(ds["amplitude"].values, ds["width"].values, float(ds.attrs["scheme.read_voltage_v"]),
+                      float(ds.attrs["scheme.read_width_s"]), float(ds.attrs["scheme.read_gap_s"]),
+                      tuple(str(b) for b in ds[BRANCH].values), name=str(ds.attrs.get("scheme", "custom")))

@@ -1,0 +1,200 @@
+"""Filament model: physics behaviour, compiled core vs NumPy twin, determinism, bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from scipy.integrate import solve_ivp
+
+from memdrift.emulator import filament
+from memdrift.emulator.engine import run_pulses
+from memdrift.emulator.params import BOLTZMANN_EV, FilamentParams, load_preset
+from memdrift.emulator.pulses import PulseTrain, identical, ramp
+from memdrift.errors import MemdriftError
+
+
+@pytest.fixture(scope="module")
+def preset_params() -> FilamentParams:
+    return load_preset("hfoxsy-hfs2").params
+
+
+def single_pulse(amplitude_v: float, width_s: float, read_width_s: float = 1e-9) -> PulseTrain:
+    return PulseTrain(np.array([amplitude_v]), np.array([width_s]), read_voltage_v=-0.1,
+                      read_width_s=read_width_s, read_gap_s=0.0)
+
+
+def test_compiled_matches_reference_without_noise(preset_params):
+    params = preset_params.replace(variation={"activation_energy_ev": 0.01, "series_resistance_ohm": 0.1,
+                                              "gap_initial_m": 0.05})
+    kw = dict(devices=16, cycles=2, seed=3, noise=False)
+    ref = run_pulses(params, ramp(), backend="reference", **kw)
+    fast = run_pulses(params, ramp(), backend="compiled", **kw)
+    for name in ("conductance", "temperature_peak", "energy", "gap"):
+        np.testing.assert_allclose(fast[name].values, ref[name].values, rtol=1e-6, err_msg=name)
+    # the devices really differ, so the comparison covers the variation path
+    assert np.ptp(ref["conductance"].values[:, 0, 0]) > 0
+
+
+def test_noisy_compiled_and_reference_agree_in_distribution(preset_params):
+    """Different random streams, same physics: ensemble means agree within their errors."""
+    kw = dict(devices=300, cycles=1, seed=5, noise=True)
+    train = ramp()
+    ref = run_pulses(preset_params, train, backend="reference", **kw)["conductance"].values[:, 0]
+    fast = run_pulses(preset_params, train, backend="compiled", **kw)["conductance"].values[:, 0]
+    stderr = np.sqrt(ref.var(axis=0) / ref.shape[0] + fast.var(axis=0) / fast.shape[0])
+    assert np.all(np.abs(ref.mean(axis=0) - fast.mean(axis=0)) < 5 * stderr + 1e-9)
+
+
+def test_same_seed_identical_for_one_and_two_threads(preset_params):
+    kw = dict(devices=257, cycles=2, seed=11)
+    one = run_pulses(preset_params, ramp(), threads=1, **kw)
+    two = run_pulses(preset_params, ramp(), threads=2, **kw)
+    for name in ("conductance", "temperature_peak", "energy", "gap"):
+        assert np.array_equal(one[name].values, two[name].values), name
+    other = run_pulses(preset_params, ramp(), threads=2, devices=257, cycles=2, seed=12)
+    assert not np.array_equal(one["conductance"].values, other["conductance"].values)
+
+
+def test_device_streams_do_not_depend_on_chunking(preset_params):
+    params = preset_params.replace(variation={"activation_energy_ev": 0.02})
+    whole = run_pulses(params, ramp(), devices=12, cycles=1, seed=4)
+    tail = run_pulses(params, ramp(), devices=5, cycles=1, seed=4, first_device=7)
+    assert np.array_equal(whole["conductance"].values[7:], tail["conductance"].values)
+    assert list(tail["device"].values) == list(range(7, 12))
+
+
+def _final_conductance(params: FilamentParams, amplitude_v: float, width_s: float) -> float:
+    ds = run_pulses(params, single_pulse(amplitude_v, width_s), devices=1, noise=False)
+    return float(ds["conductance"].values[0, 0, 0])
+
+
+def test_joule_heating_overshoots_the_isothermal_set(preset_params):
+    heated = preset_params
+    isothermal = preset_params.replace(thermal_resistance_k_per_w=0.0)
+    width = 200e-9
+    overshoot = []
+    for amplitude in (0.8, 0.9, 1.0):
+        g_hot = _final_conductance(heated, amplitude, width)
+        g_iso = _final_conductance(isothermal, amplitude, width)
+        overshoot.append(g_hot - g_iso)
+    assert all(o > 0 for o in overshoot)
+    assert overshoot[0] < overshoot[1] < overshoot[2]
+    # the overshoot shrinks continuously as the thermal resistance goes to zero ...
+    weak = preset_params.replace(thermal_resistance_k_per_w=0.5 * preset_params.thermal_resistance_k_per_w)
+    g_iso = _final_conductance(isothermal, 1.0, width)
+    assert 0 <= _final_conductance(weak, 1.0, width) - g_iso < overshoot[2]
+    # ... and without heating the filament stays at ambient temperature
+    ds = run_pulses(isothermal, single_pulse(1.0, width), devices=1, noise=False)
+    assert float(ds["temperature_peak"].values.max()) == pytest.approx(isothermal.ambient_temperature_k, abs=0)
+
+
+def test_reduces_to_stanford_pku_model():
+    """Noise off, R_s = 0, instantaneous heating: dg/dt = -v0 e^{-Ea/kT} sinh(γ a0 q V/(t_ox kT)),
+    v0 = 2 a ν0, a0 = z a / 2 — solved here independently with scipy."""
+    p = FilamentParams(attempt_frequency_hz=1e13, activation_energy_ev=0.68, series_resistance_ohm=0.0,
+                       thermal_resistance_k_per_w=2e6, thermal_time_constant_s=0.0, field_enhancement=3.0,
+                       field_enhancement_slope=0.5, field_enhancement_power=3.0, tunnel_current_a=1e-3,
+                       gap_min_m=0.2e-9, gap_max_m=1.7e-9, gap_initial_m=1.5e-9, max_gap_step_m=0.002e-9,
+                       site_population=1e4)
+    volts, width = 0.9, 2e-6
+    a, z = p.hop_distance_m, p.charge_number
+
+    def rhs(_t, y):
+        g = y[0]
+        gamma = max(p.field_enhancement - p.field_enhancement_slope * (g / 1e-9) ** p.field_enhancement_power, 0)
+        current = p.tunnel_current_a * np.exp(-g / p.tunnel_length_m) * np.sinh(volts / p.tunnel_voltage_v)
+        kt = BOLTZMANN_EV * (p.ambient_temperature_k + volts * current * p.thermal_resistance_k_per_w)
+        v0 = 2 * a * p.attempt_frequency_hz
+        return [-v0 * np.exp(-p.activation_energy_ev / kt) * np.sinh(gamma * z * a / 2 * volts / (p.oxide_thickness_m * kt))]
+
+    sol = solve_ivp(rhs, (0, width), [p.gap_initial_m], rtol=1e-10, atol=1e-16, method="LSODA")
+    expected_gap = sol.y[0, -1]
+    assert p.gap_initial_m - expected_gap > 0.03e-9  # the pulse really moves the gap
+    ds = run_pulses(p, single_pulse(volts, width), devices=1, noise=False)
+    moved = p.gap_initial_m - float(ds["gap"].values[0, 0, 0])
+    # midpoint sub-steps of at most max_gap_step_m: second-order error, well below 1 % here
+    assert moved == pytest.approx(p.gap_initial_m - expected_gap, rel=5e-3)
+    assert float(ds["temperature_peak"].values.max()) > p.ambient_temperature_k + 50  # heating took part
+
+
+def test_retention_drift_is_arrhenius(preset_params):
+    times = np.logspace(2, 6, 9)
+    rates = []
+    temps = np.array([298.0, 328.0, 358.0])
+    for t_k in temps:
+        params = preset_params.replace(ambient_temperature_k=t_k, gap_initial_m=1.0e-9)
+        ds = run_pulses(params, retention_train(times), devices=1, noise=False)
+        log_g = np.log(ds["conductance"].values[0, 0])
+        rates.append(-np.polyfit(times, log_g, 1)[0])
+    rates = np.array(rates)
+    assert rates[2] > rates[1] > rates[0] > 0
+    slope = np.polyfit(1 / (BOLTZMANN_EV * temps), np.log(rates), 1)[0]
+    assert -slope == pytest.approx(preset_params.dissolution_energy_ev, rel=0.05)
+
+
+def test_retention_with_noise_drifts_faster_when_hot(preset_params):
+    times = np.logspace(0, 5, 6)
+    drift = {}
+    for t_k in (298.0, 358.0):
+        params = preset_params.replace(ambient_temperature_k=t_k, gap_initial_m=1.0e-9)
+        g = run_pulses(params, retention_train(times), devices=400, seed=1)["conductance"].values[:, 0]
+        drift[t_k] = float(np.mean(np.log(g[:, 0]) - np.log(g[:, -1])))
+    assert drift[358.0] > drift[298.0]
+
+
+def retention_train(times_s: np.ndarray) -> PulseTrain:
+    from memdrift.emulator.pulses import retention
+
+    return retention(times_s)
+
+
+def test_cycle_noise_falls_as_inverse_sqrt_of_site_population(preset_params):
+    train = identical(amplitude_v=0.9, width_s=200e-9, n_pulses=8)
+    spreads = []
+    for m in (500.0, 2000.0):
+        params = preset_params.replace(site_population=m, variation={})
+        g = run_pulses(params, train, devices=600, seed=2)["conductance"].values[:, 0, -1]
+        spreads.append(g.std())
+    assert spreads[0] / spreads[1] == pytest.approx(2.0, rel=0.2)
+
+
+def test_preset_ramp_is_gradual_and_bounded(preset_params):
+    ds = run_pulses(preset_params, ramp(), devices=50, cycles=5, seed=0)
+    mean = ds["conductance"].values[:, -1].mean(axis=0)
+    pot, dep = mean[:20], mean[20:]
+    assert pot[-1] > pot[0] and dep[-1] < dep[0]
+    assert np.all(np.diff(pot) > -1e-6 * pot.max()) and np.all(np.diff(dep) < 1e-6 * dep.max())
+    assert 0.3e-3 <= mean.min() and mean.max() <= 2.0e-3
+    span = mean.max() - mean.min()
+    assert span > 0.5e-3
+    assert np.abs(np.diff(mean)).max() <= 0.25 * span
+
+
+bounds_params = FilamentParams(attempt_frequency_hz=1e13, activation_energy_ev=1.2, series_resistance_ohm=300.0,
+                               thermal_resistance_k_per_w=1e6, thermal_time_constant_s=5e-9, tunnel_voltage_v=0.1,
+                               tunnel_current_a=1e-2, gap_min_m=0.3e-9, gap_max_m=1.6e-9, gap_initial_m=1.0e-9,
+                               dissolution_frequency_hz=1e12, dissolution_energy_ev=1.3, max_substeps=500)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(amplitudes=st.lists(st.floats(-10, 10), min_size=1, max_size=4),
+       log_width=st.floats(np.log10(1e-9), np.log10(10.0)),
+       ambient=st.floats(250.0, 600.0), noise=st.booleans())
+def test_state_stays_in_bounds_and_finite(amplitudes, log_width, ambient, noise):
+    params = bounds_params.replace(ambient_temperature_k=ambient)
+    train = PulseTrain(np.array(amplitudes), np.full(len(amplitudes), 10 ** log_width))
+    ds = run_pulses(params, train, devices=3, seed=1, noise=noise)
+    for name in ("conductance", "temperature_peak", "energy", "gap"):
+        assert np.all(np.isfinite(ds[name].values)), name
+    gap = ds["gap"].values
+    assert np.all(gap >= params.gap_min_m) and np.all(gap <= params.gap_max_m)
+    assert np.all(ds["temperature_peak"].values >= ambient - 1e-9)
+    assert np.all(ds["energy"].values >= 0)
+
+
+def test_segment_table_layout():
+    train = ramp()
+    seg = __import__("memdrift.emulator.engine", fromlist=["segment_table"]).segment_table(train)
+    assert seg.shape == (3 * train.n_pulses, 3)
+    assert list(seg[:3, 2]) == [filament.PULSE, filament.IDLE, filament.READ]

@@ -96,7 +96,8 @@ def run_pulses(params: FilamentParams, train: PulseTrain, *, devices: int, cycle
     if backend == "compiled":
         from memdrift.ext import _filament
 
-        state = np.stack([gap0, temperature0, np.zeros(devices), np.zeros(devices)], axis=1)
+        state = np.stack([gap0, temperature0, np.full(devices, filament.INITIAL_RATIO), np.zeros(devices),
+                          np.full(devices, filament.INITIAL_RATIO)], axis=1)
         counters = np.zeros(devices, dtype=np.uint64)
         for cycle in range(cycles):
             _filament.run_cycle(segments, state, table, keys, counters, out["conductance"][:, cycle],

@@ -55,6 +55,7 @@ assert set(COLUMNS) <= {f.name for f in fields(FilamentParams)}
 PULSE, IDLE, READ = 0, 1, 2
 NEWTON_MAX_ITER = 60
 NEWTON_RTOL = 1e-13
+INITIAL_RATIO = 0.5
 
 
 class DeviceState:
@@ -63,18 +64,20 @@ class DeviceState:
     def __init__(self, gap_m: np.ndarray, temperature_k: np.ndarray):
         self.gap_m = np.array(gap_m, dtype=np.float64)
         self.temperature_k = np.array(temperature_k, dtype=np.float64)
-        self.cell_voltage_v = np.zeros_like(self.gap_m)
+        # V_cell/V of the last write and of the last read: Newton starts from them
+        self.write_ratio = np.full_like(self.gap_m, INITIAL_RATIO)
+        self.read_ratio = np.full_like(self.gap_m, INITIAL_RATIO)
 
 
 def cell_voltage(voltage_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray,
-                 guess_v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Solve ``V = V_cell + I(V_cell) R_s`` per device; returns (V_cell, I)."""
+                 ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Solve ``V = V_cell + I R_s`` per device, Newton from ``ratio``·|V|; returns (V_cell, I)."""
     rs = table[:, COL["series_resistance_ohm"]]
     v0 = table[:, COL["tunnel_voltage_v"]]
     prefactor = table[:, COL["tunnel_current_a"]] * np.exp(-gap_m / table[:, COL["tunnel_length_m"]])
     sign = np.sign(voltage_v)
     target = np.abs(voltage_v)
-    x = np.clip(np.abs(guess_v), 0.0, target)
+    x = np.clip(ratio, 0.0, 1.0) * target
     x = np.where(rs == 0.0, target, x)
     lo = np.zeros_like(target)
     hi = target.copy()
@@ -83,17 +86,18 @@ def cell_voltage(voltage_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray,
     for _ in range(NEWTON_MAX_ITER):
         if not active.any():
             break
-        xa = x[active]
-        u = xa / v0[active]
-        f = xa + k[active] * np.sinh(u) - target[active]
-        fp = 1.0 + k[active] * np.cosh(u) / v0[active]
-        lo_a = np.where(f <= 0.0, xa, lo[active])
-        hi_a = np.where(f > 0.0, xa, hi[active])
-        xn = xa - f / fp
-        xn = np.where((xn <= lo_a) | (xn >= hi_a), 0.5 * (lo_a + hi_a), xn)
-        done = np.abs(xn - xa) <= NEWTON_RTOL * target[active]
-        lo[active], hi[active], x[active] = lo_a, hi_a, xn
         idx = np.flatnonzero(active)
+        xa = x[idx]
+        u = xa / v0[idx]
+        f = xa + k[idx] * np.sinh(u) - target[idx]
+        fp = 1.0 + k[idx] * np.cosh(u) / v0[idx]
+        step = f / fp
+        done = np.abs(step) <= NEWTON_RTOL * target[idx]
+        lo_a = np.where(f <= 0.0, xa, lo[idx])
+        hi_a = np.where(f > 0.0, xa, hi[idx])
+        xn = xa - step
+        xn = np.where(~done & ((xn <= lo_a) | (xn >= hi_a)), 0.5 * (lo_a + hi_a), xn)
+        lo[idx], hi[idx], x[idx] = lo_a, hi_a, xn
         active[idx[done]] = False
     current = prefactor * np.sinh(x / v0)
     return sign * x, sign * current
@@ -116,13 +120,14 @@ def hop_rates(cell_v: np.ndarray, gap_m: np.ndarray, temperature_k: np.ndarray,
 def read_conductance(voltage_v: float, state: DeviceState, table: np.ndarray) -> np.ndarray:
     """Conductance I/V seen by the instrument at ``voltage_v`` (series resistance included)."""
     v = np.full(state.gap_m.shape, voltage_v)
-    _, current = cell_voltage(v, state.gap_m, table, state.cell_voltage_v)
+    _, current = cell_voltage(v, state.gap_m, table, state.read_ratio)
     return current / v
 
 
 def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: np.ndarray,
-                rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
-    """Advance every device through one constant-voltage segment.
+                rng: np.random.Generator | None, *, read: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Advance every device through one constant-voltage segment (``read``: warm-start
+    Newton from the last read rather than the last write).
 
     Returns (peak temperature K, energy J delivered by the source) per device.
     """
@@ -142,13 +147,15 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
     energy = np.zeros(n)
     volts = np.full(n, float(voltage_v))
     active = np.ones(n, dtype=bool) if duration_s > 0 else np.zeros(n, dtype=bool)
+    ratio = state.read_ratio if read else state.write_ratio
     while active.any():
         idx = np.flatnonzero(active)
         tb = table[idx]
         gap = state.gap_m[idx]
         temp = state.temperature_k[idx]
-        vc, current = cell_voltage(volts[idx], gap, tb, state.cell_voltage_v[idx])
-        state.cell_voltage_v[idx] = vc
+        vc, current = cell_voltage(volts[idx], gap, tb, ratio[idx])
+        if voltage_v != 0.0:
+            ratio[idx] = vc / voltage_v
         t_ss = t_amb[idx] + vc * current * r_th[idx]
         r_fwd, r_bwd, r_dis = hop_rates(vc, gap, np.maximum(temp, t_ss), tb)
         ai, mi, ci = a[idx], m[idx], cap[idx]
@@ -164,7 +171,7 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
         decay_half = np.where(ti > 0.0, np.exp(-0.5 * dt / np.where(ti > 0.0, ti, 1.0)), 0.0)
         r_fwd, r_bwd, r_dis = hop_rates(vc, gap, t_ss + (temp - t_ss) * decay_half, tb)
         g_mid = np.clip(gap + 0.5 * dt * ai * (r_bwd + r_dis - r_fwd), g_min[idx], g_max[idx])
-        vc_mid, current = cell_voltage(volts[idx], g_mid, tb, vc)
+        vc_mid, current = cell_voltage(volts[idx], g_mid, tb, ratio[idx])
         t_ss = t_amb[idx] + vc_mid * current * r_th[idx]
         r_fwd, r_bwd, r_dis = hop_rates(vc_mid, g_mid, t_ss + (temp - t_ss) * decay_half, tb)
         temp_new = t_ss + (temp - t_ss) * decay_half * decay_half
@@ -206,7 +213,7 @@ def run_cycle_reference(segments: np.ndarray, state: DeviceState, table: np.ndar
             peak[:, pulse], energy[:, pulse] = run_segment(voltage, duration, state, table, rng)
         elif kind == READ:
             conductance[:, pulse] = read_conductance(voltage, state, table)
-            run_segment(voltage, duration, state, table, rng)
+            run_segment(voltage, duration, state, table, rng, read=True)
             gap[:, pulse] = state.gap_m
         else:
             run_segment(0.0, duration, state, table, rng)
@@ -231,6 +238,6 @@ def trace_pulse(params: FilamentParams, amplitude_v: float, width_s: float, gap_
         run_segment(amplitude_v, dt, state, table, None)
         temperature[k] = state.temperature_k[0]
         gap[k] = state.gap_m[0]
-        _, i_now = cell_voltage(np.array([amplitude_v]), state.gap_m, table, state.cell_voltage_v)
+        _, i_now = cell_voltage(np.array([amplitude_v]), state.gap_m, table, state.write_ratio)
         current[k] = i_now[0]
     return {"time_s": times, "temperature_k": temperature, "gap_m": gap, "current_a": current}

@@ -101,15 +101,16 @@ cdef double poisson(double lam, uint64_t key, uint64_t* counter) noexcept nogil:
             return k
 
 
-cdef inline double solve_cell(double volts, double gap, const double* p, double guess,
+cdef inline double solve_cell(double volts, double gap, const double* p, double ratio,
                               double* current) noexcept nogil:
-    """V_cell with V = V_cell + I R_s; writes I. Safeguarded Newton on |V|."""
+    """V_cell with V = V_cell + I R_s; writes I. Safeguarded Newton on |V|, started
+    from ``ratio``·|V| (the last V_cell/V of the same kind of segment)."""
     cdef double rs = p[C_RS], v0 = p[C_V0]
     cdef double pref = p[C_I0] * exp(-gap / p[C_G0])
     cdef double sign = 1.0 if volts > 0.0 else (-1.0 if volts < 0.0 else 0.0)
     cdef double target = fabs(volts)
-    cdef double x = fmin(fmax(fabs(guess), 0.0), target)
-    cdef double lo = 0.0, hi = target, f, fp, xn, u, k
+    cdef double x = fmin(fmax(ratio, 0.0), 1.0) * target
+    cdef double lo = 0.0, hi = target, f, fp, step, u, k
     cdef int it
     if rs == 0.0:
         x = target
@@ -119,17 +120,17 @@ cdef inline double solve_cell(double volts, double gap, const double* p, double 
             u = x / v0
             f = x + k * sinh(u) - target
             fp = 1.0 + k * cosh(u) / v0
+            step = f / fp
+            if fabs(step) <= NEWTON_RTOL * target:
+                x = x - step
+                break
             if f <= 0.0:
                 lo = x
             else:
                 hi = x
-            xn = x - f / fp
-            if xn <= lo or xn >= hi:
-                xn = 0.5 * (lo + hi)
-            if fabs(xn - x) <= NEWTON_RTOL * target:
-                x = xn
-                break
-            x = xn
+            x = x - step
+            if x <= lo or x >= hi:
+                x = 0.5 * (lo + hi)
     current[0] = sign * pref * sinh(x / v0)
     return sign * x
 
@@ -149,7 +150,7 @@ cdef inline void rates(double vc, double gap, double temp, const double* p,
     dis[0] = p[C_NUR] * exp(-p[C_EAR] / kt)
 
 
-cdef void segment(double volts, double duration, double* gap, double* temp, double* vcell,
+cdef void segment(double volts, double duration, double* gap, double* temp, double* ratio,
                   const double* p, uint64_t key, uint64_t* counter, int noise,
                   double* peak, double* energy, double* substeps) noexcept nogil:
     cdef double elapsed = 0.0, steps = 0.0, dt, vc, cur, t_ss, fwd, bwd, dis, drift, spread
@@ -161,8 +162,9 @@ cdef void segment(double volts, double duration, double* gap, double* temp, doub
     if duration <= 0.0:
         return
     while True:
-        vc = solve_cell(volts, gap[0], p, vcell[0], &cur)
-        vcell[0] = vc
+        vc = solve_cell(volts, gap[0], p, ratio[0], &cur)
+        if volts != 0.0:
+            ratio[0] = vc / volts
         t_ss = p[C_T0] + vc * cur * p[C_RTH]
         hot = fmax(temp[0], t_ss)
         rates(vc, gap[0], hot, p, &fwd, &bwd, &dis)
@@ -184,7 +186,7 @@ cdef void segment(double volts, double duration, double* gap, double* temp, doub
             decay_half = 0.0
         rates(vc, gap[0], t_ss + (temp[0] - t_ss) * decay_half, p, &fwd, &bwd, &dis)
         g_mid = fmin(fmax(gap[0] + 0.5 * dt * a * (bwd + dis - fwd), p[C_GMIN]), p[C_GMAX])
-        vc_mid = solve_cell(volts, g_mid, p, vc, &cur)
+        vc_mid = solve_cell(volts, g_mid, p, ratio[0], &cur)
         t_ss = p[C_T0] + vc_mid * cur * p[C_RTH]
         rates(vc_mid, g_mid, t_ss + (temp[0] - t_ss) * decay_half, p, &fwd, &bwd, &dis)
         temp_new = t_ss + (temp[0] - t_ss) * decay_half * decay_half
@@ -214,15 +216,16 @@ def run_cycle(const double[:, ::1] segments, double[:, ::1] state, const double[
               int noise, int threads):
     """Advance every device through one cycle.
 
-    ``state`` rows are (gap m, temperature K, last cell voltage V, sub-steps taken) and are updated
+    ``state`` rows are (gap m, temperature K, V_cell/V of the last write, sub-steps
+    taken, V_cell/V of the last read; the ratios warm-start Newton) and are updated
     in place; ``counters`` are the devices' stream positions, also updated. The
     output arrays are (device, pulse).
     """
     cdef Py_ssize_t n = state.shape[0], n_seg = segments.shape[0], i, s
     cdef int pulse, kind
     cdef double peak, en, cur, volts
-    if state.shape[1] != 4:
-        raise ValueError(f"state has {state.shape[1]} columns; the kernel expects 4")
+    if state.shape[1] != 5:
+        raise ValueError(f"state has {state.shape[1]} columns; the kernel expects 5")
     if table.shape[1] != N_COLUMNS:
         raise ValueError(f"parameter table has {table.shape[1]} columns; the kernel expects {N_COLUMNS}")
     if table.shape[0] != n or keys.shape[0] != n or counters.shape[0] != n:
@@ -246,9 +249,9 @@ def run_cycle(const double[:, ::1] segments, double[:, ::1] state, const double[
                 temperature_peak[i, pulse] = peak
                 energy[i, pulse] = en
             elif kind == K_READ:
-                solve_cell(volts, state[i, 0], &table[i, 0], state[i, 2], &cur)
+                solve_cell(volts, state[i, 0], &table[i, 0], state[i, 4], &cur)
                 conductance[i, pulse] = cur / volts
-                segment(volts, segments[s, 1], &state[i, 0], &state[i, 1], &state[i, 2], &table[i, 0],
+                segment(volts, segments[s, 1], &state[i, 0], &state[i, 1], &state[i, 4], &table[i, 0],
                         keys[i], &counters[i], noise, &peak, &en, &state[i, 3])
                 gap_out[i, pulse] = state[i, 0]
             else:

@@ -21,9 +21,9 @@ def run(args: argparse.Namespace) -> int:
     print("schemes:")
     print(f"  filament: {', '.join(SCHEMES)}")
     try:
-        from memdrift.emulator import bulk4t
+        from memdrift.emulator import bulk4t_schemes
 
-        print(f"  bulk4t:   {', '.join(bulk4t.SCHEMES)}")
+        print(f"  bulk4t:   {', '.join(bulk4t_schemes.SCHEMES)}")
     except (ImportError, AttributeError):
         pass
     return 0

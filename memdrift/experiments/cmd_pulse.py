@@ -38,11 +38,13 @@ def run(args: argparse.Namespace) -> int:
     if preset.model == "filament":
         ds = _run_filament(preset, scheme, args)
     else:
-        from memdrift.emulator import bulk4t
+        from memdrift.emulator import bulk4t_schemes
 
-        cycles = {} if args.cycles is None else {"cycles": args.cycles}
-        ds = bulk4t.simulate_scheme(preset, scheme, devices=args.devices, seed=args.seed, threads=args.threads,
-                                    backend=args.backend, progress=True, **cycles)
+        if args.cycles is not None:
+            raise MemdriftError(f"cycles = {args.cycles!r} is not used by {preset.model} schemes; allowed: omit "
+                                "--cycles (FFP runs HRS->LRS->HRS once per device)")
+        ds = bulk4t_schemes.simulate_scheme(preset, scheme, devices=args.devices, seed=args.seed,
+                                            threads=args.threads, backend=args.backend, progress=True)
     write_dataset(ds, args.output)
     print(f"wrote {args.output} ({', '.join(f'{k}={v}' for k, v in ds.sizes.items())})")
     if args.plot is not None:

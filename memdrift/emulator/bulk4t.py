@@ -1,0 +1,547 @@
+"""2D bulk four-terminal TiO2-x film (DESIGN.md, "2D bulk four-terminal model").
+
+State per device: the oxygen-vacancy count ``n`` of every cell of an Nx x Ny grid
+covering the square active region, and the cell temperatures. The four Pt
+electrodes are Dirichlet segments centred on the edges: T1 left, T2 top, T3 right,
+T4 bottom, each ``electrode_fraction`` of its edge long (0.5 by default: the
+paper's electrodes are narrower than the active square, so current crowds at the
+segment ends, which is where Joule heating concentrates).
+
+Per step (the equations of the compiled kernel ``memdrift.ext._bulk4t``; this
+module is its SciPy twin, kept for tests and the benchmark):
+
+1. sigma(n, T) = (sigma_base + sigma_vac * (n / n_mean)**p) * exp(-E_sigma/k (1/T - 1/T0));
+   div(sigma grad phi) = 0 by five-point finite volumes with harmonic face
+   conductances; an electrode face couples its cell to the terminal voltage
+   through half a cell. Terminal current I_k is the current flowing from
+   terminal k into the film (the four sum to zero).
+2. -div(kappa grad T) + g_sub (T - T0) = sigma |grad phi|^2, with the Joule power
+   of each face split between its two cells (quasi-static: the film's thermal
+   time constant is microseconds, the pulses are seconds).
+3. Hops across every inner face by the hopping law r+- = nu0 exp(-(Ea -+ z q a E/2)/kT),
+   E the face field and T the face temperature. The lattice law is coarse-grained
+   to cells of size h: a vacancy crosses a face at rate (a/h)^2 (r+ + r-)/2
+   (diffusion D = a^2 r0) plus, upwind, (a/h)(r+ - r-) (drift v = a (r+ - r-)),
+   so the cell model has the lattice's drift velocity and diffusivity. Site
+   exclusion (1 - n_dest / n_max) keeps a cell from filling past ``n_max``.
+   Counts are Poisson (tau-leaping) or, in deterministic mode, the expected
+   values. Electrodes and film edges pass no vacancies: the total is conserved
+   exactly (integers in float64).
+4. Adaptive dt: no cell sends out more than ``max_outflow_fraction`` of its
+   content in one step; phi and T are re-solved when any sigma has moved by more
+   than ``sigma_tolerance`` (relative) since the last solve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from memdrift.emulator.params import BOLTZMANN_EV, quantity, register_model
+from memdrift.errors import MemdriftError, check_range, field_error
+
+#: Terminal order of every voltage/current array: T1 (left), T2 (top), T3 (right), T4 (bottom).
+TERMINALS = ("T1", "T2", "T3", "T4")
+READ_VOLTAGE_V = 0.1
+
+
+@dataclass(frozen=True)
+class Bulk4TParams:
+    """Planar TiO2-x four-terminal film. ``variation``: relative lognormal spread per field."""
+
+    model: ClassVar[str] = "bulk4t"
+
+    side_length_m: float = quantity(15e-6, "m", 0.0, 1e-3, "side of the square active region", low_open=True)
+    film_thickness_m: float = quantity(40e-9, "m", 0.0, 1e-5, "TiO2-x film thickness", low_open=True)
+    grid_x: float = quantity(32.0, "1", 4.0, 1024.0, "cells along x (T1 -> T3), integer")
+    grid_y: float = quantity(32.0, "1", 4.0, 1024.0, "cells along y (T4 -> T2), integer")
+    electrode_fraction: float = quantity(0.5, "1", 0.0, 1.0, "electrode segment length / edge length",
+                                         low_open=True)
+    hop_distance_m: float = quantity(0.3e-9, "m", 0.0, 5e-9, "vacancy hop distance a", low_open=True)
+    attempt_frequency_hz: float = quantity(1e13, "Hz", 0.0, 1e16, "attempt frequency nu0", low_open=True)
+    activation_energy_ev: float = quantity(1.0, "eV", 0.0, 5.0, "hopping barrier Ea", low_open=True)
+    charge_number: float = quantity(2.0, "1", 0.0, 4.0, "vacancy charge number z", low_open=True)
+    vacancy_density_m3: float = quantity(1e25, "m-3", 0.0, 1e29, "mean vacancy density", low_open=True)
+    max_occupancy_ratio: float = quantity(4.0, "1", 1.0, 1e6, "site-exclusion cap n_max / n_mean",
+                                          low_open=True)
+    conductivity_base_s_per_m: float = quantity(1e3, "S/m", 0.0, 1e9, "film conductivity without vacancies")
+    conductivity_vacancy_s_per_m: float = quantity(1e4, "S/m", 0.0, 1e9,
+                                                   "conductivity added at the mean vacancy density")
+    conductivity_exponent: float = quantity(1.0, "1", 0.0, 10.0, "p in sigma_vac (n / n_mean)^p", low_open=True)
+    conductivity_activation_ev: float = quantity(0.0, "eV", 0.0, 2.0, "thermal activation of sigma")
+    thermal_conductivity_w_per_mk: float = quantity(5.0, "W/(m K)", 0.0, 1e4, "film thermal conductivity kappa",
+                                                    low_open=True)
+    substrate_conductance_w_per_m2k: float = quantity(5e6, "W/(m2 K)", 0.0, 1e12,
+                                                      "heat sink to the substrate g_sub", low_open=True)
+    joule_heating: float = quantity(1.0, "1", 0.0, 1.0, "Joule power multiplier (0: isothermal)")
+    ambient_temperature_k: float = quantity(300.0, "K", 1.0, 2000.0, "ambient temperature T0")
+    max_outflow_fraction: float = quantity(0.05, "1", 0.0, 0.5, "largest fraction of a cell leaving in one step",
+                                           low_open=True)
+    sigma_tolerance: float = quantity(0.01, "1", 0.0, 1.0, "relative sigma change before phi, T are re-solved",
+                                      low_open=True)
+    max_steps_per_pulse: float = quantity(20000.0, "1", 1.0, 1e8, "step cap per pulse (the rest is one step)")
+    variation: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.name == "variation":
+                continue
+            meta = f.metadata
+            check_range(f.name, getattr(self, f.name), meta["low"], meta["high"], low_open=meta["low_open"],
+                        unit=meta["unit"])
+        for name in ("grid_x", "grid_y"):
+            value = getattr(self, name)
+            if value != int(value):
+                raise field_error(name, value, "an integer in [4, 1024]")
+        for name in ("grid_x", "grid_y"):
+            n = int(getattr(self, name))
+            start = _segment_start(n, self.electrode_fraction)
+            if start < 1 or n - 2 * start < 1:
+                raise MemdriftError(
+                    f"electrode_fraction = {self.electrode_fraction!r} is out of range for {name} = {n}; allowed: "
+                    f"a segment of at least one cell that does not reach the corners, (1/{n}, {1 - 2 / n:.4g}]")
+        allowed = sorted(VARIABLE_FIELDS)
+        for name, spread in dict(self.variation).items():
+            if name not in VARIABLE_FIELDS:
+                raise MemdriftError(f"variation.{name} is unknown; allowed keys: {', '.join(allowed)}")
+            check_range(f"variation.{name}", spread, 0.0, 2.0, unit="(relative lognormal sigma)")
+        object.__setattr__(self, "variation", {k: float(v) for k, v in dict(self.variation).items()})
+
+    def replace(self, **changes: Any) -> "Bulk4TParams":
+        return dataclasses.replace(self, **changes)
+
+    def scalars(self) -> dict[str, float]:
+        return {f.name: float(getattr(self, f.name)) for f in fields(self) if f.name != "variation"}
+
+    def units(self) -> dict[str, str]:
+        return {f.name: f.metadata["unit"] for f in fields(self) if f.name != "variation"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "parameters": self.scalars(), "variation": dict(self.variation)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Bulk4TParams":
+        model = data.get("model", cls.model)
+        if model != cls.model:
+            raise MemdriftError(f"model = {model!r} does not match; allowed: {cls.model!r}")
+        known = {f.name for f in fields(cls)} - {"variation"}
+        parameters = dict(data.get("parameters", {}))
+        unknown = sorted(set(parameters) - known)
+        if unknown:
+            raise MemdriftError(f"parameters.{unknown[0]} is unknown; allowed keys: {', '.join(sorted(known))}")
+        return cls(**parameters, variation=dict(data.get("variation", {})))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.grid_x), int(self.grid_y)
+
+
+# Strictly positive fields whose device-to-device spread can be drawn.
+VARIABLE_FIELDS = frozenset({
+    "hop_distance_m", "attempt_frequency_hz", "activation_energy_ev", "vacancy_density_m3",
+    "conductivity_base_s_per_m", "conductivity_vacancy_s_per_m", "thermal_conductivity_w_per_mk",
+    "substrate_conductance_w_per_m2k",
+})
+
+register_model("bulk4t", Bulk4TParams)
+
+
+def _segment_start(n: int, fraction: float) -> int:
+    return int(round((1.0 - fraction) * n / 2.0))
+
+
+# ---------------------------------------------------------------------------
+# Per-device parameter arrays (shared by the reference and the compiled path)
+# ---------------------------------------------------------------------------
+
+#: Columns of the per-device parameter table handed to the kernels.
+DEVICE_COLUMNS = (
+    "hop_distance_m", "attempt_frequency_hz", "activation_energy_ev", "charge_number", "n_mean", "n_max",
+    "conductivity_base_s_per_m", "conductivity_vacancy_s_per_m", "conductivity_exponent",
+    "conductivity_activation_ev", "thermal_conductivity_w_per_mk", "substrate_conductance_w_per_m2k",
+    "joule_heating", "ambient_temperature_k",
+)
+COL = {name: i for i, name in enumerate(DEVICE_COLUMNS)}
+
+
+def device_streams(seed: int, devices: int) -> tuple[list[np.random.SeedSequence], np.ndarray]:
+    """One SeedSequence per device, and the 64-bit counter-RNG key derived from each."""
+    children = np.random.SeedSequence(int(seed)).spawn(int(devices))
+    keys = np.array([c.generate_state(1, np.uint64)[0] for c in children], dtype=np.uint64)
+    return children, keys
+
+
+def device_table(params: Bulk4TParams, devices: int, seed: int) -> np.ndarray:
+    """Per-device parameters (devices x len(DEVICE_COLUMNS)), lognormal variation drawn per device."""
+    hx, hy = params.side_length_m / params.grid_x, params.side_length_m / params.grid_y
+    base = params.scalars()
+    table = np.empty((devices, len(DEVICE_COLUMNS)))
+    # Variation draws use their own spawned stream so they do not depend on the hop streams.
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed)).spawn(int(devices) + 1)[-1])
+    draws = {name: rng.standard_normal(devices) for name in sorted(VARIABLE_FIELDS)}
+    for name in DEVICE_COLUMNS:
+        if name in ("n_mean", "n_max"):
+            continue
+        value = np.full(devices, base[name])
+        spread = params.variation.get(name, 0.0)
+        if spread > 0:
+            value = value * np.exp(spread * draws[name] - 0.5 * spread**2)
+        table[:, COL[name]] = value
+    density = np.full(devices, params.vacancy_density_m3)
+    spread = params.variation.get("vacancy_density_m3", 0.0)
+    if spread > 0:
+        density = density * np.exp(spread * draws["vacancy_density_m3"] - 0.5 * spread**2)
+    table[:, COL["n_mean"]] = np.round(density * hx * hy * params.film_thickness_m)
+    table[:, COL["n_max"]] = table[:, COL["n_mean"]] * params.max_occupancy_ratio
+    if np.any(table[:, COL["n_mean"]] < 1):
+        raise MemdriftError(f"vacancy_density_m3 = {params.vacancy_density_m3!r} is out of range for this grid; "
+                            "allowed: at least one vacancy per cell on average")
+    return table
+
+
+def initial_counts(table: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Uniform film: every cell holds n_mean vacancies."""
+    return np.broadcast_to(table[:, COL["n_mean"], None, None], (table.shape[0], *shape)).copy()
+
+
+# ---------------------------------------------------------------------------
+# Reference physics (NumPy / scipy.sparse)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Geometry:
+    nx: int
+    ny: int
+    hx: float
+    hy: float
+    thickness: float
+    #: Cell masks of the four electrode segments, T1..T4, each (nx, ny) bool.
+    masks: np.ndarray
+    #: Per electrode: geometric factor of its half-cell coupling (conductance = sigma * factor).
+    factors: np.ndarray
+
+    @classmethod
+    def from_params(cls, params: Bulk4TParams) -> "Geometry":
+        nx, ny = params.shape
+        hx, hy = params.side_length_m / nx, params.side_length_m / ny
+        t = params.film_thickness_m
+        masks = np.zeros((4, nx, ny), dtype=bool)
+        sy, sx = _segment_start(ny, params.electrode_fraction), _segment_start(nx, params.electrode_fraction)
+        masks[0, 0, sy:ny - sy] = True          # T1 left
+        masks[1, sx:nx - sx, ny - 1] = True     # T2 top
+        masks[2, nx - 1, sy:ny - sy] = True     # T3 right
+        masks[3, sx:nx - sx, 0] = True          # T4 bottom
+        factors = np.array([t * hy / (hx / 2), t * hx / (hy / 2), t * hy / (hx / 2), t * hx / (hy / 2)])
+        return cls(nx, ny, hx, hy, t, masks, factors)
+
+    def boundary_conductance(self, sigma: np.ndarray) -> np.ndarray:
+        """(4, nx, ny) conductance of each cell to each terminal (zero off the segments)."""
+        return self.masks * self.factors[:, None, None] * sigma[None]
+
+
+def conductivity(n: np.ndarray, temperature: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """sigma(n, T) for arrays (devices, nx, ny)."""
+    c = lambda name: table[:, COL[name], None, None]  # noqa: E731
+    sigma = c("conductivity_base_s_per_m") + c("conductivity_vacancy_s_per_m") * (
+        np.maximum(n, 0.0) / c("n_mean")) ** c("conductivity_exponent")
+    ea = c("conductivity_activation_ev")
+    if np.any(ea > 0):
+        sigma = sigma * np.exp(-ea / BOLTZMANN_EV * (1.0 / temperature - 1.0 / c("ambient_temperature_k")))
+    return sigma
+
+
+def _harmonic(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return 2.0 * a * b / (a + b)
+
+
+def _laplacian(gx: np.ndarray, gy: np.ndarray, diag_extra: np.ndarray) -> sp.csc_matrix:
+    """Five-point matrix from face conductances (gx: (nx-1, ny), gy: (nx, ny-1)); cell index = ix * ny + iy."""
+    nx, ny = diag_extra.shape
+    idx = np.arange(nx * ny).reshape(nx, ny)
+    diag = diag_extra.copy()
+    diag[:-1, :] += gx
+    diag[1:, :] += gx
+    diag[:, :-1] += gy
+    diag[:, 1:] += gy
+    rows = np.concatenate([idx.ravel(), idx[:-1, :].ravel(), idx[1:, :].ravel(), idx[:, :-1].ravel(),
+                           idx[:, 1:].ravel()])
+    cols = np.concatenate([idx.ravel(), idx[1:, :].ravel(), idx[:-1, :].ravel(), idx[:, 1:].ravel(),
+                           idx[:, :-1].ravel()])
+    vals = np.concatenate([diag.ravel(), -gx.ravel(), -gx.ravel(), -gy.ravel(), -gy.ravel()])
+    return sp.csc_matrix((vals, (rows, cols)), shape=(nx * ny, nx * ny))
+
+
+def solve_potential(sigma: np.ndarray, volts: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """One device: phi (nx, ny) and terminal currents (4,) into the film, for terminal voltages ``volts``."""
+    t = geom.thickness
+    gx = _harmonic(sigma[:-1, :], sigma[1:, :]) * t * geom.hy / geom.hx
+    gy = _harmonic(sigma[:, :-1], sigma[:, 1:]) * t * geom.hx / geom.hy
+    gb = geom.boundary_conductance(sigma)
+    a = _laplacian(gx, gy, gb.sum(axis=0))
+    rhs = np.tensordot(volts, gb, axes=1)
+    phi = spla.spsolve(a, rhs.ravel()).reshape(sigma.shape)
+    currents = (gb * (volts[:, None, None] - phi[None])).sum(axis=(1, 2))
+    return phi, currents
+
+
+def joule_power(sigma: np.ndarray, phi: np.ndarray, volts: np.ndarray, geom: Geometry) -> np.ndarray:
+    """Power dissipated in each cell (W): half of each inner face's G dV^2 to either side, electrode faces whole."""
+    t = geom.thickness
+    gx = _harmonic(sigma[:-1, :], sigma[1:, :]) * t * geom.hy / geom.hx
+    gy = _harmonic(sigma[:, :-1], sigma[:, 1:]) * t * geom.hx / geom.hy
+    px = 0.5 * gx * (phi[:-1, :] - phi[1:, :]) ** 2
+    py = 0.5 * gy * (phi[:, :-1] - phi[:, 1:]) ** 2
+    p = (geom.boundary_conductance(sigma) * (volts[:, None, None] - phi[None]) ** 2).sum(axis=0)
+    p[:-1, :] += px
+    p[1:, :] += px
+    p[:, :-1] += py
+    p[:, 1:] += py
+    return p
+
+
+def heat_matrix(row: np.ndarray, geom: Geometry) -> sp.csc_matrix:
+    """-div(kappa grad) + g_sub, cell-integrated; film edges adiabatic (heat leaves through the substrate)."""
+    kappa = row[COL["thermal_conductivity_w_per_mk"]]
+    gx = np.full((geom.nx - 1, geom.ny), kappa * geom.thickness * geom.hy / geom.hx)
+    gy = np.full((geom.nx, geom.ny - 1), kappa * geom.thickness * geom.hx / geom.hy)
+    sink = np.full((geom.nx, geom.ny), row[COL["substrate_conductance_w_per_m2k"]] * geom.hx * geom.hy)
+    return _laplacian(gx, gy, sink)
+
+
+def face_rates(n: np.ndarray, phi: np.ndarray, temperature: np.ndarray, table: np.ndarray, geom: Geometry):
+    """Per-vacancy crossing rates (1/s) for all devices: (x forward, x backward, y forward, y backward).
+
+    Forward = towards larger index. Arrays (devices, nx-1, ny) and (devices, nx, ny-1).
+    """
+    c = lambda name: table[:, COL[name], None, None]  # noqa: E731
+    a, nu0, ea, z = c("hop_distance_m"), c("attempt_frequency_hz"), c("activation_energy_ev"), c("charge_number")
+    n_max = c("n_max")
+    out = []
+    for axis, h in ((1, geom.hx), (2, geom.hy)):
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        lo, hi = tuple(lo), tuple(hi)
+        field_v_per_m = (phi[lo] - phi[hi]) / h
+        kt = BOLTZMANN_EV * 0.5 * (temperature[lo] + temperature[hi])
+        r0 = nu0 * np.exp(-ea / kt)
+        x = z * a * field_v_per_m / (2.0 * kt)
+        rp, rm = r0 * np.exp(x), r0 * np.exp(-x)
+        diffusion = (a / h) ** 2 * 0.5 * (rp + rm)
+        drift = (a / h) * (rp - rm)
+        fwd = (diffusion + np.maximum(drift, 0.0)) * np.clip(1.0 - n[hi] / n_max, 0.0, 1.0)
+        bwd = (diffusion + np.maximum(-drift, 0.0)) * np.clip(1.0 - n[lo] / n_max, 0.0, 1.0)
+        out += [fwd, bwd]
+    return tuple(out)
+
+
+def outflow_rate(fx, bx, fy, by) -> np.ndarray:
+    """Total per-vacancy rate of leaving each cell."""
+    d, nxm1, ny = fx.shape
+    out = np.zeros((d, nxm1 + 1, ny))
+    out[:, :-1, :] += fx
+    out[:, 1:, :] += bx
+    out[:, :, :-1] += fy
+    out[:, :, 1:] += by
+    return out
+
+
+def apply_hops(n: np.ndarray, hx_f, hx_b, hy_f, hy_b) -> np.ndarray:
+    """n after moving the given hop counts (forward/backward per face); conserves the total exactly."""
+    new = n.copy()
+    new[:, :-1, :] -= hx_f
+    new[:, 1:, :] += hx_f
+    new[:, 1:, :] -= hx_b
+    new[:, :-1, :] += hx_b
+    new[:, :, :-1] -= hy_f
+    new[:, :, 1:] += hy_f
+    new[:, :, 1:] -= hy_b
+    new[:, :, :-1] += hy_b
+    return new
+
+
+def limit_outflow(n: np.ndarray, counts: list[np.ndarray]) -> list[np.ndarray]:
+    """Thin Poisson counts so no cell sends out more vacancies than it holds (integers stay integers)."""
+    fx, bx, fy, by = counts
+    total = outflow_rate(fx, bx, fy, by)
+    over = total > n
+    if not np.any(over):
+        return counts
+    scale = np.where(over, n / np.where(total > 0, total, 1.0), 1.0)
+    return [np.floor(fx * scale[:, :-1, :]), np.floor(bx * scale[:, 1:, :]),
+            np.floor(fy * scale[:, :, :-1]), np.floor(by * scale[:, :, 1:])]
+
+
+@dataclass
+class PulseRecord:
+    """What one pulse did to each device."""
+
+    temperature_peak: np.ndarray
+    temperature_mean: np.ndarray
+    energy: np.ndarray
+    steps: np.ndarray
+
+
+class ReferenceEngine:
+    """The SciPy twin of the compiled kernel, vectorised over devices where NumPy allows."""
+
+    def __init__(self, params: Bulk4TParams, table: np.ndarray, children: list[np.random.SeedSequence]):
+        self.params = params
+        self.geom = Geometry.from_params(params)
+        self.table = table
+        self.rngs = [np.random.default_rng(c) for c in children]
+        self._heat = [spla.splu(heat_matrix(row, self.geom)) for row in table]
+
+    def read(self, n: np.ndarray, temperature: np.ndarray, volts: np.ndarray | None = None):
+        """Resistance V1 / |I3| and terminal currents (devices, 4) under the read bias."""
+        volts = np.array([READ_VOLTAGE_V, 0.0, 0.0, 0.0]) if volts is None else np.asarray(volts, float)
+        sigma = conductivity(n, temperature, self.table)
+        currents = np.stack([solve_potential(s, volts, self.geom)[1] for s in sigma])
+        return volts[0] / -currents[:, 2], currents
+
+    def _fields(self, n, temperature, volts, idx):
+        """phi, theta = T - T0, and delivered power for the devices ``idx``; sigma at ``temperature``."""
+        sigma = conductivity(n[idx], temperature[idx], self.table[idx])
+        phi = np.empty_like(sigma)
+        theta = np.zeros_like(sigma)
+        power = np.zeros(idx.size)
+        for k, d in enumerate(idx):
+            phi[k], cur = solve_potential(sigma[k], volts[d], self.geom)
+            power[k] = float(volts[d] @ cur)
+            heating = self.table[d, COL["joule_heating"]]
+            if heating > 0:
+                p = heating * joule_power(sigma[k], phi[k], volts[d], self.geom)
+                theta[k] = self._heat[d].solve(p.ravel()).reshape(p.shape)
+        return sigma, phi, theta, power
+
+    def pulse(self, n: np.ndarray, volts: np.ndarray, width_s: np.ndarray, *, deterministic: bool = False,
+              ambient_k: np.ndarray | None = None) -> tuple[np.ndarray, PulseRecord]:
+        """Apply terminal voltages ``volts`` (devices, 4) for ``width_s`` (devices,); returns new counts."""
+        n = n.astype(np.float64, copy=True)
+        d = n.shape[0]
+        t0 = self.table[:, COL["ambient_temperature_k"]] if ambient_k is None else np.asarray(ambient_k, float)
+        remaining = np.asarray(width_s, dtype=float).copy()
+        f_max = self.params.max_outflow_fraction
+        tol = self.params.sigma_tolerance
+        max_steps = int(self.params.max_steps_per_pulse)
+        t_base = np.broadcast_to(t0[:, None, None], n.shape)
+        sigma_solved, phi, theta, power = self._fields(n, t_base, volts, np.arange(d))
+        temperature = t_base + theta
+        peak = temperature.max(axis=(1, 2))
+        mean_acc = np.zeros(d)
+        energy = np.zeros(d)
+        steps = np.zeros(d, dtype=np.int64)
+        while np.any(remaining > 0):
+            rates = face_rates(n, phi, temperature, self.table, self.geom)
+            out = outflow_rate(*rates).max(axis=(1, 2))
+            with np.errstate(divide="ignore"):
+                dt = np.where(out > 0, np.minimum(remaining, f_max / out), remaining)
+            dt = np.where(steps >= max_steps - 1, remaining, dt)
+            dt = np.where(remaining > 0, dt, 0.0)
+            expected = []
+            for k, r in enumerate(rates):
+                src = (n[:, :-1, :], n[:, 1:, :], n[:, :, :-1], n[:, :, 1:])[k]
+                expected.append(src * r * dt[:, None, None])
+            if deterministic:
+                counts = expected
+            else:
+                counts = [np.stack([self.rngs[i].poisson(e[i]) for i in range(d)]).astype(np.float64)
+                          for e in expected]
+                counts = limit_outflow(n, counts)
+            n = apply_hops(n, *counts)
+            energy += power * dt
+            mean_acc += temperature.mean(axis=(1, 2)) * dt
+            steps += remaining > 0
+            remaining = np.where(remaining > 0, remaining - dt, 0.0)
+            remaining[remaining < 1e-12 * np.asarray(width_s)] = 0.0
+            # sigma at the temperature of the last solve: phi and T are lagged by one re-solve
+            sigma = conductivity(n, temperature, self.table)
+            moved = (np.abs(sigma / sigma_solved - 1.0).max(axis=(1, 2)) > tol) & (remaining > 0)
+            if np.any(moved):
+                idx = np.flatnonzero(moved)
+                sigma_solved[idx], phi[idx], theta[idx], power[idx] = self._fields(n, temperature, volts, idx)
+                temperature = t_base + theta
+                peak = np.maximum(peak, temperature.max(axis=(1, 2)))
+        width = np.asarray(width_s, dtype=float)
+        return n, PulseRecord(peak, mean_acc / np.where(width > 0, width, 1.0), energy, steps)
+
+
+class CompiledEngine:
+    """The same model through ``memdrift.ext._bulk4t`` (banded Cholesky + PCG, hops in C, prange over devices)."""
+
+    #: Relative sigma change after which the band factor is rebuilt instead of reused as CG preconditioner.
+    refactor_tolerance = 0.05
+
+    def __init__(self, params: Bulk4TParams, table: np.ndarray, keys: np.ndarray, threads: int = 1):
+        from memdrift.ext import _bulk4t
+
+        self._k = _bulk4t
+        self.params = params
+        self.geom = Geometry.from_params(params)
+        self.table = np.ascontiguousarray(table, dtype=np.float64)
+        self.keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        self.counters = np.zeros(len(keys), dtype=np.uint64)
+        self.threads = int(threads)
+        g = self.geom
+        term = np.full(g.nx * g.ny, -1, dtype=np.int8)
+        for k in range(4):
+            term[g.masks[k].ravel()] = k
+        self._geo = (g.nx, g.ny, g.hx, g.hy, g.thickness, np.ascontiguousarray(g.factors), term)
+        d, npts, width = len(keys), g.nx * g.ny, g.ny + 1
+        self.band = np.zeros((d, npts * width))
+        self.sigma_ref = np.zeros((d, npts))  # zero marks "no factor yet"
+        self.heat_band = np.zeros((d, npts * width))
+        self._k.heat_factor(*self._geo, self.table, self.heat_band)
+
+    def _flat(self, n: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(n.reshape(n.shape[0], -1), dtype=np.float64)
+
+    def read(self, n: np.ndarray, temperature: np.ndarray | None = None, volts: np.ndarray | None = None):
+        volts = np.array([READ_VOLTAGE_V, 0.0, 0.0, 0.0]) if volts is None else np.asarray(volts, float)
+        d = n.shape[0]
+        vv = np.broadcast_to(volts, (d, 4)).astype(np.float64, order="C")
+        currents = np.zeros((d, 4))
+        status = self._k.read(*self._geo, self.table, self._flat(n), self.band, self.sigma_ref, vv,
+                              self.refactor_tolerance, currents, self.threads)
+        if np.any(status < 0):
+            raise ArithmeticError("potential matrix is not positive definite")
+        return volts[0] / -currents[:, 2], currents
+
+    def pulse(self, n: np.ndarray, volts: np.ndarray, width_s: np.ndarray, *, deterministic: bool = False,
+              ambient_k: np.ndarray | None = None) -> tuple[np.ndarray, PulseRecord]:
+        d = n.shape[0]
+        flat = self._flat(n).copy()
+        table = self.table
+        if ambient_k is not None:
+            table = table.copy()
+            table[:, COL["ambient_temperature_k"]] = ambient_k
+        out = np.zeros((d, 4))
+        status = self._k.pulse(*self._geo, table, flat, self.band, self.sigma_ref, self.heat_band,
+                               np.asarray(volts).astype(np.float64, order="C"),
+                               np.broadcast_to(width_s, (d,)).astype(np.float64, order="C"),
+                               bool(deterministic), self.keys, self.counters, self.params.max_outflow_fraction,
+                               self.params.sigma_tolerance, self.refactor_tolerance,
+                               int(self.params.max_steps_per_pulse), out, self.threads)
+        if np.any(status < 0):
+            raise ArithmeticError("potential matrix is not positive definite")
+        return flat.reshape(n.shape), PulseRecord(out[:, 0], out[:, 1], out[:, 2], out[:, 3].astype(np.int64))
+
+
+def field_maps(params: Bulk4TParams, table_row: np.ndarray, n: np.ndarray, volts: np.ndarray):
+    """Potential (V) and temperature (K) maps of one device under terminal voltages ``volts`` (for plots)."""
+    geom = Geometry.from_params(params)
+    table = np.asarray(table_row, dtype=float)[None]
+    t0 = table[0, COL["ambient_temperature_k"]]
+    sigma = conductivity(np.asarray(n, float)[None], np.full((1, *n.shape), t0), table)[0]
+    phi, _ = solve_potential(sigma, np.asarray(volts, float), geom)
+    temperature = np.full(n.shape, t0)
+    if table[0, COL["joule_heating"]] > 0:
+        p = table[0, COL["joule_heating"]] * joule_power(sigma, phi, np.asarray(volts, float), geom)
+        temperature = t0 + spla.spsolve(heat_matrix(table[0], geom), p.ravel()).reshape(n.shape)
+    return phi, temperature

@@ -1,0 +1,525 @@
+"""Pulse schemes of the TiO2-x four-terminal paper on the bulk model.
+
+* ``identical``: from HRS (potentiation) or LRS (depression), re-initialised
+  with -/+6 V, 100 identical write pulses (2 s) per amplitude, a read after each.
+* ``dr-map``: the |dR| vs R map per amplitude built from ``identical`` runs, and
+  from it the feedforward table Vw(r).
+* ``ffp``: closed loop read r -> write Vw(r) (0.8 s) -> read, HRS -> LRS then
+  LRS -> HRS; every event is kept.
+* ``ffp-segmentation``: ``ffp`` plus the paper's multilevel segmentation into n
+  levels and the count of levels prone to be skipped (CPD 80 % > 1).
+* ``retention``: zero-bias relaxation at a set of temperatures.
+
+Write: +Vw on T2 and T4, T1 and T3 grounded. Read: 0.1 V on T1, others grounded,
+R = V1 / |I3|.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from memdrift import __version__
+from memdrift.data.schema import BRANCH, annotate, netcdf_attrs
+from memdrift.emulator import bulk4t as b
+from memdrift.emulator.pulses import DEPRESSION, POTENTIATION
+from memdrift.errors import MemdriftError, check_range, field_error
+
+SCHEMES = ("identical", "dr-map", "ffp", "ffp-segmentation", "retention")
+PAPER_AMPLITUDES_V = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0)
+BACKENDS = ("compiled", "reference")
+
+
+class Bulk4TDevices:
+    """An ensemble of films with their state, driven pulse by pulse through one engine."""
+
+    def __init__(self, params: b.Bulk4TParams, devices: int = 1, *, seed: int = 0, threads: int = 1,
+                 backend: str = "compiled", deterministic: bool = False):
+        devices = int(devices)
+        if devices < 1:
+            raise field_error("devices", devices, ">= 1")
+        if int(threads) < 1:
+            raise field_error("threads", threads, ">= 1")
+        if backend not in BACKENDS:
+            raise MemdriftError(f"backend = {backend!r} is unknown; allowed: {', '.join(BACKENDS)}")
+        self.params = params
+        self.devices = devices
+        self.deterministic = bool(deterministic)
+        self.table = b.device_table(params, devices, seed)
+        children, keys = b.device_streams(seed, devices)
+        if backend == "compiled":
+            self.engine: Any = b.CompiledEngine(params, self.table, keys, threads=threads)
+        else:
+            self.engine = b.ReferenceEngine(params, self.table, children)
+        self.n = b.initial_counts(self.table, params.shape)
+        self._ambient = np.broadcast_to(self.table[:, b.COL["ambient_temperature_k"], None, None], self.n.shape)
+
+    def apply(self, volts: np.ndarray, width_s: float | np.ndarray, active: np.ndarray | None = None,
+              ambient_k: np.ndarray | None = None) -> b.PulseRecord:
+        """Terminal voltages (devices, 4) for ``width_s``; devices not ``active`` get a zero-width pulse."""
+        volts = np.asarray(volts, dtype=np.float64)
+        if volts.ndim != 2 or volts.shape != (self.devices, 4):
+            raise MemdriftError(f"volts has shape {volts.shape}; allowed: ({self.devices}, 4), one voltage per "
+                                f"terminal {', '.join(b.TERMINALS)} and device")
+        bad = np.argwhere(~np.isfinite(volts))
+        if bad.size:
+            d, k = bad[0]
+            raise MemdriftError(f"volts[{d}, {k}] ({b.TERMINALS[k]}) = {volts[d, k]!r} is out of range; "
+                                "allowed: a finite voltage (V)")
+        width = np.broadcast_to(np.asarray(width_s, dtype=np.float64), (self.devices,)).copy()
+        bad = np.flatnonzero(~(np.isfinite(width) & (width > 0)))
+        if bad.size:
+            raise MemdriftError(f"width_s = {width[bad[0]]!r} is out of range; allowed: (0, inf) s")
+        if active is not None:
+            width = np.where(active, width, 0.0)
+        self.n, record = self.engine.pulse(self.n, volts, width, deterministic=self.deterministic,
+                                           ambient_k=ambient_k)
+        return record
+
+    def write(self, amplitude_v: float | np.ndarray, width_s: float, active: np.ndarray | None = None):
+        amp = np.broadcast_to(np.asarray(amplitude_v, dtype=np.float64), (self.devices,))
+        volts = np.zeros((self.devices, 4))
+        volts[:, 1] = amp
+        volts[:, 3] = amp
+        return self.apply(volts, width_s, active)
+
+    def read(self) -> np.ndarray:
+        return self.engine.read(self.n, self._ambient)[0]
+
+    def currents(self, volts: np.ndarray) -> np.ndarray:
+        return self.engine.read(self.n, self._ambient, np.asarray(volts, float))[1]
+
+    def condition(self, cycles: int = 2, amplitude_v: float = 6.0, width_s: float = 100.0) -> None:
+        """The paper's +-6 V loops that bring a fresh film to its cycled (dynamic equilibrium) state."""
+        for _ in range(int(cycles)):
+            self.write(+abs(amplitude_v), width_s)
+            self.write(-abs(amplitude_v), width_s)
+
+    def initialise(self, target_ohm: np.ndarray | float, sign: float, amplitude_v: float = 6.0,
+                   max_pulses: int = 500) -> np.ndarray:
+        """Automatic initialisation: +-6 V pulses until R crosses ``target_ohm``; returns R.
+
+        ``sign`` > 0 programs towards LRS (R falls below the target), < 0 towards HRS. Each pulse is sized
+        from the rate the previous one achieved to cover 70 % of what remains (50 ms to 100 s), so the
+        crossing overshoots by a few hundredths of an ohm.
+        """
+        target = np.broadcast_to(np.asarray(target_ohm, dtype=float), (self.devices,))
+        r = self.read()
+        active = (r > target) if sign > 0 else (r < target)
+        step = np.full(self.devices, 1.0)
+        for _ in range(int(max_pulses)):
+            if not np.any(active):
+                break
+            self.write(np.sign(sign) * abs(amplitude_v), step, active)
+            r_new = np.where(active, self.read(), r)
+            rate = np.abs(r_new - r) / step
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = np.where(rate > 0, 0.7 * np.abs(r_new - target) / rate, 10 * step)
+            step = np.clip(step, 0.05, 100.0)
+            r = r_new
+            active &= (r > target) if sign > 0 else (r < target)
+        return r
+
+    def approach(self, target_ohm: float, from_sign: float, amplitude_v: float = 6.0) -> np.ndarray:
+        """Initialise so R reaches ``target_ohm`` moving in the direction of ``from_sign`` (as a write would)."""
+        self.initialise(target_ohm, -from_sign, amplitude_v)  # devices past the target go back first
+        return self.initialise(target_ohm, from_sign, amplitude_v)
+
+
+def _check_amplitudes(amplitudes: Any) -> np.ndarray:
+    amps = np.atleast_1d(np.asarray(amplitudes, dtype=np.float64))
+    if amps.size == 0:
+        raise MemdriftError("amplitudes_v is empty; allowed: at least one amplitude (V)")
+    for i, a in enumerate(amps):
+        check_range(f"amplitudes_v[{i}]", a, 0.0, 50.0, low_open=True, unit="V")
+    return amps
+
+
+def run_identical(dev: Bulk4TDevices, amplitudes_v=PAPER_AMPLITUDES_V, width_s: float = 2.0,
+                  pulses: int = 100, *, hrs_ohm: float, lrs_ohm: float, init_amplitude_v: float = 6.0,
+                  progress: bool = False) -> dict[str, np.ndarray]:
+    """For every amplitude: potentiation from HRS and depression from LRS, ``pulses`` pulses each."""
+    amps = _check_amplitudes(amplitudes_v)
+    check_range("width_s", width_s, 0.0, None, low_open=True, unit="s")
+    pulses = int(pulses)
+    if pulses < 1:
+        raise field_error("pulses", pulses, ">= 1")
+    runs = [(a, POTENTIATION) for a in amps] + [(a, DEPRESSION) for a in amps]
+    shape = (dev.devices, len(runs), pulses)
+    out = {k: np.full(shape, np.nan) for k in ("resistance", "temperature_peak", "temperature_mean", "energy")}
+    initial = np.empty((dev.devices, len(runs)))
+    iterator = _progress(runs, progress, "identical")
+    for c, (a, branch) in enumerate(iterator):
+        sign = 1.0 if branch == POTENTIATION else -1.0
+        # HRS reached from below by -6 V before potentiation, LRS from above by +6 V before depression
+        initial[:, c] = dev.approach(hrs_ohm if sign > 0 else lrs_ohm, -sign, init_amplitude_v)
+        for k in range(pulses):
+            rec = dev.write(sign * a, width_s)
+            out["resistance"][:, c, k] = dev.read()
+            out["temperature_peak"][:, c, k] = rec.temperature_peak
+            out["temperature_mean"][:, c, k] = rec.temperature_mean
+            out["energy"][:, c, k] = rec.energy
+    out["resistance_initial"] = initial
+    out["run_amplitude"] = np.array([a for a, _ in runs])
+    out["run_branch"] = np.array([br for _, br in runs])
+    return out
+
+
+def build_dr_map(identical: dict[str, np.ndarray], *, ffp_width_s: float = 0.8, map_width_s: float = 2.0,
+                 target_ohm: float = 0.2, bins: int = 40) -> dict[str, np.ndarray]:
+    """|dR| vs R per amplitude and branch, and the feedforward table Vw(r) aiming at ``target_ohm``.
+
+    The map is measured with ``map_width_s`` pulses; a feedforward pulse of ``ffp_width_s`` is expected to
+    change R by the mapped |dR| times ffp_width_s / map_width_s (the change per pulse is small, so it is
+    proportional to the time under bias).
+    """
+    r_all = np.concatenate([identical["resistance_initial"][..., None], identical["resistance"]], axis=2)
+    before, after = r_all[..., :-1], r_all[..., 1:]
+    dr = np.abs(after - before) * (ffp_width_s / map_width_s)
+    r_lo, r_hi = np.nanmin(r_all), np.nanmax(r_all)
+    edges = np.linspace(r_lo, r_hi, bins + 1)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    amps = np.unique(identical["run_amplitude"])
+    branches = (POTENTIATION, DEPRESSION)
+    table = np.full((2, bins, amps.size), np.nan)
+    for c, (a, br) in enumerate(zip(identical["run_amplitude"], identical["run_branch"])):
+        bi, ai = branches.index(str(br)), int(np.searchsorted(amps, a))
+        idx = np.clip(np.digitize(before[:, c].ravel(), edges) - 1, 0, bins - 1)
+        vals = dr[:, c].ravel()
+        ok = np.isfinite(vals)
+        for k in range(bins):
+            sel = ok & (idx == k)
+            if np.any(sel):
+                table[bi, k, ai] = vals[sel].mean()
+    vw = np.full((2, bins), np.nan)
+    for bi in range(2):
+        for k in range(bins):
+            vw[bi, k] = _voltage_for(amps, table[bi, k], target_ohm)
+        # bins no run passed through take the nearest calibrated voltage along R
+        good = np.isfinite(vw[bi])
+        if np.any(good):
+            vw[bi] = np.interp(centres, centres[good], vw[bi, good])
+    return {"dr_map": table, "dr_map_resistance": centres, "dr_map_amplitude": amps, "vw_table": vw}
+
+
+def _voltage_for(amps: np.ndarray, dr: np.ndarray, target: float) -> float:
+    """Amplitude whose |dR| is ``target``: log-linear interpolation between mapped amplitudes."""
+    ok = np.isfinite(dr) & (dr > 0)
+    if not np.any(ok):
+        return np.nan
+    a, d = amps[ok], np.log(dr[ok])
+    # |dR| grows with Vw; keep the monotone envelope so the inverse is defined
+    d = np.maximum.accumulate(d)
+    if np.log(target) <= d[0]:
+        # below the lowest amplitude that reached this R: drift is linear in the field at small bias
+        return float(a[0] * target / np.exp(d[0]))
+    if np.log(target) >= d[-1]:
+        return float(a[-1])
+    return float(np.interp(np.log(target), d + np.arange(d.size) * 1e-12, a))
+
+
+def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, width_s: float = 0.8,
+            max_events: int = 1500, hrs_ohm: float, lrs_ohm: float, init_amplitude_v: float = 6.0,
+            progress: bool = False, branches: tuple[float, ...] = (+1.0, -1.0),
+            initialise: bool = True, snapshot_events: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """FFP HRS -> LRS (branch +1) then LRS -> HRS (-1); a device stops when it crosses the LRS / HRS end."""
+    max_events = int(max_events)
+    if max_events < 1:
+        raise field_error("max_events", max_events, ">= 1")
+    shape = (dev.devices, len(branches), max_events)
+    out = {k: np.full(shape, np.nan) for k in ("resistance", "amplitude", "temperature_peak", "temperature_mean",
+                                               "energy")}
+    events = np.zeros((dev.devices, len(branches)), dtype=np.int64)
+    if initialise:
+        r = dev.approach(hrs_ohm, -1.0, init_amplitude_v)
+    else:
+        r = dev.read()
+    r_low, r_high = lrs_ohm, hrs_ohm
+    start = np.empty((dev.devices, len(branches)))
+    snaps = sorted(int(e) for e in snapshot_events)
+    vac = np.full((dev.devices, len(branches), len(snaps), *dev.n.shape[1:]), np.nan)
+    temp = np.full_like(vac, np.nan)
+    for c, sign in enumerate(branches):
+        start[:, c] = r
+        active = (r > r_low) if sign > 0 else (r < r_high)
+        for e in _progress(range(max_events), progress, "ffp " + ("HRS->LRS" if sign > 0 else "LRS->HRS")):
+            if not np.any(active):
+                break
+            v = sign * np.interp(r, r_grid, vw_table[0 if sign > 0 else 1])
+            rec = dev.write(v, width_s, active)
+            r_new = dev.read()
+            r = np.where(active, r_new, r)
+            for key, val in (("resistance", r), ("amplitude", v), ("temperature_peak", rec.temperature_peak),
+                             ("temperature_mean", rec.temperature_mean), ("energy", rec.energy)):
+                out[key][:, c, e] = np.where(active, val, np.nan)
+            events[:, c] += active
+            if e in snaps:
+                k = snaps.index(e)
+                for i in np.flatnonzero(active):
+                    vac[i, c, k] = dev.n[i]
+                    _, temp[i, c, k] = b.field_maps(dev.params, dev.table[i], dev.n[i], [0.0, v[i], 0.0, v[i]])
+            active = active & ((r > r_low) if sign > 0 else (r < r_high))
+    used = max(1, int(events.max()))
+    out = {k: v[..., :used] for k, v in out.items()}
+    out["events"] = events
+    out["resistance_start"] = start
+    out["snapshot_events"] = np.array(snaps, dtype=np.int64)
+    out["vacancy_map"] = vac
+    out["temperature_map"] = temp
+    return out
+
+
+def segment(r_ff: np.ndarray, levels: int) -> dict[str, np.ndarray]:
+    """The paper's multilevel segmentation of one FFP trace into ``levels`` levels.
+
+    Targets r_i are spaced evenly from the trace's first to its last reading, m_j = argmin |R_FF - r_ij|,
+    r_aj = R_FF[m_j]; the events m_j + 1 .. m_j+1 form the j-th grouped pulse. ``normalised`` is the step
+    r_a,j+1 - r_a,j in units of the level spacing: about 1 when every level can be set, 0 then about 2
+    where one event jumped over a level (no event lies nearest to it).
+    """
+    r = np.asarray(r_ff, dtype=float)
+    r = r[np.isfinite(r)]
+    if r.size < 2:
+        raise MemdriftError("r_ff has fewer than 2 finite events; allowed: a trace of at least 2 events")
+    levels = int(levels)
+    if levels < 2:
+        raise field_error("levels", levels, ">= 2")
+    targets = np.linspace(r[0], r[-1], levels)
+    m = np.abs(r[None, :] - targets[:, None]).argmin(axis=1)
+    # the trace runs one way: a level's index cannot precede the previous one
+    m = np.maximum.accumulate(m)
+    ra = r[m]
+    step = targets[1] - targets[0]
+    normalised = np.diff(ra) / step if step != 0 else np.zeros(levels - 1)
+    return {"targets": targets, "index": m, "levels": ra, "normalised": normalised}
+
+
+def skipped_levels(normalised: np.ndarray, cpd: float = 0.8, threshold: float = 1.5) -> int:
+    """Levels prone to be skipped: normalised step above ``threshold`` at the given CPD (rows: repeats).
+
+    The paper counts levels beyond 1 at CPD 80 % on its own normalisation (reading after the planned group
+    against the next level). With argmin levels a step is 1 +- dR/spacing even when nothing is skipped, so the
+    step that passes a level entirely (nearer to level j + 2 than j + 1) is the one counted here: > 1.5.
+    """
+    x = np.atleast_2d(normalised)
+    return int(np.sum(np.nanquantile(x, cpd, axis=0) > threshold))
+
+
+def run_retention(dev: Bulk4TDevices, temperatures_k=(300.0, 350.0, 400.0, 450.0), times_s=None, *,
+                  hrs_ohm: float, lrs_ohm: float, init_amplitude_v: float = 6.0) -> dict[str, np.ndarray]:
+    """From LRS, zero bias at each temperature; R read (at the ambient) at log-spaced times."""
+    temps = np.atleast_1d(np.asarray(temperatures_k, dtype=float))
+    for i, t in enumerate(temps):
+        check_range(f"temperatures_k[{i}]", t, 1.0, 2000.0, unit="K")
+    times = np.logspace(0, 5, 11) if times_s is None else np.atleast_1d(np.asarray(times_s, dtype=float))
+    if np.any(np.diff(times) <= 0) or times[0] <= 0:
+        raise MemdriftError("times_s is out of range; allowed: increasing positive times (s)")
+    res = np.empty((dev.devices, temps.size, times.size))
+    start = dev.n.copy()
+    for i, t in enumerate(temps):
+        dev.n = start.copy()
+        dev.approach(lrs_ohm, +1.0, init_amplitude_v)
+        elapsed = 0.0
+        for j, tj in enumerate(times):
+            dev.apply(np.zeros((dev.devices, 4)), tj - elapsed, ambient_k=np.full(dev.devices, t))
+            elapsed = tj
+            res[:, i, j] = dev.read()
+    return {"resistance": res, "temperature": temps, "time": times}
+
+
+def _progress(iterable, enabled: bool, desc: str):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, leave=False)
+
+
+# ---------------------------------------------------------------------------
+# Datasets
+# ---------------------------------------------------------------------------
+
+
+def _attrs(params: b.Bulk4TParams, preset: str, scheme: str, seed: int, extra: dict[str, Any]) -> dict[str, Any]:
+    attrs = {"memdrift_version": __version__, "model": params.model, "preset": preset, "scheme": scheme,
+             "seed": int(seed), "read": "0.1 V on T1, T2-T4 grounded, R = V1/|I3|",
+             "write": "Vw on T2 and T4, T1 and T3 grounded"}
+    attrs.update(netcdf_attrs(params.to_dict()["parameters"], "parameters."))
+    attrs.update(netcdf_attrs(params.variation, "variation."))
+    attrs.update(netcdf_attrs(extra, "scheme."))
+    return attrs
+
+
+def _resolve(preset: Any) -> tuple[b.Bulk4TParams, str, dict[str, Any]]:
+    from memdrift.emulator.params import Preset, load_preset
+
+    if isinstance(preset, b.Bulk4TParams):
+        return preset, "custom", {}
+    p = preset if isinstance(preset, Preset) else load_preset(preset)
+    if not isinstance(p.params, b.Bulk4TParams):
+        raise MemdriftError(f"preset = {p.name!r} is a {p.model!r} device; allowed: a 'bulk4t' preset")
+    return p.params, p.name, dict(p.calibration)
+
+
+def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0, threads: int = 1,
+                    backend: str = "compiled", progress: bool = False, **options: Any) -> xr.Dataset:
+    """Run a named scheme on a bulk four-terminal preset and return the labelled dataset.
+
+    Options (all schemes): ``deterministic`` (expected hop counts, no noise), ``joule_heating`` (bool or
+    multiplier), ``grid`` (int or (nx, ny)), ``init_amplitude_v`` (6 V), ``hrs_ohm`` / ``lrs_ohm`` (initialisation
+    targets; default from the preset's calibration, else 880 / 740), ``conditioning_cycles`` (2 loops of +-6 V,
+    100 s on the fresh film).
+    identical / dr-map: ``amplitudes_v``, ``width_s`` (2 s), ``pulses`` (100).
+    ffp / ffp-segmentation: ``ffp_width_s`` (0.8 s), ``window_ohm`` ((0.1, 0.3)), ``max_events``,
+    ``map_amplitudes_v``, ``map_pulses``, ``levels`` ((32, 128, 512)), ``target_ohm`` (|dR| aimed at, 0.28: the paper's
+    140 ohm in 494 events is 0.28 ohm per event),
+    ``snapshot_events`` (0-based event indices whose vacancy and temperature maps are kept).
+    retention: ``temperatures_k``, ``times_s``.
+    """
+    params, name, calibration = _resolve(preset)
+    if scheme not in SCHEMES:
+        raise MemdriftError(f"scheme = {scheme!r} is unknown; allowed: {', '.join(SCHEMES)}")
+    opts = dict(options)
+    changes: dict[str, Any] = {}
+    if "joule_heating" in opts:
+        changes["joule_heating"] = float(opts.pop("joule_heating"))
+    if "grid" in opts:
+        g = opts.pop("grid")
+        gx, gy = (g, g) if np.isscalar(g) else g
+        changes.update(grid_x=float(gx), grid_y=float(gy))
+    if changes:
+        params = params.replace(**changes)
+    deterministic = bool(opts.pop("deterministic", False))
+    init = {"init_amplitude_v": float(opts.pop("init_amplitude_v", 6.0)),
+            "hrs_ohm": float(opts.pop("hrs_ohm", calibration.get("hrs_ohm", 880.0))),
+            "lrs_ohm": float(opts.pop("lrs_ohm", calibration.get("lrs_ohm", 740.0)))}
+    check_range("init_amplitude_v", init["init_amplitude_v"], 0.0, 50.0, low_open=True, unit="V")
+    check_range("lrs_ohm", init["lrs_ohm"], 0.0, None, low_open=True, unit="ohm")
+    check_range("hrs_ohm", init["hrs_ohm"], init["lrs_ohm"], None, low_open=True, unit="ohm (> lrs_ohm)")
+    conditioning = int(opts.pop("conditioning_cycles", 2))
+    if conditioning < 0:
+        raise field_error("conditioning_cycles", conditioning, ">= 0")
+    dev = Bulk4TDevices(params, devices, seed=seed, threads=threads, backend=backend, deterministic=deterministic)
+    dev.condition(conditioning, init["init_amplitude_v"])
+    attrs_extra: dict[str, Any] = {**init, "deterministic": deterministic, "backend": backend}
+
+    if scheme in ("identical", "dr-map"):
+        kw = {k: opts.pop(k) for k in ("amplitudes_v", "width_s", "pulses") if k in opts}
+        _no_leftovers(opts)
+        res = run_identical(dev, progress=progress, **init, **kw)
+        attrs_extra.update({k: v for k, v in kw.items() if k != "amplitudes_v"})
+        ds = _identical_dataset(res, kw.get("width_s", 2.0))
+        if scheme == "dr-map":
+            m = build_dr_map(res)
+            ds = ds.assign(_map_vars(m))
+    elif scheme in ("ffp", "ffp-segmentation"):
+        width = float(opts.pop("ffp_width_s", 0.8))
+        check_range("ffp_width_s", width, 0.0, None, low_open=True, unit="s")
+        window = tuple(float(w) for w in opts.pop("window_ohm", (0.1, 0.3)))
+        if len(window) != 2 or not (0 < window[0] < window[1]):
+            raise field_error("window_ohm", window, "two resistances 0 < low < high (ohm)")
+        max_events = int(opts.pop("max_events", 2000))
+        map_amps = opts.pop("map_amplitudes_v", PAPER_AMPLITUDES_V)
+        map_pulses = int(opts.pop("map_pulses", 100))
+        target = check_range("target_ohm", opts.pop("target_ohm", 0.28), window[0], window[1], unit="ohm")
+        levels = tuple(int(x) for x in np.atleast_1d(opts.pop("levels", (32, 128, 512))))
+        # calibration on the same devices (the paper maps each device before running FFP on it)
+        ident = run_identical(dev, map_amps, 2.0, map_pulses, progress=progress, **init)
+        m = build_dr_map(ident, ffp_width_s=width, map_width_s=2.0, target_ohm=target)
+        snaps = tuple(int(e) for e in np.atleast_1d(opts.pop("snapshot_events", ())))
+        _no_leftovers(opts)
+        res = run_ffp(dev, m["vw_table"], m["dr_map_resistance"], width_s=width, max_events=max_events,
+                      progress=progress, snapshot_events=snaps, **init)
+        attrs_extra.update(ffp_width_s=width, window_low_ohm=window[0], window_high_ohm=window[1],
+                           max_events=max_events, target_ohm=target)
+        ds = _ffp_dataset(res, width, init["hrs_ohm"], init["lrs_ohm"]).assign(_map_vars(m))
+        if scheme == "ffp-segmentation":
+            ds = ds.assign(_segmentation_vars(res["resistance"], levels))
+    else:
+        kw = {k: opts.pop(k) for k in ("temperatures_k", "times_s") if k in opts}
+        _no_leftovers(opts)
+        res = run_retention(dev, **kw, **init)
+        ds = xr.Dataset(
+            {"resistance": (("device", "temperature", "time"), res["resistance"])},
+            coords={"device": np.arange(dev.devices), "temperature": ("temperature", res["temperature"],
+                                                                        {"units": "K"}),
+                    "time": ("time", res["time"], {"units": "s"})})
+        ds["resistance"].attrs.update(units="ohm", long_name="read resistance after zero-bias relaxation")
+    ds.attrs.update(_attrs(params, name, scheme, seed, attrs_extra))
+    return annotate(ds)
+
+
+def _no_leftovers(opts: dict[str, Any]) -> None:
+    if opts:
+        raise MemdriftError(f"option {sorted(opts)[0]!r} is unknown for this scheme")
+
+
+def _identical_dataset(res: dict[str, np.ndarray], width: float) -> xr.Dataset:
+    d, c, p = res["resistance"].shape
+    dims = ("device", "cycle", "pulse")
+    ds = xr.Dataset(
+        {k: (dims, res[k]) for k in ("resistance", "temperature_peak", "temperature_mean", "energy")},
+        coords={"device": np.arange(d), "cycle": np.arange(c), "pulse": np.arange(1, p + 1),
+                BRANCH: ("cycle", res["run_branch"].astype(str))})
+    sign = np.where(res["run_branch"] == POTENTIATION, 1.0, -1.0)
+    ds["amplitude"] = (("cycle", "pulse"), np.repeat((sign * res["run_amplitude"])[:, None], p, axis=1))
+    ds["width"] = ("pulse", np.full(p, float(width)))
+    ds["resistance_initial"] = (("device", "cycle"), res["resistance_initial"],
+                                {"units": "ohm", "long_name": "resistance after re-initialisation"})
+    ds["temperature_mean"].attrs.update(units="K", long_name="time-averaged mean film temperature")
+    return ds
+
+
+def _ffp_dataset(res: dict[str, np.ndarray], width: float, hrs: float, lrs: float) -> xr.Dataset:
+    d, c, p = res["resistance"].shape
+    dims = ("device", "cycle", "pulse")
+    ds = xr.Dataset(
+        {k: (dims, res[k]) for k in ("resistance", "amplitude", "temperature_peak", "temperature_mean", "energy")},
+        coords={"device": np.arange(d), "cycle": np.arange(c), "pulse": np.arange(1, p + 1),
+                BRANCH: ("cycle", np.array([POTENTIATION, DEPRESSION]))})
+    ds["width"] = ("pulse", np.full(p, float(width)))
+    ds["events"] = (("device", "cycle"), res["events"], {"units": "1", "long_name": "FFP events in the branch"})
+    ds["resistance_start"] = (("device", "cycle"), res["resistance_start"], {"units": "ohm"})
+    ds.attrs.update(hrs_ohm=float(hrs), lrs_ohm=float(lrs))
+    if res["snapshot_events"].size:
+        ds = ds.assign_coords(snapshot=("snapshot", res["snapshot_events"] + 1))
+        sdims = ("device", "cycle", "snapshot", "x", "y")
+        ds["vacancy_map"] = (sdims, res["vacancy_map"], {"units": "1", "long_name": "vacancies per cell after the event"})
+        ds["temperature_map"] = (sdims, res["temperature_map"],
+                                 {"units": "K", "long_name": "cell temperature during the event's write pulse"})
+    ds["temperature_mean"].attrs.update(units="K", long_name="time-averaged mean film temperature")
+    return ds
+
+
+def _map_vars(m: dict[str, np.ndarray]) -> dict[str, Any]:
+    coords = {"map_branch": [POTENTIATION, DEPRESSION], "map_resistance": m["dr_map_resistance"],
+              "map_amplitude": m["dr_map_amplitude"]}
+    return {
+        "dr_map": xr.DataArray(m["dr_map"], dims=("map_branch", "map_resistance", "map_amplitude"), coords=coords,
+                               attrs={"units": "ohm", "long_name": "|dR| per feedforward-width pulse vs R"}),
+        "vw_table": xr.DataArray(m["vw_table"], dims=("map_branch", "map_resistance"),
+                                 coords={k: coords[k] for k in ("map_branch", "map_resistance")},
+                                 attrs={"units": "V", "long_name": "feedforward write amplitude Vw(r)"}),
+    }
+
+
+def _segmentation_vars(resistance: np.ndarray, levels: tuple[int, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    d = resistance.shape[0]
+    for n in levels:
+        skipped = np.zeros(2, dtype=np.int64)
+        reached = np.full((d, 2, n), np.nan)
+        for c in range(2):
+            norm = []
+            for i in range(d):
+                seg = segment(resistance[i, c], n)
+                reached[i, c] = seg["levels"]
+                norm.append(seg["normalised"])
+            skipped[c] = skipped_levels(np.array(norm))
+        out[f"levels_n{n}"] = xr.DataArray(reached, dims=("device", "cycle", f"level_n{n}"),
+                                           attrs={"units": "ohm", "long_name": f"segmented levels, n = {n}"})
+        out[f"skipped_n{n}"] = xr.DataArray(skipped, dims=("cycle",),
+                                            attrs={"units": "1", "long_name": f"levels skipped at CPD 80 %, n = {n}"})
+    return out

@@ -1,0 +1,694 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled kernels of the 2D bulk four-terminal film (twin: memdrift/emulator/bulk4t.py).
+
+Everything per device runs without the GIL; devices are spread over threads with
+prange. Each device draws from its own counter-based stream (SplitMix64 of
+key + counter * golden gamma), so results do not depend on the thread count.
+
+Linear solves: the potential matrix A(sigma) is factorised by a banded Cholesky
+(bandwidth ny) and the factor is kept per device; later solves run preconditioned
+CG with that factor, and the factor is rebuilt only when sigma has moved by more
+than ``refactor_tolerance`` since it was built. Read and write share A (all four
+terminals are Dirichlet in both), so a read after a write costs one or two CG
+iterations. The heat matrix is constant and factorised once.
+"""
+
+from cython.parallel cimport prange
+from libc.math cimport exp, log, sqrt, fabs, floor, lgamma
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy, memset
+from libc.stdint cimport uint64_t, int8_t
+
+import numpy as np
+cimport numpy as cnp
+
+cdef double BOLTZMANN_EV = 8.617333262e-5
+# CG iterations beyond which the stale band factor is rebuilt before the next solve (set by measurement,
+# bench/bench_bulk4t.py: a factorisation costs about as much as eight band solves on 32 x 32).
+cdef int MAX_STALE_ITERATIONS = 3
+
+# Columns of the per-device table (memdrift.emulator.bulk4t.DEVICE_COLUMNS).
+cdef enum:
+    C_A = 0
+    C_NU0 = 1
+    C_EA = 2
+    C_Z = 3
+    C_NMEAN = 4
+    C_NMAX = 5
+    C_SBASE = 6
+    C_SVAC = 7
+    C_SEXP = 8
+    C_SEA = 9
+    C_KAPPA = 10
+    C_GSUB = 11
+    C_HEAT = 12
+    C_T0 = 13
+    NCOL = 14
+
+
+cdef struct Geo:
+    int nx
+    int ny
+    int n
+    int bw
+    double hx
+    double hy
+    double t
+    double bfac[4]
+    int8_t *term
+
+
+cdef inline uint64_t _mix(uint64_t z) noexcept nogil:
+    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+
+cdef inline double _uniform(uint64_t key, uint64_t *counter) noexcept nogil:
+    cdef uint64_t x = _mix(key + counter[0] * <uint64_t>0x9E3779B97F4A7C15ULL)
+    counter[0] += 1
+    return ((x >> 11) + 0.5) * (1.0 / 9007199254740992.0)
+
+
+cdef double _poisson(double lam, uint64_t key, uint64_t *counter) noexcept nogil:
+    """Poisson draw: multiplication method below 10, Hormann's PTRS above (as numpy)."""
+    cdef double p, limit, slam, loglam, b, a, invalpha, vr, U, V, us, k
+    cdef long cnt
+    if lam <= 0.0:
+        return 0.0
+    if lam < 10.0:
+        limit = exp(-lam)
+        p = _uniform(key, counter)
+        cnt = 0
+        while p > limit:
+            p *= _uniform(key, counter)
+            cnt += 1
+        return <double>cnt
+    slam = sqrt(lam)
+    loglam = log(lam)
+    b = 0.931 + 2.53 * slam
+    a = -0.059 + 0.02483 * b
+    invalpha = 1.1239 + 1.1328 / (b - 3.4)
+    vr = 0.9277 - 3.6224 / (b - 2.0)
+    while True:
+        U = _uniform(key, counter) - 0.5
+        V = _uniform(key, counter)
+        us = 0.5 - fabs(U)
+        k = floor((2.0 * a / us + b) * U + lam + 0.43)
+        if us >= 0.07 and V <= vr:
+            return k
+        if k < 0.0 or (us < 0.013 and V > us):
+            continue
+        if (log(V) + log(invalpha) - log(a / (us * us) + b)) <= (-lam + k * loglam - lgamma(k + 1.0)):
+            return k
+
+
+# ---------------------------------------------------------------------------
+# Matrices: face conductances, banded Cholesky, PCG
+# ---------------------------------------------------------------------------
+
+cdef void _faces(const Geo *g, const double *sigma, double *gx, double *gy, double *gb) noexcept nogil:
+    """Harmonic face conductances gx ((nx-1)*ny), gy (nx*(ny-1)) and electrode couplings gb (n)."""
+    cdef int ix, iy, i
+    cdef double s1, s2
+    cdef double cx = g.t * g.hy / g.hx
+    cdef double cy = g.t * g.hx / g.hy
+    for ix in range(g.nx - 1):
+        for iy in range(g.ny):
+            i = ix * g.ny + iy
+            s1 = sigma[i]
+            s2 = sigma[i + g.ny]
+            gx[i] = 2.0 * s1 * s2 / (s1 + s2) * cx
+    for ix in range(g.nx):
+        for iy in range(g.ny - 1):
+            i = ix * g.ny + iy
+            s1 = sigma[i]
+            s2 = sigma[i + 1]
+            gy[ix * (g.ny - 1) + iy] = 2.0 * s1 * s2 / (s1 + s2) * cy
+    for i in range(g.n):
+        if g.term[i] >= 0:
+            gb[i] = sigma[i] * g.bfac[g.term[i]]
+        else:
+            gb[i] = 0.0
+
+
+cdef void _diag(const Geo *g, const double *gx, const double *gy, const double *extra, double *dg) noexcept nogil:
+    cdef int ix, iy, i
+    for i in range(g.n):
+        dg[i] = extra[i]
+    for ix in range(g.nx - 1):
+        for iy in range(g.ny):
+            i = ix * g.ny + iy
+            dg[i] += gx[i]
+            dg[i + g.ny] += gx[i]
+    for ix in range(g.nx):
+        for iy in range(g.ny - 1):
+            i = ix * g.ny + iy
+            dg[i] += gy[ix * (g.ny - 1) + iy]
+            dg[i + 1] += gy[ix * (g.ny - 1) + iy]
+
+
+cdef void _matvec(const Geo *g, const double *gx, const double *gy, const double *dg, const double *x,
+                  double *y) noexcept nogil:
+    cdef int ix, iy, i
+    cdef double c
+    for i in range(g.n):
+        y[i] = dg[i] * x[i]
+    for ix in range(g.nx - 1):
+        for iy in range(g.ny):
+            i = ix * g.ny + iy
+            c = gx[i]
+            y[i] -= c * x[i + g.ny]
+            y[i + g.ny] -= c * x[i]
+    for ix in range(g.nx):
+        for iy in range(g.ny - 1):
+            i = ix * g.ny + iy
+            c = gy[ix * (g.ny - 1) + iy]
+            y[i] -= c * x[i + 1]
+            y[i + 1] -= c * x[i]
+
+
+cdef int _band_cholesky(const Geo *g, const double *gx, const double *gy, const double *dg, double *L) noexcept nogil:
+    """Lower band Cholesky in place: L[i*(bw+1) + (i-j)] = L_ij for 0 <= i-j <= bw."""
+    cdef int bw = g.bw, w = g.bw + 1, i, j, lo, ix, iy
+    cdef double s
+    memset(L, 0, g.n * w * sizeof(double))
+    for i in range(g.n):
+        L[i * w] = dg[i]
+        ix = i // g.ny
+        iy = i - ix * g.ny
+        if iy > 0:
+            L[i * w + 1] = -gy[ix * (g.ny - 1) + iy - 1]
+        if ix > 0:
+            L[i * w + g.ny] = -gx[i - g.ny]
+    for i in range(g.n):
+        lo = i - bw
+        if lo < 0:
+            lo = 0
+        for j in range(lo, i + 1):
+            # sum over m in [lo, j): L[i, m] L[j, m], both rows read forward from column j - 1 down
+            s = L[i * w + (i - j)] - _dot(&L[i * w + (i - j) + 1], 1, &L[j * w + 1], 1, j - lo)
+            if j < i:
+                L[i * w + (i - j)] = s / L[j * w]
+            else:
+                if s <= 0.0:
+                    return -1
+                L[i * w] = sqrt(s)
+    return 0
+
+
+cdef inline double _dot(const double *a, int sa, const double *b, int sb, int count) noexcept nogil:
+    """Strided dot product with four accumulators (breaks the add latency chain of a plain reduction)."""
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    cdef int k = 0
+    while k + 4 <= count:
+        s0 += a[k * sa] * b[k * sb]
+        s1 += a[(k + 1) * sa] * b[(k + 1) * sb]
+        s2 += a[(k + 2) * sa] * b[(k + 2) * sb]
+        s3 += a[(k + 3) * sa] * b[(k + 3) * sb]
+        k += 4
+    while k < count:
+        s0 += a[k * sa] * b[k * sb]
+        k += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef void _band_solve(const Geo *g, const double *L, const double *b, double *x) noexcept nogil:
+    cdef int bw = g.bw, w = g.bw + 1, i, lo, hi
+    for i in range(g.n):
+        lo = i - bw
+        if lo < 0:
+            lo = 0
+        # sum_{j in [lo, i)} L[i, j] x[j], walking j down from i - 1
+        x[i] = (b[i] - _dot(&L[i * w + 1], 1, &x[i - 1], -1, i - lo)) / L[i * w]
+    for i in range(g.n - 1, -1, -1):
+        hi = i + bw
+        if hi > g.n - 1:
+            hi = g.n - 1
+        # sum_{j in (i, hi]} L[j, i] x[j]; L[j, i] sits at j * w + (j - i): stride w + 1 in j
+        x[i] = (x[i] - _dot(&L[(i + 1) * w + 1], w + 1, &x[i + 1], 1, hi - i)) / L[i * w]
+
+
+cdef int _pcg(const Geo *g, const double *gx, const double *gy, const double *dg, const double *L,
+              const double *b, double *x, double *r, double *z, double *p, double *q, double rtol,
+              int maxit) noexcept nogil:
+    """Solve A x = b by CG preconditioned with the (possibly stale) band factor; x starts at M^-1 b."""
+    cdef int i, it
+    cdef double bnorm = 0.0, rnorm, rz, rz_new, pq, alpha, beta
+    for i in range(g.n):
+        bnorm += b[i] * b[i]
+    bnorm = sqrt(bnorm)
+    _band_solve(g, L, b, x)
+    if bnorm == 0.0:
+        return 0
+    _matvec(g, gx, gy, dg, x, q)
+    rnorm = 0.0
+    for i in range(g.n):
+        r[i] = b[i] - q[i]
+        rnorm += r[i] * r[i]
+    if sqrt(rnorm) <= rtol * bnorm:
+        return 0
+    _band_solve(g, L, r, z)
+    rz = 0.0
+    for i in range(g.n):
+        p[i] = z[i]
+        rz += r[i] * z[i]
+    for it in range(1, maxit + 1):
+        _matvec(g, gx, gy, dg, p, q)
+        pq = 0.0
+        for i in range(g.n):
+            pq += p[i] * q[i]
+        alpha = rz / pq
+        rnorm = 0.0
+        for i in range(g.n):
+            x[i] += alpha * p[i]
+            r[i] -= alpha * q[i]
+            rnorm += r[i] * r[i]
+        if sqrt(rnorm) <= rtol * bnorm:
+            return it
+        _band_solve(g, L, r, z)
+        rz_new = 0.0
+        for i in range(g.n):
+            rz_new += r[i] * z[i]
+        beta = rz_new / rz
+        rz = rz_new
+        for i in range(g.n):
+            p[i] = z[i] + beta * p[i]
+    return maxit
+
+
+# ---------------------------------------------------------------------------
+# One device
+# ---------------------------------------------------------------------------
+
+cdef struct Work:
+    double *sigma
+    double *gx
+    double *gy
+    double *gb
+    double *dg
+    double *rhs
+    double *phi
+    double *theta
+    double *pw
+    double *r
+    double *z
+    double *p
+    double *q
+    double *rf
+    double *rb
+    double *cf
+    double *cb
+    double *tmp
+
+
+cdef int _alloc(Work *w, int n) noexcept nogil:
+    cdef double *block = <double *> malloc(18 * n * sizeof(double))
+    if block == NULL:
+        return -1
+    w.sigma = block
+    w.gx = block + n
+    w.gy = block + 2 * n
+    w.gb = block + 3 * n
+    w.dg = block + 4 * n
+    w.rhs = block + 5 * n
+    w.phi = block + 6 * n
+    w.theta = block + 7 * n
+    w.pw = block + 8 * n
+    w.r = block + 9 * n
+    w.z = block + 10 * n
+    w.p = block + 11 * n
+    w.q = block + 12 * n
+    # rates/counts per face: x faces then y faces, 2n slots each
+    w.rf = block + 13 * n
+    w.rb = block + 15 * n
+    w.cf = w.rf
+    w.cb = w.rb
+    w.tmp = block + 17 * n
+    return 0
+
+
+cdef void _conductivity(const Geo *g, const double *row, const double *n_cells, const double *temp,
+                        double *sigma) noexcept nogil:
+    cdef int i
+    cdef double x, s, ea = row[C_SEA], t0 = row[C_T0]
+    for i in range(g.n):
+        x = n_cells[i] if n_cells[i] > 0.0 else 0.0
+        x = x / row[C_NMEAN]
+        if row[C_SEXP] == 1.0:
+            s = row[C_SBASE] + row[C_SVAC] * x
+        else:
+            s = row[C_SBASE] + row[C_SVAC] * (x ** row[C_SEXP])
+        if ea > 0.0:
+            s = s * exp(-ea / BOLTZMANN_EV * (1.0 / temp[i] - 1.0 / t0))
+        sigma[i] = s
+
+
+cdef int _solve_potential(const Geo *g, Work *w, double *L, double *sigma_ref, const double *volts,
+                          double refactor_tol, double *currents) noexcept nogil:
+    """phi into w.phi for terminal voltages; factor rebuilt when sigma moved past refactor_tol."""
+    cdef int i, k, it
+    cdef double dev = 0.0, rel
+    for i in range(g.n):
+        rel = fabs(w.sigma[i] / sigma_ref[i] - 1.0)
+        if rel > dev:
+            dev = rel
+    _faces(g, w.sigma, w.gx, w.gy, w.gb)
+    _diag(g, w.gx, w.gy, w.gb, w.dg)
+    if dev > refactor_tol or sigma_ref[0] <= 0.0:
+        if _band_cholesky(g, w.gx, w.gy, w.dg, L) != 0:
+            return -1
+        memcpy(sigma_ref, w.sigma, g.n * sizeof(double))
+    for i in range(g.n):
+        if g.term[i] >= 0:
+            w.rhs[i] = w.gb[i] * volts[g.term[i]]
+        else:
+            w.rhs[i] = 0.0
+    it = _pcg(g, w.gx, w.gy, w.dg, L, w.rhs, w.phi, w.r, w.z, w.p, w.q, 1e-12, 200)
+    if it > MAX_STALE_ITERATIONS:
+        # the factor has gone stale: rebuild it at the next solve
+        sigma_ref[0] = -1.0
+    for k in range(4):
+        currents[k] = 0.0
+    for i in range(g.n):
+        if g.term[i] >= 0:
+            currents[g.term[i]] += w.gb[i] * (volts[g.term[i]] - w.phi[i])
+    return it
+
+
+cdef void _joule(const Geo *g, Work *w, const double *volts, double scale) noexcept nogil:
+    cdef int ix, iy, i, j
+    cdef double d, e
+    for i in range(g.n):
+        if g.term[i] >= 0:
+            d = volts[g.term[i]] - w.phi[i]
+            w.pw[i] = w.gb[i] * d * d
+        else:
+            w.pw[i] = 0.0
+    for ix in range(g.nx - 1):
+        for iy in range(g.ny):
+            i = ix * g.ny + iy
+            d = w.phi[i] - w.phi[i + g.ny]
+            e = 0.5 * w.gx[i] * d * d
+            w.pw[i] += e
+            w.pw[i + g.ny] += e
+    for ix in range(g.nx):
+        for iy in range(g.ny - 1):
+            i = ix * g.ny + iy
+            j = ix * (g.ny - 1) + iy
+            d = w.phi[i] - w.phi[i + 1]
+            e = 0.5 * w.gy[j] * d * d
+            w.pw[i] += e
+            w.pw[i + 1] += e
+    for i in range(g.n):
+        w.pw[i] *= scale
+
+
+cdef int _fields(const Geo *g, Work *w, const double *row, const double *n_cells, const double *temp,
+                 double *L, double *sigma_ref, const double *HL, const double *volts, double refactor_tol,
+                 double *power) noexcept nogil:
+    cdef double cur[4]
+    cdef int i
+    _conductivity(g, row, n_cells, temp, w.sigma)
+    if _solve_potential(g, w, L, sigma_ref, volts, refactor_tol, cur) < 0:
+        return -1
+    power[0] = volts[0] * cur[0] + volts[1] * cur[1] + volts[2] * cur[2] + volts[3] * cur[3]
+    if row[C_HEAT] > 0.0:
+        _joule(g, w, volts, row[C_HEAT])
+        _band_solve(g, HL, w.pw, w.theta)
+    else:
+        for i in range(g.n):
+            w.theta[i] = 0.0
+    return 0
+
+
+cdef void _rates(const Geo *g, const double *row, const double *n_cells, const double *phi,
+                 const double *temp, double *rf, double *rb) noexcept nogil:
+    """Per-vacancy face crossing rates; x faces in [0, (nx-1)*ny), y faces after them."""
+    cdef int ix, iy, i, j, f, k, off = (g.nx - 1) * g.ny
+    cdef double a = row[C_A], nu0 = row[C_NU0], ea = row[C_EA], z = row[C_Z], nmax = row[C_NMAX]
+    cdef double kt, r0, x, rp, rm, dif, dr, h, ex, ex1, ex2
+    for f in range(2):
+        h = g.hx if f == 0 else g.hy
+        for ix in range(g.nx - (1 if f == 0 else 0)):
+            for iy in range(g.ny - (0 if f == 0 else 1)):
+                i = ix * g.ny + iy
+                if f == 0:
+                    j = i + g.ny
+                    k = i
+                else:
+                    j = i + 1
+                    k = off + ix * (g.ny - 1) + iy
+                kt = BOLTZMANN_EV * 0.5 * (temp[i] + temp[j])
+                r0 = nu0 * exp(-ea / kt)
+                x = z * a * ((phi[i] - phi[j]) / h) / (2.0 * kt)
+                ex = exp(x)
+                rp = r0 * ex
+                rm = r0 / ex
+                dif = (a / h) * (a / h) * 0.5 * (rp + rm)
+                dr = (a / h) * (rp - rm)
+                ex1 = 1.0 - n_cells[j] / nmax
+                ex1 = 0.0 if ex1 < 0.0 else (1.0 if ex1 > 1.0 else ex1)
+                ex2 = 1.0 - n_cells[i] / nmax
+                ex2 = 0.0 if ex2 < 0.0 else (1.0 if ex2 > 1.0 else ex2)
+                rf[k] = (dif + (dr if dr > 0.0 else 0.0)) * ex1
+                rb[k] = (dif + (-dr if dr < 0.0 else 0.0)) * ex2
+
+
+cdef inline int _face_cells(const Geo *g, int k, int *i, int *j) noexcept nogil:
+    cdef int off = (g.nx - 1) * g.ny, ix, iy
+    if k < off:
+        i[0] = k
+        j[0] = k + g.ny
+    else:
+        ix = (k - off) // (g.ny - 1)
+        iy = (k - off) - ix * (g.ny - 1)
+        i[0] = ix * g.ny + iy
+        j[0] = i[0] + 1
+    return 0
+
+
+cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L, double *sigma_ref,
+                    const double *HL, const double *volts, double width, int deterministic, uint64_t key,
+                    uint64_t *counter, double f_max, double tol, double refactor_tol, long max_steps,
+                    double *out) noexcept nogil:
+    """One pulse on one device; out = (peak T, mean T, energy, steps)."""
+    cdef Work w
+    cdef int i, j, k, nf = (g.nx - 1) * g.ny + g.nx * (g.ny - 1), moved
+    cdef double t0 = row[C_T0], remaining = width, dt, omax, power = 0.0, peak, mean_acc = 0.0
+    cdef double energy = 0.0, tmean
+    cdef long steps = 0
+    cdef double *temp
+    cdef double *sig_solved
+    cdef double *outr
+    if _alloc(&w, g.n) != 0:
+        return -2
+    temp = <double *> malloc(3 * g.n * sizeof(double))
+    if temp == NULL:
+        free(w.sigma)
+        return -2
+    sig_solved = temp + g.n
+    outr = temp + 2 * g.n
+    for i in range(g.n):
+        temp[i] = t0
+    if _fields(g, &w, row, n_cells, temp, L, sigma_ref, HL, volts, refactor_tol, &power) != 0:
+        free(w.sigma)
+        free(temp)
+        return -1
+    memcpy(sig_solved, w.sigma, g.n * sizeof(double))
+    peak = t0
+    for i in range(g.n):
+        temp[i] = t0 + w.theta[i]
+        if temp[i] > peak:
+            peak = temp[i]
+    while remaining > 0.0:
+        _rates(g, row, n_cells, w.phi, temp, w.rf, w.rb)
+        memset(outr, 0, g.n * sizeof(double))
+        for k in range(nf):
+            _face_cells(g, k, &i, &j)
+            outr[i] += w.rf[k]
+            outr[j] += w.rb[k]
+        omax = 0.0
+        for i in range(g.n):
+            if outr[i] > omax:
+                omax = outr[i]
+        if omax > 0.0 and f_max / omax < remaining:
+            dt = f_max / omax
+        else:
+            dt = remaining
+        if steps >= max_steps - 1:
+            dt = remaining
+        # expected counts -> (Poisson) counts, in place over the rate arrays
+        for k in range(nf):
+            _face_cells(g, k, &i, &j)
+            w.cf[k] = n_cells[i] * w.rf[k] * dt
+            w.cb[k] = n_cells[j] * w.rb[k] * dt
+            if not deterministic:
+                w.cf[k] = _poisson(w.cf[k], key, counter)
+                w.cb[k] = _poisson(w.cb[k], key, counter)
+        if not deterministic:
+            memset(outr, 0, g.n * sizeof(double))
+            for k in range(nf):
+                _face_cells(g, k, &i, &j)
+                outr[i] += w.cf[k]
+                outr[j] += w.cb[k]
+            for k in range(nf):
+                _face_cells(g, k, &i, &j)
+                if outr[i] > n_cells[i]:
+                    w.cf[k] = floor(w.cf[k] * (n_cells[i] / outr[i]))
+                if outr[j] > n_cells[j]:
+                    w.cb[k] = floor(w.cb[k] * (n_cells[j] / outr[j]))
+        for k in range(nf):
+            _face_cells(g, k, &i, &j)
+            n_cells[i] += w.cb[k] - w.cf[k]
+            n_cells[j] += w.cf[k] - w.cb[k]
+        energy += power * dt
+        tmean = 0.0
+        for i in range(g.n):
+            tmean += temp[i]
+        mean_acc += tmean / g.n * dt
+        steps += 1
+        remaining -= dt
+        if remaining < 1e-12 * width:
+            remaining = 0.0
+        if remaining > 0.0:
+            _conductivity(g, row, n_cells, temp, w.tmp)
+            moved = 0
+            for i in range(g.n):
+                if fabs(w.tmp[i] / sig_solved[i] - 1.0) > tol:
+                    moved = 1
+                    break
+            if moved:
+                if _fields(g, &w, row, n_cells, temp, L, sigma_ref, HL, volts, refactor_tol, &power) != 0:
+                    free(w.sigma)
+                    free(temp)
+                    return -1
+                memcpy(sig_solved, w.sigma, g.n * sizeof(double))
+                for i in range(g.n):
+                    temp[i] = t0 + w.theta[i]
+                    if temp[i] > peak:
+                        peak = temp[i]
+    out[0] = peak
+    out[1] = mean_acc / width if width > 0.0 else t0
+    out[2] = energy
+    out[3] = <double>steps
+    free(w.sigma)
+    free(temp)
+    return 0
+
+
+cdef int _read_one(const Geo *g, const double *row, const double *n_cells, double *L, double *sigma_ref,
+                   const double *volts, double refactor_tol, double *currents) noexcept nogil:
+    cdef Work w
+    cdef int i, it
+    cdef double *temp = <double *> malloc(g.n * sizeof(double))
+    if temp == NULL:
+        return -2
+    if _alloc(&w, g.n) != 0:
+        free(temp)
+        return -2
+    for i in range(g.n):
+        temp[i] = row[C_T0]
+    _conductivity(g, row, n_cells, temp, w.sigma)
+    it = _solve_potential(g, &w, L, sigma_ref, volts, refactor_tol, currents)
+    free(w.sigma)
+    free(temp)
+    return it
+
+
+# ---------------------------------------------------------------------------
+# Python entry points (arrays in, arrays out)
+# ---------------------------------------------------------------------------
+
+cdef Geo _geo(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t[::1] term):
+    cdef Geo g
+    cdef int k
+    g.nx = nx
+    g.ny = ny
+    g.n = nx * ny
+    g.bw = ny
+    g.hx = hx
+    g.hy = hy
+    g.t = t
+    for k in range(4):
+        g.bfac[k] = bfac[k]
+    g.term = &term[0]
+    return g
+
+
+def heat_factor(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t[::1] term,
+                double[:, ::1] table, double[:, ::1] heat_band):
+    """Band Cholesky of the (constant) heat matrix of every device, into heat_band."""
+    cdef Geo g = _geo(nx, ny, hx, hy, t, bfac, term)
+    cdef Py_ssize_t d
+    cdef int i
+    cdef double *gx = <double *> malloc(3 * g.n * sizeof(double))
+    cdef double *gy = gx + g.n
+    cdef double *dg = gx + 2 * g.n
+    cdef double kx, ky, sink
+    try:
+        for d in range(table.shape[0]):
+            kx = table[d, C_KAPPA] * t * hy / hx
+            ky = table[d, C_KAPPA] * t * hx / hy
+            sink = table[d, C_GSUB] * hx * hy
+            for i in range(g.n):
+                gx[i] = kx
+                gy[i] = ky
+                dg[i] = sink
+            _diag(&g, gx, gy, dg, dg)
+            if _band_cholesky(&g, gx, gy, dg, &heat_band[d, 0]) != 0:
+                raise ArithmeticError("heat matrix is not positive definite")
+    finally:
+        free(gx)
+
+
+def pulse(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t[::1] term,
+          double[:, ::1] table, double[:, ::1] n_cells, double[:, ::1] band, double[:, ::1] sigma_ref,
+          double[:, ::1] heat_band, double[:, ::1] volts, double[::1] width, bint deterministic,
+          uint64_t[::1] keys, uint64_t[::1] counters, double f_max, double tol, double refactor_tol,
+          long max_steps, double[:, ::1] out, int threads=1):
+    """Advance every device through one pulse (terminal voltages ``volts[d]`` for ``width[d]``)."""
+    cdef Geo g = _geo(nx, ny, hx, hy, t, bfac, term)
+    cdef Py_ssize_t d, nd = n_cells.shape[0]
+    cdef int[::1] status = np.zeros(nd, dtype=np.intc)
+    cdef int det = 1 if deterministic else 0
+    for d in prange(nd, nogil=True, num_threads=threads, schedule="static"):
+        status[d] = _pulse_one(&g, &table[d, 0], &n_cells[d, 0], &band[d, 0], &sigma_ref[d, 0],
+                               &heat_band[d, 0], &volts[d, 0], width[d], det, keys[d], &counters[d],
+                               f_max, tol, refactor_tol, max_steps, &out[d, 0])
+    return np.asarray(status)
+
+
+def read(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t[::1] term,
+         double[:, ::1] table, double[:, ::1] n_cells, double[:, ::1] band, double[:, ::1] sigma_ref,
+         double[:, ::1] volts, double refactor_tol, double[:, ::1] currents, int threads=1):
+    """Terminal currents (into the film) of every device under terminal voltages ``volts[d]``."""
+    cdef Geo g = _geo(nx, ny, hx, hy, t, bfac, term)
+    cdef Py_ssize_t d, nd = n_cells.shape[0]
+    cdef int[::1] iters = np.zeros(nd, dtype=np.intc)
+    for d in prange(nd, nogil=True, num_threads=threads, schedule="static"):
+        iters[d] = _read_one(&g, &table[d, 0], &n_cells[d, 0], &band[d, 0], &sigma_ref[d, 0], &volts[d, 0],
+                             refactor_tol, &currents[d, 0])
+    return np.asarray(iters)
+
+
+def uniforms(uint64_t key, uint64_t counter, Py_ssize_t count):
+    """The device stream's uniforms from ``counter`` on (for tests of the generator)."""
+    out = np.empty(count)
+    cdef double[::1] o = out
+    cdef uint64_t c = counter
+    cdef Py_ssize_t i
+    for i in range(count):
+        o[i] = _uniform(key, &c)
+    return out
+
+
+def poisson(double lam, uint64_t key, uint64_t counter, Py_ssize_t count):
+    """Poisson draws of the device stream (for tests of the sampler)."""
+    out = np.empty(count)
+    cdef double[::1] o = out
+    cdef uint64_t c = counter
+    cdef Py_ssize_t i
+    for i in range(count):
+        o[i] = _poisson(lam, key, &c)
+    return out

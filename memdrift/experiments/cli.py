@@ -19,6 +19,9 @@ from memdrift.errors import MemdriftError
 COMMAND_MODULES = (
     "memdrift.experiments.cmd_pulse",
     "memdrift.experiments.cmd_presets",
+    "memdrift.experiments.cmd_sweep",
+    "memdrift.experiments.cmd_evaluate",
+    "memdrift.experiments.cmd_extract",
 )
 
 

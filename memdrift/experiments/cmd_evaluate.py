@@ -1,0 +1,112 @@
+"""``memdrift evaluate DEVICE.json --network NAME --dataset NAME [-o OUT.nc]``.
+
+Runs one network study on an extraction record through aihwkit and writes the
+results (netCDF, ``accuracy`` over mode × repeat [× sweep]), a PNG beside it, and
+prints a table. Heavy imports (torch, aihwkit) stay inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+STUDIES = ("accuracy", "drift", "dtod", "bits", "train")
+NETWORKS = ("mlp", "mlp-256-128", "lenet5", "cifar-resnet3", "resnet34")
+DATASETS = ("mnist-5k", "digits", "mnist", "fashion-mnist", "cifar10", "caltech101")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("evaluate", help="network accuracy on a device record (aihwkit)",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("record", metavar="DEVICE.json", help="extraction record (memdrift extract)")
+    p.add_argument("--network", required=True, choices=NETWORKS)
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--data-dir", default=None, help="directory holding torchvision datasets (no download)")
+    p.add_argument("--study", default="accuracy", choices=STUDIES)
+    p.add_argument("-o", "--output", default=None, metavar="OUT.nc", help="results netCDF (PNG written beside it)")
+    p.add_argument("--plot", default=None, metavar="OUT.png", help="PNG path (default: OUT.nc with .png)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--epochs", type=int, default=30, help="digital (or in-memory) training epochs")
+    p.add_argument("--hwat-epochs", type=int, default=5, help="hardware-aware training epochs")
+    p.add_argument("--repeats", type=int, default=5, help="analog programming repeats")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3, help="digital learning rate (Adam)")
+    p.add_argument("--hwat-lr", type=float, default=0.01, help="HWAT learning rate (AnalogSGD)")
+    p.add_argument("--analog-lr", type=float, default=0.1, help="in-memory training learning rate (AnalogSGD)")
+    p.add_argument("--dtod", type=float, default=0.0, help="device-to-device variation of the window (0-1)")
+    p.add_argument("--ir-drop", type=float, default=0.0, help="aihwkit IR-drop scale (slow; 0 = off)")
+    p.add_argument("--train-samples", type=int, default=None, help="use only the first N training samples")
+    p.add_argument("--test-samples", type=int, default=None, help="use only the first N test samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--progress", action="store_true", help="show epoch progress bars")
+    p.set_defaults(func=run)
+
+
+def load_record(path: str | Path) -> dict[str, Any]:
+    """The extraction record (JSON), through the extractor's loader when it is installed."""
+    from memdrift.errors import MemdriftError
+
+    p = Path(path)
+    if not p.exists():
+        raise MemdriftError(f"record file {str(p)!r} does not exist")
+    try:
+        from memdrift.mapping.extract import load_record as extract_load
+    except ImportError:
+        extract_load = None
+    if extract_load is not None:
+        return dict(extract_load(p))
+    try:
+        record = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MemdriftError(f"record file {str(p)!r} is not valid JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise MemdriftError(f"record file {str(p)!r} must hold a JSON object, got {type(record).__name__}")
+    return record
+
+
+def run(args: argparse.Namespace) -> int:
+    from memdrift.errors import MemdriftError, check_range
+
+    record = load_record(args.record)
+    for name in ("train_samples", "test_samples"):
+        if getattr(args, name) is not None:
+            check_range(name.replace("_", "-"), getattr(args, name), 1, 1 << 31)
+    if args.threads is not None:
+        check_range("threads", args.threads, 1, 1024)
+    try:
+        import torch  # noqa: F401
+
+        from memdrift.experiments import datasets, evaluate
+        from memdrift.mapping import aihwkit_bridge  # noqa: F401  (fails early when aihwkit is missing)
+    except ImportError as exc:
+        raise MemdriftError(f"memdrift evaluate needs torch and aihwkit ({exc}); install them with "
+                            "bash scripts/install-aihwkit.sh") from None
+    import torch
+
+    from memdrift.data.io import write_dataset
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    settings = evaluate.Settings(epochs=args.epochs, hwat_epochs=args.hwat_epochs, batch_size=args.batch_size,
+                                 lr=args.lr, hwat_lr=args.hwat_lr, analog_lr=args.analog_lr,
+                                 repeats=args.repeats, seed=args.seed, device=args.device, dtod=args.dtod,
+                                 ir_drop=args.ir_drop, progress=args.progress).checked()
+    evaluate.torch_device(settings.device)
+    # validate the record before the (long) training starts
+    aihwkit_bridge.describe(record)
+    data = datasets.load(args.dataset, args.data_dir).subset(args.train_samples, args.test_samples)
+    ds = evaluate.run_study(args.study, record, args.network, data, settings)
+    ds.attrs["record_file"] = str(Path(args.record).resolve())
+    print(evaluate.table(ds))
+    if args.output:
+        write_dataset(ds, args.output)
+        png = args.plot or str(Path(args.output).with_suffix(".png"))
+        evaluate.plot(ds, png)
+        print(f"wrote {args.output} and {png}")
+    elif args.plot:
+        evaluate.plot(ds, args.plot)
+        print(f"wrote {args.plot}")
+    return 0

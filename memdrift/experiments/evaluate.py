@@ -1,0 +1,423 @@
+"""Network studies on a device record: digital vs analog, drift, DTOD, bits, in-memory training.
+
+Each study returns an ``xarray.Dataset`` with ``accuracy`` over (``mode``,
+``repeat``[, sweep dim]) — the contract of ``memdrift evaluate -o OUT.nc`` — plus
+the programming cost of the deployed network from the record. The flow follows
+the HfOxSy/HfS2 paper: train digitally, hardware-aware train (HWAT) the analog
+copy, program it ``repeats`` times (fresh program error each time) and test.
+
+Analog modes:
+``analog``          HWAT, global drift compensation (the paper's deployment)
+``analog-no-hwat``  the digital weights deployed directly
+``analog-no-gdc``, ``analog-baseline`` (drift study): without compensation; baseline = no HWAT, no compensation
+``analog-train``    in-memory training with AnalogSGD on the pulsed device
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from memdrift.errors import MemdriftError, check_range
+from memdrift.experiments import networks
+from memdrift.experiments.datasets import Split
+
+STUDIES = ("accuracy", "drift", "dtod", "bits", "train")
+#: drift study times after programming, 1 s … 1 year
+DRIFT_TIMES_S = (1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 3.1536e7)
+DTOD_VALUES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+BITS_VALUES = (3, 4, 5, 6, 7, 8, 9)
+#: the TiO2-x paper maps weights in [-4, 4] onto the conductance window
+BITS_WEIGHT_RANGE = 4.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Training and evaluation settings (defaults sized for the offline MNIST subset on 2 cores)."""
+
+    epochs: int = 30
+    hwat_epochs: int = 5
+    batch_size: int = 64
+    lr: float = 1e-3
+    hwat_lr: float = 0.01
+    analog_lr: float = 0.1
+    repeats: int = 5
+    seed: int = 0
+    device: str = "cpu"
+    dtod: float = 0.0
+    ir_drop: float = 0.0
+    eval_batch: int = 500
+    times_s: tuple[float, ...] = DRIFT_TIMES_S
+    dtod_values: tuple[float, ...] = DTOD_VALUES
+    bits_values: tuple[int, ...] = BITS_VALUES
+    progress: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def checked(self) -> Settings:
+        check_range("epochs", self.epochs, 0, 10000)
+        check_range("hwat_epochs", self.hwat_epochs, 0, 10000)
+        check_range("batch_size", self.batch_size, 1, 1 << 20)
+        check_range("repeats", self.repeats, 1, 10000)
+        check_range("lr", self.lr, 0.0, 10.0, low_open=True)
+        check_range("hwat_lr", self.hwat_lr, 0.0, 10.0, low_open=True)
+        check_range("analog_lr", self.analog_lr, 0.0, 10.0, low_open=True)
+        check_range("dtod", self.dtod, 0.0, 1.0)
+        for t in self.times_s:
+            check_range("times_s", t, 0.0, 1e10)
+        for d in self.dtod_values:
+            check_range("dtod_values", d, 0.0, 1.0)
+        for b in self.bits_values:
+            check_range("bits_values", b, 1, 16)
+        if self.device not in ("cpu", "cuda"):
+            raise MemdriftError(f"device = {self.device!r} is unknown; allowed: cpu, cuda")
+        return self
+
+
+def torch_device(name: str) -> torch.device:
+    if name == "cuda":
+        from aihwkit.simulator.rpu_base import cuda
+
+        if not torch.cuda.is_available():
+            raise MemdriftError("device = 'cuda' but torch sees no CUDA device; allowed here: cpu")
+        if not cuda.is_compiled():
+            raise MemdriftError("device = 'cuda' but aihwkit was built without CUDA; allowed here: cpu")
+    return torch.device(name)
+
+
+# --------------------------------------------------------------------------- training and testing
+
+def _batches(n: int, size: int, gen: torch.Generator | None) -> list[torch.Tensor]:
+    order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
+    return list(order.split(size))
+
+
+@torch.no_grad()
+def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch: int = 500) -> float:
+    net.eval()
+    dev = next(iter(net.parameters()), torch.zeros(0)).device
+    correct = 0
+    for idx in _batches(len(x), batch, None):
+        correct += int((net(x[idx].to(dev)).argmax(1).cpu() == y[idx]).sum())
+    return correct / max(len(x), 1)
+
+
+def train(net: nn.Module, data: Split, *, epochs: int, optimiser: torch.optim.Optimizer, batch_size: int,
+          seed: int, on_epoch: Callable[[int], None] | None = None, progress: bool = False) -> nn.Module:
+    """Plain cross-entropy training (digital, HWAT or in-memory, by the optimiser given)."""
+    from tqdm import tqdm
+
+    gen = torch.Generator().manual_seed(seed)
+    dev = next(iter(net.parameters()), torch.zeros(0)).device
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in tqdm(range(epochs), disable=not progress, desc="epochs", leave=False):
+        net.train()
+        for idx in _batches(len(data.x_train), batch_size, gen):
+            optimiser.zero_grad()
+            loss = loss_fn(net(data.x_train[idx].to(dev)), data.y_train[idx].to(dev))
+            loss.backward()
+            optimiser.step()
+        if on_epoch is not None:
+            on_epoch(epoch)
+    return net
+
+
+def train_digital(name: str, data: Split, s: Settings) -> nn.Module:
+    torch.manual_seed(s.seed)
+    net = networks.build(name, data.input_shape, data.classes).to(torch_device(s.device))
+    train(net, data, epochs=s.epochs, optimiser=torch.optim.Adam(net.parameters(), lr=s.lr),
+          batch_size=s.batch_size, seed=s.seed, progress=s.progress)
+    return net
+
+
+def to_analog(net: nn.Module, rpu_config: Any, device: str = "cpu") -> nn.Module:
+    from aihwkit.nn.conversion import convert_to_analog
+
+    analog = convert_to_analog(copy.deepcopy(net).cpu(), rpu_config)
+    return analog.to(torch_device(device)) if device != "cpu" else analog
+
+
+def hardware_aware_train(analog: nn.Module, data: Split, s: Settings) -> nn.Module:
+    """HWAT: fine-tune the analog copy with the weight-noise modifier on (AnalogSGD)."""
+    from aihwkit.optim import AnalogSGD
+
+    if s.hwat_epochs == 0:
+        return analog
+    opt = AnalogSGD(analog.parameters(), lr=s.hwat_lr, momentum=0.9)
+    opt.regroup_param_groups(analog)
+    return train(analog, data, epochs=s.hwat_epochs, optimiser=opt, batch_size=s.batch_size,
+                 seed=s.seed + 1, progress=s.progress)
+
+
+def program_and_test(analog: nn.Module, data: Split, *, t_inference_s: float, seed: int,
+                     eval_batch: int = 500) -> float:
+    """Program the analog network (a fresh draw of program error), let it drift, test."""
+    torch.manual_seed(seed)
+    analog.eval()
+    analog.program_analog_weights()
+    analog.drift_analog_weights(float(t_inference_s))
+    return accuracy(analog, data.x_test, data.y_test, batch=eval_batch)
+
+
+def _programmed_repeats(analog: nn.Module, data: Split, s: Settings, t: float = 0.0) -> list[float]:
+    return [program_and_test(analog, data, t_inference_s=t, seed=s.seed + 1000 + r, eval_batch=s.eval_batch)
+            for r in range(s.repeats)]
+
+
+def set_noise(analog: nn.Module, **changes: Any) -> None:
+    """Change noise-model settings of every tile in place (e.g. dtod) without retraining.
+
+    A tile keeps its own copy of the noise model beside its rpu_config's; both change.
+    """
+    for tile in analog.analog_tiles():
+        for model in {id(m): m for m in (getattr(tile, "noise_model", None), tile.rpu_config.noise_model)
+                      if m is not None}.values():
+            for key, value in changes.items():
+                setattr(model, key, value)
+
+
+def set_drift_compensation(analog: nn.Module, enabled: bool) -> None:
+    from aihwkit.inference.compensation.drift import GlobalDriftCompensation
+
+    for tile in analog.analog_tiles():
+        tile.rpu_config.drift_compensation = GlobalDriftCompensation() if enabled else None
+        tile.drift_compensation = tile.rpu_config.drift_compensation
+
+
+# --------------------------------------------------------------------------- studies
+
+def _result(acc: np.ndarray, modes: Sequence[str], s: Settings, record: Mapping[str, Any], network: str,
+            data: Split, study: str, extra_coords: dict[str, Any] | None = None,
+            extra_dims: tuple[str, ...] = ()) -> xr.Dataset:
+    from memdrift.data.schema import netcdf_attrs
+    from memdrift.mapping.aihwkit_bridge import describe
+
+    coords = {"mode": list(modes), "repeat": np.arange(s.repeats)}
+    coords.update(extra_coords or {})
+    ds = xr.Dataset({"accuracy": (("mode", "repeat") + extra_dims, acc)}, coords=coords)
+    ds["accuracy"].attrs.update(units="1", long_name="test-set classification accuracy")
+    ds.attrs.update(study=study, network=network, dataset=data.name, train_samples=len(data.x_train),
+                    test_samples=len(data.x_test), weights=networks.weight_count(
+                        networks.build(network, data.input_shape, data.classes)) if network != "resnet34" else -1)
+    ds.attrs.update(netcdf_attrs({k: v for k, v in vars(s).items() if k not in ("extra", "progress")}, "settings."))
+    ds.attrs.update(netcdf_attrs(describe(record), "device."))
+    return ds
+
+
+def _cost(ds: xr.Dataset, record: Mapping[str, Any], net: nn.Module) -> xr.Dataset:
+    from memdrift.mapping.aihwkit_bridge import programming_cost
+
+    if record.get("energy_per_pulse") is None:
+        ds.attrs["programming_cost"] = "not computed: the record has no energy_per_pulse"
+        return ds
+    weights = [m.weight.detach().cpu().numpy() for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    cost = programming_cost(record, weights)
+    units = {"pulses": "1", "energy_J": "J", "time_serial_s": "s", "time_row_parallel_s": "s",
+             "pulses_per_weight": "1", "weights": "1", "devices": "1"}
+    for key, value in cost.items():
+        name = "programming_" + key.removesuffix("_J").removesuffix("_s")
+        ds[name] = xr.DataArray(value, attrs={"units": units[key],
+                                              "long_name": f"programming the network from reset: {key}"})
+    return ds
+
+
+def study_accuracy(record: Mapping[str, Any], network: str, data: Split, s: Settings) -> xr.Dataset:
+    from memdrift.mapping.aihwkit_bridge import inference_config
+
+    s = s.checked()
+    net = train_digital(network, data, s)
+    digital = accuracy(net, data.x_test, data.y_test, batch=s.eval_batch)
+    cfg = inference_config(record, dtod=s.dtod, ir_drop=s.ir_drop)
+    direct = to_analog(net, cfg, s.device)
+    acc_direct = _programmed_repeats(direct, data, s)
+    hw = hardware_aware_train(to_analog(net, cfg, s.device), data, s)
+    acc_hw = _programmed_repeats(hw, data, s)
+    acc = np.array([[digital] * s.repeats, acc_hw, acc_direct])
+    return _cost(_result(acc, ["digital", "analog", "analog-no-hwat"], s, record, network, data, "accuracy"),
+                 record, net)
+
+
+def study_drift(record: Mapping[str, Any], network: str, data: Split, s: Settings) -> xr.Dataset:
+    """Accuracy vs time after programming, with/without global drift compensation and HWAT."""
+    from memdrift.mapping.aihwkit_bridge import inference_config
+
+    s = s.checked()
+    net = train_digital(network, data, s)
+    digital = accuracy(net, data.x_test, data.y_test, batch=s.eval_batch)
+    cfg = inference_config(record, dtod=s.dtod, ir_drop=s.ir_drop)
+    direct = to_analog(net, cfg, s.device)
+    hw = hardware_aware_train(to_analog(net, cfg, s.device), data, s)
+    variants = [("analog", hw, True), ("analog-no-gdc", hw, False), ("analog-no-hwat", direct, True),
+                ("analog-baseline", direct, False)]
+    times = np.asarray(s.times_s, dtype=float)
+    acc = np.empty((len(variants) + 1, s.repeats, len(times)))
+    acc[0] = digital
+    for i, (_, model, gdc) in enumerate(variants, start=1):
+        set_drift_compensation(model, gdc)
+        for j, t in enumerate(times):
+            acc[i, :, j] = _programmed_repeats(model, data, s, t)
+    ds = _result(acc, ["digital"] + [v[0] for v in variants], s, record, network, data, "drift",
+                 {"time": ("time", times, {"units": "s", "long_name": "time after programming"})}, ("time",))
+    return _cost(ds, record, net)
+
+
+def study_dtod(record: Mapping[str, Any], network: str, data: Split, s: Settings) -> xr.Dataset:
+    """Accuracy vs device-to-device variation of the conductance window (HWAT network)."""
+    from memdrift.mapping.aihwkit_bridge import inference_config
+
+    s = s.checked()
+    net = train_digital(network, data, s)
+    digital = accuracy(net, data.x_test, data.y_test, batch=s.eval_batch)
+    hw = hardware_aware_train(to_analog(net, inference_config(record, ir_drop=s.ir_drop), s.device), data, s)
+    values = np.asarray(s.dtod_values, dtype=float)
+    acc = np.empty((2, s.repeats, len(values)))
+    acc[0] = digital
+    for j, d in enumerate(values):
+        set_noise(hw, dtod=float(d))
+        acc[1, :, j] = _programmed_repeats(hw, data, s)
+    ds = _result(acc, ["digital", "analog"], s, record, network, data, "dtod",
+                 {"dtod": ("dtod", values, {"units": "1", "long_name": "relative device-to-device variation"})},
+                 ("dtod",))
+    return _cost(ds, record, net)
+
+
+def study_bits(record: Mapping[str, Any], network: str, data: Split, s: Settings) -> xr.Dataset:
+    """Weight-transfer accuracy vs bits: 2^bits − 1 weight levels over [−4, 4], no HWAT (TiO2-x study).
+
+    A differential pair with k = 2^(bits−1) levels per device gives 2k − 1 weights.
+    The record's program error is resampled to k levels per device.
+    """
+    from memdrift.mapping.aihwkit_bridge import inference_config
+
+    s = s.checked()
+    net = train_digital(network, data, s)
+    digital = accuracy(net, data.x_test, data.y_test, batch=s.eval_batch)
+    bits = np.asarray(s.bits_values, dtype=int)
+    acc = np.empty((2, s.repeats, len(bits)))
+    acc[0] = digital
+    for j, b in enumerate(bits):
+        cfg = inference_config(record, levels=2 ** (int(b) - 1), w_range=BITS_WEIGHT_RANGE, dtod=s.dtod,
+                               ir_drop=s.ir_drop, hwat_noise=0.0, drift=False)
+        acc[1, :, j] = _programmed_repeats(to_analog(net, cfg, s.device), data, s)
+    ds = _result(acc, ["digital", "analog"], s, record, network, data, "bits",
+                 {"bits": ("bits", bits, {"units": "1", "long_name": "weight resolution (2^bits - 1 levels)"})},
+                 ("bits",))
+    ds.attrs["weight_range"] = BITS_WEIGHT_RANGE
+    return _cost(ds, record, net)
+
+
+def study_train(record: Mapping[str, Any], network: str, data: Split, s: Settings) -> xr.Dataset:
+    """In-memory training with AnalogSGD on the record's pulsed device vs digital training."""
+    from aihwkit.optim import AnalogSGD
+
+    from memdrift.mapping.aihwkit_bridge import training_config
+
+    s = s.checked()
+    net = train_digital(network, data, s)
+    digital = accuracy(net, data.x_test, data.y_test, batch=s.eval_batch)
+    torch.manual_seed(s.seed)
+    fresh = networks.build(network, data.input_shape, data.classes)
+    analog = to_analog(fresh, training_config(record, dtod=s.dtod), s.device)
+    opt = AnalogSGD(analog.parameters(), lr=s.analog_lr)
+    opt.regroup_param_groups(analog)
+    curve: list[float] = []
+    train(analog, data, epochs=s.epochs, optimiser=opt, batch_size=s.batch_size, seed=s.seed + 2,
+          on_epoch=lambda e: curve.append(accuracy(analog, data.x_test, data.y_test, batch=s.eval_batch)),
+          progress=s.progress)
+    # repeats of the test: the forward pass of a pulsed tile has read noise
+    final = []
+    for r in range(s.repeats):
+        torch.manual_seed(s.seed + 1000 + r)
+        final.append(accuracy(analog, data.x_test, data.y_test, batch=s.eval_batch))
+    ds = _result(np.array([[digital] * s.repeats, final]), ["digital", "analog-train"], s, record, network, data,
+                 "train")
+    ds["training_accuracy"] = xr.DataArray(np.array(curve), dims=("epoch",),
+                                           coords={"epoch": np.arange(1, len(curve) + 1)},
+                                           attrs={"units": "1", "long_name": "test accuracy after each epoch "
+                                                  "of in-memory training"})
+    return _cost(ds, record, net)
+
+
+RUNNERS: dict[str, Callable[..., xr.Dataset]] = {
+    "accuracy": study_accuracy, "drift": study_drift, "dtod": study_dtod, "bits": study_bits, "train": study_train,
+}
+
+
+def run_study(study: str, record: Mapping[str, Any], network: str, data: Split, s: Settings) -> xr.Dataset:
+    if study not in RUNNERS:
+        raise MemdriftError(f"study = {study!r} is unknown; allowed: {', '.join(STUDIES)}")
+    t0 = time.perf_counter()
+    ds = RUNNERS[study](record, network, data, s)
+    ds.attrs["wall_time_s"] = time.perf_counter() - t0
+    return ds
+
+
+# --------------------------------------------------------------------------- reporting
+
+def table(ds: xr.Dataset) -> str:
+    """Mean ± std over repeats, one row per mode (and per sweep value)."""
+    mean, std = ds.accuracy.mean("repeat"), ds.accuracy.std("repeat")
+    sweep = [d for d in ds.accuracy.dims if d not in ("mode", "repeat")]
+    lines = []
+    if not sweep:
+        lines.append(f"{'mode':<18} accuracy (mean ± std over {ds.sizes['repeat']})")
+        for m in ds["mode"].values:
+            lines.append(f"{m:<18} {100 * float(mean.sel(mode=m)):6.2f} % ± {100 * float(std.sel(mode=m)):.2f}")
+    else:
+        dim = sweep[0]
+        lines.append(f"{dim:>12} " + " ".join(f"{m:>22}" for m in ds["mode"].values))
+        for v in ds[dim].values:
+            cells = [f"{100 * float(mean.sel(mode=m, **{dim: v})):6.2f} ± {100 * float(std.sel(mode=m, **{dim: v})):4.2f} %"
+                     for m in ds["mode"].values]
+            lines.append(f"{v:>12g} " + " ".join(f"{c:>22}" for c in cells))
+    for name in ("programming_energy", "programming_pulses", "programming_time_serial",
+                 "programming_time_row_parallel"):
+        if name in ds:
+            lines.append(f"{name}: {float(ds[name]):.4g} {ds[name].attrs['units']}")
+    return "\n".join(lines)
+
+
+def plot(ds: xr.Dataset, path: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from memdrift.data.io import atomic_path
+
+    mean, std = ds.accuracy.mean("repeat") * 100, ds.accuracy.std("repeat") * 100
+    sweep = [d for d in ds.accuracy.dims if d not in ("mode", "repeat")]
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
+    if not sweep:
+        modes = list(ds["mode"].values)
+        ax.bar(range(len(modes)), mean.values, yerr=std.values, capsize=4, color="0.6")
+        for i in range(len(modes)):
+            ax.plot(np.full(ds.sizes["repeat"], i), ds.accuracy.values[i] * 100, "k.", ms=4)
+        ax.set_xticks(range(len(modes)), modes)
+        lo = float(ds.accuracy.min()) * 100
+        ax.set_ylim(max(0.0, lo - 2.0), 100.0)
+    else:
+        dim = sweep[0]
+        x = ds[dim].values
+        for m in ds["mode"].values:
+            ax.errorbar(x, mean.sel(mode=m), yerr=std.sel(mode=m), marker="o", ms=3, capsize=3, label=str(m))
+        if dim == "time":
+            ax.set_xscale("log")
+        ax.set_xlabel(f"{dim} ({ds[dim].attrs.get('units', '')})")
+        ax.legend(fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{ds.attrs.get('network')} on {ds.attrs.get('dataset')}: {ds.attrs.get('study')}", fontsize=10)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def with_settings(s: Settings, **changes: Any) -> Settings:
+    return replace(s, **changes)

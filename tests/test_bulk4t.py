@@ -274,3 +274,56 @@ def test_bad_input_names_the_field():
         simulate_scheme("tio2x-4t", "ffp", grid=8, ffp_width_s=-0.8)
     with pytest.raises(MemdriftError, match="backend"):
         Bulk4TDevices(params, 1, backend="gpu")
+
+
+# -- command line ------------------------------------------------------------------------------------------
+
+
+def test_cli_pulse_bulk_writes_dataset_and_plot(tmp_path, capsys):
+    """`memdrift pulse --device <bulk preset> --scheme ffp-segmentation ... --plot` runs end to end.
+
+    The command line has no grid option, so the shipped preset is shrunk to 8 x 8 in a preset file of its
+    own, with HRS / LRS targets this small film reaches (1 ohm either side of its fresh read).
+    """
+    import argparse
+
+    from memdrift.data.io import open_dataset
+    from memdrift.emulator.params import Preset
+    from memdrift.experiments import cmd_pulse
+
+    shipped = load_preset("tio2x-4t")
+    params = shipped.params.replace(grid_x=8.0, grid_y=8.0)
+    r0 = float(Bulk4TDevices(params, 1).read()[0])
+    small = Preset("tio2x-4t-8x8", params, shipped.description, "ffp",
+                   {"hrs_ohm": r0 + 1.0, "lrs_ohm": r0 - 1.0})
+    preset_path = tmp_path / "small.toml"
+    preset_path.write_text(small.to_toml())
+    out, png = tmp_path / "ffp.nc", tmp_path / "ffp.png"
+    # the subcommand's own parser and entry (the top-level `memdrift` parser only dispatches to it)
+    parser = argparse.ArgumentParser(prog="memdrift")
+    cmd_pulse.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["pulse", "--device", str(preset_path), "--scheme", "ffp-segmentation",
+                              "--devices", "1", "--seed", "0", "-o", str(out), "--plot", str(png)])
+    assert args.func(args) == 0
+    assert f"wrote {png}" in capsys.readouterr().out
+    assert png.stat().st_size > 20_000
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ds = open_dataset(out)
+    events = ds.events.values[0]
+    assert np.all(events >= 2)
+    # the plot asked for maps, so the run captured the first event of each branch
+    assert ds.vacancy_map.dims == ("device", "cycle", "snapshot", "x", "y")
+    assert np.all(np.isfinite(ds.vacancy_map.isel(snapshot=0).values))
+    assert np.all(ds.temperature_map.isel(snapshot=0).values > 300.0)
+    assert ds.vacancy_map.isel(snapshot=0).sum(dim=("x", "y")).values == pytest.approx(
+        float(b.device_table(params, 1, 0)[0, b.COL["n_mean"]]) * 64, rel=1e-12)
+
+
+def test_plot_scheme_rejects_a_dataset_without_resistance(tmp_path):
+    import xarray as xr
+
+    from memdrift.experiments.plots_bulk4t import plot_scheme
+
+    with pytest.raises(MemdriftError, match="resistance"):
+        plot_scheme(xr.Dataset(), tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

@@ -8,6 +8,11 @@ from pathlib import Path
 from memdrift.errors import MemdriftError
 
 
+#: 0-based FFP events whose vacancy and temperature maps ``--plot`` shows for a bulk device (the start,
+#: and points along a ~500-event branch; events a branch does not reach are marked so on the figure).
+BULK_PLOT_SNAPSHOT_EVENTS = (0, 99, 249, 449)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pulse", help="emulate a pulse scheme on an ensemble of devices",
                        description="Emulate a pulse scheme on an ensemble of devices and write a netCDF dataset.")
@@ -43,8 +48,14 @@ def run(args: argparse.Namespace) -> int:
         if args.cycles is not None:
             raise MemdriftError(f"cycles = {args.cycles!r} is not used by {preset.model} schemes; allowed: omit "
                                 "--cycles (FFP runs HRS->LRS->HRS once per device)")
+        options = {}
+        if args.no_noise:
+            options["deterministic"] = True
+        if args.plot is not None and scheme in ("ffp", "ffp-segmentation"):
+            # the maps the plot shows must be captured while the run is under way
+            options["snapshot_events"] = BULK_PLOT_SNAPSHOT_EVENTS
         ds = bulk4t_schemes.simulate_scheme(preset, scheme, devices=args.devices, seed=args.seed,
-                                            threads=args.threads, backend=args.backend, progress=True)
+                                            threads=args.threads, backend=args.backend, progress=True, **options)
     write_dataset(ds, args.output)
     print(f"wrote {args.output} ({', '.join(f'{k}={v}' for k, v in ds.sizes.items())})")
     if args.plot is not None:

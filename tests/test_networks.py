@@ -118,7 +118,8 @@ def test_conv_networks_train_hwat_and_program_on_synthetic_tensors(name, shape):
     data = synthetic(shape)
     net = evaluate.train_digital(name, data, TINY)
     analog = evaluate.hardware_aware_train(evaluate.to_analog(net, inference_config(record())), data, TINY)
-    assert sum(1 for _ in analog.analog_tiles()) == sum(
+    # every Linear/Conv2d became an analog layer (a wide layer is split over several tiles)
+    assert len(list(analog.analog_layers())) == sum(
         1 for m in net.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)))
     acc = evaluate.program_and_test(analog, data, t_inference_s=3600.0, seed=0)
     assert 0.0 <= acc <= 1.0
@@ -155,11 +156,17 @@ def test_dtod_bits_and_train_studies_run(digits_small):
 
 def test_analog_tracks_digital_and_drift_compensation_helps():
     """Behaviour, not only shapes: on digits the analog MLP is close to digital, and with
-    strong drift (nu = 0.1) global drift compensation recovers accuracy a year later."""
+    strong drift global drift compensation recovers accuracy a year later.
+
+    With one ν for every device, drift of a differential pair is a global scale of
+    the weights; it hurts only through what does not scale with them (digital biases,
+    output noise, ADC range). At ν = 0.1 a year shrinks the weights 5.6-fold and costs
+    < 1 %; at ν = 0.2 it is 32-fold and the uncompensated network fails (measured:
+    0.96 with compensation, 0.44 without)."""
     data = datasets.load("digits")
     s = evaluate.Settings(epochs=15, hwat_epochs=2, repeats=3, batch_size=32, times_s=(3.15e7,))
     strong = record()
-    strong["drift"] = {"nu": 0.1, "activation_energy_eV": 0.6}
+    strong["drift"] = {"nu": 0.2, "activation_energy_eV": 0.6}
     ds = evaluate.run_study("drift", strong, "mlp", data, s)
     acc = ds.accuracy.mean("repeat").isel(time=0)
     assert float(acc.sel(mode="digital")) > 0.9

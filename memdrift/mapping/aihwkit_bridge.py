@@ -462,7 +462,8 @@ def programming_cost(record: Mapping[str, Any], weights: Sequence[np.ndarray] | 
         w = np.asarray(w, dtype=float).reshape(w.shape[0], -1) if np.ndim(w) > 1 else np.atleast_2d(w)
         wmax = max(float(np.abs(w).max()), 1e-30)
         g = g_min + np.abs(w) / wmax * (g_max - g_min)
-        p = np.ceil(np.interp(g, grid, pulses_to))
+        # rounding first: a climb of exactly k bins sums to k ± 1 ulp, which must not cost a (k+1)-th pulse
+        p = np.ceil(np.round(np.interp(g, grid, pulses_to), 9))
         total += float(p.sum())
         serial_rows += float(p.max(axis=1).sum())
         n_weights += w.size

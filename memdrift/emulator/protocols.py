@@ -1,0 +1,593 @@
+"""Characterisation protocols: the emulator as a virtual probe station.
+
+:func:`characterise` runs a named protocol on a preset and returns a labelled
+``xarray.Dataset`` (DESIGN.md, "Datasets"). Filament protocols:
+
+==================  ==========================================================
+protocol            what is measured
+==================  ==========================================================
+``pd-cycling``      the preset's pulse scheme (the 20 + 20 ramp) repeated for
+                    ``cycles``: ``conductance`` (device, cycle, pulse)
+``dr-map``          identical-pulse families, one per signed amplitude, each
+                    after a reset by the ramp's opposite branch; ΔG per pulse
+                    and its ensemble mean per family
+``retention``       programmed by the first ``program_pulses`` ramp pulses at
+                    the ambient temperature, then a zero-bias bake at each
+                    temperature with reads at log-spaced times:
+                    ``conductance`` (device, temperature, time)
+``iv``              quasi-static triangular loops 0 → +V → −V → 0 in steps of
+                    ``dwell_s``: ``current`` (device, cycle, sweep, voltage)
+``endurance``       ``cycles`` ramp cycles, kept at log-spaced cycles only:
+                    on/off conductances and their ratio per kept cycle
+==================  ==========================================================
+
+Bulk four-terminal presets delegate to :mod:`memdrift.emulator.bulk4t_schemes`
+(``dr-map``, ``ffp-segmentation``, ``retention``), computed whole in memory:
+that model's device streams depend on the ensemble size, so it cannot be
+split into device chunks.
+
+Filament ensembles are split into device chunks (``first_device=`` keeps each
+device's random stream whatever the split) and the dataset is dask-backed: a
+chunk is computed when the dataset is written or computed, so
+:func:`write_characterisation` holds one chunk in memory at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from memdrift import __version__
+from memdrift.data.schema import BRANCH, annotate, netcdf_attrs
+from memdrift.emulator import engine, filament
+from memdrift.emulator.params import FilamentParams, Preset, load_preset
+from memdrift.emulator.pulses import (DEPRESSION, PAPER_RAMP, POTENTIATION, PulseTrain, from_name, identical,
+                                      ramp, retention)
+from memdrift.emulator.randomness import device_keys
+from memdrift.errors import MemdriftError, check_range, field_error
+
+PROTOCOLS = ("pd-cycling", "dr-map", "ffp-segmentation", "retention", "iv", "endurance")
+FILAMENT_PROTOCOLS = ("pd-cycling", "dr-map", "retention", "iv", "endurance")
+#: protocol -> bulk4t_schemes scheme it delegates to
+BULK4T_PROTOCOLS = {"dr-map": "dr-map", "ffp-segmentation": "ffp-segmentation", "retention": "retention"}
+
+TEN_YEARS_S = 10 * 365.25 * 86400.0
+DEFAULT_TEMPERATURES_K = (300.0, 325.0, 350.0)
+DEFAULT_DR_AMPLITUDES_V = (0.7, 0.8, 0.9, 1.0, -0.7, -0.8, -0.9, -1.0)
+# A chunk this large (bytes of float64 output) keeps memory flat for any ensemble size.
+CHUNK_BYTES = 64 * 2**20
+CHUNK_KEY = "memdrift-chunk"
+
+
+# --------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class Options:
+    """Protocol settings (SI). ``None`` means the protocol's default."""
+
+    devices: int = 16
+    cycles: int | None = None
+    seed: int = 0
+    threads: int = 1
+    noise: bool = True
+    chunk_devices: int | None = None
+    # retention
+    temperatures_k: tuple[float, ...] | None = None
+    time_min_s: float | None = None
+    time_max_s: float | None = None
+    times: int | None = None
+    program_pulses: int | None = None
+    # dr-map
+    amplitudes_v: tuple[float, ...] | None = None
+    pulses: int | None = None
+    width_s: float | None = None
+    # iv
+    v_max: float | None = None
+    steps: int | None = None
+    dwell_s: float | None = None
+    # endurance
+    record: int | None = None
+    # bulk ffp-segmentation
+    levels: tuple[int, ...] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: Options each protocol reads besides devices/seed/threads/noise/chunk_devices.
+PROTOCOL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "pd-cycling": ("cycles",),
+    "dr-map": ("amplitudes_v", "pulses", "width_s"),
+    "ffp-segmentation": ("levels",),
+    "retention": ("temperatures_k", "time_min_s", "time_max_s", "times", "program_pulses"),
+    "iv": ("cycles", "v_max", "steps", "dwell_s"),
+    "endurance": ("cycles", "record"),
+}
+#: command-line flag of each option, for error messages
+FLAGS = {"cycles": "--cycles", "temperatures_k": "--temperatures", "time_min_s": "--time-min",
+         "time_max_s": "--time-max", "times": "--times", "program_pulses": "--program-pulses",
+         "amplitudes_v": "--amplitudes", "pulses": "--pulses", "width_s": "--width", "v_max": "--v-max",
+         "steps": "--steps", "dwell_s": "--dwell", "record": "--record", "levels": "--levels"}
+_OPTIONAL = ("cycles", "temperatures_k", "time_min_s", "time_max_s", "times", "program_pulses", "amplitudes_v",
+             "pulses", "width_s", "v_max", "steps", "dwell_s", "record", "levels")
+
+
+def _check_options(protocol: str, opts: Options, allowed: Sequence[str], device: str) -> None:
+    if protocol not in allowed:
+        raise MemdriftError(f"protocol = {protocol!r} is not available for {device}; allowed: {', '.join(allowed)}")
+    for name in _OPTIONAL:
+        if getattr(opts, name) is not None and name not in PROTOCOL_OPTIONS[protocol]:
+            used = ", ".join(f"{n} ({FLAGS[n]})" for n in PROTOCOL_OPTIONS[protocol]) or "none"
+            raise MemdriftError(f"{name} ({FLAGS[name]}) is not used by protocol {protocol!r}; allowed options: "
+                                f"{used}")
+    if not (isinstance(opts.devices, (int, np.integer)) and 1 <= opts.devices <= engine.MAX_DEVICES):
+        raise field_error("devices", opts.devices, f"an integer in [1, {engine.MAX_DEVICES}]")
+    if not (isinstance(opts.seed, (int, np.integer)) and opts.seed >= 0):
+        raise field_error("seed", opts.seed, "an integer >= 0")
+    if not (isinstance(opts.threads, (int, np.integer)) and 1 <= opts.threads <= 1024):
+        raise field_error("threads", opts.threads, "an integer in [1, 1024]")
+    if opts.chunk_devices is not None and not (isinstance(opts.chunk_devices, (int, np.integer))
+                                               and opts.chunk_devices >= 1):
+        raise field_error("chunk_devices", opts.chunk_devices, "an integer >= 1")
+
+
+def _int_option(name: str, value: int | None, default: int, low: int, high: int) -> int:
+    value = default if value is None else value
+    if not (isinstance(value, (int, np.integer)) and low <= value <= high):
+        raise field_error(name, value, f"an integer in [{low}, {high}]")
+    return int(value)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def characterise(preset: str | Preset, protocol: str, options: Options | None = None) -> xr.Dataset:
+    """Run ``protocol`` on ``preset`` (name, path or :class:`Preset`); see the module docstring.
+
+    Filament results are dask-backed (one chunk per group of devices); bulk
+    four-terminal results are in memory.
+    """
+    opts = options or Options()
+    if protocol not in PROTOCOLS:
+        raise MemdriftError(f"protocol = {protocol!r} is unknown; allowed: {', '.join(PROTOCOLS)}")
+    p = preset if isinstance(preset, Preset) else load_preset(preset)
+    if p.model == "filament":
+        _check_options(protocol, opts, FILAMENT_PROTOCOLS, f"the filament preset {p.name!r}")
+        builder = {"pd-cycling": _pd_cycling, "dr-map": _dr_map, "retention": _retention, "iv": _iv,
+                   "endurance": _endurance}[protocol]
+        plan = builder(p, opts)
+        ds = _assemble(plan, opts)
+        ds.attrs.update(_filament_attrs(p, protocol, opts, plan.attrs))
+        return annotate(ds)
+    if p.model == "bulk4t":
+        _check_options(protocol, opts, tuple(BULK4T_PROTOCOLS), f"the bulk4t preset {p.name!r}")
+        return _bulk4t(p, protocol, opts)
+    raise MemdriftError(f"model = {p.model!r} has no characterisation protocols; allowed: filament, bulk4t")
+
+
+def write_characterisation(ds: xr.Dataset, path, *, progress: bool = True):
+    """Write ``ds`` atomically, computing its device chunks one at a time (tqdm bar per device)."""
+    import dask
+
+    from memdrift.data.io import write_dataset
+
+    total = int(ds.sizes.get("device", 0))
+    with dask.config.set(scheduler="synchronous"), _ChunkProgress(total, progress and bool(ds.chunks)):
+        return write_dataset(ds, path)
+
+
+class _ChunkProgress:
+    """tqdm bar advanced by the number of devices of every finished chunk task."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled = total, enabled
+
+    def __enter__(self):
+        if not self.enabled:
+            return self
+        from dask.callbacks import Callback
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.total, unit="device", desc="characterise", leave=False)
+
+        class _Cb(Callback):
+            def _posttask(self, key, result, dsk, state, id):
+                name = key[0] if isinstance(key, tuple) else key
+                if isinstance(name, str) and name.startswith(CHUNK_KEY):
+                    bar.update(int(name.rsplit("-", 1)[1]))
+
+        self._bar, self._cb = bar, _Cb()
+        self._cb.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._cb.__exit__(*exc)
+            self._bar.close()
+        return False
+
+
+# --------------------------------------------------------------------------- chunked assembly
+
+
+@dataclass
+class _Var:
+    dims: tuple[str, ...]  # first dim is always "device"
+    shape: tuple[int, ...]  # without the device axis
+    units: str
+    long_name: str
+
+
+@dataclass
+class _Plan:
+    """What one protocol produces: per-device variables from ``compute(first, n)``, and the rest."""
+
+    variables: dict[str, _Var]
+    compute: Callable[[int, int], dict[str, np.ndarray]]
+    coords: dict[str, Any]
+    static: dict[str, Any] = field(default_factory=dict)  # variables not over device
+    attrs: dict[str, Any] = field(default_factory=dict)
+    bytes_per_device: int = 0
+    derived: Callable[[xr.Dataset], xr.Dataset] | None = None
+
+
+def _assemble(plan: _Plan, opts: Options) -> xr.Dataset:
+    import dask
+    import dask.array as da
+
+    devices = int(opts.devices)
+    per_device = max(plan.bytes_per_device, 8 * sum(math.prod(v.shape) for v in plan.variables.values()))
+    size = opts.chunk_devices or max(1, min(devices, CHUNK_BYTES // max(per_device, 1)))
+    blocks: dict[str, list] = {name: [] for name in plan.variables}
+    for first in range(0, devices, size):
+        n = min(size, devices - first)
+        part = dask.delayed(plan.compute, pure=True)(first, n, dask_key_name=f"{CHUNK_KEY}-{first}-{n}")
+        for name, var in plan.variables.items():
+            blocks[name].append(da.from_delayed(part[name], shape=(n, *var.shape), dtype=np.float64))
+    data = {name: ((*var.dims,), da.concatenate(blocks[name], axis=0),
+                   {"units": var.units, "long_name": var.long_name}) for name, var in plan.variables.items()}
+    ds = xr.Dataset(data | plan.static, coords={"device": ("device", np.arange(devices))} | plan.coords)
+    if plan.derived is not None:
+        ds = plan.derived(ds).unify_chunks()
+    return ds
+
+
+def _filament_attrs(p: Preset, protocol: str, opts: Options, extra: dict[str, Any]) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        "title": f"memdrift characterisation: {protocol} on {p.name}",
+        "memdrift_version": __version__,
+        "model": p.model,
+        "preset": p.name,
+        "protocol": protocol,
+        "scheme": extra.pop("scheme", protocol),
+        "seed": int(opts.seed),
+        "noise": int(bool(opts.noise)),
+        "backend": "compiled",
+        "source": "memdrift characterise (emulated)",
+    }
+    attrs.update(netcdf_attrs(extra, "protocol."))
+    attrs.update(netcdf_attrs(p.params.scalars(), "param."))
+    attrs.update(netcdf_attrs(p.params.variation, "variation."))
+    return attrs
+
+
+class _Bench:
+    """Filament devices with their kernel state kept between trains (program, then bake; cycle blocks)."""
+
+    def __init__(self, params: FilamentParams, seed: int, first: int, n: int, *, noise: bool, threads: int):
+        from memdrift.ext import _filament
+
+        self._kernel = _filament
+        self.keys = device_keys(seed, n, first)
+        self.table, gap0 = engine.parameter_table(params, self.keys)
+        self.table = np.ascontiguousarray(self.table)
+        t0 = self.table[:, filament.COL["ambient_temperature_k"]].copy()
+        # same initial kernel state as engine.run_pulses, so a protocol's first train matches it
+        self.state = np.stack([gap0, t0, np.full(n, filament.INITIAL_RATIO), np.zeros(n),
+                               np.full(n, filament.INITIAL_RATIO)], axis=1)
+        self.counters = np.zeros(n, dtype=np.uint64)
+        self.noise, self.threads, self.n = int(bool(noise)), int(threads), n
+
+    def set_ambient(self, temperature_k: float) -> None:
+        self.table[:, filament.COL["ambient_temperature_k"]] = temperature_k
+        self.state[:, 1] = temperature_k
+
+    def run(self, train: PulseTrain) -> dict[str, np.ndarray]:
+        segments = engine.segment_table(train)
+        out = {k: np.empty((self.n, train.n_pulses)) for k in ("conductance", "temperature_peak", "energy", "gap")}
+        self._kernel.run_cycle(segments, self.state, self.table, self.keys, self.counters, out["conductance"],
+                               out["temperature_peak"], out["energy"], out["gap"], self.noise, self.threads)
+        return out
+
+
+def _ramp(p: Preset) -> PulseTrain:
+    return from_name("ramp") if p.scheme not in ("ramp", "identical") else from_name(p.scheme)
+
+
+# --------------------------------------------------------------------------- filament protocols
+
+
+def _pd_cycling(p: Preset, opts: Options) -> _Plan:
+    cycles = _int_option("cycles", opts.cycles, 100, 1, 10**7)
+    train = _ramp(p)
+
+    def compute(first: int, n: int) -> dict[str, np.ndarray]:
+        ds = engine.run_pulses(p.params, train, devices=n, cycles=cycles, seed=opts.seed, threads=opts.threads,
+                               noise=opts.noise, preset=p.name, first_device=first)
+        return {k: ds[k].values for k in ("conductance", "temperature_peak", "energy", "gap")}
+
+    dims = ("device", "cycle", "pulse")
+    shape = (cycles, train.n_pulses)
+    variables = {
+        "conductance": _Var(dims, shape, "S", "conductance read after the pulse"),
+        "temperature_peak": _Var(dims, shape, "K", "peak filament temperature during the pulse"),
+        "energy": _Var(dims, shape, "J", "electrical energy delivered by the pulse"),
+        "gap": _Var(dims, shape, "m", "filament-electrode gap after the pulse"),
+    }
+    coords = {"cycle": ("cycle", np.arange(cycles)), "pulse": ("pulse", np.arange(train.n_pulses)),
+              BRANCH: ("pulse", np.array(train.branch))}
+    static = {"amplitude": (("pulse",), train.amplitude_v), "width": (("pulse",), train.width_s)}
+    return _Plan(variables, compute, coords, static, {"scheme": train.name, **train.describe(), "cycles": cycles})
+
+
+def _dr_map(p: Preset, opts: Options) -> _Plan:
+    amps = tuple(DEFAULT_DR_AMPLITUDES_V if opts.amplitudes_v is None else opts.amplitudes_v)
+    if not amps:
+        raise MemdriftError("amplitudes_v is empty; allowed: at least one signed amplitude (V)")
+    for i, a in enumerate(amps):
+        check_range(f"amplitudes_v[{i}]", a, -10.0, 10.0, unit="V")
+        if a == 0:
+            raise field_error(f"amplitudes_v[{i}]", a, "a non-zero amplitude in [-10, 10] V")
+    pulses = _int_option("pulses", opts.pulses, 20, 1, 100_000)
+    width = check_range("width_s", 200e-9 if opts.width_s is None else opts.width_s, 0.0, 1.0, low_open=True,
+                        unit="s")
+    base = _ramp(p)
+    half = {POTENTIATION: np.flatnonzero(np.array(base.branch) == POTENTIATION),
+            DEPRESSION: np.flatnonzero(np.array(base.branch) == DEPRESSION)}
+    amp_list, wid_list, br_list, keep, reset_end = [], [], [], [], []
+    for a in amps:
+        # Each family starts from the end state of the scheme's opposite branch (HRS before
+        # potentiation, LRS before depression), as a lab re-initialises between families.
+        reset = half[DEPRESSION if a > 0 else POTENTIATION]
+        amp_list += list(base.amplitude_v[reset])
+        wid_list += list(base.width_s[reset])
+        br_list += [base.branch[i] for i in reset]
+        reset_end.append(len(amp_list) - 1)
+        fam = identical(a, width, pulses)
+        keep.append(np.arange(len(amp_list), len(amp_list) + pulses))
+        amp_list += list(fam.amplitude_v)
+        wid_list += list(fam.width_s)
+        br_list += list(fam.branch)
+    train = PulseTrain(np.array(amp_list), np.array(wid_list), base.read_voltage_v, base.read_width_s,
+                       base.read_gap_s, tuple(br_list), name="dr-map")
+    keep_idx = np.stack(keep)  # (family, pulse)
+    reset_idx = np.array(reset_end)
+    n_fam = len(amps)
+
+    def compute(first: int, n: int) -> dict[str, np.ndarray]:
+        ds = engine.run_pulses(p.params, train, devices=n, cycles=1, seed=opts.seed, threads=opts.threads,
+                               noise=opts.noise, preset=p.name, first_device=first)
+        g = ds["conductance"].values[:, 0]
+        out = {k: ds[k].values[:, 0][:, keep_idx] for k in ("conductance", "temperature_peak", "energy", "gap")}
+        g0 = g[:, reset_idx]
+        out["conductance_initial"] = g0
+        out["delta_conductance"] = np.diff(np.concatenate([g0[..., None], out["conductance"]], axis=2), axis=2)
+        return out
+
+    dims = ("device", "cycle", "pulse")
+    shape = (n_fam, pulses)
+    variables = {
+        "conductance": _Var(dims, shape, "S", "conductance read after the pulse"),
+        "delta_conductance": _Var(dims, shape, "S", "conductance change caused by the pulse"),
+        "temperature_peak": _Var(dims, shape, "K", "peak filament temperature during the pulse"),
+        "energy": _Var(dims, shape, "J", "electrical energy delivered by the pulse"),
+        "gap": _Var(dims, shape, "m", "filament-electrode gap after the pulse"),
+        "conductance_initial": _Var(("device", "cycle"), (n_fam,), "S",
+                                    "conductance after the reset that starts the family"),
+    }
+    amp_arr = np.array(amps, dtype=np.float64)
+    coords = {"cycle": ("cycle", np.arange(n_fam)), "pulse": ("pulse", np.arange(pulses)),
+              BRANCH: ("cycle", np.where(amp_arr > 0, POTENTIATION, DEPRESSION)),
+              "family_amplitude": ("cycle", amp_arr, {"units": "V", "long_name": "pulse amplitude of the family"})}
+    static = {"amplitude": (("cycle", "pulse"), np.repeat(amp_arr[:, None], pulses, axis=1)),
+              "width": (("pulse",), np.full(pulses, width))}
+
+    def derived(ds: xr.Dataset) -> xr.Dataset:
+        before = xr.concat([ds["conductance_initial"].expand_dims(pulse=[-1]),
+                            ds["conductance"].isel(pulse=slice(None, -1)).assign_coords(
+                                pulse=ds["pulse"].values[1:])], dim="pulse").assign_coords(pulse=ds["pulse"].values)
+        ds["conductance_before_mean"] = before.mean("device").transpose("cycle", "pulse")
+        ds["conductance_before_mean"].attrs.update(units="S", long_name="ensemble-mean conductance before the pulse")
+        ds["delta_conductance_mean"] = ds["delta_conductance"].mean("device")
+        ds["delta_conductance_mean"].attrs.update(units="S", long_name="ensemble-mean ΔG per pulse (the ΔG map)")
+        ds["delta_conductance_std"] = ds["delta_conductance"].std("device")
+        ds["delta_conductance_std"].attrs.update(units="S", long_name="device-to-device σ of ΔG per pulse")
+        return ds
+
+    return _Plan(variables, compute, coords, static,
+                 {"scheme": "dr-map", "pulses": pulses, "width_s": width, "reset": "opposite branch of the ramp",
+                  **base.describe()}, derived=derived)
+
+
+def _retention(p: Preset, opts: Options) -> _Plan:
+    temps = tuple(DEFAULT_TEMPERATURES_K if opts.temperatures_k is None else opts.temperatures_k)
+    if not temps:
+        raise MemdriftError("temperatures_k is empty; allowed: at least one temperature (K)")
+    for i, t in enumerate(temps):
+        check_range(f"temperatures_k[{i}]", t, 1.0, 2000.0, unit="K")
+    t_min = check_range("time_min_s", 1.0 if opts.time_min_s is None else opts.time_min_s, 1e-4, None, unit="s")
+    t_max = check_range("time_max_s", TEN_YEARS_S if opts.time_max_s is None else opts.time_max_s, t_min, None,
+                        low_open=True, unit=f"s (> time_min_s = {t_min:g})")
+    n_times = _int_option("times", opts.times, 41, 2, 100_000)
+    times = np.logspace(np.log10(t_min), np.log10(t_max), n_times)
+    base = _ramp(p)
+    pot = np.flatnonzero(np.array(base.branch) == POTENTIATION)
+    k = _int_option("program_pulses", opts.program_pulses, max(1, pot.size // 2), 0, pot.size)
+    read_width = 1e-6
+    bake = retention(times, read_voltage_v=base.read_voltage_v, read_width_s=read_width)
+    program = PulseTrain(base.amplitude_v[pot[:k]], base.width_s[pot[:k]], base.read_voltage_v, base.read_width_s,
+                         base.read_gap_s, tuple(base.branch[i] for i in pot[:k]), name="program") if k else None
+    ambient = float(p.params.ambient_temperature_k)
+
+    def compute(first: int, n: int) -> dict[str, np.ndarray]:
+        bench = _Bench(p.params, opts.seed, first, n, noise=opts.noise, threads=opts.threads)
+        if program is not None:
+            g_prog = bench.run(program)["conductance"][:, -1]
+        else:
+            g_prog = filament.read_conductance(base.read_voltage_v, filament.DeviceState(
+                bench.state[:, 0], bench.state[:, 1]), bench.table)
+        programmed, out = bench.state.copy(), {"conductance": [], "gap": []}
+        for t in temps:
+            bench.state[:] = programmed
+            bench.set_ambient(t)
+            res = bench.run(bake)
+            out["conductance"].append(res["conductance"])
+            out["gap"].append(res["gap"])
+        return {"conductance": np.stack(out["conductance"], axis=1), "gap": np.stack(out["gap"], axis=1),
+                "conductance_programmed": g_prog}
+
+    dims = ("device", "temperature", "time")
+    shape = (len(temps), n_times)
+    variables = {
+        "conductance": _Var(dims, shape, "S", "conductance read during the zero-bias bake"),
+        "gap": _Var(dims, shape, "m", "filament-electrode gap at the read"),
+        "conductance_programmed": _Var(("device",), (), "S", "conductance after programming, before the bake"),
+    }
+    coords = {"temperature": ("temperature", np.array(temps, dtype=np.float64),
+                              {"units": "K", "long_name": "bake (ambient) temperature"}),
+              "time": ("time", times, {"units": "s", "long_name": "time since the end of programming"})}
+    attrs = {"scheme": "retention", "program_pulses": k, "programmed_at_k": ambient, "read_width_s": read_width,
+             "read_voltage_v": base.read_voltage_v}
+    return _Plan(variables, compute, coords, {}, attrs)
+
+
+def _iv(p: Preset, opts: Options) -> _Plan:
+    loops = _int_option("cycles", opts.cycles, 1, 1, 100_000)
+    v_max = check_range("v_max", 1.0 if opts.v_max is None else opts.v_max, 0.0, 10.0, low_open=True, unit="V")
+    steps = _int_option("steps", opts.steps, 25, 2, 100_000)
+    dwell = check_range("dwell_s", 1e-3 if opts.dwell_s is None else opts.dwell_s, 0.0, 100.0, low_open=True,
+                        unit="s")
+    dv = v_max / steps
+    grid = np.arange(-steps, steps + 1) * dv  # the voltage coordinate, -V .. +V
+    # applied sequence: 0 → +V (up), +V → -V (down), -V → 0 (up); index into grid per step
+    seq = np.concatenate([np.arange(steps, 2 * steps + 1), np.arange(2 * steps - 1, -1, -1),
+                          np.arange(1, steps)])
+    up = np.concatenate([np.ones(steps + 1, bool), np.zeros(2 * steps, bool), np.ones(steps - 1, bool)])
+    # where each (sweep, voltage) is measured; the turning points belong to both sweeps
+    where = np.empty((2, grid.size), dtype=np.int64)
+    for s, is_up in enumerate((True, False)):
+        for j in range(grid.size):
+            hits = np.flatnonzero((seq == j) & (up == is_up))
+            where[s, j] = hits[0] if hits.size else np.flatnonzero(seq == j)[0]
+    volts = grid[seq]
+    # A short read keeps the train valid without disturbing the state (it is not part of the loop).
+    train = PulseTrain(volts, np.full(volts.size, dwell), read_voltage_v=-0.01, read_width_s=1e-9, read_gap_s=0.0,
+                       branch=tuple(POTENTIATION if v >= 0 else DEPRESSION for v in volts), name="iv")
+
+    def compute(first: int, n: int) -> dict[str, np.ndarray]:
+        ds = engine.run_pulses(p.params, train, devices=n, cycles=loops, seed=opts.seed, threads=opts.threads,
+                               noise=opts.noise, preset=p.name, first_device=first)
+        e = ds["energy"].values  # (device, cycle, step)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            current = np.where(volts != 0, np.sign(volts) * e / (np.abs(volts) * dwell), 0.0)
+        return {"current": current[..., where], "gap": ds["gap"].values[..., where],
+                "temperature_peak": ds["temperature_peak"].values[..., where]}
+
+    dims = ("device", "cycle", "sweep", "voltage")
+    shape = (loops, 2, grid.size)
+    variables = {
+        "current": _Var(dims, shape, "A", "mean current during the voltage step"),
+        "gap": _Var(dims, shape, "m", "filament-electrode gap at the end of the step"),
+        "temperature_peak": _Var(dims, shape, "K", "peak filament temperature during the step"),
+    }
+    coords = {"cycle": ("cycle", np.arange(loops)), "sweep": ("sweep", np.array(["up", "down"])),
+              "voltage": ("voltage", grid, {"units": "V", "long_name": "applied voltage"})}
+    return _Plan(variables, compute, coords, {}, {"scheme": "iv", "v_max": v_max, "steps": steps, "dwell_s": dwell,
+                                                 "sweep_rate_v_per_s": dv / dwell})
+
+
+def _endurance(p: Preset, opts: Options) -> _Plan:
+    cycles = _int_option("cycles", opts.cycles, 10_000, 1, 10**9)
+    record = _int_option("record", opts.record, 50, 1, 100_000)
+    kept = np.unique(np.round(np.logspace(0, np.log10(cycles), record)).astype(np.int64) - 1)
+    kept = np.unique(np.concatenate([[0, cycles - 1], kept]))
+    train = _ramp(p)
+    branch = np.array(train.branch)
+    last_p = int(np.flatnonzero(branch == POTENTIATION)[-1])
+    last_d = int(np.flatnonzero(branch == DEPRESSION)[-1])
+    keep_set = {int(c): i for i, c in enumerate(kept)}
+
+    def compute(first: int, n: int) -> dict[str, np.ndarray]:
+        bench = _Bench(p.params, opts.seed, first, n, noise=opts.noise, threads=opts.threads)
+        g = np.empty((n, kept.size, train.n_pulses))
+        energy = np.empty((n, kept.size))
+        for c in range(cycles):
+            res = bench.run(train)
+            i = keep_set.get(c)
+            if i is not None:
+                g[:, i] = res["conductance"]
+                energy[:, i] = res["energy"].sum(axis=1)
+        g_on, g_off = g[:, :, last_p], g[:, :, last_d]
+        return {"conductance": g, "conductance_on": g_on, "conductance_off": g_off, "on_off_ratio": g_on / g_off,
+                "energy_per_cycle": energy}
+
+    pair = ("device", "cycle")
+    variables = {
+        "conductance": _Var(("device", "cycle", "pulse"), (kept.size, train.n_pulses), "S",
+                            "conductance read after the pulse (kept cycles)"),
+        "conductance_on": _Var(pair, (kept.size,), "S", "conductance after the last potentiation pulse"),
+        "conductance_off": _Var(pair, (kept.size,), "S", "conductance after the last depression pulse"),
+        "on_off_ratio": _Var(pair, (kept.size,), "1", "on/off conductance window of the cycle"),
+        "energy_per_cycle": _Var(pair, (kept.size,), "J", "electrical energy of the cycle's pulses"),
+    }
+    coords = {"cycle": ("cycle", kept, {"long_name": "cycle index (log-spaced subset of the cycles run)"}),
+              "pulse": ("pulse", np.arange(train.n_pulses)), BRANCH: ("pulse", branch)}
+    static = {"amplitude": (("pulse",), train.amplitude_v), "width": (("pulse",), train.width_s)}
+    # per device the kernel runs every cycle; the output holds only the kept ones
+    return _Plan(variables, compute, coords, static,
+                 {"scheme": train.name, **train.describe(), "cycles_run": cycles, "cycles_kept": int(kept.size)},
+                 bytes_per_device=8 * (kept.size + 1) * train.n_pulses * 5)
+
+
+# --------------------------------------------------------------------------- bulk four-terminal
+
+
+def _bulk4t(p: Preset, protocol: str, opts: Options) -> xr.Dataset:
+    from memdrift.emulator import bulk4t_schemes
+
+    kw: dict[str, Any] = {"deterministic": not opts.noise}
+    if protocol == "dr-map":
+        if opts.amplitudes_v is not None:
+            kw["amplitudes_v"] = tuple(abs(a) for a in opts.amplitudes_v)
+        if opts.pulses is not None:
+            kw["pulses"] = opts.pulses
+        if opts.width_s is not None:
+            kw["width_s"] = opts.width_s
+    elif protocol == "ffp-segmentation":
+        if opts.levels is not None:
+            kw["levels"] = tuple(opts.levels)
+    else:
+        if opts.temperatures_k is not None:
+            kw["temperatures_k"] = tuple(opts.temperatures_k)
+        t_min = 1.0 if opts.time_min_s is None else opts.time_min_s
+        t_max = TEN_YEARS_S if opts.time_max_s is None else opts.time_max_s
+        check_range("time_min_s", t_min, 1e-4, None, unit="s")
+        check_range("time_max_s", t_max, t_min, None, low_open=True, unit=f"s (> time_min_s = {t_min:g})")
+        n = _int_option("times", opts.times, 21, 2, 100_000)
+        kw["times_s"] = np.logspace(np.log10(t_min), np.log10(t_max), n)
+    kw.update(opts.extra)
+    ds = bulk4t_schemes.simulate_scheme(p, BULK4T_PROTOCOLS[protocol], devices=opts.devices, seed=opts.seed,
+                                        threads=opts.threads, progress=True, **kw)
+    ds.attrs.update(protocol=protocol, title=f"memdrift characterisation: {protocol} on {p.name}",
+                    source="memdrift characterise (emulated)")
+    for name in ("time", "temperature"):
+        if name in ds.coords:
+            ds[name].attrs.setdefault("units", "s" if name == "time" else "K")
+    return ds
+
+
+__all__ = ["PROTOCOLS", "Options", "characterise", "write_characterisation"]

@@ -1,0 +1,81 @@
+"""``memdrift characterise``: run a characterisation protocol on a preset, write netCDF."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from memdrift.errors import MemdriftError
+
+PROTOCOLS = ("pd-cycling", "dr-map", "ffp-segmentation", "retention", "iv", "endurance")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("characterise", help="emulate a characterisation protocol (probe station) into netCDF",
+                       description="Run a characterisation protocol on an ensemble of emulated devices and write "
+                                   "a netCDF dataset (CF units, protocol/preset/seed/version attributes).")
+    p.add_argument("--device", required=True, metavar="PRESET", help="shipped preset name or a preset .toml path")
+    p.add_argument("--protocol", required=True, metavar="NAME", help=f"one of: {', '.join(PROTOCOLS)}")
+    p.add_argument("--devices", type=int, default=16, help="ensemble size (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--threads", type=int, default=1, help="compute threads (results do not depend on it)")
+    p.add_argument("--chunk-devices", type=int, default=None, metavar="N",
+                   help="devices computed and written at a time (default: chunks of about 64 MiB)")
+    p.add_argument("--no-noise", action="store_true", help="expected hop counts instead of Poisson counts")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.nc", help="netCDF file to write")
+    g = p.add_argument_group("protocol options (each protocol rejects the ones it does not use)")
+    g.add_argument("--cycles", type=int, default=None,
+                   help="pd-cycling: cycles (100); iv: loops (1); endurance: cycles run (10000)")
+    g.add_argument("--temperatures", default=None, metavar="K,K,...",
+                   help="retention: bake temperatures in K (default 300,325,350)")
+    g.add_argument("--time-min", type=float, default=None, metavar="S", help="retention: first read, s (1)")
+    g.add_argument("--time-max", type=float, default=None, metavar="S", help="retention: last read, s (10 years)")
+    g.add_argument("--times", type=int, default=None, metavar="N", help="retention: log-spaced reads (41)")
+    g.add_argument("--program-pulses", type=int, default=None, metavar="N",
+                   help="retention: ramp potentiation pulses that program the state (half the branch)")
+    g.add_argument("--amplitudes", default=None, metavar="V,V,...",
+                   help="dr-map: signed family amplitudes in V (default 0.7..1.0 and -0.7..-1.0)")
+    g.add_argument("--pulses", type=int, default=None, help="dr-map: pulses per family (20)")
+    g.add_argument("--width", type=float, default=None, metavar="S", help="dr-map: pulse width, s (200e-9)")
+    g.add_argument("--v-max", type=float, default=None, metavar="V", help="iv: loop amplitude, V (1.0)")
+    g.add_argument("--steps", type=int, default=None, help="iv: voltage steps from 0 to v-max (25)")
+    g.add_argument("--dwell", type=float, default=None, metavar="S", help="iv: time per voltage step, s (1e-3)")
+    g.add_argument("--record", type=int, default=None, metavar="N",
+                   help="endurance: log-spaced cycles kept in the file (50)")
+    g.add_argument("--levels", default=None, metavar="N,N,...",
+                   help="ffp-segmentation (bulk4t): level counts (32,128,512)")
+    p.set_defaults(func=run)
+
+
+def _floats(name: str, text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    out = []
+    for part in text.split(","):
+        try:
+            out.append(float(part))
+        except ValueError:
+            raise MemdriftError(f"{name} = {text!r}: {part.strip()!r} is not a number; allowed: a comma-separated "
+                                "list of numbers") from None
+    return tuple(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    from memdrift.emulator.protocols import Options, characterise, write_characterisation
+    from memdrift.experiments.cmd_extract import parse_levels
+
+    if args.output.suffix != ".nc":
+        raise MemdriftError(f"output = {str(args.output)!r} is not allowed; allowed: a path ending in .nc")
+    if args.protocol not in PROTOCOLS:
+        raise MemdriftError(f"protocol = {args.protocol!r} is unknown; allowed: {', '.join(PROTOCOLS)}")
+    opts = Options(devices=args.devices, cycles=args.cycles, seed=args.seed, threads=args.threads,
+                   noise=not args.no_noise, chunk_devices=args.chunk_devices,
+                   temperatures_k=_floats("temperatures", args.temperatures), time_min_s=args.time_min,
+                   time_max_s=args.time_max, times=args.times, program_pulses=args.program_pulses,
+                   amplitudes_v=_floats("amplitudes", args.amplitudes), pulses=args.pulses, width_s=args.width,
+                   v_max=args.v_max, steps=args.steps, dwell_s=args.dwell, record=args.record,
+                   levels=parse_levels(args.levels) if args.levels is not None else None)
+    ds = characterise(args.device, args.protocol, opts)
+    write_characterisation(ds, args.output, progress=True)
+    print(f"wrote {args.output} ({args.protocol}; {', '.join(f'{k}={v}' for k, v in ds.sizes.items())})")
+    return 0

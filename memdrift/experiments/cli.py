@@ -22,6 +22,9 @@ COMMAND_MODULES = (
     "memdrift.experiments.cmd_sweep",
     "memdrift.experiments.cmd_evaluate",
     "memdrift.experiments.cmd_extract",
+    "memdrift.experiments.cmd_characterise",
+    "memdrift.experiments.cmd_calibrate",
+    "memdrift.experiments.cmd_reproduce",
 )
 
 

@@ -1,0 +1,74 @@
+"""``memdrift calibrate``: fit a model's physics parameters to measured data → preset TOML."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from memdrift.errors import MemdriftError
+
+MODELS = ("filament", "bulk4t")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="fit a model to measured curves and write a preset TOML",
+                       description="Fit the physics parameters of a model to measured data (CSV or netCDF, layout "
+                                   "in memdrift/mapping/README.md) with scipy least squares; write a preset TOML "
+                                   "whose [calibration] table records the fit.")
+    p.add_argument("data", type=Path, metavar="MEASURED.(nc|csv)", help="measured pulse-cycling data")
+    p.add_argument("--model", required=True, metavar="filament|bulk4t", help="model to fit")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="PRESET.toml", help="preset to write")
+    p.add_argument("--free", default=None, metavar="NAME,NAME,...",
+                   help="parameters to fit (default filament: activation_energy_ev,tunnel_current_a,"
+                        "series_resistance_ohm,site_population; bulk4t: conductivity_base_s_per_m,"
+                        "conductivity_vacancy_s_per_m)")
+    p.add_argument("--start-preset", default=None, metavar="NAME",
+                   help="preset (name or .toml) holding the starting values and the fixed parameters "
+                        "(default hfoxsy-hfs2 / tio2x-4t)")
+    p.add_argument("--name", default=None, help="name of the written preset (default <start>-calibrated)")
+    p.add_argument("--fit-cycles", type=int, default=3, metavar="N",
+                   help="filament: first measured cycles whose ensemble-mean curves are fitted (default 3)")
+    p.add_argument("--span", type=float, default=10.0,
+                   help="each free parameter stays within [start/span, start*span] (default 10)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="filament: mean-curve fits alternated with the noise correction (default 3; 1 = none)")
+    p.add_argument("--read-voltage", type=float, default=None, metavar="V",
+                   help="filament: read voltage when the file does not record it (default -0.1)")
+    p.add_argument("--read-width", type=float, default=None, metavar="S", help="read duration, s (default 30e-6)")
+    p.add_argument("--read-gap", type=float, default=None, metavar="S",
+                   help="zero-bias time between pulse and read, s (default 20e-6)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from memdrift.emulator.params import save_preset
+    from memdrift.errors import check_range
+    from memdrift.mapping.calibrate import calibrate
+
+    if args.output.suffix != ".toml":
+        raise MemdriftError(f"output = {str(args.output)!r} is not allowed; allowed: a path ending in .toml")
+    if args.model not in MODELS:
+        raise MemdriftError(f"model = {args.model!r} is unknown; allowed: {', '.join(MODELS)}")
+    check_range("fit-cycles", args.fit_cycles, 1, 10_000)
+    check_range("rounds", args.rounds, 1, 20)
+    if args.read_voltage is not None:
+        check_range("read-voltage", args.read_voltage, -10.0, 10.0, unit="V")
+    for name, value in (("read-width", args.read_width), ("read-gap", args.read_gap)):
+        if value is not None:
+            check_range(name, value, 0.0, 1.0, low_open=name == "read-width", unit="s")
+    read = {"read_voltage_v": args.read_voltage, "read_width_s": args.read_width, "read_gap_s": args.read_gap}
+    preset, result = calibrate(args.data, args.model, free=args.free, start_preset=args.start_preset,
+                               fit_cycles=args.fit_cycles, span=args.span, read=read, name=args.name,
+                               rounds=args.rounds, progress=True)
+    save_preset(preset, args.output)
+    rec = result.record
+    width = max(len(n) for n in result.fitted)
+    for n, v in result.fitted.items():
+        print(f"{n:<{width}}  {rec['start'][n]:.6g} -> {v:.6g}")
+    for key in ("mean_curve_rms_relative", "spread_relative_residual", "levels_rms_relative"):
+        if key in rec:
+            print(f"{key}: {rec[key]:.4g}")
+    if rec.get("at_bound"):
+        print(f"warning: at the --span bound: {', '.join(rec['at_bound'])}")
+    print(f"wrote {args.output}")
+    return 0

@@ -1,0 +1,139 @@
+"""`memdrift calibrate`: parameter recovery from data generated with known parameters, the preset
+TOML it writes, and bad files/flags."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from memdrift.emulator.engine import run_pulses
+from memdrift.emulator.params import Preset, load_preset, preset_from_toml, save_preset
+from memdrift.emulator.pulses import ramp
+from memdrift.errors import MemdriftError
+from memdrift.experiments.cli import main
+from memdrift.mapping.calibrate import bulk4t_levels, calibrate
+from memdrift.mapping.measured import read_measured, write_csv
+
+FILAMENT = "hfoxsy-hfs2"
+
+
+def _start_preset(tmp_path, name: str, params, base: Preset) -> str:
+    path = tmp_path / f"{name}.toml"
+    save_preset(Preset(name=name, params=params, description="perturbed start", scheme=base.scheme), path)
+    return str(path)
+
+
+def test_filament_round_trip_noise_off_via_csv(tmp_path, capsys):
+    """Noise-free data from known parameters; start 5-30 % away; every free parameter back within 10 %."""
+    base = load_preset(FILAMENT)
+    true = base.params.replace(variation={})
+    data = run_pulses(true, ramp(), devices=1, cycles=2, noise=False, preset="truth")
+    csv = write_csv(read_measured_dataset(data), tmp_path / "measured.csv")
+    free = ("activation_energy_ev", "field_enhancement", "tunnel_current_a", "series_resistance_ohm")
+    start = true.replace(activation_energy_ev=true.activation_energy_ev * 1.05,
+                         field_enhancement=true.field_enhancement * 0.9,
+                         tunnel_current_a=true.tunnel_current_a * 1.3,
+                         series_resistance_ohm=true.series_resistance_ohm * 0.8)
+    out = tmp_path / "fitted.toml"
+    rc = main(["calibrate", str(csv), "--model", "filament", "-o", str(out), "--free", ",".join(free),
+               "--start-preset", _start_preset(tmp_path, "start", start, base), "--rounds", "1",
+               "--fit-cycles", "2"])
+    assert rc == 0, capsys.readouterr().err
+    fitted = load_preset(out)
+    for name in free:
+        assert getattr(fitted.params, name) == pytest.approx(getattr(true, name), rel=0.10), name
+        assert getattr(start, name) != pytest.approx(getattr(true, name), rel=0.03)  # it had to move
+    cal = fitted.calibration
+    assert cal["free"] == list(free) and cal["data_file"] == "measured.csv" and cal["model"] == "filament"
+    assert cal["mean_curve_rms_relative"] < 1e-3 < cal["mean_curve_rms_relative_start"]
+    # the written preset round-trips through the preset machinery unchanged
+    assert preset_from_toml(out.read_text(), str(out)) == fitted
+    assert preset_from_toml(fitted.to_toml()) == fitted
+
+
+def read_measured_dataset(ds: xr.Dataset) -> xr.Dataset:
+    return ds[["conductance", "amplitude", "width"]]
+
+
+def test_filament_round_trip_noisy_ensemble_with_spread(tmp_path):
+    """Poisson hop noise and device variation on: the default free set, site_population from the spread."""
+    base = load_preset(FILAMENT)
+    true = base.params
+    data = run_pulses(true, ramp(), devices=64, cycles=6, seed=4, preset="truth")
+    start = true.replace(activation_energy_ev=true.activation_energy_ev * 1.05,
+                         tunnel_current_a=true.tunnel_current_a * 1.3,
+                         series_resistance_ohm=true.series_resistance_ohm * 0.8, site_population=40000.0)
+    preset, result = calibrate(data, "filament", start_preset=_start_preset(tmp_path, "start", start, base))
+    assert set(result.fitted) == {"activation_energy_ev", "tunnel_current_a", "series_resistance_ohm",
+                                  "site_population"}
+    for name, value in result.fitted.items():
+        assert value == pytest.approx(getattr(true, name), rel=0.10), name
+    assert abs(preset.calibration["spread_relative_residual"]) < 0.05
+    assert preset.params.variation == true.variation  # device-to-device spread is kept, not fitted
+
+
+def test_bulk4t_round_trip_levels(tmp_path):
+    base = load_preset("tio2x-4t")
+    true = base.params.replace(variation={})
+    hrs, lrs = bulk4t_levels(true)
+    trace = np.linspace(hrs, lrs, 6)[None, None, :]
+    data = xr.Dataset({"resistance": (("device", "cycle", "pulse"), trace)})
+    start = true.replace(conductivity_base_s_per_m=true.conductivity_base_s_per_m * 1.25,
+                         conductivity_vacancy_s_per_m=true.conductivity_vacancy_s_per_m * 0.8)
+    preset, result = calibrate(data, "bulk4t", start_preset=_start_preset(tmp_path, "start", start, base))
+    for name, value in result.fitted.items():
+        assert value == pytest.approx(getattr(true, name), rel=0.10), name
+    assert preset.calibration["hrs_ohm"] == pytest.approx(hrs) and preset.calibration["lrs_ohm"] == pytest.approx(lrs)
+    assert preset.model == "bulk4t" and preset_from_toml(preset.to_toml()) == preset
+
+
+@pytest.fixture()
+def measured_csv(tmp_path):
+    data = run_pulses(load_preset(FILAMENT).params, ramp(), devices=2, cycles=1, noise=False)
+    return write_csv(data, tmp_path / "m.csv")
+
+
+@pytest.mark.parametrize("edit, argv, field", [
+    (None, ["--model", "pcm"], "model"),
+    (None, ["--model", "filament", "--free", "activation_energy_ev,bogus"], "free"),
+    (None, ["--model", "filament", "--free", "max_substeps"], "free"),
+    (None, ["--model", "filament", "--start-preset", "tio2x-4t"], "start-preset"),
+    (None, ["--model", "filament", "--span", "0.5"], "span"),
+    (None, ["--model", "filament", "--fit-cycles", "0"], "fit-cycles"),
+    (None, ["--model", "filament", "--free", "site_population"], "site_population"),  # 1 cycle: no spread
+    ("drop-amplitude", ["--model", "filament"], "amplitude"),
+    ("bad-number", ["--model", "filament"], "column 'conductance'"),
+])
+def test_bad_files_and_flags(measured_csv, edit, argv, field, tmp_path, capsys):
+    path = measured_csv
+    lines = path.read_text().splitlines()
+    if edit == "drop-amplitude":
+        header = lines[0].split(",")
+        k = header.index("amplitude")
+        path.write_text("\n".join(",".join(c for j, c in enumerate(line.split(",")) if j != k) for line in lines))
+    elif edit == "bad-number":
+        cells = lines[3].split(",")
+        cells[3] = "1.0e-3x"
+        lines[3] = ",".join(cells)
+        path.write_text("\n".join(lines))
+    out = tmp_path / "out.toml"
+    rc = main(["calibrate", str(path), *argv, "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert len(err.strip().splitlines()) == 1 and field in err, err
+    assert not out.exists() and not list(tmp_path.glob(".*part"))
+
+
+def test_bad_output_and_missing_file(tmp_path, capsys):
+    assert main(["calibrate", str(tmp_path / "none.csv"), "--model", "filament", "-o", str(tmp_path / "o.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["calibrate", str(tmp_path / "none.csv"), "--model", "filament", "-o", str(tmp_path / "o.json")]) == 2
+    assert "output" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_retention_data_cannot_calibrate_programming(tmp_path):
+    ds = xr.Dataset({"conductance": (("device", "time"), np.ones((1, 3)) * 1e-3)}, coords={"time": [1.0, 2.0, 3.0]})
+    with pytest.raises(MemdriftError, match="pulse"):
+        calibrate(ds, "filament")

@@ -24,7 +24,6 @@ COMMAND_MODULES = (
     "memdrift.experiments.cmd_extract",
     "memdrift.experiments.cmd_characterise",
     "memdrift.experiments.cmd_calibrate",
-    "memdrift.experiments.cmd_reproduce",
 )
 
 

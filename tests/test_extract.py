@@ -337,3 +337,51 @@ def test_drift_from_emulated_retention_bake():
     assert drift["per_temperature"][0]["t0"] == pytest.approx(1.0, rel=1e-9)
     assert drift["activation_energy_eV"] is None          # one temperature only
     assert rec["states"] is None
+
+
+# ---------------------------------------------------------------- per-run (FFP) layout
+
+def _ffp_like(devices: int = 3, runs: int = 2, events: int = 40, seed: int = 0) -> xr.Dataset:
+    """Per-run layout as the bulk FFP scheme writes it: branch over cycle, NaN-padded runs."""
+    rng = np.random.default_rng(seed)
+    r = np.full((devices, runs, events), np.nan)
+    for d in range(devices):
+        for c in range(runs):
+            n = events - rng.integers(0, 5)
+            ramp = np.linspace(880.0, 740.0, n) if c % 2 == 0 else np.linspace(740.0, 880.0, n)
+            r[d, c, :n] = ramp + rng.normal(0.0, 0.05, n)
+    branch = np.array(["potentiation", "depression"] * (runs // 2))
+    return xr.Dataset({"resistance": (("device", "cycle", "pulse"), r, {"units": "ohm"}),
+                       "energy": (("device", "cycle", "pulse"), np.ones_like(r), {"units": "J"}),
+                       "events": (("device", "cycle"), np.isfinite(r).sum(axis=2))},
+                      coords={"device": np.arange(devices), "cycle": np.arange(runs), "pulse": np.arange(1, events + 1),
+                              "branch": ("cycle", branch)})
+
+
+def test_per_run_layout_is_regrouped_into_cycles():
+    from memdrift.mapping.measured import normalise_dataset
+
+    ds = _ffp_like(runs=4)
+    out = normalise_dataset(ds)
+    assert out.sizes == {"device": 3, "cycle": 2, "pulse": 80}
+    assert list(out["branch"].values[:40]) == ["potentiation"] * 40
+    assert list(out["branch"].values[40:]) == ["depression"] * 40
+    # run 3 (the second depression) is cycle 1's second half, reads unchanged
+    np.testing.assert_array_equal(out["resistance"].values[:, 1, 40:], ds["resistance"].values[:, 3])
+    assert "events" not in out  # per-run summaries stay behind
+
+
+def test_per_run_layout_gives_a_record_with_the_window():
+    record = extract_record(_ffp_like())
+    g = 1.0 / np.array([880.0, 740.0])
+    assert record["g_min"] == pytest.approx(g[0], rel=1e-3)
+    assert record["g_max"] == pytest.approx(g[1], rel=1e-3)
+    assert record["states"] is not None and record["states"] >= 3
+
+
+def test_per_run_layout_out_of_order_is_named():
+    from memdrift.mapping.measured import normalise_dataset
+
+    ds = _ffp_like().assign_coords(branch=("cycle", np.array(["depression", "potentiation"])))
+    with pytest.raises(MemdriftError, match="branch over cycle"):
+        normalise_dataset(ds)

@@ -264,6 +264,8 @@ def normalise_dataset(ds: xr.Dataset, *, source: str = "dataset") -> xr.Dataset:
                             "pulse (and temperature for retention)")
     if "temperature" in da.dims:
         return ds  # a retention bake at several temperatures: no programming pulse table to complete
+    if "branch" in ds.coords and ds["branch"].dims == ("cycle",):
+        ds = runs_to_cycles(ds, quantity, source=source)
     for dim in ("device", "cycle"):
         if dim not in ds.dims:
             ds = ds.expand_dims({dim: 1})
@@ -278,3 +280,38 @@ def normalise_dataset(ds: xr.Dataset, *, source: str = "dataset") -> xr.Dataset:
             raise MemdriftError(f"{source}: branch = {bad[0]!r}; allowed: {POTENTIATION!r}, {DEPRESSION!r}, "
                                 f"{RETENTION!r}")
     return ds
+
+
+def runs_to_cycles(ds: xr.Dataset, quantity: str, *, source: str = "dataset") -> xr.Dataset:
+    """Per-run layout (``branch`` over ``cycle``: each run one branch, e.g. an FFP dataset's HRS→LRS then
+    LRS→HRS, NaN-padded to a common length) → the pulse-branch layout: runs ``2k`` (potentiation) and
+    ``2k + 1`` (depression) become cycle ``k`` with their pulses one after the other.
+
+    Only variables over (device, cycle, pulse) are carried over; maps and per-run summaries stay behind.
+    """
+    labels = [str(b) for b in np.asarray(ds["branch"].values)]
+    pairs = len(labels) // 2
+    expected = [POTENTIATION, DEPRESSION] * pairs
+    if len(labels) % 2 or labels != expected:
+        raise MemdriftError(f"{source}: branch over cycle is {labels[:4]}{'...' if len(labels) > 4 else ''}; "
+                            f"allowed: runs alternating {POTENTIATION!r}, {DEPRESSION!r} (a branch over pulse "
+                            "is the usual layout)")
+    n_pulse = ds.sizes["pulse"]
+    out = xr.Dataset(attrs=dict(ds.attrs))
+    for name, var in ds.data_vars.items():
+        if "cycle" not in var.dims or "pulse" not in var.dims:
+            continue
+        if not set(var.dims) <= {"device", "cycle", "pulse"}:
+            continue
+        lead = [d for d in var.dims if d not in ("cycle", "pulse")]
+        values = var.transpose(*lead, "cycle", "pulse").values
+        shape = values.shape[:-2] + (pairs, 2 * n_pulse)
+        out[name] = ((*lead, "cycle", "pulse"), values.reshape(shape), dict(var.attrs))
+    if quantity not in out:
+        raise MemdriftError(f"{source}: {quantity} has no (cycle, pulse) dimensions to regroup")
+    if "width" in ds and ds["width"].dims == ("pulse",):
+        out["width"] = ("pulse", np.tile(ds["width"].values, 2), dict(ds["width"].attrs))
+    if "device" in ds.coords:
+        out = out.assign_coords(device=ds["device"].values)
+    return out.assign_coords(cycle=np.arange(pairs), pulse=np.arange(2 * n_pulse),
+                             branch=("pulse", np.repeat([POTENTIATION, DEPRESSION], n_pulse)))

@@ -1,0 +1,44 @@
+"""``memdrift reproduce EXPERIMENT [-o DIR]``: a paper's device figures, with a paper-vs-memdrift table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXPERIMENTS = ("hfoxsy-ramp", "tio2x-ffp")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reproduce", help="reproduce a paper's device figures (PNG + paper-vs-memdrift table)",
+                       description="Emulate a shipped preset with its paper's protocol, extract the record and "
+                                   "write dataset, record and PNGs into DIR; print the published figures beside "
+                                   "the emulated ones. hfoxsy-ramp: Fig. 2d-f; tio2x-ffp: dR map, FFP trace, "
+                                   "segmentation, CPDs.")
+    p.add_argument("experiment", choices=EXPERIMENTS)
+    p.add_argument("-o", "--output", type=Path, default=Path("reproduce"), metavar="DIR",
+                   help="directory for the files (default ./reproduce)")
+    p.add_argument("--devices", type=int, default=None,
+                   help="ensemble size (default 100 for hfoxsy-ramp, 1 for tio2x-ffp)")
+    p.add_argument("--cycles", type=int, default=100, help="ramp cycles (hfoxsy-ramp; default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from memdrift.errors import check_range
+    from memdrift.experiments.reproduce import reproduce
+
+    check_range("threads", args.threads, 1, 1024)
+    check_range("seed", args.seed, 0, 2**63 - 1)
+    options: dict = {"seed": args.seed, "threads": args.threads}
+    if args.devices is not None:
+        check_range("devices", args.devices, 1, 10**8)
+        options["devices"] = args.devices
+    if args.experiment == "hfoxsy-ramp":
+        options["cycles"] = args.cycles
+    result = reproduce(args.experiment, args.output, **options)
+    print(result.table())
+    for path in result.files:
+        print(f"wrote {path}")
+    return 0

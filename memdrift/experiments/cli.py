@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "memdrift.experiments.cmd_extract",
     "memdrift.experiments.cmd_characterise",
     "memdrift.experiments.cmd_calibrate",
+    "memdrift.experiments.cmd_reproduce",
 )
 
 

@@ -189,11 +189,33 @@ def test_segmentation_known_answers():
     trace = np.linspace(880.0, 740.0, 561)  # 0.25 ohm per event
     seg = segment(trace, 32)
     assert np.all(np.diff(seg["index"]) > 0)
-    assert skipped_levels(seg["normalised"]) == 0
-    seg512 = segment(trace, 512)  # spacing 0.274 ohm ~ the event size: some levels share an event
-    assert skipped_levels(seg512["normalised"]) > 0
+    assert skipped_levels(seg["offset"]) == 0
+    # n = 512: spacing 0.274 ohm, just above the event size. Some levels take two events (a step of ~1.8
+    # spacings), yet every level has an event within half a spacing of it: nothing is skipped.
+    seg512 = segment(trace, 512)
+    assert np.sum(seg512["normalised"] > 1.5) > 20
+    assert np.all(np.abs(seg512["offset"]) <= 0.5)
+    assert skipped_levels(seg512["offset"]) == 0
+    # events of 0.3 ohm, larger than the spacing: a fraction 1 - 0.274 / 0.3 of the levels get no event
+    coarse = segment(np.linspace(880.0, 740.0, 468), 512)
+    assert 511 * (1 - 0.274 / 0.3) - 8 < skipped_levels(coarse["offset"]) < 511 * (1 - 0.274 / 0.3) + 8
+    # one 10-ohm jump at n = 32 (spacing 4.5 ohm) skips the two levels it passes, and only those
     jumpy = np.concatenate([np.linspace(880, 860, 200), np.linspace(850, 740, 400)])
-    assert skipped_levels(segment(jumpy, 32)["normalised"]) >= 1
+    seg = segment(jumpy, 32)
+    skipped = np.flatnonzero(np.abs(seg["offset"]) > 0.5)
+    assert skipped_levels(seg["offset"]) == 2
+    assert np.all((seg["targets"][skipped] < 860) & (seg["targets"][skipped] > 850))
+
+
+def test_skipped_levels_reads_the_cpd_over_repeats():
+    offsets = np.zeros((5, 6))
+    offsets[0, 1] = 0.9          # one repeat in five skipped level 1: not "prone to be skipped"
+    offsets[:2, 3] = -0.8        # two in five skipped level 3 (from either side): counted
+    offsets[:, 5] = 0.45         # every repeat landed off-centre but inside the window: not skipped
+    assert skipped_levels(offsets) == 1
+    assert skipped_levels(offsets, cpd=0.95) == 2
+    with pytest.raises(MemdriftError, match="cpd"):
+        skipped_levels(offsets, cpd=1.0)
 
 
 def test_ffp_scheme_dataset_contract(tmp_path):
@@ -217,6 +239,9 @@ def test_ffp_scheme_dataset_contract(tmp_path):
     assert pot[-1] <= lrs or events[0, 0] == 60
     assert ds.vacancy_map.dims == ("device", "cycle", "snapshot", "x", "y")
     assert np.all(ds.temperature_map.isel(snapshot=0).values >= 300.0)
+    for n in (4, 8):
+        assert ds[f"level_offset_n{n}"].dims == ("device", "cycle", f"level_n{n}")
+        np.testing.assert_array_equal(ds[f"skipped_n{n}"].values, ds[f"skipped_level_n{n}"].sum(f"level_n{n}").values)
     from memdrift.data.io import open_dataset, write_dataset
     from memdrift.experiments.plots_bulk4t import plot_maps, plot_resistance
 
@@ -244,6 +269,37 @@ def test_preset_round_trips_and_reaches_paper_states():
     # and a feedforward-sized pulse (0.8 s, a few volts) moves R by the FFP window's order, 0.1-0.3 ohm
     dev.write(3.0, 0.8)
     assert 0.05 < hrs - dev.read()[0] < 0.6
+
+
+@pytest.mark.slow
+def test_ffp_on_the_preset_skips_n512_levels_at_the_high_resistance_end_of_potentiation():
+    """The shipped preset, one 32 x 32 device, the whole scheme (dR map, FFP both ways, n = 512): ~10 s.
+
+    Paper: 494 +- 11 / 579 +- 17 events, 117 / 8 levels skipped, potentiation skips at the high-R end.
+    """
+    ds = simulate_scheme("tio2x-4t", "ffp-segmentation", devices=1, seed=0, levels=(512,))
+    events = ds.events.values[0]
+    assert abs(events[0] - 494) <= 50 and abs(events[1] - 579) <= 60
+    skipped = ds.skipped_n512.values
+    where = ds.skipped_level_n512.values  # levels in branch order: potentiation starts at HRS
+    assert skipped[0] >= 10 and skipped[0] > 3 * skipped[1]
+    assert where[0, :256].sum() >= 0.8 * skipped[0]
+    assert ds.temperature_peak.isel(cycle=0).max() > 305.0
+    # nothing is skipped where the levels are coarser than an event
+    seg32 = [segment(ds.resistance.isel(device=0, cycle=c).values, 32)["offset"] for c in (0, 1)]
+    assert [skipped_levels(o) for o in seg32] == [0, 0]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "issue 3 asks that heating off remove the n = 512 skips; measured on the preset (seed 0): heating on "
+    "502 / 549 events, 40 / 3 skipped, heating off 481 / 478 events, 36 / 34 skipped. The skips come from FFP "
+    "events larger than the 0.274-ohm level spacing where the dR map under-predicts the response (~25 % at the "
+    "start of potentiation, whose initial state has another history than the map's), with or without heating"))
+def test_heating_off_removes_the_n512_skips():
+    ds = simulate_scheme("tio2x-4t", "ffp-segmentation", devices=1, seed=0, levels=(512,), joule_heating=0.0)
+    assert float(ds.temperature_peak.max()) == pytest.approx(300.0)
+    assert ds.skipped_n512.values.sum() <= 2
 
 
 # -- bad input ---------------------------------------------------------------------------------------------

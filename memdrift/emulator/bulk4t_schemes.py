@@ -7,7 +7,8 @@
 * ``ffp``: closed loop read r -> write Vw(r) (0.8 s) -> read, HRS -> LRS then
   LRS -> HRS; every event is kept.
 * ``ffp-segmentation``: ``ffp`` plus the paper's multilevel segmentation into n
-  levels and the count of levels prone to be skipped (CPD 80 % > 1).
+  levels and the count of levels prone to be skipped (no event lands within half a
+  level spacing, at CPD 80 % over devices).
 * ``retention``: zero-bias relaxation at a set of temperatures.
 
 Write: +Vw on T2 and T4, T1 and T3 grounded. Read: 0.1 V on T1, others grounded,
@@ -275,9 +276,13 @@ def segment(r_ff: np.ndarray, levels: int) -> dict[str, np.ndarray]:
     """The paper's multilevel segmentation of one FFP trace into ``levels`` levels.
 
     Targets r_i are spaced evenly from the trace's first to its last reading, m_j = argmin |R_FF - r_ij|,
-    r_aj = R_FF[m_j]; the events m_j + 1 .. m_j+1 form the j-th grouped pulse. ``normalised`` is the step
-    r_a,j+1 - r_a,j in units of the level spacing: about 1 when every level can be set, 0 then about 2
-    where one event jumped over a level (no event lies nearest to it).
+    r_aj = R_FF[m_j]; the events m_j + 1 .. m_j+1 form the j-th grouped pulse.
+
+    ``offset`` is r_aj - r_ij in units of the level spacing (positive in the direction the trace runs):
+    within +-1/2 when some event landed in level j's window, beyond it when one event carried the device
+    across the whole window, i.e. level j was skipped (no event lies nearer to it than to a neighbour).
+    ``normalised`` is the step r_a,j+1 - r_aj in spacing units (about 1, but 2 events of a size just
+    under the spacing make a step near 2 without skipping anything: it is not a skip measure).
     """
     r = np.asarray(r_ff, dtype=float)
     r = r[np.isfinite(r)]
@@ -293,18 +298,32 @@ def segment(r_ff: np.ndarray, levels: int) -> dict[str, np.ndarray]:
     ra = r[m]
     step = targets[1] - targets[0]
     normalised = np.diff(ra) / step if step != 0 else np.zeros(levels - 1)
-    return {"targets": targets, "index": m, "levels": ra, "normalised": normalised}
+    offset = (ra - targets) / step if step != 0 else np.zeros(levels)
+    return {"targets": targets, "index": m, "levels": ra, "normalised": normalised, "offset": offset}
 
 
-def skipped_levels(normalised: np.ndarray, cpd: float = 0.8, threshold: float = 1.5) -> int:
-    """Levels prone to be skipped: normalised step above ``threshold`` at the given CPD (rows: repeats).
+#: |offset| beyond which a level counts as skipped: its nearest reading is nearer to a neighbouring level.
+SKIP_OFFSET = 0.5
 
-    The paper counts levels beyond 1 at CPD 80 % on its own normalisation (reading after the planned group
-    against the next level). With argmin levels a step is 1 +- dR/spacing even when nothing is skipped, so the
-    step that passes a level entirely (nearer to level j + 2 than j + 1) is the one counted here: > 1.5.
+
+def skipped_mask(offsets: np.ndarray, cpd: float = 0.8) -> np.ndarray:
+    """Per level: prone to be skipped, i.e. |offset| at the given CPD over repeats (rows) beyond 1/2.
+
+    The paper counts levels whose normalised resistance level exceeds 1 at CPD 80 % over repeated
+    programming. On one argmin-segmented trace the honest equivalent is occupancy: a level is skipped when
+    no event lands within half a spacing of it, which happens exactly when a single event's |dR| carried the
+    device across the level's window. Reading the CPD over devices (or cycles) keeps the paper's "prone to":
+    a level counts when more than 1 - ``cpd`` of the repeats skipped it.
     """
-    x = np.atleast_2d(normalised)
-    return int(np.sum(np.nanquantile(x, cpd, axis=0) > threshold))
+    if not 0 < cpd < 1:
+        raise field_error("cpd", cpd, "(0, 1)")
+    x = np.abs(np.atleast_2d(np.asarray(offsets, dtype=float)))
+    return np.nanquantile(x, cpd, axis=0) > SKIP_OFFSET
+
+
+def skipped_levels(offsets: np.ndarray, cpd: float = 0.8) -> int:
+    """Number of levels prone to be skipped (see :func:`skipped_mask`); ``offsets`` from :func:`segment`."""
+    return int(np.sum(skipped_mask(offsets, cpd)))
 
 
 def run_retention(dev: Bulk4TDevices, temperatures_k=(300.0, 350.0, 400.0, 450.0), times_s=None, *,
@@ -510,16 +529,27 @@ def _segmentation_vars(resistance: np.ndarray, levels: tuple[int, ...]) -> dict[
     d = resistance.shape[0]
     for n in levels:
         skipped = np.zeros(2, dtype=np.int64)
+        where = np.zeros((2, n), dtype=np.int8)
         reached = np.full((d, 2, n), np.nan)
+        offsets = np.full((d, 2, n), np.nan)
         for c in range(2):
-            norm = []
             for i in range(d):
                 seg = segment(resistance[i, c], n)
                 reached[i, c] = seg["levels"]
-                norm.append(seg["normalised"])
-            skipped[c] = skipped_levels(np.array(norm))
-        out[f"levels_n{n}"] = xr.DataArray(reached, dims=("device", "cycle", f"level_n{n}"),
+                offsets[i, c] = seg["offset"]
+            mask = skipped_mask(offsets[:, c])
+            where[c] = mask
+            skipped[c] = int(mask.sum())
+        dims = ("device", "cycle", f"level_n{n}")
+        out[f"levels_n{n}"] = xr.DataArray(reached, dims=dims,
                                            attrs={"units": "ohm", "long_name": f"segmented levels, n = {n}"})
+        out[f"level_offset_n{n}"] = xr.DataArray(
+            offsets, dims=dims, attrs={"units": "1", "long_name": f"reached minus target level in level spacings "
+                                                                  f"(|x| > 0.5: level skipped), n = {n}"})
+        out[f"skipped_level_n{n}"] = xr.DataArray(
+            where, dims=("cycle", f"level_n{n}"),
+            attrs={"units": "1", "long_name": f"level prone to be skipped at CPD 80 % (1) or not (0), n = {n}; "
+                                              "levels in the order the branch passes them"})
         out[f"skipped_n{n}"] = xr.DataArray(skipped, dims=("cycle",),
                                             attrs={"units": "1", "long_name": f"levels skipped at CPD 80 %, n = {n}"})
     return out

@@ -159,8 +159,13 @@ def characterise(preset: str | Preset, protocol: str, options: Options | None = 
         _check_options(protocol, opts, FILAMENT_PROTOCOLS, f"the filament preset {p.name!r}")
         builder = {"pd-cycling": _pd_cycling, "dr-map": _dr_map, "retention": _retention, "iv": _iv,
                    "endurance": _endurance}[protocol]
+        if opts.extra:
+            raise MemdriftError(f"option {sorted(opts.extra)[0]!r} is unknown for filament protocols; allowed: "
+                                "the fields of Options")
         plan = builder(p, opts)
-        ds = _assemble(plan, opts)
+        import dask.base
+
+        ds = _assemble(plan, opts, dask.base.tokenize(p.to_toml(), protocol, repr(opts)))
         ds.attrs.update(_filament_attrs(p, protocol, opts, plan.attrs))
         return annotate(ds)
     if p.model == "bulk4t":
@@ -235,7 +240,7 @@ class _Plan:
     derived: Callable[[xr.Dataset], xr.Dataset] | None = None
 
 
-def _assemble(plan: _Plan, opts: Options) -> xr.Dataset:
+def _assemble(plan: _Plan, opts: Options, token: str) -> xr.Dataset:
     import dask
     import dask.array as da
 
@@ -245,7 +250,7 @@ def _assemble(plan: _Plan, opts: Options) -> xr.Dataset:
     blocks: dict[str, list] = {name: [] for name in plan.variables}
     for first in range(0, devices, size):
         n = min(size, devices - first)
-        part = dask.delayed(plan.compute, pure=True)(first, n, dask_key_name=f"{CHUNK_KEY}-{first}-{n}")
+        part = dask.delayed(plan.compute, pure=True)(first, n, dask_key_name=f"{CHUNK_KEY}-{token}-{first}-{n}")
         for name, var in plan.variables.items():
             blocks[name].append(da.from_delayed(part[name], shape=(n, *var.shape), dtype=np.float64))
     data = {name: ((*var.dims,), da.concatenate(blocks[name], axis=0),
@@ -305,7 +310,9 @@ class _Bench:
 
 
 def _ramp(p: Preset) -> PulseTrain:
-    return from_name("ramp") if p.scheme not in ("ramp", "identical") else from_name(p.scheme)
+    # The paper's 20 + 20 ramp for every filament preset: the protocols need both branches,
+    # which a preset's own scheme (e.g. identical pulses) need not have.
+    return from_name("ramp")
 
 
 # --------------------------------------------------------------------------- filament protocols

@@ -56,21 +56,30 @@ def read_measured_dataset(ds: xr.Dataset) -> xr.Dataset:
     return ds[["conductance", "amplitude", "width"]]
 
 
-def test_filament_round_trip_noisy_ensemble_with_spread(tmp_path):
-    """Poisson hop noise and device variation on: the default free set, site_population from the spread."""
+def test_filament_round_trip_noisy_ensemble_with_spread(tmp_path, capsys):
+    """characterise → netCDF → calibrate with Poisson hop noise and device variation on: the default free
+    set (site_population from the cycle-to-cycle spread) comes back within 10 %."""
     base = load_preset(FILAMENT)
     true = base.params
-    data = run_pulses(true, ramp(), devices=64, cycles=6, seed=4, preset="truth")
+    measured = tmp_path / "measured.nc"
+    assert main(["characterise", "--device", FILAMENT, "--protocol", "pd-cycling", "--devices", "64",
+                 "--cycles", "6", "--seed", "4", "-o", str(measured)]) == 0
     start = true.replace(activation_energy_ev=true.activation_energy_ev * 1.05,
                          tunnel_current_a=true.tunnel_current_a * 1.3,
                          series_resistance_ohm=true.series_resistance_ohm * 0.8, site_population=40000.0)
-    preset, result = calibrate(data, "filament", start_preset=_start_preset(tmp_path, "start", start, base))
-    assert set(result.fitted) == {"activation_energy_ev", "tunnel_current_a", "series_resistance_ohm",
-                                  "site_population"}
-    for name, value in result.fitted.items():
+    out = tmp_path / "fitted.toml"
+    assert main(["calibrate", str(measured), "--model", "filament", "-o", str(out),
+                 "--start-preset", _start_preset(tmp_path, "start", start, base)]) == 0
+    preset = load_preset(out)
+    fitted = preset.calibration["fitted"]
+    assert set(fitted) == {"activation_energy_ev", "tunnel_current_a", "series_resistance_ohm", "site_population"}
+    for name, value in fitted.items():
         assert value == pytest.approx(getattr(true, name), rel=0.10), name
+        assert getattr(preset.params, name) == value
     assert abs(preset.calibration["spread_relative_residual"]) < 0.05
+    assert preset.calibration["data_file"] == "measured.nc"
     assert preset.params.variation == true.variation  # device-to-device spread is kept, not fitted
+    capsys.readouterr()
 
 
 def test_bulk4t_round_trip_levels(tmp_path):

@@ -35,8 +35,10 @@ chunk is computed when the dataset is written or computed, so
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -174,7 +176,7 @@ def characterise(preset: str | Preset, protocol: str, options: Options | None = 
     raise MemdriftError(f"model = {p.model!r} has no characterisation protocols; allowed: filament, bulk4t")
 
 
-def write_characterisation(ds: xr.Dataset, path, *, progress: bool = True):
+def write_characterisation(ds: xr.Dataset, path: str | os.PathLike[str], *, progress: bool = True) -> Path:
     """Write ``ds`` atomically, computing its device chunks one at a time (tqdm bar per device)."""
     import dask
 
@@ -284,7 +286,7 @@ class _Bench:
     """Filament devices with their kernel state kept between trains (program, then bake; cycle blocks)."""
 
     def __init__(self, params: FilamentParams, seed: int, first: int, n: int, *, noise: bool, threads: int):
-        from memdrift.ext import _filament
+        from memdrift.ext import _filament  # type: ignore[attr-defined]
 
         self._kernel = _filament
         self.keys = device_keys(seed, n, first)
@@ -447,7 +449,8 @@ def _retention(p: Preset, opts: Options) -> _Plan:
         else:
             g_prog = filament.read_conductance(base.read_voltage_v, filament.DeviceState(
                 bench.state[:, 0], bench.state[:, 1]), bench.table)
-        programmed, out = bench.state.copy(), {"conductance": [], "gap": []}
+        programmed = bench.state.copy()
+        out: dict[str, list[np.ndarray]] = {"conductance": [], "gap": []}
         for t in temps:
             bench.state[:] = programmed
             bench.set_ambient(t)

@@ -159,8 +159,9 @@ def _read_settings(ds: xr.Dataset, given: dict[str, float | None] | None) -> dic
         attr = f"scheme.{key}"
         if attr in ds.attrs:
             out[key] = float(ds.attrs[attr])
-        if given and given.get(key) is not None:
-            out[key] = float(given[key])
+        value = given.get(key) if given else None
+        if value is not None:
+            out[key] = float(value)
     return out
 
 

@@ -24,7 +24,7 @@ Device-to-device spread (``variation``) is kept from the starting preset.
 Bulk four-terminal (``model="bulk4t"``): only the two resistance levels are
 fitted — the read R13 after the conditioning loops of ±6 V, 100 s (HRS after
 −6 V, LRS after a further +6 V), deterministic, against the measured HRS and
-LRS (the largest and smallest values of the ensemble-mean resistance trace).
+LRS (each trace's largest and smallest read, averaged over the traces).
 Two levels constrain two parameters (default the two conductivities); the
 switching dynamics (FFP event counts, ν) are not fitted — the model is too
 slow for that inside a least-squares loop.
@@ -301,13 +301,14 @@ def bulk4t_levels(params: Any, *, conditioning_cycles: int = 2, amplitude_v: flo
 
 def calibrate_bulk4t(ds: xr.Dataset, start: Any, free: Sequence[str], *, span: float = 10.0, max_nfev: int = 100,
                      progress: bool = False) -> CalibrationResult:
-    g = _conductance(ds)
-    r_mean = 1.0 / _values(g.mean(("device", "cycle"), skipna=True)) if "resistance" not in ds else \
-        _values(ds["resistance"].mean(("device", "cycle"), skipna=True))
-    r_mean = r_mean[np.isfinite(r_mean)]
-    if r_mean.size < 2:
-        raise MemdriftError("resistance has fewer than 2 finite mean reads; allowed: a trace from HRS to LRS")
-    target = np.array([r_mean.max(), r_mean.min()])
+    r = 1.0 / _values(_conductance(ds))  # (device, cycle, pulse), NaN where not measured
+    # Each trace's extremes, averaged over traces: averaging the traces first would mix an
+    # HRS→LRS branch with an LRS→HRS one into a flat middle.
+    usable = np.sum(np.isfinite(r), axis=2) >= 2
+    if not usable.any():
+        raise MemdriftError("resistance has no trace with 2 or more finite reads; allowed: a trace from HRS to LRS")
+    with np.errstate(all="ignore"):
+        target = np.array([np.nanmax(r, axis=2)[usable].mean(), np.nanmin(r, axis=2)[usable].mean()])
     if not target[0] > target[1]:
         raise MemdriftError("resistance does not change; allowed: a trace with distinct HRS and LRS")
     x_start = {n: float(getattr(start, n)) for n in free}

@@ -42,7 +42,7 @@ def main() -> None:
     cal.condition(2)
     table = build_dr_map(run_identical(cal, PAPER_AMPLITUDES_V, 2.0, args.map_pulses, hrs_ohm=hrs, lrs_ohm=lrs),
                          ffp_width_s=0.8, target_ohm=0.28)
-    cal.approach(hrs, -1.0)
+    cal.approach(hrs, -1.0, reset_ohm=lrs)
     start = cal.n.copy()
     print(f"setup (compiled: conditioning, dR map of {2 * len(PAPER_AMPLITUDES_V)} x {args.map_pulses} pulses, "
           f"initialisation): {time.perf_counter() - t0:.1f} s")

@@ -184,38 +184,45 @@ def write_characterisation(ds: xr.Dataset, path: str | os.PathLike[str], *, prog
 
     total = int(ds.sizes.get("device", 0))
     with dask.config.set(scheduler="synchronous"), _ChunkProgress(total, progress and bool(ds.chunks)):
-        return write_dataset(ds, path)
+        written = write_dataset(ds, path)
+    return written
 
 
 class _ChunkProgress:
-    """tqdm bar advanced by the number of devices of every finished chunk task."""
+    """A tqdm bar in devices, advanced by the chunks as they compute (and within long chunks)."""
 
     def __init__(self, total: int, enabled: bool):
         self.total, self.enabled = total, enabled
 
-    def __enter__(self):
-        if not self.enabled:
-            return self
-        from dask.callbacks import Callback
-        from tqdm.auto import tqdm
+    def __enter__(self) -> "_ChunkProgress":
+        if self.enabled:
+            from tqdm.auto import tqdm
 
-        bar = tqdm(total=self.total, unit="device", desc="characterise", leave=False)
-
-        class _Cb(Callback):
-            def _posttask(self, key, result, dsk, state, id):
-                name = key[0] if isinstance(key, tuple) else key
-                if isinstance(name, str) and name.startswith(CHUNK_KEY):
-                    bar.update(int(name.rsplit("-", 1)[1]))
-
-        self._bar, self._cb = bar, _Cb()
-        self._cb.__enter__()
+            _BARS.append(tqdm(total=self.total, unit="device", desc="characterise", leave=False,
+                               bar_format="{l_bar}{bar}| {n:.0f}/{total} devices [{elapsed}<{remaining}]"))
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         if self.enabled:
-            self._cb.__exit__(*exc)
-            self._bar.close()
-        return False
+            _BARS.pop().close()
+
+
+# The active bar; chunks compute in the writing thread (synchronous scheduler), so a plain list will do.
+_BARS: list[Any] = []
+
+
+def _advance(devices: float) -> None:
+    if _BARS:
+        _BARS[-1].update(devices)
+
+
+def _run_chunk(compute: Callable[[int, int], dict[str, np.ndarray]], first: int, n: int) -> dict[str, np.ndarray]:
+    """``compute(first, n)``, then the bar topped up to ``n`` devices (long protocols advance it inside)."""
+    before = _BARS[-1].n if _BARS else 0.0
+    out = compute(first, n)
+    if _BARS:
+        _BARS[-1].update(n - (_BARS[-1].n - before))
+    return out
 
 
 # --------------------------------------------------------------------------- chunked assembly
@@ -252,7 +259,8 @@ def _assemble(plan: _Plan, opts: Options, token: str) -> xr.Dataset:
     blocks: dict[str, list] = {name: [] for name in plan.variables}
     for first in range(0, devices, size):
         n = min(size, devices - first)
-        part = dask.delayed(plan.compute, pure=True)(first, n, dask_key_name=f"{CHUNK_KEY}-{token}-{first}-{n}")
+        part = dask.delayed(_run_chunk, pure=True)(plan.compute, first, n,
+                                                   dask_key_name=f"{CHUNK_KEY}-{token}-{first}-{n}")
         for name, var in plan.variables.items():
             blocks[name].append(da.from_delayed(part[name], shape=(n, *var.shape), dtype=np.float64))
     data = {name: ((*var.dims,), da.concatenate(blocks[name], axis=0),
@@ -457,6 +465,7 @@ def _retention(p: Preset, opts: Options) -> _Plan:
             res = bench.run(bake)
             out["conductance"].append(res["conductance"])
             out["gap"].append(res["gap"])
+            _advance(n / len(temps))
         return {"conductance": np.stack(out["conductance"], axis=1), "gap": np.stack(out["gap"], axis=1),
                 "conductance_programmed": g_prog}
 
@@ -541,6 +550,8 @@ def _endurance(p: Preset, opts: Options) -> _Plan:
             if i is not None:
                 g[:, i] = res["conductance"]
                 energy[:, i] = res["energy"].sum(axis=1)
+            if c % 100 == 99:
+                _advance(100 * n / cycles)
         g_on, g_off = g[:, :, last_p], g[:, :, last_d]
         return {"conductance": g, "conductance_on": g_on, "conductance_off": g_off, "on_off_ratio": g_on / g_off,
                 "energy_per_cycle": energy}

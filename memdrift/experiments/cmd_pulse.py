@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         if args.cycles is not None:
             raise MemdriftError(f"cycles = {args.cycles!r} is not used by {preset.model} schemes; allowed: omit "
                                 "--cycles (FFP runs HRS->LRS->HRS once per device)")
-        options = {}
+        options: dict[str, object] = {}
         if args.no_noise:
             options["deterministic"] = True
         if args.plot is not None and scheme in ("ffp", "ffp-segmentation"):

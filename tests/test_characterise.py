@@ -131,7 +131,26 @@ def test_retention_extracts_the_model_activation_energy(tmp_path, capsys):
     drift = json.loads(record.read_text())["drift"]
     ea_model = load_preset(FILAMENT).params.dissolution_energy_ev
     assert drift["nu"] is not None and drift["nu"] > 0
+    assert drift["activation_energy_method"] == "drift_rate"  # no saturation within 1e5 s
     assert drift["activation_energy_eV"] == pytest.approx(ea_model, rel=0.10)
+    capsys.readouterr()
+
+
+def test_retention_over_ten_years_saturates_and_still_gives_the_energy(tmp_path, capsys):
+    """At 360 K the gap reaches gap_max within the 10-year bake, so ln G is not linear in t: extract
+    switches to the time to a common fall of ln G, which is Arrhenius whatever the curve's shape."""
+    out, record = tmp_path / "ret.nc", tmp_path / "ret.json"
+    assert main(["characterise", "--device", FILAMENT, "--protocol", "retention", "--devices", "1", "--no-noise",
+                 "--temperatures", "300,330,360", "--times", "12", "-o", str(out)]) == 0
+    ds = xr.open_dataset(out)
+    assert ds["time"].values[0] == pytest.approx(1.0) and ds["time"].values[-1] == pytest.approx(3.15576e8)
+    gap = ds["gap"].sel(temperature=360.0).values[0]
+    assert gap[-1] == pytest.approx(load_preset(FILAMENT).params.gap_max_m)  # saturated
+    assert main(["extract", str(out), "-o", str(record)]) == 0
+    drift = json.loads(record.read_text())["drift"]
+    assert drift["activation_energy_method"] == "time_to_change"
+    assert drift["activation_energy_eV"] == pytest.approx(load_preset(FILAMENT).params.dissolution_energy_ev,
+                                                          rel=0.10)
     capsys.readouterr()
 
 

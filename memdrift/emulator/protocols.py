@@ -594,12 +594,15 @@ def _bulk4t(p: Preset, protocol: str, opts: Options) -> xr.Dataset:
     else:
         if opts.temperatures_k is not None:
             kw["temperatures_k"] = tuple(opts.temperatures_k)
-        t_min = 1.0 if opts.time_min_s is None else opts.time_min_s
-        t_max = TEN_YEARS_S if opts.time_max_s is None else opts.time_max_s
-        check_range("time_min_s", t_min, 1e-4, None, unit="s")
-        check_range("time_max_s", t_max, t_min, None, low_open=True, unit=f"s (> time_min_s = {t_min:g})")
-        n = _int_option("times", opts.times, 21, 2, 100_000)
-        kw["times_s"] = np.logspace(np.log10(t_min), np.log10(t_max), n)
+        # Without time options the scheme's own reads (1 s … 1e5 s) are kept: the film's zero-bias
+        # relaxation costs minutes per device and temperature to reach 10 years.
+        if (opts.time_min_s, opts.time_max_s, opts.times) != (None, None, None):
+            t_min = 1.0 if opts.time_min_s is None else opts.time_min_s
+            t_max = TEN_YEARS_S if opts.time_max_s is None else opts.time_max_s
+            check_range("time_min_s", t_min, 1e-4, None, unit="s")
+            check_range("time_max_s", t_max, t_min, None, low_open=True, unit=f"s (> time_min_s = {t_min:g})")
+            n = _int_option("times", opts.times, 21, 2, 100_000)
+            kw["times_s"] = np.logspace(np.log10(t_min), np.log10(t_max), n)
     kw.update(opts.extra)
     ds = bulk4t_schemes.simulate_scheme(p, BULK4T_PROTOCOLS[protocol], devices=opts.devices, seed=opts.seed,
                                         threads=opts.threads, progress=True, **kw)

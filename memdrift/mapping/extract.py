@@ -316,6 +316,7 @@ def _drift(ds: xr.Dataset, notes: list[str]) -> dict[str, Any]:
         return out
     time, temps, curves = found
     rows = []
+    curves_ln: list[tuple[np.ndarray, np.ndarray]] = []
     for temp, curve in zip(temps, curves):
         other = [d for d in curve.dims if d != "time"]
         # (time, trace) with one column per device/cycle, for the device-to-device spread of ν
@@ -330,7 +331,9 @@ def _drift(ds: xr.Dataset, notes: list[str]) -> dict[str, Any]:
                      if np.all(np.isfinite(c[ok])) and np.all(c[ok] > 0)]
         rows.append({"temperature_K": _float(temp), "nu": fit.nu, "g0": fit.g0, "t0": fit.t0, "r2": fit.r2,
                      "nu_std": float(np.std(per_trace, ddof=1)) if len(per_trace) > 1 else None,
-                     "rate": metrics.relative_drift_rate(time[ok], gm[ok])})
+                     "rate": metrics.relative_drift_rate(time[ok], gm[ok]),
+                     "rate_r2": metrics.linear_fit(np.log(gm[ok]), time[ok]).r2})
+        curves_ln.append((time[ok], np.log(gm[ok])))
     out["per_temperature"] = rows
     if not rows:
         notes.append("drift: retention data have fewer than 2 valid times; drift is null")
@@ -345,13 +348,49 @@ def _drift(ds: xr.Dataset, notes: list[str]) -> dict[str, Any]:
         notes.append("drift: the retention temperature is unknown (no 'temperature' coordinate or attribute)")
     usable = [r for r in known if r["rate"] > 0]
     if len({r["temperature_K"] for r in usable}) >= 2:
-        arr = metrics.arrhenius_activation_energy([r["temperature_K"] for r in usable], [r["rate"] for r in usable])
+        if all(r["rate_r2"] >= LINEAR_DECAY_R2 for r in usable):
+            arr = metrics.arrhenius_activation_energy([r["temperature_K"] for r in usable],
+                                                      [r["rate"] for r in usable])
+            out["activation_energy_method"] = "drift_rate"
+        else:
+            # A decay that saturates within the bake (hot curves) makes the fitted rate meaningless;
+            # the time to a common change of ln G is thermally activated whatever the curve's shape.
+            picked = [curves_ln[rows.index(r)] for r in usable]
+            criterion, times_to = _time_to_change(picked)
+            for r, t_c in zip(usable, times_to):
+                r["time_to_change_s"] = t_c
+            arr = metrics.arrhenius_activation_energy([r["temperature_K"] for r in usable], 1.0 / times_to)
+            out["activation_energy_method"] = "time_to_change"
+            out["change_criterion_ln_g"] = criterion
+            notes.append("drift: ln G is not linear in time at every temperature (saturation); the activation "
+                         f"energy is from the time for ln G to fall by {criterion:.3g}")
         out["activation_energy_eV"] = arr.activation_energy_eV
         out["arrhenius_r2"] = arr.r2
     else:
         notes.append("drift: the activation energy needs a decaying conductance at 2 or more known temperatures "
                      "(null)")
     return out
+
+
+#: ln G vs t fits at least this good at every temperature: the Arrhenius energy uses the drift rates.
+LINEAR_DECAY_R2 = 0.99
+
+
+def _time_to_change(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, np.ndarray]:
+    """Common criterion (half the smallest total fall of ln G) and the time each curve first reaches it.
+
+    Linear interpolation in t between the bracketing reads, exact for a linear decay.
+    """
+    drops = [(t, lg[0] - lg) for t, lg in curves]
+    criterion = 0.5 * min(float(d.max()) for _, d in drops)
+    out = []
+    for t, d in drops:
+        k = int(np.argmax(d >= criterion))
+        if k == 0:
+            out.append(float(t[0]))
+            continue
+        out.append(float(t[k - 1] + (criterion - d[k - 1]) * (t[k] - t[k - 1]) / (d[k] - d[k - 1])))
+    return criterion, np.array(out)
 
 
 # --------------------------------------------------------------------------- record

@@ -91,10 +91,24 @@ def test_spec_axes_ranges_and_units(tmp_path):
     ("devices = 2", 'devices = "2"', "sweep.devices"),
     ("cycles = 4", "cycles = 1", "sweep.cycles"),
     ('base = "ramp"', 'base = "sawtooth"', "scheme.base"),
-    ('base = "ramp"', 'base = "ffp"', "not yet"),
+    ('base = "ramp"', 'base = "ffp"', "sweep.cycles"),
+    ('amplitude_start_v = [0.9, 0.995]', 'window_high_ohm = [0.2, 0.3]', "axes.window_high_ohm"),
+    ('amplitude_start_v = [0.9, 0.995]', 'levels = [32, 128]', "axes.levels"),
     ("pulses_per_branch = 10", "pulses_per_brunch = 10", "scheme.pulses_per_brunch"),
     (f'preset = "{PRESET}"', f'preset = "{PRESET}"\nambient_temp_k = 300.0', "device.ambient_temp_k"),
-    ('store = ["differential_bins"', 'store = ["accuracy"', "not yet"),
+    ('store = ["differential_bins"', 'store = ["ffp_events_potentiation"', "metrics.store[0]"),
+    ('store = ["differential_bins", "state_sigma", "bin_width"]',
+     'store = ["accuracy"]\n[metrics.accuracy]\nepochs = "1"', "metrics.accuracy.epochs"),
+    ('store = ["differential_bins", "state_sigma", "bin_width"]',
+     'store = ["accuracy"]\n[metrics.accuracy]\ntrain_samples = 100.5', "metrics.accuracy.train_samples"),
+    ('store = ["differential_bins", "state_sigma", "bin_width"]',
+     'store = ["accuracy"]\n[metrics.accuracy]\ndataset = "cifar10"', "metrics.accuracy.dataset"),
+    ('store = ["differential_bins", "state_sigma", "bin_width"]',
+     'store = ["accuracy"]\n[metrics.accuracy]\nepochz = 1', "metrics.accuracy.epochz"),
+    ('store = ["differential_bins", "state_sigma", "bin_width"]',
+     'store = ["accuracy"]\naccuracy = 3', "metrics.accuracy"),
+    ('store = ["differential_bins", "state_sigma", "bin_width"]',
+     'store = ["states"]\n[metrics.accuracy]\nepochs = 1', "metrics.accuracy"),
     ('store = ["differential_bins"', 'store = ["levelz"', "metrics.store[0]"),
 ])
 def test_bad_spec_names_the_key_and_writes_nothing(tmp_path, capsys, replace, with_, key):
@@ -326,3 +340,147 @@ def test_shipped_examples_parse():
               if p.coords["amplitude_start_v"] == 0.995 and p.coords["width_start_s"] == 350e-9]
     _, train = sweep.build_point(corner[0].task)
     assert np.all(np.abs(train.amplitude_v) == 0.995) and np.all(train.width_s == 350e-9)
+
+
+# ----------------------------------------------------------------------------- ffp on the bulk film
+
+# An 8 x 8 film and a 20-pulse dR map: seconds a point. At this grid 7 V moves R by at
+# most ~0.16 ohm per 0.8 s event, so the windows sit below that (above it every target
+# asks for the largest amplitude and the window stops mattering).
+FFP_SMALL = """
+[sweep]
+name = "ffp-small"
+seed = 3
+devices = 1
+
+[scheme]
+base = "ffp"
+window_low_ohm = 0.05
+levels = 32
+map_pulses = 20
+max_events = 4000
+
+[device]
+preset = "tio2x-4t"
+grid = 8
+
+[axes]
+window_high_ohm = [0.1, 0.15]
+"""
+
+
+def test_ffp_sweep_larger_window_fewer_events(tmp_path):
+    spec = sweep.parse_spec(FFP_SMALL)
+    out = tmp_path / "ffp.nc"
+    run = sweep.run_sweep(spec, out, mode="serial")
+    ds = open_dataset(out).load()
+    assert run.computed == 2 and ds["window_high_ohm"].attrs["units"] == "ohm"
+    for m in spec.metrics:
+        assert ds[m].dims == ("window_high_ohm",) and np.all(np.isfinite(ds[m].values)), m
+    events_p, events_d = ds["ffp_events_potentiation"].values, ds["ffp_events_depression"].values
+    # The larger |dR| aimed at takes fewer events to cross the same HRS -> LRS -> HRS span.
+    assert events_p[1] < 0.85 * events_p[0] and events_d[1] < 0.85 * events_d[0]
+    assert np.all(events_p > 100) and np.all(events_p < 4000) and np.all(events_d < 4000)
+    # A cycle is every event's 0.8 s write pulse (no read time given), and costs energy.
+    np.testing.assert_allclose(ds["write_time_per_cycle"].values, 0.8 * (events_p + events_d), rtol=1e-12)
+    np.testing.assert_array_equal(ds["programming_time_per_cycle"].values, ds["write_time_per_cycle"].values)
+    assert np.all(ds["energy_per_cycle"].values > 0)
+    reach = ds["reachable_levels_n"].values
+    assert np.all((reach >= 0) & (reach <= 32))
+    np.testing.assert_array_equal(reach, np.minimum(32 - ds["skipped_levels_n_potentiation"].values,
+                                                    32 - ds["skipped_levels_n_depression"].values))
+    assert ds.attrs["model"] == "bulk4t" and ds.attrs["scheme"] == "ffp" and ds.attrs["parameters.grid_x"] == 8
+    # Resume: a rerun reuses both parts; another grid is another point.
+    assert sweep.run_sweep(spec, out, mode="serial").computed == 0
+    finer = sweep.parse_spec(FFP_SMALL.replace("grid = 8", "grid = 10"))
+    assert {p.key for p in sweep.enumerate_points(finer)}.isdisjoint(p.key for p in sweep.enumerate_points(spec))
+
+
+def test_ffp_level_count_axis_segments_the_same_trace():
+    text = FFP_SMALL.replace("levels = 32\n", "").replace("window_high_ohm = [0.1, 0.15]",
+                                                          "window_high_ohm = [0.15]\nlevels = [8, 512]")
+    spec = sweep.parse_spec(text)
+    points = sweep.enumerate_points(spec)
+    assert len({p.seed for p in points}) == 1 and len({p.key for p in points}) == 2
+    ds = sweep.run_sweep(spec, None, mode="serial").dataset
+    events = ds["ffp_events_potentiation"].values[0]
+    assert events[0] == events[1]  # one trace, two segmentations
+    skipped = ds["skipped_levels_n_potentiation"].values[0]
+    assert skipped[0] == 0 and skipped[1] >= skipped[0]
+    assert ds["levels"].dtype.kind == "i" and np.all(ds["reachable_levels_n"].values[0] <= [8, 512])
+
+
+@pytest.mark.parametrize("replace, with_, key", [
+    ("devices = 1", "devices = 1\ncycles = 3", "sweep.cycles"),
+    ('preset = "tio2x-4t"', f'preset = "{PRESET}"', "device.preset"),
+    ("grid = 8", "grid = 8.5", "device.grid"),
+    ("grid = 8", "grid = 2", "grid_x"),
+    ("grid = 8", "grid = 8\ngrid_x = 8.0", "device.grid"),
+    ("map_pulses = 20", "map_pulses = 0", "map_pulses"),
+    ("window_high_ohm = [0.1, 0.15]", "window_high_ohm = [0.04, 0.15]", "window_low_ohm"),
+    ("window_high_ohm = [0.1, 0.15]", "levels = [32, 1]", "levels"),
+    ("window_high_ohm = [0.1, 0.15]", "levels = [32, 64.5]", "axes.levels[1]"),
+    ("window_high_ohm = [0.1, 0.15]", "amplitude_end_v = [0.9, 1.0]", "axes.amplitude_end_v"),
+    ("window_high_ohm = [0.1, 0.15]", '"variation.tunnel_length_m" = [0.0, 0.1]',
+     "axes.variation.tunnel_length_m"),
+    ("levels = 32", "levels = 32\npulses_per_branch = 3", "scheme.pulses_per_branch"),
+])
+def test_bad_ffp_spec_names_the_key(replace, with_, key):
+    assert replace in FFP_SMALL
+    with pytest.raises(MemdriftError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        sweep.parse_spec(FFP_SMALL.replace(replace, with_))
+
+
+# ----------------------------------------------------------------------------- accuracy through aihwkit
+
+ACCURACY = SMALL.replace('store = ["differential_bins", "state_sigma", "bin_width"]', """\
+store = ["differential_bins", "accuracy", "accuracy_no_hwat", "accuracy_digital"]
+[metrics.accuracy]
+dataset = "digits"
+epochs = 1
+repeats = 1
+train_samples = 200
+test_samples = 100""")
+
+
+def test_accuracy_metric_lands_in_the_dataset(tmp_path):
+    pytest.importorskip("aihwkit")
+    from memdrift.experiments.datasets import load
+    from memdrift.experiments.evaluate import Settings, accuracy, train_digital
+
+    spec = sweep.parse_spec(ACCURACY)
+    assert spec.accuracy["epochs"] == 1 and spec.accuracy["network"] == "mlp"
+    # The record gets the program-error table the bridge needs.
+    assert sweep.enumerate_points(spec)[0].task["levels"] == [32]
+    ds = sweep.run_sweep(spec, tmp_path / "acc.nc", mode="serial").dataset
+    for m in ("accuracy", "accuracy_no_hwat", "accuracy_digital"):
+        values = ds[m].values
+        assert np.all(np.isfinite(values)) and np.all((values >= 0) & (values <= 1)), m
+        assert ds[m].attrs["units"] == "1"
+    assert ds.attrs["accuracy.dataset"] == "digits"
+    # Trained once for the sweep, and the very network the evaluate study trains.
+    digital = ds["accuracy_digital"].values
+    assert np.unique(digital).size == 1
+    data = load("digits").subset(200, 100)
+    net = train_digital("mlp", data, Settings(epochs=1, seed=0))
+    assert digital.flat[0] == accuracy(net, data.x_test, data.y_test)
+    assert digital.flat[0] > 0.2  # 10 classes: above chance after one epoch
+    # The analog accuracy follows the device: not one value for all four points.
+    assert np.unique(ds["accuracy"].values).size > 1
+
+
+def test_ffp_and_accuracy_sweeps_on_two_workers_match_serial(tmp_path):
+    pytest.importorskip("aihwkit")
+    from distributed import Client, LocalCluster
+
+    specs = {"ffp": sweep.parse_spec(FFP_SMALL), "accuracy": sweep.parse_spec(ACCURACY)}
+    serial = {k: sweep.run_sweep(s, tmp_path / f"{k}-serial.nc", mode="serial").dataset for k, s in specs.items()}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        for name, spec in specs.items():
+            run = sweep.run_sweep(spec, tmp_path / f"{name}-dask.nc", mode="client", client=client)
+            assert run.computed == spec.n_points
+            xr.testing.assert_identical(serial[name], run.dataset)
+            on_disk = open_dataset(tmp_path / f"{name}-dask.nc").load()
+            for m in spec.metrics:
+                assert np.array_equal(on_disk[m].values, serial[name][m].values, equal_nan=True), (name, m)

@@ -50,17 +50,56 @@ Example spec (shipped ones: ``memdrift/data/sweeps/``)::
     maximise = "differential_bins"    # Pareto: most of this ...
     minimise = ["energy_per_cycle", "programming_time_per_cycle"]   # ... at least of these
 
-Not yet: the ``ffp`` scheme and its window/level-count axes (the bulk
-four-terminal device is not wired into sweeps) and the ``accuracy`` metric (the
-aihwkit bridge is not wired in); both are refused with a message that says so.
 Per-level-count metrics of the record (``nu_<n>_p``, ``skipped_levels_<n>_...``)
-can be stored already.
+take the level counts they name.
+
+FFP on the bulk four-terminal film (``base = "ffp"``, a ``bulk4t`` preset such as
+``tio2x-4t``): each point calibrates a ΔR map on its devices, runs the closed
+loop HRS -> LRS -> HRS aiming at ``window_low_ohm + target_fraction x (window_high_ohm
+- window_low_ohm)`` per event, and segments the trace into ``levels`` levels
+(:func:`memdrift.emulator.bulk4t_schemes.simulate_scheme`, ``"ffp-segmentation"``).
+``[device] grid = 8`` sets the cells per side (a tiny film runs in seconds),
+``[scheme] max_events`` caps a branch. There is no ``sweep.cycles``: one cycle per
+device. Metrics ``ffp_events_potentiation|depression``, ``skipped_levels_n_...``,
+``reachable_levels_n[_...]`` (= n - skipped, CPD 80 % over devices), ``nu_n_p|d``,
+where ``_n_`` is the point's own level count; costs are the events of one
+HRS -> LRS -> HRS cycle (energy, 0.8 s writes, plus ``read_time_s`` per event). The
+level count and read time only post-process a trace, so points differing only in
+them share their seed and segment the same trace::
+
+    [sweep]
+    name = "ffp-window"
+    devices = 1
+    [scheme]
+    base = "ffp"
+    window_low_ohm = 0.1
+    [device]
+    preset = "tio2x-4t"
+    grid = 16
+    [axes]
+    window_high_ohm = [0.2, 0.3, 0.6]
+    levels = [32, 128, 512]
+
+Accuracy (``accuracy``, ``accuracy_no_hwat``, ``accuracy_digital`` in
+``metrics.store``; needs torch and aihwkit, imported only then): the point's
+extraction record through the aihwkit bridge, as ``evaluate.run_study("accuracy")``
+computes it, with settings from ``[metrics.accuracy]`` (network, dataset
+``digits``/``mnist-5k``, epochs, hwat_epochs, repeats, train_samples, test_samples,
+batch_size, lr, hwat_lr, dtod, seed, levels). The digital network does not depend on
+the device: it is trained once per sweep, in the client, and shipped to the points.
+Two departures from ``run_study`` keep a point's accuracy a function of the spec
+alone: aihwkit's torch tile replaces the C++ tile (which seeds itself from outside
+the process), and torch runs on one thread with seeds from the settings (the same
+for every point: the noise is common, accuracy differences are the devices').
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import hashlib
+import io
 import importlib
 import inspect
 import itertools
@@ -87,11 +126,36 @@ from memdrift.errors import MemdriftError
 
 #: Pulse-scheme builders a sweep may start from. Options are their keyword arguments.
 SCHEME_BUILDERS: dict[str, Callable[..., pulses.PulseTrain]] = {"ramp": pulses.ramp, "identical": pulses.identical}
-NOT_YET_SCHEMES = {"ffp": "needs the bulk four-terminal engine (issue 3)"}
+
+#: Options of the ``ffp`` scheme (feedforward programming of the TiO2-x paper on the bulk
+#: four-terminal film): option -> (integer?, units, default). None: from the preset's calibration.
+FFP_OPTIONS: dict[str, tuple[bool, str, Any]] = {
+    "window_low_ohm": (False, "ohm", 0.1),
+    "window_high_ohm": (False, "ohm", 0.3),
+    # The |dR| aimed at sits at this fraction of the window; 0.9 gives the engine's 0.28 ohm
+    # for the paper's 0.1-0.3 ohm window, so a window axis moves the target with the window.
+    "target_fraction": (False, "1", 0.9),
+    "levels": (True, "1", 128),
+    "ffp_width_s": (False, "s", 0.8),
+    "max_events": (True, "1", 2000),
+    "map_pulses": (True, "1", 100),
+    "conditioning_cycles": (True, "1", 2),
+    # The paper states no read duration; 0 counts the write pulses only.
+    "read_time_s": (False, "s", 0.0),
+    "hrs_ohm": (False, "ohm", None),
+    "lrs_ohm": (False, "ohm", None),
+}
+#: ffp options that only post-process the trace: points differing only in them share their seed, so
+#: they segment the same trace, as the paper segments one FFP trace into 32, 128 and 512 levels.
+FFP_POSTPROCESS = frozenset({"levels", "read_time_s"})
+SCHEMES = (*SCHEME_BUILDERS, "ffp")
+#: The device model each scheme runs on.
+SCHEME_MODEL = {"ramp": "filament", "identical": "filament", "ffp": "bulk4t"}
 
 #: Metrics every point stores, whatever the spec asks: the Pareto costs.
 COST_METRICS = {
-    "energy_per_cycle": ("J", "electrical energy of the programming pulses of one cycle (ensemble mean)"),
+    "energy_per_cycle": ("J", "electrical energy of the programming pulses of one cycle (ensemble mean; "
+                              "ffp: the events HRS -> LRS -> HRS)"),
     "programming_time_per_cycle": ("s", "pulse widths plus read gaps and reads of one cycle"),
     "write_time_per_cycle": ("s", "sum of the programming pulse widths of one cycle"),
 }
@@ -117,17 +181,67 @@ LEVEL_METRICS = {
     re.compile(r"^skipped_levels_(\d+)_(potentiation|depression)$"):
         ("1", "levels skipped at CPD 80 % of the {0}-level segmentation"),
 }
-NOT_YET_METRICS = {"accuracy": "network accuracy needs the aihwkit bridge (issue 5)"}
+#: Metrics of the ``ffp`` scheme; ``_n_`` stands for the point's own level count (scheme option
+#: ``levels``, an axis or fixed), where ``nu_<n>_p`` above names a fixed count.
+FFP_METRICS = {
+    "ffp_events_potentiation": ("1", "FFP events HRS -> LRS (ensemble mean)"),
+    "ffp_events_depression": ("1", "FFP events LRS -> HRS (ensemble mean)"),
+    "reachable_levels_n": ("1", "levels of the n-level segmentation not prone to be skipped (CPD 80 % over "
+                                "devices), fewer of the two branches"),
+    "reachable_levels_n_potentiation": ("1", "levels of the n-level segmentation not prone to be skipped, "
+                                             "potentiation"),
+    "reachable_levels_n_depression": ("1", "levels of the n-level segmentation not prone to be skipped, "
+                                           "depression"),
+    "skipped_levels_n_potentiation": ("1", "levels prone to be skipped (no event within half a level spacing, "
+                                           "CPD 80 % over devices) at n levels, potentiation"),
+    "skipped_levels_n_depression": ("1", "levels prone to be skipped (no event within half a level spacing, "
+                                         "CPD 80 % over devices) at n levels, depression"),
+    "nu_n_p": ("1", "nonlinearity nu of the n-level segmentation (eqn 2), potentiation"),
+    "nu_n_d": ("1", "nonlinearity nu of the n-level segmentation (eqn 3), depression"),
+}
+#: Network accuracy through the aihwkit bridge, settings in ``[metrics.accuracy]``.
+ACCURACY_METRICS = {
+    "accuracy": ("1", "test accuracy of the analog network (HWAT, programmed once per repeat; mean over repeats)"),
+    "accuracy_no_hwat": ("1", "test accuracy of the digital weights programmed directly (mean over repeats)"),
+    "accuracy_digital": ("1", "test accuracy of the digital network (the same for every point)"),
+}
 
-DEFAULT_MAXIMISE = "differential_bins"
+DEFAULT_MAXIMISE = {"filament": "differential_bins", "bulk4t": "reachable_levels_n"}
+DEFAULT_STORE = {
+    "filament": ["differential_bins", "states", "state_sigma", "bin_width"],
+    "bulk4t": ["ffp_events_potentiation", "ffp_events_depression", "reachable_levels_n", "skipped_levels_n_potentiation",
+               "skipped_levels_n_depression", "nu_n_p", "nu_n_d"],
+}
 DEFAULT_MINIMISE = ("energy_per_cycle", "programming_time_per_cycle")
+
+#: ``[metrics.accuracy]``: key -> (type, default). Small by default: a sweep trains per point.
+ACCURACY_SETTINGS: dict[str, tuple[type, Any]] = {
+    "network": (str, "mlp"),
+    "dataset": (str, "digits"),
+    "epochs": (int, 5),
+    "hwat_epochs": (int, 1),
+    "repeats": (int, 3),
+    "train_samples": (int, 600),
+    "test_samples": (int, 300),
+    "batch_size": (int, 64),
+    "lr": (float, 1e-3),
+    "hwat_lr": (float, 0.01),
+    "dtod": (float, 0.0),
+    "seed": (int, 0),
+    # level count whose program-error table the record gets (the bridge resamples it to the
+    # record's states); 32 is the smallest count `memdrift extract` writes
+    "levels": (int, 32),
+}
+ACCURACY_DATASETS = ("digits", "mnist-5k")
 
 _TOP_LEVEL = {"sweep", "scheme", "device", "axes", "metrics"}
 _SWEEP_KEYS = {"name", "seed", "devices", "cycles", "description"}
-_METRIC_KEYS = {"store", "maximise", "minimise"}
+_METRIC_KEYS = {"store", "maximise", "minimise", "accuracy"}
 _RANGE_KEYS = {"start", "stop", "num", "log"}
 
 DEFAULT_RUNNER = "memdrift.emulator.engine:run_pulses"
+#: The engine each model runs on (a test or bench may name another with the same signature).
+MODEL_RUNNER = {"filament": DEFAULT_RUNNER, "bulk4t": "memdrift.emulator.bulk4t_schemes:simulate_scheme"}
 
 
 @dataclass(frozen=True)
@@ -154,13 +268,18 @@ class SweepSpec:
     scheme: str
     scheme_options: dict[str, Any]
     preset: str
-    base_params: FilamentParams
+    base_params: FilamentParams | Any  # FilamentParams or Bulk4TParams, by the scheme's model
     axes: tuple[Axis, ...]
     metrics: tuple[str, ...]
     maximise: str
     minimise: tuple[str, ...]
     description: str = ""
     source_text: str = ""
+    accuracy: dict[str, Any] | None = None  # [metrics.accuracy] resolved, when an accuracy metric is stored
+
+    @property
+    def model(self) -> str:
+        return SCHEME_MODEL[self.scheme]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -184,6 +303,8 @@ class Point:
 
 def _scheme_option_kinds(scheme: str) -> dict[str, tuple[bool, str]]:
     """option -> (integer?, units) from the builder's signature, so new options need no list here."""
+    if scheme == "ffp":
+        return {k: (integer, units) for k, (integer, units, _) in FFP_OPTIONS.items()}
     out = {}
     for name, prm in inspect.signature(SCHEME_BUILDERS[scheme]).parameters.items():
         integer = isinstance(prm.default, int) and not isinstance(prm.default, bool)
@@ -302,20 +423,32 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
     devices = _number("sweep.devices", sweep["devices"], True)
     if devices < 1:
         raise MemdriftError(f"sweep.devices = {devices!r} is out of range; allowed: >= 1")
-    cycles = _number("sweep.cycles", sweep.get("cycles", 10), True)
-    if cycles < 2:
-        raise MemdriftError(f"sweep.cycles = {cycles!r} is out of range; allowed: >= 2 "
-                            "(a state's cycle-to-cycle sigma needs two cycles)")
-
     scheme_table = _table(data, "scheme")
     base = scheme_table.pop("base", None)
-    if base in NOT_YET_SCHEMES:
-        raise MemdriftError(f"scheme.base = {base!r} is not yet available for sweeps ({NOT_YET_SCHEMES[base]}); "
-                            f"allowed: {', '.join(SCHEME_BUILDERS)}")
-    if base not in SCHEME_BUILDERS:
-        raise MemdriftError(f"scheme.base = {base!r} is unknown; allowed: {', '.join(SCHEME_BUILDERS)}")
+    if base not in SCHEMES:
+        raise MemdriftError(f"scheme.base = {base!r} is unknown; allowed: {', '.join(SCHEMES)}")
+    model = SCHEME_MODEL[base]
+    if model == "bulk4t":
+        # FFP runs one HRS -> LRS -> HRS cycle per device until the branch ends; a cycle
+        # count would be a second, silently ignored, ensemble size.
+        if "cycles" in sweep:
+            raise MemdriftError(f"sweep.cycles = {sweep['cycles']!r} is not used by scheme 'ffp' (one HRS -> LRS "
+                                "-> HRS cycle per device, events until the branch ends); allowed: leave it out "
+                                "and size the ensemble with sweep.devices")
+        cycles = 1
+    else:
+        cycles = _number("sweep.cycles", sweep.get("cycles", 10), True)
+        if cycles < 2:
+            raise MemdriftError(f"sweep.cycles = {cycles!r} is out of range; allowed: >= 2 "
+                                "(a state's cycle-to-cycle sigma needs two cycles)")
+
     option_kinds = _scheme_option_kinds(base)
-    defaults = dict(pulses.PAPER_RAMP) if base == "ramp" else {}
+    if base == "ramp":
+        defaults: dict[str, Any] = dict(pulses.PAPER_RAMP)
+    elif base == "ffp":
+        defaults = {k: d for k, (_, _, d) in FFP_OPTIONS.items() if d is not None}
+    else:
+        defaults = {}
     scheme_options: dict[str, Any] = {}
     for key, value in scheme_table.items():
         if key not in option_kinds:
@@ -334,25 +467,41 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
         if beside.exists():
             preset_name = str(beside)
     preset = load_preset(preset_name)
-    if not isinstance(preset.params, FilamentParams):
-        raise MemdriftError(f"device.preset = {preset_name!r} is a {preset.model!r} device; sweeps over it are "
-                            "not yet available; allowed: a filament preset")
+    if preset.model != model:
+        raise MemdriftError(f"device.preset = {preset_name!r} is a {preset.model!r} device; scheme {base!r} runs on "
+                            f"{model!r} devices; allowed: a {model!r} preset (schemes by model: "
+                            + ", ".join(f"{s} -> {m}" for s, m in SCHEME_MODEL.items()) + ")")
+    variable_fields = _variable_fields(model)
+    if model == "bulk4t":
+        # The initialisation targets come from the preset's calibration; they go into every
+        # point's task (and so its part key), so editing the preset's calibration invalidates parts.
+        for key in ("hrs_ohm", "lrs_ohm"):
+            if key not in scheme_options:
+                scheme_options[key] = float(preset.calibration.get(key, 880.0 if key == "hrs_ohm" else 740.0))
     field_units = preset.params.units()
     overrides: dict[str, float] = {}
     variation = dict(preset.params.variation)
+    grid_keys = {"grid"} if model == "bulk4t" else set()
     for key, value in device.items():
         if key == "variation":
             if not isinstance(value, dict):
                 raise MemdriftError(f"device.variation = {value!r} has the wrong type; allowed: a table")
             for vkey, vval in value.items():
-                if vkey not in VARIABLE_FIELDS:
+                if vkey not in variable_fields:
                     raise MemdriftError(f"device.variation.{vkey} is unknown; allowed keys: "
-                                        f"{', '.join(sorted(VARIABLE_FIELDS))}")
+                                        f"{', '.join(sorted(variable_fields))}")
                 variation[vkey] = _number(f"device.variation.{vkey}", vval, False)
+            continue
+        if key in grid_keys:
+            if "grid_x" in device or "grid_y" in device:
+                raise MemdriftError("device.grid is given with device.grid_x/grid_y; allowed: grid (cells per side) "
+                                    "or grid_x and grid_y, not both")
+            cells = _number("device.grid", value, True)
+            overrides["grid_x"] = overrides["grid_y"] = float(cells)
             continue
         if key not in field_units:
             raise MemdriftError(f"device.{key} is unknown; allowed keys: preset, variation, "
-                                f"{', '.join(sorted(field_units))}")
+                                f"{', '.join(sorted(field_units | dict.fromkeys(grid_keys, '')))}")
         overrides[key] = _number(f"device.{key}", value, False)
     try:
         base_params = preset.params.replace(**overrides, variation=variation)
@@ -370,32 +519,34 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
             kind = "scheme"
         elif axis_name in field_units:
             integer, units, kind = False, field_units[axis_name], "device"
-        elif axis_name.startswith("variation.") and axis_name.split(".", 1)[1] in VARIABLE_FIELDS:
+        elif axis_name.startswith("variation.") and axis_name.split(".", 1)[1] in variable_fields:
             integer, units, kind = False, "1", "variation"
         else:
             hint = ""
-            if axis_name in ("window_ohm", "levels", "n", "delta_r_window_ohm"):
-                hint = " (FFP window and level count axes need the ffp scheme, not yet available)"
+            if base != "ffp" and axis_name in FFP_OPTIONS:
+                hint = " for scheme " + repr(base) + " (it is an option of scheme 'ffp', on a bulk4t preset)"
             raise MemdriftError(
                 f"{where} is unknown{hint}; allowed: options of scheme {base!r} ({', '.join(option_kinds)}), "
                 f"device parameters ({', '.join(sorted(field_units))}), or variation.<field> with field one of "
-                f"{', '.join(sorted(VARIABLE_FIELDS))}")
+                f"{', '.join(sorted(variable_fields))}")
         axes.append(Axis(axis_name, kind, _axis_values(where, raw, integer), units, integer))
 
     metrics_table = _table(data, "metrics", required=False)
     unknown = sorted(set(metrics_table) - _METRIC_KEYS)
     if unknown:
         raise MemdriftError(f"metrics.{unknown[0]} is unknown; allowed keys: {', '.join(sorted(_METRIC_KEYS))}")
-    allowed_metrics = {**EXTRACTION_METRICS, **COST_METRICS}
-    store = metrics_table.get("store", ["differential_bins", "states", "state_sigma", "bin_width"])
+    allowed_metrics = {**EXTRACTION_METRICS, **COST_METRICS, **ACCURACY_METRICS}
+    if model == "bulk4t":
+        allowed_metrics.update(FFP_METRICS)
+    store = metrics_table.get("store", list(DEFAULT_STORE[model]))
     if not isinstance(store, list) or not all(isinstance(m, str) for m in store):
         raise MemdriftError(f"metrics.store = {store!r} has the wrong type; allowed: a list of metric names")
 
     allowed_text = f"{', '.join(allowed_metrics)}, nu_<n>_p|d, skipped_levels_<n>_potentiation|depression"
 
     def check_metric(where: str, m: str) -> str:
-        if m in NOT_YET_METRICS:
-            raise MemdriftError(f"{where} = {m!r} is not yet available ({NOT_YET_METRICS[m]}); allowed: "
+        if m in FFP_METRICS and model != "bulk4t":
+            raise MemdriftError(f"{where} = {m!r} is a metric of scheme 'ffp', not of {base!r}; allowed: "
                                 f"{allowed_text}")
         if m not in allowed_metrics:
             n = _level_count(m)
@@ -406,7 +557,7 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
         return m
 
     metrics = [check_metric(f"metrics.store[{i}]", m) for i, m in enumerate(store)]
-    maximise = metrics_table.get("maximise", DEFAULT_MAXIMISE)
+    maximise = metrics_table.get("maximise", DEFAULT_MAXIMISE[model])
     if not isinstance(maximise, str):
         raise MemdriftError(f"metrics.maximise = {maximise!r} has the wrong type; allowed: one metric name")
     check_metric("metrics.maximise", maximise)
@@ -418,11 +569,12 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
         if m not in metrics and m not in COST_METRICS:
             metrics.append(m)
     metrics = list(dict.fromkeys(metrics + [m for m in COST_METRICS if m not in metrics]))
+    accuracy = _accuracy_settings(metrics_table.get("accuracy"), [m for m in metrics if m in ACCURACY_METRICS])
 
     spec = SweepSpec(name=name, seed=seed, devices=devices, cycles=cycles, scheme=base,
                      scheme_options=scheme_options, preset=preset.name, base_params=base_params, axes=tuple(axes),
                      metrics=tuple(metrics), maximise=maximise, minimise=tuple(minimise), description=description,
-                     source_text=text)
+                     source_text=text, accuracy=accuracy)
     # Build every point's parameters and pulse train now, so an axis value out of
     # a physical range fails before anything is computed or written.
     for point in enumerate_points(spec):
@@ -432,6 +584,71 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
             where = ", ".join(f"{k} = {v!r}" for k, v in point.coords.items())
             raise MemdriftError(f"axes ({where}): {exc}") from None
     return spec
+
+
+def _variable_fields(model: str) -> frozenset[str]:
+    if model == "bulk4t":
+        from memdrift.emulator.bulk4t import VARIABLE_FIELDS as BULK_VARIABLE_FIELDS
+
+        return BULK_VARIABLE_FIELDS
+    return VARIABLE_FIELDS
+
+
+def _accuracy_settings(table: Any, stored: Sequence[str]) -> dict[str, Any] | None:
+    """``[metrics.accuracy]`` checked and completed with the defaults; None when no accuracy is stored."""
+    if table is None:
+        table = {}
+    elif not isinstance(table, dict):
+        raise MemdriftError(f"metrics.accuracy = {table!r} has the wrong type; allowed: a table [metrics.accuracy] "
+                            f"with keys {', '.join(ACCURACY_SETTINGS)}")
+    elif not stored:
+        raise MemdriftError("metrics.accuracy is given but no accuracy metric is stored; allowed: add one of "
+                            f"{', '.join(ACCURACY_METRICS)} to metrics.store, or leave [metrics.accuracy] out")
+    if not stored:
+        return None
+    out: dict[str, Any] = {}
+    for key, raw in table.items():
+        if key not in ACCURACY_SETTINGS:
+            raise MemdriftError(f"metrics.accuracy.{key} is unknown; allowed keys: {', '.join(ACCURACY_SETTINGS)}")
+        kind = ACCURACY_SETTINGS[key][0]
+        where = f"metrics.accuracy.{key}"
+        if kind is str:
+            if not isinstance(raw, str):
+                raise MemdriftError(f"{where} = {raw!r} has the wrong type; allowed: a string")
+            out[key] = raw
+        else:
+            out[key] = _number(where, raw, kind is int)
+    settings = {k: out.get(k, default) for k, (_, default) in ACCURACY_SETTINGS.items()}
+    if settings["dataset"] not in ACCURACY_DATASETS:
+        raise MemdriftError(f"metrics.accuracy.dataset = {settings['dataset']!r} is unknown; allowed: "
+                            f"{', '.join(ACCURACY_DATASETS)} (offline; every worker loads it)")
+    lows = {"epochs": 0, "hwat_epochs": 0, "repeats": 1, "train_samples": 10, "test_samples": 10, "batch_size": 1,
+            "seed": 0, "levels": 2}
+    for key, low in lows.items():
+        if settings[key] < low:
+            raise MemdriftError(f"metrics.accuracy.{key} = {settings[key]!r} is out of range; allowed: >= {low}")
+    for key in ("lr", "hwat_lr"):
+        if not 0 < settings[key] <= 10:
+            raise MemdriftError(f"metrics.accuracy.{key} = {settings[key]!r} is out of range; allowed: (0, 10]")
+    if not 0 <= settings["dtod"] <= 1:
+        raise MemdriftError(f"metrics.accuracy.dtod = {settings['dtod']!r} is out of range; allowed: [0, 1]")
+    _need_aihwkit(stored)
+    # networks imports torch: only a spec that stores accuracy pays for it here.
+    from memdrift.experiments.networks import NAMES as networks
+
+    if settings["network"] not in networks:
+        raise MemdriftError(f"metrics.accuracy.network = {settings['network']!r} is unknown; allowed: "
+                            f"{', '.join(networks)}")
+    return settings
+
+
+def _need_aihwkit(stored: Sequence[str]) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("aihwkit") is None or importlib.util.find_spec("torch") is None:
+        raise MemdriftError(f"metrics.store has {', '.join(repr(m) for m in stored)}, which needs the Python "
+                            "packages 'torch' and 'aihwkit' (not installed; pip install memdrift[ml]); allowed "
+                            "without them: the extraction, cost and ffp metrics")
 
 
 def shipped_specs() -> list[str]:
@@ -480,7 +697,7 @@ def _level_count(metric: str) -> int | None:
 
 def metric_meta(metric: str) -> tuple[str, str]:
     """(units, long_name) of a metric name."""
-    known = {**EXTRACTION_METRICS, **COST_METRICS}
+    known = {**EXTRACTION_METRICS, **COST_METRICS, **FFP_METRICS, **ACCURACY_METRICS}
     if metric in known:
         return known[metric]
     for pattern, (units, text) in LEVEL_METRICS.items():
@@ -490,11 +707,25 @@ def metric_meta(metric: str) -> tuple[str, str]:
     return "1", metric
 
 
-def enumerate_points(spec: SweepSpec, *, runner: str = DEFAULT_RUNNER) -> list[Point]:
-    """All grid points in C order of the axes, each with its seed, part key and task."""
+def _extraction_levels(spec: SweepSpec, options: Mapping[str, Any]) -> list[int]:
+    """Level counts the point's extraction record needs: fixed ones named by metrics, the point's own
+    n (ffp), and the accuracy's program-error count."""
+    levels = {n for m in spec.metrics if (n := _level_count(m)) is not None}
+    if any(m in ("nu_n_p", "nu_n_d") for m in spec.metrics):
+        levels.add(int(options["levels"]))
+    if spec.accuracy is not None:
+        levels.add(int(spec.accuracy["levels"]))
+    return sorted(levels)
+
+
+def enumerate_points(spec: SweepSpec, *, runner: str | None = None) -> list[Point]:
+    """All grid points in C order of the axes, each with its seed, part key and task.
+
+    ``runner``: ``module:function`` of the engine (default: the scheme's model's engine).
+    """
     from memdrift.mapping.extract import SCHEMA
 
-    levels = sorted({n for m in spec.metrics if (n := _level_count(m)) is not None})
+    runner = runner or MODEL_RUNNER[spec.model]
     base = spec.base_params.to_dict()
     points = []
     for index in itertools.product(*(range(len(a.values)) for a in spec.axes)):
@@ -510,21 +741,59 @@ def enumerate_points(spec: SweepSpec, *, runner: str = DEFAULT_RUNNER) -> list[P
                 params[axis.target] = float(value)
             else:
                 variation[axis.target] = float(value)
-        seed = point_seed(spec.seed, coords)
+        seed = point_seed(spec.seed, {k: v for k, v in coords.items()
+                                      if not (spec.scheme == "ffp" and k in FFP_POSTPROCESS)})
         task = {"model": base["model"], "parameters": params, "variation": variation, "scheme": spec.scheme,
                 "scheme_options": options, "devices": spec.devices, "cycles": spec.cycles, "seed": seed,
-                "metrics": list(spec.metrics), "levels": levels, "extraction_schema": SCHEMA, "runner": runner,
-                "preset": spec.preset, "memdrift_version": __version__}
+                "metrics": list(spec.metrics), "levels": _extraction_levels(spec, options),
+                "extraction_schema": SCHEMA, "runner": runner, "preset": spec.preset, "memdrift_version": __version__}
+        if spec.accuracy is not None:
+            # Only present when asked for, so the keys of sweeps without accuracy stay as they were.
+            task["accuracy"] = dict(spec.accuracy)
         key = hashlib.sha256(_canonical(task).encode()).hexdigest()[:24]
         points.append(Point(index=index, coords=coords, seed=seed, key=key, task=task))
     return points
 
 
-def build_point(task: Mapping[str, Any]) -> tuple[FilamentParams, pulses.PulseTrain]:
+def build_point(task: Mapping[str, Any]) -> tuple[Any, Any]:
+    """(device parameters, scheme) of a task: a pulse train for the filament schemes, the engine's
+    keyword arguments for ``ffp``; raises MemdriftError naming the option at fault."""
+    if task["scheme"] == "ffp":
+        from memdrift.emulator.bulk4t import Bulk4TParams
+
+        params = Bulk4TParams.from_dict({"model": task["model"], "parameters": task["parameters"],
+                                         "variation": task["variation"]})
+        return params, ffp_options(task["scheme_options"])
     params = FilamentParams.from_dict({"model": task["model"], "parameters": task["parameters"],
                                        "variation": task["variation"]})
     train = SCHEME_BUILDERS[task["scheme"]](**task["scheme_options"])
     return params, train
+
+
+def ffp_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``simulate_scheme(..., "ffp-segmentation", ...)`` keywords of an ffp point, checked."""
+    lo, hi = float(options["window_low_ohm"]), float(options["window_high_ohm"])
+    if not 0 < lo < hi:
+        raise MemdriftError(f"window_low_ohm = {lo!r}, window_high_ohm = {hi!r} are out of range; allowed: "
+                            "0 < window_low_ohm < window_high_ohm (ohm)")
+    fraction = float(options["target_fraction"])
+    if not 0 <= fraction <= 1:
+        raise MemdriftError(f"target_fraction = {fraction!r} is out of range; allowed: [0, 1] (of the window)")
+    lowest = {"levels": 2, "max_events": 1, "map_pulses": 1, "conditioning_cycles": 0}
+    for key, low in lowest.items():
+        if int(options[key]) < low:
+            raise MemdriftError(f"{key} = {options[key]!r} is out of range; allowed: >= {low}")
+    if not float(options["ffp_width_s"]) > 0:
+        raise MemdriftError(f"ffp_width_s = {options['ffp_width_s']!r} is out of range; allowed: > 0 s")
+    if not float(options["read_time_s"]) >= 0:
+        raise MemdriftError(f"read_time_s = {options['read_time_s']!r} is out of range; allowed: >= 0 s")
+    hrs, lrs = float(options["hrs_ohm"]), float(options["lrs_ohm"])
+    if not 0 < lrs < hrs:
+        raise MemdriftError(f"lrs_ohm = {lrs!r}, hrs_ohm = {hrs!r} are out of range; allowed: 0 < lrs_ohm < hrs_ohm")
+    return {"window_ohm": (lo, hi), "target_ohm": lo + fraction * (hi - lo), "levels": (int(options["levels"]),),
+            "ffp_width_s": float(options["ffp_width_s"]), "max_events": int(options["max_events"]),
+            "map_pulses": int(options["map_pulses"]), "conditioning_cycles": int(options["conditioning_cycles"]),
+            "hrs_ohm": hrs, "lrs_ohm": lrs}
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -543,22 +812,35 @@ def _flatten_record(record: Mapping[str, Any], prefix: str = "") -> dict[str, fl
     return out
 
 
-def extract_metrics(ds: xr.Dataset, metrics: Sequence[str], levels: Sequence[int]) -> tuple[dict[str, float], str]:
+#: ffp metrics read from the engine's dataset itself (no extraction record needed).
+_FFP_DATASET_METRICS = frozenset(FFP_METRICS) - {"nu_n_p", "nu_n_d"}
+
+
+def _record(ds: xr.Dataset, levels: Sequence[int]) -> tuple[dict[str, Any] | None, str]:
+    from memdrift.mapping.extract import extract_record
+
+    try:
+        return extract_record(ds, levels=tuple(levels)), ""
+    except MemdriftError as exc:
+        return None, f"extraction failed: {exc}"
+
+
+def extract_metrics(ds: xr.Dataset, metrics: Sequence[str], levels: Sequence[int], *,
+                    record: Mapping[str, Any] | None = None, failure: str = "") -> tuple[dict[str, float], str]:
     """The requested extraction metrics of one point, and a note when some could not be computed.
 
     A point whose data admit no extraction (say, a scheme too weak to switch the
     device: no linear range) is a result of the sweep, not a failure: its
     extraction metrics are NaN and the reason is kept in its part file.
+    ``record``/``failure``: the point's record (or why there is none) when already made.
     """
-    from memdrift.mapping.extract import extract_record
-
-    wanted = [m for m in metrics if m not in COST_METRICS]
+    wanted = [m for m in metrics if m in EXTRACTION_METRICS or _level_count(m) is not None]
     if not wanted:
         return {}, ""
-    try:
-        record = extract_record(ds, levels=tuple(levels))
-    except MemdriftError as exc:
-        return {m: float("nan") for m in wanted}, f"extraction failed: {exc}"
+    if record is None and not failure:
+        record, failure = _record(ds, levels)
+    if record is None:
+        return {m: float("nan") for m in wanted}, failure
     flat = _flatten_record(record)
     values = {m: flat.get(m, float("nan")) for m in wanted}
     nulls = [m for m in wanted if not math.isfinite(values[m])]
@@ -576,24 +858,207 @@ def cost_metrics(ds: xr.Dataset, train: pulses.PulseTrain) -> dict[str, float]:
             "programming_time_per_cycle": write + reads}
 
 
+def _branch_index(ds: xr.Dataset) -> dict[str, int]:
+    labels = [str(v) for v in np.asarray(ds["branch"].values)]
+    return {b: labels.index(b) for b in (pulses.POTENTIATION, pulses.DEPRESSION)}
+
+
+def ffp_cost_metrics(ds: xr.Dataset, options: Mapping[str, Any]) -> dict[str, float]:
+    """Energy and time of one FFP cycle HRS -> LRS -> HRS (both branches' events), ensemble means.
+
+    The ΔR-map calibration before it is a one-off per device, not part of programming, and is not counted.
+    """
+    events = np.asarray(ds["events"].values, dtype=np.int64)  # (device, branch)
+    widths = np.concatenate([[0.0], np.cumsum(np.asarray(ds["width"].values, dtype=float))])
+    write = widths[events].sum(axis=1)
+    energy = np.nansum(np.asarray(ds["energy"].values, dtype=float), axis=(1, 2))
+    reads = events.sum(axis=1) * float(options["read_time_s"])
+    return {"energy_per_cycle": float(energy.mean()), "write_time_per_cycle": float(write.mean()),
+            "programming_time_per_cycle": float((write + reads).mean())}
+
+
+def ffp_metrics(ds: xr.Dataset, levels: int, record: Mapping[str, Any] | None) -> dict[str, float]:
+    """Events per branch, levels skipped / reachable at the point's n (the engine's occupancy count,
+    CPD 80 % over devices) and nu at n (the extraction record's fit)."""
+    idx = _branch_index(ds)
+    events = np.asarray(ds["events"].values, dtype=float).mean(axis=0)
+    skipped = np.asarray(ds[f"skipped_n{levels}"].values, dtype=float)
+    out = {"ffp_events_potentiation": float(events[idx[pulses.POTENTIATION]]),
+           "ffp_events_depression": float(events[idx[pulses.DEPRESSION]])}
+    for branch in (pulses.POTENTIATION, pulses.DEPRESSION):
+        out[f"skipped_levels_n_{branch}"] = float(skipped[idx[branch]])
+        out[f"reachable_levels_n_{branch}"] = float(levels - skipped[idx[branch]])
+    out["reachable_levels_n"] = min(out["reachable_levels_n_potentiation"], out["reachable_levels_n_depression"])
+    nu = ((record or {}).get("nu") or {}).get(str(levels)) or {}
+    for short in ("p", "d"):
+        value = nu.get(short)
+        out[f"nu_n_{short}"] = float(value) if value is not None else float("nan")
+    return out
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+_DATA_CACHE: dict[tuple[str, int, int], Any] = {}
+_DIGITAL_CACHE: dict[str, bytes] = {}
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterable[Any]:
+    """torch on one thread while inside: a worker and the client (serial run, digital training) then
+    sum in the same order, which keeps serial and Dask sweeps bit-identical."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise MemdriftError(f"metrics.store has an accuracy metric, which needs the Python packages 'torch' and "
+                            f"'aihwkit' ({exc}); allowed without them: the extraction, cost and ffp metrics") from None
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield torch
+    finally:
+        torch.set_num_threads(old)
+
+
+def _accuracy_data(settings: Mapping[str, Any]) -> Any:
+    from memdrift.experiments.datasets import load
+
+    key = (settings["dataset"], int(settings["train_samples"]), int(settings["test_samples"]))
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = load(key[0]).subset(key[1], key[2])
+    return _DATA_CACHE[key]
+
+
+def _evaluate_settings(settings: Mapping[str, Any]) -> Any:
+    from memdrift.experiments.evaluate import Settings
+
+    return Settings(epochs=int(settings["epochs"]), hwat_epochs=int(settings["hwat_epochs"]),
+                    batch_size=int(settings["batch_size"]), lr=float(settings["lr"]),
+                    hwat_lr=float(settings["hwat_lr"]), repeats=int(settings["repeats"]), seed=int(settings["seed"]),
+                    dtod=float(settings["dtod"])).checked()
+
+
+def digital_network(settings: Mapping[str, Any]) -> bytes:
+    """The digitally trained network of a sweep's accuracy settings (its ``state_dict``, serialised).
+
+    Digital training does not depend on the device, so a sweep trains once (deterministic seed) and
+    ships the weights to every point; cached per process under the settings.
+    """
+    key = _canonical({k: settings[k] for k in ("network", "dataset", "epochs", "train_samples", "test_samples",
+                                                "batch_size", "lr", "seed")})
+    if key not in _DIGITAL_CACHE:
+        with _one_torch_thread() as torch:
+            from memdrift.experiments.evaluate import train_digital
+
+            net = train_digital(settings["network"], _accuracy_data(settings), _evaluate_settings(settings))
+            buffer = io.BytesIO()
+            torch.save(net.state_dict(), buffer)
+            _DIGITAL_CACHE[key] = buffer.getvalue()
+    return _DIGITAL_CACHE[key]
+
+
+def _torch_tile_config(config: Any) -> Any:
+    """The bridge's inference configuration on aihwkit's torch tile.
+
+    The C++ tile seeds its own generator from outside the process (the same point gives a different
+    accuracy on every run); the torch tile draws every random number from torch's seeded generator.
+    """
+    from aihwkit.simulator.configs import TorchInferenceRPUConfig
+
+    out = TorchInferenceRPUConfig()
+    for f in dataclasses.fields(config):
+        if f.name not in ("tile_class", "tile_array_class", "simulator_tile_class", "runtime"):
+            setattr(out, f.name, copy.deepcopy(getattr(config, f.name)))
+    return out
+
+
+def accuracy_metrics(record: Mapping[str, Any] | None, settings: Mapping[str, Any],
+                     digital: bytes | None = None) -> tuple[dict[str, float], str]:
+    """Accuracy of a record's device through the aihwkit bridge, as ``run_study("accuracy", ...)`` computes it
+    (digital, HWAT analog, analog without HWAT; ``repeats`` programmings each), from the sweep's digital
+    network ``digital`` (trained here when None)."""
+    nan = {m: float("nan") for m in ACCURACY_METRICS}
+    if record is None:
+        return nan, "accuracy: no extraction record"
+    digital = digital if digital is not None else digital_network(settings)
+    with _one_torch_thread() as torch:
+        try:
+            from memdrift.experiments import evaluate, networks
+            from memdrift.mapping.aihwkit_bridge import inference_config
+        except ImportError as exc:
+            raise MemdriftError(f"metrics.store has an accuracy metric, which needs the Python packages 'torch' "
+                                f"and 'aihwkit' ({exc}); allowed without them: the extraction, cost and ffp "
+                                "metrics") from None
+        s = _evaluate_settings(settings)
+        data = _accuracy_data(settings)
+        try:
+            config = _torch_tile_config(inference_config(record, dtod=s.dtod, ir_drop=s.ir_drop))
+        except MemdriftError as exc:
+            return nan, f"accuracy: the record does not map to aihwkit ({exc})"
+        torch.manual_seed(s.seed)
+        net = networks.build(settings["network"], data.input_shape, data.classes)
+        net.load_state_dict(torch.load(io.BytesIO(digital), weights_only=True))
+        digital_acc = evaluate.accuracy(net, data.x_test, data.y_test, batch=s.eval_batch)
+
+        def programmed(analog: Any) -> list[float]:
+            return [evaluate.program_and_test(analog, data, t_inference_s=0.0, seed=s.seed + 1000 + r,
+                                              eval_batch=s.eval_batch) for r in range(s.repeats)]
+
+        no_hwat = programmed(evaluate.to_analog(net, config))
+        # Seeded per point, and the same seed for every point: the HWAT noise and the batch order
+        # are common to all points, so accuracy differences are the devices'.
+        torch.manual_seed(s.seed + 1)
+        hwat = programmed(evaluate.hardware_aware_train(evaluate.to_analog(net, config), data, s))
+    return {"accuracy": float(np.mean(hwat)), "accuracy_no_hwat": float(np.mean(no_hwat)),
+            "accuracy_digital": float(digital_acc)}, ""
+
+
+# ----------------------------------------------------------------------------- one point
+
 def _resolve_runner(path: str) -> Callable[..., xr.Dataset]:
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
-def compute_point(task: Mapping[str, Any]) -> dict[str, Any]:
-    """Run one point (on a worker or in process): emulate the ensemble, extract, cost it.
+def compute_point(task: Mapping[str, Any], digital: bytes | None = None) -> dict[str, Any]:
+    """Run one point (on a worker or in process): emulate the ensemble, extract, cost it (and evaluate).
 
-    Module-level and driven by a plain dict, so Dask can ship it to spawned workers.
+    Module-level and driven by a plain dict, so Dask can ship it to spawned workers. ``digital``: the
+    sweep's digitally trained network for the accuracy metrics (trained here when None).
     """
     start = time.perf_counter()
-    params, train = build_point(task)
-    run_pulses = _resolve_runner(task["runner"])
-    ds = run_pulses(params, train, devices=task["devices"], cycles=task["cycles"], seed=task["seed"], threads=1)
-    extracted, note = extract_metrics(ds, task["metrics"], task["levels"])
-    values = {**extracted, **cost_metrics(ds, train)}
-    metrics = {m: values[m] for m in task["metrics"]}
-    return {"metrics": metrics, "note": note, "seconds": time.perf_counter() - start}
+    params, scheme = build_point(task)
+    run = _resolve_runner(task["runner"])
+    wanted = task["metrics"]
+    notes = []
+    if task["scheme"] == "ffp":
+        try:
+            ds = run(params, "ffp-segmentation", devices=task["devices"], seed=task["seed"], threads=1, **scheme)
+        except MemdriftError as exc:
+            # A parameter set whose FFP run cannot be segmented (too few events) is a result, not a crash.
+            nan = {m: float("nan") for m in wanted}
+            return {"metrics": nan, "note": f"ffp run failed: {exc}", "seconds": time.perf_counter() - start}
+        costs = ffp_cost_metrics(ds, task["scheme_options"])
+        capped = int(np.sum(np.asarray(ds["events"].values) >= int(task["scheme_options"]["max_events"])))
+        if capped:
+            # The branch was cut, not finished: its events and costs are lower bounds.
+            notes.append(f"{capped} (device, branch) FFP runs stopped at max_events = "
+                         f"{task['scheme_options']['max_events']} before reaching LRS/HRS")
+    else:
+        ds = run(params, scheme, devices=task["devices"], cycles=task["cycles"], seed=task["seed"], threads=1)
+        costs = cost_metrics(ds, scheme)
+    needs_record = any(m not in COST_METRICS and m not in _FFP_DATASET_METRICS for m in wanted)
+    record, failure = _record(ds, task["levels"]) if needs_record else (None, "")
+    extracted, note = extract_metrics(ds, wanted, task["levels"], record=record, failure=failure)
+    notes.append(note)
+    values = {**extracted, **costs}
+    if task["scheme"] == "ffp":
+        values.update(ffp_metrics(ds, int(task["scheme_options"]["levels"]), record))
+    if any(m in ACCURACY_METRICS for m in wanted):
+        acc, note = accuracy_metrics(record, task["accuracy"], digital)
+        values.update(acc)
+        notes.append(note)
+    metrics = {m: values[m] for m in wanted}
+    return {"metrics": metrics, "note": "; ".join(n for n in notes if n), "seconds": time.perf_counter() - start}
 
 
 # ----------------------------------------------------------------------------- resume store
@@ -652,22 +1117,27 @@ class SweepRun:
     startup_seconds: float = 0.0  # starting or reaching the cluster and importing the engine on it
 
 
-def _warm_worker(runner: str) -> None:
+def _warm_worker(runner: str, accuracy: bool = False) -> None:
     _resolve_runner(runner)
+    if accuracy:
+        importlib.import_module("memdrift.mapping.aihwkit_bridge")
+        importlib.import_module("memdrift.experiments.evaluate")
 
 
-def _iter_serial(todo: list[Point]) -> Iterable[tuple[Point, dict[str, Any]]]:
+def _iter_serial(todo: list[Point], digital: bytes | None) -> Iterable[tuple[Point, dict[str, Any]]]:
     for point in todo:
-        yield point, compute_point(point.task)
+        yield point, compute_point(point.task, digital)
 
 
-def _iter_dask(todo: list[Point], client: Any) -> Iterable[tuple[Point, dict[str, Any]]]:
+def _iter_dask(todo: list[Point], client: Any, digital: bytes | None) -> Iterable[tuple[Point, dict[str, Any]]]:
     from distributed import as_completed
 
+    # One copy of the digital weights per worker, not one per task.
+    shared = client.scatter(digital, broadcast=True) if digital is not None else None
     by_key = {}
     futures = []
     for point in todo:
-        fut = client.submit(compute_point, point.task, key=f"memdrift-sweep-{point.key}", pure=False)
+        fut = client.submit(compute_point, point.task, shared, key=f"memdrift-sweep-{point.key}", pure=False)
         by_key[fut.key] = point
         futures.append(fut)
     try:
@@ -679,19 +1149,21 @@ def _iter_dask(todo: list[Point], client: Any) -> Iterable[tuple[Point, dict[str
 
 def run_sweep(spec: SweepSpec, out_path: str | os.PathLike[str] | None, *, mode: str = "local",
               workers: int | None = None, scheduler: str | None = None, client: Any = None,
-              progress: bool = False, runner: str = DEFAULT_RUNNER) -> SweepRun:
+              progress: bool = False, runner: str | None = None) -> SweepRun:
     """Compute the points not yet stored under ``OUT.parts/``, then assemble (and write) the dataset.
 
     ``mode``: ``"local"`` starts a LocalCluster of ``workers`` single-threaded
     processes (default: one a core); ``"scheduler"`` connects to ``scheduler``
     and leaves that cluster as it is; ``"client"`` uses the given ``client``;
     ``"serial"`` computes in this process without Dask. With ``out_path`` None
-    nothing is stored (and nothing is resumed).
+    nothing is stored (and nothing is resumed). ``runner``: the engine as ``module:function`` (default:
+    the scheme's). With an accuracy metric, the digital network is trained once, here, before any point.
     """
     if mode not in ("local", "scheduler", "client", "serial"):
         raise MemdriftError(f"mode = {mode!r} is unknown; allowed: local, scheduler, client, serial")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise MemdriftError(f"workers = {workers!r} is out of range; allowed: an integer >= 1")
+    runner = runner or MODEL_RUNNER[spec.model]
     points = enumerate_points(spec, runner=runner)
     parts = parts_dir(out_path) if out_path is not None else None
     results: dict[tuple[int, ...], dict[str, float]] = {}
@@ -719,9 +1191,10 @@ def run_sweep(spec: SweepSpec, out_path: str | os.PathLike[str] | None, *, mode:
         cluster = own_client = None
         begin = time.perf_counter()
         try:
+            digital = digital_network(spec.accuracy) if spec.accuracy is not None else None
             if mode == "serial":
-                _warm_worker(runner)
-                stream = _iter_serial(todo)
+                _warm_worker(runner, spec.accuracy is not None)
+                stream = _iter_serial(todo, digital)
             else:
                 if mode == "client":
                     if client is None:
@@ -745,8 +1218,8 @@ def run_sweep(spec: SweepSpec, out_path: str | os.PathLike[str] | None, *, mode:
                     use = own_client = Client(cluster)
                 # Import the engine on every worker before timing points, so the
                 # per-point seconds measure physics, not a worker's first import.
-                use.run(_warm_worker, runner)
-                stream = _iter_dask(todo, use)
+                use.run(_warm_worker, runner, spec.accuracy is not None)
+                stream = _iter_dask(todo, use, digital)
             startup = time.perf_counter() - begin
             start = time.perf_counter()
             for point, result in stream:
@@ -788,7 +1261,7 @@ def assemble(spec: SweepSpec, points: Sequence[Point], results: Mapping[tuple[in
     for axis in spec.axes:
         values = np.asarray(axis.values, dtype=np.int64 if axis.integer else np.float64)
         coords[axis.name] = xr.Variable((axis.name,), values,
-                                        attrs={"units": axis.units, "long_name": _axis_long_name(axis)})
+                                        attrs={"units": axis.units, "long_name": _axis_long_name(axis, type(spec.base_params))})
     variables = {}
     for m in spec.metrics:
         units, long_name = metric_meta(m)
@@ -814,14 +1287,16 @@ def assemble(spec: SweepSpec, points: Sequence[Point], results: Mapping[tuple[in
     ds.attrs.update(netcdf_attrs(spec.scheme_options, "scheme."))
     ds.attrs.update(netcdf_attrs(spec.base_params.to_dict()["parameters"], "parameters."))
     ds.attrs.update(netcdf_attrs(spec.base_params.variation, "variation."))
+    if spec.accuracy is not None:
+        ds.attrs.update(netcdf_attrs(spec.accuracy, "accuracy."))
     return ds
 
 
-def _axis_long_name(axis: Axis) -> str:
+def _axis_long_name(axis: Axis, params_class: type) -> str:
     if axis.kind == "variation":
         return f"relative lognormal device-to-device spread of {axis.target}"
     if axis.kind == "device":
-        meta = {f.name: f.metadata for f in dataclasses.fields(FilamentParams)}
+        meta = {f.name: f.metadata for f in dataclasses.fields(params_class)}
         return meta[axis.name].get("meaning", axis.name)
     return f"pulse scheme option {axis.name}"
 

@@ -178,6 +178,7 @@ def test_bulk4t_delegates_to_its_schemes(tmp_path):
     (["--protocol", "pd-cycling", "--cycles", "0"], "cycles"),
     (["--protocol", "dr-map", "--amplitudes", "0.8,0"], "amplitudes_v[1]"),
     (["--protocol", "iv", "--dwell", "nan"], "dwell_s"),
+    (["--protocol", "iv", "--v-max", "-1"], "voltage_max_v"),
 ])
 def test_bad_flags_one_line_error_and_no_file(argv, field, tmp_path, capsys):
     out = tmp_path / "out.nc"

@@ -90,7 +90,7 @@ class Options:
     pulses: int | None = None
     width_s: float | None = None
     # iv
-    v_max: float | None = None
+    voltage_max_v: float | None = None
     steps: int | None = None
     dwell_s: float | None = None
     # endurance
@@ -106,16 +106,17 @@ PROTOCOL_OPTIONS: dict[str, tuple[str, ...]] = {
     "dr-map": ("amplitudes_v", "pulses", "width_s"),
     "ffp-segmentation": ("levels",),
     "retention": ("temperatures_k", "time_min_s", "time_max_s", "times", "program_pulses"),
-    "iv": ("cycles", "v_max", "steps", "dwell_s"),
+    "iv": ("cycles", "voltage_max_v", "steps", "dwell_s"),
     "endurance": ("cycles", "record"),
 }
 #: command-line flag of each option, for error messages
 FLAGS = {"cycles": "--cycles", "temperatures_k": "--temperatures", "time_min_s": "--time-min",
          "time_max_s": "--time-max", "times": "--times", "program_pulses": "--program-pulses",
-         "amplitudes_v": "--amplitudes", "pulses": "--pulses", "width_s": "--width", "v_max": "--v-max",
+         "amplitudes_v": "--amplitudes", "pulses": "--pulses", "width_s": "--width", "voltage_max_v": "--v-max",
          "steps": "--steps", "dwell_s": "--dwell", "record": "--record", "levels": "--levels"}
-_OPTIONAL = ("cycles", "temperatures_k", "time_min_s", "time_max_s", "times", "program_pulses", "amplitudes_v",
-             "pulses", "width_s", "v_max", "steps", "dwell_s", "record", "levels")
+_OPTIONAL = tuple(FLAGS)
+#: options the bulk schemes have no use for, although the protocol of the same name has
+BULK4T_UNUSED = {"program_pulses"}
 
 
 def _check_options(protocol: str, opts: Options, allowed: Sequence[str], device: str) -> None:
@@ -486,7 +487,8 @@ def _retention(p: Preset, opts: Options) -> _Plan:
 
 def _iv(p: Preset, opts: Options) -> _Plan:
     loops = _int_option("cycles", opts.cycles, 1, 1, 100_000)
-    v_max = check_range("v_max", 1.0 if opts.v_max is None else opts.v_max, 0.0, 10.0, low_open=True, unit="V")
+    v_max = check_range("voltage_max_v", 1.0 if opts.voltage_max_v is None else opts.voltage_max_v, 0.0, 10.0,
+                        low_open=True, unit="V")
     steps = _int_option("steps", opts.steps, 25, 2, 100_000)
     dwell = check_range("dwell_s", 1e-3 if opts.dwell_s is None else opts.dwell_s, 0.0, 100.0, low_open=True,
                         unit="s")
@@ -525,8 +527,8 @@ def _iv(p: Preset, opts: Options) -> _Plan:
     }
     coords = {"cycle": ("cycle", np.arange(loops)), "sweep": ("sweep", np.array(["up", "down"])),
               "voltage": ("voltage", grid, {"units": "V", "long_name": "applied voltage"})}
-    return _Plan(variables, compute, coords, {}, {"scheme": "iv", "v_max": v_max, "steps": steps, "dwell_s": dwell,
-                                                 "sweep_rate_v_per_s": dv / dwell})
+    return _Plan(variables, compute, coords, {}, {"scheme": "iv", "voltage_max_v": v_max, "steps": steps,
+                                                 "dwell_s": dwell, "sweep_rate_v_per_s": dv / dwell})
 
 
 def _endurance(p: Preset, opts: Options) -> _Plan:
@@ -580,10 +582,15 @@ def _endurance(p: Preset, opts: Options) -> _Plan:
 def _bulk4t(p: Preset, protocol: str, opts: Options) -> xr.Dataset:
     from memdrift.emulator import bulk4t_schemes
 
+    for name in BULK4T_UNUSED:
+        if getattr(opts, name) is not None:
+            raise MemdriftError(f"{name} ({FLAGS[name]}) is not used by protocol {protocol!r} on a bulk4t preset "
+                                "(the film is initialised to LRS by +6 V)")
     kw: dict[str, Any] = {"deterministic": not opts.noise}
     if protocol == "dr-map":
         if opts.amplitudes_v is not None:
-            kw["amplitudes_v"] = tuple(abs(a) for a in opts.amplitudes_v)
+            # the scheme runs every amplitude in both polarities: magnitudes, each once
+            kw["amplitudes_v"] = tuple(sorted({abs(a) for a in opts.amplitudes_v}))
         if opts.pulses is not None:
             kw["pulses"] = opts.pulses
         if opts.width_s is not None:

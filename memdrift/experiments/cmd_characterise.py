@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                    temperatures_k=_floats("temperatures", args.temperatures), time_min_s=args.time_min,
                    time_max_s=args.time_max, times=args.times, program_pulses=args.program_pulses,
                    amplitudes_v=_floats("amplitudes", args.amplitudes), pulses=args.pulses, width_s=args.width,
-                   v_max=args.v_max, steps=args.steps, dwell_s=args.dwell, record=args.record,
+                   voltage_max_v=args.v_max, steps=args.steps, dwell_s=args.dwell, record=args.record,
                    levels=parse_levels(args.levels) if args.levels is not None else None)
     ds = characterise(args.device, args.protocol, opts)
     write_characterisation(ds, args.output, progress=True)

@@ -340,6 +340,10 @@ def test_shipped_examples_parse():
               if p.coords["amplitude_start_v"] == 0.995 and p.coords["width_start_s"] == 350e-9]
     _, train = sweep.build_point(corner[0].task)
     assert np.all(np.abs(train.amplitude_v) == 0.995) and np.all(train.width_s == 350e-9)
+    ffp = sweep.load_spec("example-ffp-window-levels")
+    assert ffp.model == "bulk4t" and ffp.shape == (3, 3)
+    # The three level counts of a window segment one trace: three seeds for nine points.
+    assert len({p.seed for p in sweep.enumerate_points(ffp)}) == 3
 
 
 # ----------------------------------------------------------------------------- ffp on the bulk film

@@ -32,6 +32,9 @@ def record(states: int = 16, df: float = 5.0) -> dict:
     levels = np.linspace(G_MIN_S, g_max, states).tolist()
     return {
         "states": states, "bin_width": BIN_S, "state_sigma": SIGMA_S, "g_min": G_MIN_S, "g_max": g_max,
+        # keys every extraction record carries (memdrift.mapping.extract.REQUIRED_KEYS); unused by the bridge
+        "differential_bins": 2 * states - 1, "linear_r2": {"potentiation": 0.99898, "depression": 0.99925},
+        "nu": {}, "pearson": None, "skipped_levels": {}, "notes": [],
         "program_error_t": [{"conductance": g, "loc": 0.0, "scale": SIGMA_S * math.sqrt((df - 2) / df), "df": df}
                             for g in levels],
         "drift": {"nu": 0.0049, "activation_energy_eV": 0.6},

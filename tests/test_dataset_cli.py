@@ -106,7 +106,9 @@ def test_cli_pulse_writes_dataset_and_plot(tmp_path):
     ds = xr.open_dataset(out)
     assert ds.sizes == {"device": 8, "cycle": 3, "pulse": 40}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert _cli("presets").stdout.count("hfoxsy-hfs2") == 1
+    listing = _cli("presets").stdout
+    assert listing.count("hfoxsy-hfs2") == 1 and "tio2x-4t" in listing
+    assert "retention" in listing and "hfoxsy-ramp" in listing  # protocols and experiments are listed too
 
 
 @pytest.mark.parametrize("args, field", [

@@ -1,4 +1,4 @@
-"""``memdrift presets``: list the shipped device presets and pulse schemes."""
+"""``memdrift presets``: list the shipped device presets, pulse schemes, protocols and experiments."""
 
 from __future__ import annotations
 
@@ -20,10 +20,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name:<14} {preset.model:<9} default scheme {preset.scheme:<9} {preset.description}")
     print("schemes:")
     print(f"  filament: {', '.join(SCHEMES)}")
-    try:
-        from memdrift.emulator import bulk4t_schemes
+    from memdrift.emulator import bulk4t_schemes, protocols
+    from memdrift.experiments.reproduce import EXPERIMENTS
 
-        print(f"  bulk4t:   {', '.join(bulk4t_schemes.SCHEMES)}")
-    except (ImportError, AttributeError):
-        pass
+    print(f"  bulk4t:   {', '.join(bulk4t_schemes.SCHEMES)}")
+    print("protocols (memdrift characterise):")
+    print(f"  filament: {', '.join(protocols.FILAMENT_PROTOCOLS)}")
+    print(f"  bulk4t:   {', '.join(protocols.BULK4T_PROTOCOLS)}")
+    print(f"experiments (memdrift reproduce): {', '.join(EXPERIMENTS)}")
     return 0

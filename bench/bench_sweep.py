@@ -15,6 +15,10 @@ result transfer, writing the part file, idle tails) counts as overhead. The
 three runs must give identical datasets; the bench checks that too.
 
     python bench/bench_sweep.py [--points 16] [--devices 384] [--cycles 10] [--preset hfoxsy-hfs2]
+    python bench/bench_sweep.py --scheme ffp [--points 8] [--devices 1] [--grid 16]
+
+``--scheme ffp`` sweeps the FFP window's high edge (0.2-0.6 ohm) on the ``tio2x-4t``
+film instead: every point calibrates a dR map and runs HRS -> LRS -> HRS.
 """
 
 from __future__ import annotations
@@ -24,6 +28,27 @@ import os
 import tempfile
 import time
 from pathlib import Path
+
+
+def make_ffp_spec(points: int, devices: int, grid: int):
+    from memdrift.experiments.sweep import parse_spec
+
+    highs = ", ".join(f"{0.2 + 0.4 * i / max(1, points - 1):.4f}" for i in range(points))
+    return parse_spec(f"""
+[sweep]
+name = "bench-ffp"
+seed = 1
+devices = {devices}
+[scheme]
+base = "ffp"
+window_low_ohm = 0.1
+levels = 128
+[device]
+preset = "tio2x-4t"
+grid = {grid}
+[axes]
+window_high_ohm = [{highs}]
+""")
 
 
 def make_spec(points: int, devices: int, cycles: int, preset: str):
@@ -64,24 +89,35 @@ def timed(spec, mode: str, client=None) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=16)
-    ap.add_argument("--devices", type=int, default=384)
+    ap.add_argument("--devices", type=int, default=None, help="ensemble size (default 384; ffp: 1)")
     ap.add_argument("--cycles", type=int, default=10)
     ap.add_argument("--preset", default="hfoxsy-hfs2")
+    ap.add_argument("--scheme", choices=("ramp", "ffp"), default="ramp")
+    ap.add_argument("--grid", type=int, default=16, help="ffp: cells per side of the film")
     args = ap.parse_args()
+    if args.devices is None:
+        args.devices = 1 if args.scheme == "ffp" else 384
 
     import xarray as xr
     from distributed import Client, LocalCluster
 
-    spec = make_spec(args.points, args.devices, args.cycles, args.preset)
-    print(f"sweep: {spec.n_points} points x ({spec.devices} devices x {spec.cycles} cycles x 40 pulses), "
-          f"preset {args.preset}; host {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
+    if args.scheme == "ffp":
+        spec = make_ffp_spec(args.points, args.devices, args.grid)
+        warm = make_ffp_spec(2, 1, 4)
+        what = f"{spec.devices} device(s), {args.grid} x {args.grid} film, FFP HRS -> LRS -> HRS), preset tio2x-4t"
+    else:
+        spec = make_spec(args.points, args.devices, args.cycles, args.preset)
+        warm = make_spec(2, 8, 2, args.preset)
+        what = f"{spec.devices} devices x {spec.cycles} cycles x 40 pulses), preset {args.preset}"
+    print(f"sweep: {spec.n_points} points x ({what}; host {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f} at start")
     results = {"serial (no Dask)": timed(spec, "serial")}
     for workers in (1, 2):
         start = time.perf_counter()
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster, Client(cluster) as client:
             started = time.perf_counter() - start
-            timed(make_spec(2, 8, 2, args.preset), "client", client)  # warm: imports, first calls
+            timed(warm, "client", client)  # warm: imports, first calls
             res = timed(spec, "client", client)
         res["cluster_start"] = started
         res["workers"] = workers

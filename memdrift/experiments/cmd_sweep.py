@@ -12,7 +12,9 @@ from memdrift.errors import MemdriftError
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sweep", help="sweep pulse schemes and device parameters on Dask",
-        description="Run a design-space sweep described by a TOML spec (see memdrift/data/sweeps/ for examples). "
+        description="Run a design-space sweep described by a TOML spec (see memdrift/data/sweeps/ for examples): "
+                    "ramp/identical pulses on a filament preset, or FFP on a bulk four-terminal preset; "
+                    "optionally network accuracy through aihwkit ([metrics.accuracy]). "
                     "Finished points are kept in OUT.nc.parts/, so rerunning after an interruption only "
                     "computes the rest.")
     p.add_argument("spec", metavar="SPEC.toml", help="sweep spec")

@@ -208,6 +208,24 @@ def test_fixed_range_converter_round_trip_and_clip():
     torch.testing.assert_close(conv.convert_back_to_weights(gs, params), w.clamp(-4, 4))
 
 
+def test_single_device_converter_spans_the_window_with_zero_in_the_middle():
+    conv = bridge.FixedRangeSingleConverter(10.0, 100.0, 4.0)
+    w = torch.tensor([[-4.0, -1.0, 0.0, 2.5, 4.0, 9.0]])
+    gs, params = conv.convert_to_conductances(w)
+    assert len(gs) == 1  # one programmed device per weight; zero is a reference
+    torch.testing.assert_close(gs[0][0, [0, 2, 4]], torch.tensor([10.0, 55.0, 100.0]))
+    torch.testing.assert_close(conv.convert_back_to_weights(gs, params), w.clamp(-4, 4))
+    # 8 levels (3 bits) over [-4, 4]: no zero level, small weights go half a step either side
+    record = {"g_min": 10e-6, "g_max": 100e-6, "states": 8, "program_error_t": [{"loc": 0.0, "scale": 0.0, "df": 4.0}]}
+    model = bridge.noise_model(record, levels=8, w_range=4.0, mapping="single", program_error=False)
+    out, _ = model.apply_programming_noise(torch.tensor([[-0.01, 0.01, 3.9]]))  # (weights, drift params)
+    torch.testing.assert_close(out, torch.tensor([[-4 / 7, 4 / 7, 4.0]]), rtol=1e-5, atol=1e-5)
+    with pytest.raises(MemdriftError, match="mapping"):
+        bridge.noise_model(record, mapping="quad", w_range=4.0)
+    with pytest.raises(MemdriftError, match="w_range"):
+        bridge.noise_model(record, mapping="single")
+
+
 def test_inference_config_settings():
     record = hfoxsy_record()
     cfg = bridge.inference_config(record, ir_drop=1.0)

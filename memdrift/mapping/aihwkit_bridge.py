@@ -278,18 +278,59 @@ class StudentTProgramNoise(BaseNoiseModel):
         return (self.g_min + (g_prog - self.g_min) * factor).clamp(min=0.0)
 
 
+class FixedRangeSingleConverter(BaseConductanceConverter):
+    """One device per weight: ``[-w_range, w_range]`` spans the whole window ``[g_min, g_max]``.
+
+    The TiO2-x paper's weight transfer maps HRS…LRS of one device onto [−4, 4]
+    with the n levels uniform over that range. Zero weight is the middle of the
+    window, subtracted in the periphery as a reference current (a constant, not a
+    programmed device). With an even level count zero is not a level, so small
+    weights land half a step either side of it — which is why a 3-bit transfer
+    can still classify. Weights outside the range are clipped. Conductances in µS.
+    """
+
+    def __init__(self, g_min: float, g_max: float, w_range: float):
+        self.g_min, self.g_max, self.w_range = float(g_min), float(g_max), float(w_range)
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}(g_min={self.g_min:g}, g_max={self.g_max:g}, w_range={self.w_range:g})"
+
+    @torch.no_grad()
+    def convert_to_conductances(self, weights: torch.Tensor) -> tuple[list[torch.Tensor], dict]:
+        ratio = (self.g_max - self.g_min) / (2.0 * self.w_range)
+        g = (weights.clamp(-self.w_range, self.w_range) + self.w_range) * ratio + self.g_min
+        return [g], {"scale_ratio": ratio, "g_zero": 0.5 * (self.g_min + self.g_max)}
+
+    @torch.no_grad()
+    def convert_back_to_weights(self, conductances: list[torch.Tensor], params: dict) -> torch.Tensor:
+        return (conductances[0] - params["g_zero"]) / params["scale_ratio"]
+
+
+#: How a fixed weight range is put on devices: a differential pair, or one device and a reference.
+WEIGHT_MAPPINGS = ("pair", "single")
+
+
 def noise_model(record: Mapping[str, Any], *, levels: int | None = None, dtod: float = 0.0,
                 w_range: float | None = None, temperature_k: float = 300.0, drift: bool = True,
-                program_error: bool = True) -> StudentTProgramNoise:
-    """The inference noise model of ``record`` (levels per device default: ``record['states']``)."""
+                program_error: bool = True, mapping: str = "pair") -> StudentTProgramNoise:
+    """The inference noise model of ``record`` (levels per device default: ``record['states']``).
+
+    ``w_range`` fixes the weight range for every tile; ``mapping`` then says whether a
+    weight is a differential pair (``pair``) or one device against a reference
+    (``single``, the TiO2-x paper's weight transfer).
+    """
     g_min, g_max = conductance_window(record)
     n = level_count(record) if levels is None else int(check_range("levels", levels, 2, 1 << 16))
     dtod = check_range("dtod", dtod, 0.0, 1.0)
     nu, nu_std, ea, t_ref = drift_parameters(record) if drift else (0.0, 0.0, 0.0, 300.0)
+    if mapping not in WEIGHT_MAPPINGS:
+        raise MemdriftError(f"mapping = {mapping!r} is unknown; allowed: {', '.join(WEIGHT_MAPPINGS)}")
     converter = None
     if w_range is not None:
-        converter = FixedRangePairConverter(g_min * MICRO, g_max * MICRO,
-                                            check_range("w_range", w_range, 0.0, 1e6, low_open=True))
+        kind = FixedRangePairConverter if mapping == "pair" else FixedRangeSingleConverter
+        converter = kind(g_min * MICRO, g_max * MICRO, check_range("w_range", w_range, 0.0, 1e6, low_open=True))
+    elif mapping == "single":
+        raise MemdriftError("mapping = 'single' needs w_range; allowed: a weight range > 0 (e.g. 4.0)")
     return StudentTProgramNoise(g_min * MICRO, g_max * MICRO, n, program_error_table(record, n), nu=nu,
                                 nu_std=nu_std, activation_energy_ev=ea, reference_temperature_k=t_ref,
                                 temperature_k=check_range("temperature_k", temperature_k, 1.0, 2000.0),
@@ -312,8 +353,8 @@ def relative_program_noise(record: Mapping[str, Any]) -> float:
 def inference_config(record: Mapping[str, Any], *, levels: int | None = None, dtod: float = 0.0,
                      w_range: float | None = None, adc_bits: int = 8, dac_bits: int = 8, ir_drop: float = 0.0,
                      drift_compensation: bool = True, hwat_noise: float | None = None,
-                     temperature_k: float = 300.0, drift: bool = True, program_error: bool = True
-                     ) -> InferenceRPUConfig:
+                     temperature_k: float = 300.0, drift: bool = True, program_error: bool = True,
+                     mapping: str = "pair") -> InferenceRPUConfig:
     """``InferenceRPUConfig`` for inference (and hardware-aware training) on the record's device.
 
     8-bit DAC/ADC (the paper's converters), optional IR drop (``ir_drop`` is
@@ -327,7 +368,7 @@ def inference_config(record: Mapping[str, Any], *, levels: int | None = None, dt
     check_range("ir_drop", ir_drop, 0.0, 1e3)
     cfg = InferenceRPUConfig()
     cfg.noise_model = noise_model(record, levels=levels, dtod=dtod, w_range=w_range, temperature_k=temperature_k,
-                                  drift=drift, program_error=program_error)
+                                  drift=drift, program_error=program_error, mapping=mapping)
     cfg.drift_compensation = GlobalDriftCompensation() if drift_compensation else None
     # converters as in the paper; the rest of the periphery (bounds, output read
     # noise, noise and bound management) keeps aihwkit's inference defaults

@@ -109,7 +109,7 @@ import os
 import re
 import time
 import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -903,7 +903,7 @@ _DIGITAL_CACHE: dict[str, bytes] = {}
 
 
 @contextlib.contextmanager
-def _one_torch_thread() -> Iterable[Any]:
+def _one_torch_thread() -> Iterator[Any]:
     """torch on one thread while inside: a worker and the client (serial run, digital training) then
     sum in the same order, which keeps serial and Dask sweeps bit-identical."""
     try:

@@ -13,7 +13,7 @@ from memdrift.emulator.pulses import ramp
 from memdrift.errors import MemdriftError
 from memdrift.experiments.cli import main
 from memdrift.mapping.calibrate import bulk4t_levels, calibrate
-from memdrift.mapping.measured import read_measured, write_csv
+from memdrift.mapping.measured import write_csv
 
 FILAMENT = "hfoxsy-hfs2"
 

@@ -11,7 +11,6 @@ from memdrift.emulator import filament
 from memdrift.emulator.engine import run_pulses
 from memdrift.emulator.params import BOLTZMANN_EV, FilamentParams, load_preset
 from memdrift.emulator.pulses import PulseTrain, identical, ramp
-from memdrift.errors import MemdriftError
 
 
 @pytest.fixture(scope="module")

@@ -34,16 +34,15 @@ module is its SciPy twin, kept for tests and the benchmark):
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from memdrift.emulator.params import BOLTZMANN_EV, quantity, register_model
-from memdrift.errors import MemdriftError, check_range, field_error
+from memdrift.emulator.params import BOLTZMANN_EV, ModelParams, quantity, register_model
+from memdrift.errors import MemdriftError, field_error
 
 #: Terminal order of every voltage/current array: T1 (left), T2 (top), T3 (right), T4 (bottom).
 TERMINALS = ("T1", "T2", "T3", "T4")
@@ -51,7 +50,7 @@ READ_VOLTAGE_V = 0.1
 
 
 @dataclass(frozen=True)
-class Bulk4TParams:
+class Bulk4TParams(ModelParams):
     """Planar TiO2-x four-terminal film. ``variation``: relative lognormal spread per field."""
 
     model: ClassVar[str] = "bulk4t"
@@ -88,12 +87,7 @@ class Bulk4TParams:
     variation: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            if f.name == "variation":
-                continue
-            meta = f.metadata
-            check_range(f.name, getattr(self, f.name), meta["low"], meta["high"], low_open=meta["low_open"],
-                        unit=meta["unit"])
+        self._validate()
         for name in ("grid_x", "grid_y"):
             value = getattr(self, name)
             if value != int(value):
@@ -105,36 +99,7 @@ class Bulk4TParams:
                 raise MemdriftError(
                     f"electrode_fraction = {self.electrode_fraction!r} is out of range for {name} = {n}; allowed: "
                     f"a segment of at least one cell that does not reach the corners, (1/{n}, {1 - 2 / n:.4g}]")
-        allowed = sorted(VARIABLE_FIELDS)
-        for name, spread in dict(self.variation).items():
-            if name not in VARIABLE_FIELDS:
-                raise MemdriftError(f"variation.{name} is unknown; allowed keys: {', '.join(allowed)}")
-            check_range(f"variation.{name}", spread, 0.0, 2.0, unit="(relative lognormal sigma)")
-        object.__setattr__(self, "variation", {k: float(v) for k, v in dict(self.variation).items()})
-
-    def replace(self, **changes: Any) -> "Bulk4TParams":
-        return dataclasses.replace(self, **changes)
-
-    def scalars(self) -> dict[str, float]:
-        return {f.name: float(getattr(self, f.name)) for f in fields(self) if f.name != "variation"}
-
-    def units(self) -> dict[str, str]:
-        return {f.name: f.metadata["unit"] for f in fields(self) if f.name != "variation"}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "parameters": self.scalars(), "variation": dict(self.variation)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Bulk4TParams":
-        model = data.get("model", cls.model)
-        if model != cls.model:
-            raise MemdriftError(f"model = {model!r} does not match; allowed: {cls.model!r}")
-        known = {f.name for f in fields(cls)} - {"variation"}
-        parameters = dict(data.get("parameters", {}))
-        unknown = sorted(set(parameters) - known)
-        if unknown:
-            raise MemdriftError(f"parameters.{unknown[0]} is unknown; allowed keys: {', '.join(sorted(known))}")
-        return cls(**parameters, variation=dict(data.get("variation", {})))
+        self._validate_variation()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -147,6 +112,7 @@ VARIABLE_FIELDS = frozenset({
     "conductivity_base_s_per_m", "conductivity_vacancy_s_per_m", "thermal_conductivity_w_per_mk",
     "substrate_conductance_w_per_m2k",
 })
+Bulk4TParams.variable_fields = VARIABLE_FIELDS
 
 register_model("bulk4t", Bulk4TParams)
 

@@ -29,8 +29,58 @@ def quantity(default: float, unit: str, low: float | None, high: float | None, m
                                             "meaning": meaning})
 
 
+class ModelParams:
+    """What the models' parameter dataclasses share: range checks from the field
+    metadata, the device-to-device ``variation`` table, copies and the dict/TOML
+    round trip. A model sets ``model`` and ``variable_fields`` (fields whose
+    spread may be drawn) and calls :meth:`_validate` from ``__post_init__``."""
+
+    model: ClassVar[str]
+    variable_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def _validate(self) -> None:
+        for f in fields(self):
+            if f.name == "variation":
+                continue
+            meta = f.metadata
+            check_range(f.name, getattr(self, f.name), meta["low"], meta["high"], low_open=meta["low_open"],
+                        unit=meta["unit"])
+
+    def _validate_variation(self) -> None:
+        allowed = sorted(self.variable_fields)
+        for name, spread in dict(self.variation).items():
+            if name not in self.variable_fields:
+                raise MemdriftError(f"variation.{name} is unknown; allowed keys: {', '.join(allowed)}")
+            check_range(f"variation.{name}", spread, 0.0, 2.0, unit="(relative lognormal sigma)")
+        object.__setattr__(self, "variation", {k: float(v) for k, v in dict(self.variation).items()})
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)
+
+    def scalars(self) -> dict[str, float]:
+        return {f.name: float(getattr(self, f.name)) for f in fields(self) if f.name != "variation"}
+
+    def units(self) -> dict[str, str]:
+        return {f.name: f.metadata["unit"] for f in fields(self) if f.name != "variation"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "parameters": self.scalars(), "variation": dict(self.variation)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        model = data.get("model", cls.model)
+        if model != cls.model:
+            raise MemdriftError(f"model = {model!r} does not match; allowed: {cls.model!r}")
+        known = {f.name for f in fields(cls)} - {"variation"}
+        parameters = dict(data.get("parameters", {}))
+        unknown = sorted(set(parameters) - known)
+        if unknown:
+            raise MemdriftError(f"parameters.{unknown[0]} is unknown; allowed keys: {', '.join(sorted(known))}")
+        return cls(**parameters, variation=dict(data.get("variation", {})))
+
+
 @dataclass(frozen=True)
-class FilamentParams:
+class FilamentParams(ModelParams):
     """Vacancy-drift filament cell (DESIGN.md, "Filament model").
 
     With ``site_population`` hops counted per step the cycle-to-cycle noise is an
@@ -68,48 +118,14 @@ class FilamentParams:
     variation: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            if f.name == "variation":
-                continue
-            meta = f.metadata
-            check_range(f.name, getattr(self, f.name), meta["low"], meta["high"], low_open=meta["low_open"],
-                        unit=meta["unit"])
+        self._validate()
         if self.gap_min_m > self.gap_max_m:
             raise MemdriftError(
                 f"gap_min_m = {self.gap_min_m!r} is out of range; allowed: <= gap_max_m ({self.gap_max_m!r} m)")
         if not (self.gap_min_m <= self.gap_initial_m <= self.gap_max_m):
             raise MemdriftError(f"gap_initial_m = {self.gap_initial_m!r} is out of range; allowed: "
                                 f"[{self.gap_min_m!r}, {self.gap_max_m!r}] m (gap_min_m..gap_max_m)")
-        allowed = sorted(VARIABLE_FIELDS)
-        for name, spread in dict(self.variation).items():
-            if name not in VARIABLE_FIELDS:
-                raise MemdriftError(f"variation.{name} is unknown; allowed keys: {', '.join(allowed)}")
-            check_range(f"variation.{name}", spread, 0.0, 2.0, unit="(relative lognormal sigma)")
-        object.__setattr__(self, "variation", {k: float(v) for k, v in dict(self.variation).items()})
-
-    def replace(self, **changes: Any) -> "FilamentParams":
-        return dataclasses.replace(self, **changes)
-
-    def scalars(self) -> dict[str, float]:
-        return {f.name: float(getattr(self, f.name)) for f in fields(self) if f.name != "variation"}
-
-    def units(self) -> dict[str, str]:
-        return {f.name: f.metadata["unit"] for f in fields(self) if f.name != "variation"}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "parameters": self.scalars(), "variation": dict(self.variation)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FilamentParams":
-        model = data.get("model", cls.model)
-        if model != cls.model:
-            raise MemdriftError(f"model = {model!r} does not match; allowed: {cls.model!r}")
-        known = {f.name for f in fields(cls)} - {"variation"}
-        parameters = dict(data.get("parameters", {}))
-        unknown = sorted(set(parameters) - known)
-        if unknown:
-            raise MemdriftError(f"parameters.{unknown[0]} is unknown; allowed keys: {', '.join(sorted(known))}")
-        return cls(**parameters, variation=dict(data.get("variation", {})))
+        self._validate_variation()
 
 
 # Fields whose device-to-device spread can be drawn (all strictly positive, so a
@@ -119,6 +135,7 @@ VARIABLE_FIELDS = frozenset({
     "tunnel_current_a", "tunnel_length_m", "tunnel_voltage_v", "series_resistance_ohm",
     "thermal_resistance_k_per_w", "gap_initial_m", "dissolution_frequency_hz", "dissolution_energy_ev",
 })
+FilamentParams.variable_fields = VARIABLE_FIELDS
 
 MODELS: dict[str, type] = {"filament": FilamentParams}
 # Models defined in their own modules register themselves on import.

@@ -48,8 +48,8 @@ from memdrift import __version__
 from memdrift.data.schema import BRANCH, annotate, netcdf_attrs
 from memdrift.emulator import engine, filament
 from memdrift.emulator.params import FilamentParams, Preset, load_preset
-from memdrift.emulator.pulses import (DEPRESSION, PAPER_RAMP, POTENTIATION, PulseTrain, from_name, identical,
-                                      ramp, retention)
+from memdrift.emulator.pulses import (DEPRESSION, POTENTIATION, PulseTrain, from_name, identical,
+                                      retention)
 from memdrift.emulator.randomness import device_keys
 from memdrift.errors import MemdriftError, check_range, field_error
 

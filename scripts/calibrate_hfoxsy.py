@@ -61,11 +61,9 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize
 
-from memdrift.emulator import filament
-from memdrift.emulator.engine import parameter_table, run_pulses, segment_table
+from memdrift.emulator.engine import run_pulses
 from memdrift.emulator.params import FilamentParams, Preset, load_preset, save_preset
 from memdrift.emulator.pulses import ramp
-from memdrift.emulator.randomness import device_keys
 from memdrift.errors import MemdriftError
 from memdrift.mapping import metrics
 from memdrift.mapping.extract import extract_record
@@ -202,26 +200,10 @@ def curve_cost(mean_cycle: np.ndarray, previous_cycle: np.ndarray | None = None)
     return c
 
 
-def nominal_cycles(p: FilamentParams, cycles: int = 3, time_limit_s: float = 0.15):
-    """Noise-free nominal device through ``cycles`` ramp cycles; None when slower than ``time_limit_s``
-    (parameter sets that need the sub-step cap in every segment are not worth waiting for)."""
-    from memdrift.ext import _filament
-
-    nominal = p.replace(variation={})
-    keys = device_keys(0, 1)
-    table, gap0 = parameter_table(nominal, keys)
-    segments = segment_table(ramp())
-    state = np.stack([gap0, table[:, filament.COL["ambient_temperature_k"]], np.full(1, filament.INITIAL_RATIO),
-                      np.zeros(1), np.full(1, filament.INITIAL_RATIO)], axis=1)
-    counters = np.zeros(1, dtype=np.uint64)
-    out = [np.empty((cycles, 40)) for _ in range(4)]
-    start = time.perf_counter()
-    for c in range(cycles):
-        _filament.run_cycle(segments, state, table, keys, counters, out[0][c:c + 1], out[1][c:c + 1],
-                            out[2][c:c + 1], out[3][c:c + 1], 0, 1)
-        if time.perf_counter() - start > time_limit_s:
-            return None
-    return out[0], out[1]
+def nominal_cycles(p: FilamentParams, cycles: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Conductance and peak temperature (cycle, pulse) of the noise-free nominal device."""
+    ds = run_pulses(p.replace(variation={}), ramp(), devices=1, cycles=cycles, noise=False, preset=PRESET)
+    return ds["conductance"].values[0], ds["temperature_peak"].values[0]
 
 
 def global_cost(x: np.ndarray, base: FilamentParams) -> float:
@@ -229,10 +211,7 @@ def global_cost(x: np.ndarray, base: FilamentParams) -> float:
         p = decode(x, base)
     except (MemdriftError, OverflowError):  # outside a parameter's allowed range
         return 1e4
-    run = nominal_cycles(p)
-    if run is None:
-        return 5e3
-    g, peak = run
+    g, peak = nominal_cycles(p)
     if not np.all(np.isfinite(g)) or np.any(g <= 0):
         return 1e4
     c = curve_cost(g[-1], g[-2]) + retention_penalty(p)

@@ -71,7 +71,7 @@ from memdrift.mapping.extract import extract_record
 PRESET = "hfoxsy-hfs2"
 PRESET_PATH = Path(__file__).resolve().parents[1] / "memdrift" / "data" / "presets" / f"{PRESET}.toml"
 
-#: (value, relative tolerance or bound) from targets.toml and issue 4.
+#: Target values (targets.toml) and tolerances (issue 4).
 TARGETS = {
     "states": 16,
     "bin_width_potentiation_S": 81.077e-6,
@@ -107,7 +107,6 @@ SPACE = (
     ("dissolution_frequency_hz", 1e8, 1e16, True),
     ("dissolution_energy_ev", 1.0, 2.2, False),
 )
-NAMES = tuple(s[0] for s in SPACE)
 
 
 # --------------------------------------------------------------------------- parameter vector
@@ -329,11 +328,10 @@ def stage_noise(base: FilamentParams, devices: int, cycles: int, seed: int) -> F
     target = TARGETS["state_sigma_mean_S"]
 
     def log_sigma(log_m):
-        m = metrics_of(ensemble(base.replace(site_population=float(math.exp(log_m))), devices, cycles, seed))
-        s = m["state_sigma"]
-        if s is None:  # no linear range: fall back to the raw per-read cycle-to-cycle σ
-            g = ensemble(base.replace(site_population=float(math.exp(log_m))), devices, cycles, seed)
-            s = float(np.mean(np.std(g["conductance"].values[:, 1:], axis=1, ddof=1)))
+        ds = ensemble(base.replace(site_population=float(math.exp(log_m))), devices, cycles, seed)
+        s = metrics_of(ds)["state_sigma"]
+        if s is None:  # no linear range: the cycle-to-cycle σ of every read instead
+            s = float(np.mean(np.std(ds["conductance"].values[:, 1:], axis=1, ddof=1)))
         return math.log(s)
 
     x0 = math.log(base.site_population)

@@ -46,7 +46,9 @@ Without a stage flag, only the residuals of the current preset are printed.
 ``--write`` stores the parameters and a [calibration] table (method, command,
 seed, ensembles, metrics, residuals, met/not met) in the shipped preset.
 
-    python scripts/calibrate_hfoxsy.py --noise --polish --maxiter 150 --write   # the recorded run
+    # the recorded run, from the preset it started from:
+    git show afa4b37:memdrift/data/presets/hfoxsy-hfs2.toml > /tmp/start.toml
+    python scripts/calibrate_hfoxsy.py --start /tmp/start.toml --noise --polish --maxiter 150 --write
     python scripts/calibrate_hfoxsy.py --devices 200 --cycles 100     # check the shipped preset
 """
 
@@ -62,7 +64,13 @@ import numpy as np
 from scipy import optimize
 
 from memdrift.emulator.engine import run_pulses
-from memdrift.emulator.params import FilamentParams, Preset, load_preset, save_preset
+from memdrift.emulator.params import (
+    BOLTZMANN_EV,
+    FilamentParams,
+    Preset,
+    load_preset,
+    save_preset,
+)
 from memdrift.emulator.pulses import ramp
 from memdrift.errors import MemdriftError
 from memdrift.mapping import metrics
@@ -170,7 +178,7 @@ def retention_penalty(p: FilamentParams) -> float:
     """Zero unless a programmed state would be lost at 300 K: dissolution moving G by more than 3 % in
     1e5 s (targets.toml), or symmetric hops more often than once per 1e4 s a site (their random walk
     is the retention noise)."""
-    kt = 8.617333262e-5 * 300.0
+    kt = BOLTZMANN_EV * 300.0
     rate = p.dissolution_frequency_hz * math.exp(-p.dissolution_energy_ev / kt)
     relative = p.hop_distance_m * rate * 1e5 / p.tunnel_length_m
     hops = p.attempt_frequency_hz * math.exp(-p.activation_energy_ev / kt) * 1e4
@@ -336,15 +344,20 @@ def stage_noise(base: FilamentParams, devices: int, cycles: int, seed: int) -> F
 
     x0 = math.log(base.site_population)
     f0 = log_sigma(x0) - math.log(target)
+    best = (abs(f0), x0)
     x1 = x0 + 2.0 * f0  # the 1/√M law
     for _ in range(6):
         x1 = min(max(x1, math.log(10.0)), math.log(1e9))
         f1 = log_sigma(x1) - math.log(target)
         print(f"noise: M = {math.exp(x1):.4g}: σ/target - 1 = {math.exp(f1) - 1:+.3f}", flush=True)
+        best = min(best, (abs(f1), x1))
         if abs(f1) < 0.01 or f1 == f0:
             break
-        x0, f0, x1 = x1, f1, x1 - f1 * (x1 - x0) / (f1 - f0)
-    return base.replace(site_population=float(round(math.exp(x1), -1)))
+        # σ also moves when the linear range picks other states, so a secant step on a small
+        # ensemble can be wild: at most a factor e in M, and the best M seen is kept
+        step = max(-1.0, min(1.0, -f1 * (x1 - x0) / (f1 - f0)))
+        x0, f0, x1 = x1, f1, x1 + step
+    return base.replace(site_population=float(round(math.exp(best[1]), -1)))
 
 
 POLISH_NAMES = ("activation_energy_ev", "field_enhancement", "field_enhancement_slope", "tunnel_voltage_v",
@@ -392,10 +405,11 @@ def main(argv=None) -> int:
     ap.add_argument("--fit-cycles", type=int, default=60)
     ap.add_argument("--devices", type=int, default=200, help="ensemble of the final check")
     ap.add_argument("--cycles", type=int, default=100)
+    ap.add_argument("--start", default=PRESET, help="preset (name or .toml) to start from; default the shipped one")
     ap.add_argument("--write", action="store_true", help=f"store the result in {PRESET_PATH.name}")
     args = ap.parse_args(argv)
 
-    preset = load_preset(PRESET)
+    preset = load_preset(args.start)
     params = preset.params
     if args.do_global:
         params = stage_global(params, args.seed, args.maxiter, args.popsize)
@@ -435,7 +449,7 @@ def main(argv=None) -> int:
                       if stages else "check only",
             "stages": stages,
             "script": "scripts/calibrate_hfoxsy.py",
-            "started_from": f"preset at commit {_head()}",
+            "started_from": f"preset at commit {_head()}" if args.start == PRESET else f"{args.start} (--start)",
             "command": command.strip(),
             "seed": args.seed,
             "fit_ensemble": f"{args.fit_devices} devices x {args.fit_cycles} cycles",
@@ -445,7 +459,7 @@ def main(argv=None) -> int:
             "met": sorted(k for k, ok in r["met"].items() if ok),
             "not_met": sorted(k for k, ok in r["met"].items() if not ok),
         }
-        save_preset(Preset(preset.name, params, preset.description, preset.scheme, calibration), PRESET_PATH)
+        save_preset(Preset(PRESET, params, preset.description, preset.scheme, calibration), PRESET_PATH)
         print(f"wrote {PRESET_PATH}")
     return 0
 

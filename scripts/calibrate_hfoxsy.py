@@ -35,7 +35,10 @@ reverse), so the product of the two branches' first-to-last step ratios equals t
 product of those strong/weak step ratios at the two ends — above 3 from the
 widths alone for any 16-state window when a step is a rate times the width,
 while R² ≥ 0.995 over 16 states allows about 1.6 a branch: both branches cannot
-have near-equal steps over 16 states.
+have near-equal steps over 16 states. A depression-ward term acting mostly at
+high conductance would lift the bound; dissolution is the only one, and it
+follows the filament temperature, which in the preset's clamped regime
+(V_cell ≪ V, current set by R_s) is highest at low conductance.
 Global runs while calibrating (up to 250 generations, ~32,000 evaluations)
 reached 16 linear states on potentiation only, with depression accelerating
 (<= 5 states) or a window too small to count; the shipped preset therefore
@@ -48,7 +51,8 @@ seed, ensembles, metrics, residuals, met/not met) in the shipped preset.
 
     # the recorded run, from the preset it started from:
     git show afa4b37:memdrift/data/presets/hfoxsy-hfs2.toml > /tmp/start.toml
-    python scripts/calibrate_hfoxsy.py --start /tmp/start.toml --noise --polish --maxiter 150 --write
+    python scripts/calibrate_hfoxsy.py --start /tmp/start.toml --noise --polish --maxiter 150 \
+        --site-population 25000 --write
     python scripts/calibrate_hfoxsy.py --devices 200 --cycles 100     # check the shipped preset
 """
 
@@ -405,6 +409,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fit-cycles", type=int, default=60)
     ap.add_argument("--devices", type=int, default=200, help="ensemble of the final check")
     ap.add_argument("--cycles", type=int, default=100)
+    ap.add_argument("--site-population", type=float, default=None,
+                    help="set M after the fit (overrides the noise stage; recorded)")
     ap.add_argument("--start", default=PRESET, help="preset (name or .toml) to start from; default the shipped one")
     ap.add_argument("--write", action="store_true", help=f"store the result in {PRESET_PATH.name}")
     args = ap.parse_args(argv)
@@ -423,6 +429,9 @@ def main(argv=None) -> int:
         # re-fitted last (it barely moves the mean curve)
         params = stage_noise(rounded(params), args.fit_devices, args.fit_cycles, args.seed)
     params = rounded(params)
+    fitted_site_population = params.site_population
+    if args.site_population is not None:
+        params = params.replace(site_population=args.site_population)
 
     print(f"check: {args.devices} devices x {args.cycles} cycles, seed {args.seed}", flush=True)
     m = metrics_of(ensemble(params, args.devices, args.cycles, args.seed))
@@ -452,6 +461,7 @@ def main(argv=None) -> int:
             "started_from": f"preset at commit {_head()}" if args.start == PRESET else f"{args.start} (--start)",
             "command": command.strip(),
             "seed": args.seed,
+            **({"site_population_fitted": fitted_site_population} if args.site_population is not None else {}),
             "fit_ensemble": f"{args.fit_devices} devices x {args.fit_cycles} cycles",
             "check_ensemble": f"{args.devices} devices x {args.cycles} cycles",
             "metrics": {k: v for k, v in m.items() if v is not None},

@@ -2,8 +2,8 @@
 """Compiled kernels of the 2D bulk four-terminal film (twin: memdrift/emulator/bulk4t.py).
 
 Everything per device runs without the GIL; devices are spread over threads with
-prange. Each device draws from its own counter-based stream (SplitMix64 of
-key + counter * golden gamma), so results do not depend on the thread count.
+prange. Each device draws from its own counter-based stream (``_streams.pxd``,
+shared with the filament kernel), so results do not depend on the thread count.
 
 Linear solves: the potential matrix A(sigma) is factorised by a banded Cholesky
 (bandwidth ny) and the factor is kept per device; later solves run preconditioned
@@ -21,6 +21,8 @@ from libc.stdint cimport uint64_t, int8_t
 
 import numpy as np
 cimport numpy as cnp
+
+from memdrift.ext._streams cimport next_uniform, poisson as stream_poisson
 
 cdef double BOLTZMANN_EV = 8.617333262e-5
 # CG iterations beyond which the stale band factor is rebuilt before the next solve (set by measurement,
@@ -56,51 +58,6 @@ cdef struct Geo:
     double t
     double bfac[4]
     int8_t *term
-
-
-cdef inline uint64_t _mix(uint64_t z) noexcept nogil:
-    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9ULL
-    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EBULL
-    return z ^ (z >> 31)
-
-
-cdef inline double _uniform(uint64_t key, uint64_t *counter) noexcept nogil:
-    cdef uint64_t x = _mix(key + counter[0] * <uint64_t>0x9E3779B97F4A7C15ULL)
-    counter[0] += 1
-    return ((x >> 11) + 0.5) * (1.0 / 9007199254740992.0)
-
-
-cdef double _poisson(double lam, uint64_t key, uint64_t *counter) noexcept nogil:
-    """Poisson draw: multiplication method below 10, Hormann's PTRS above (as numpy)."""
-    cdef double p, limit, slam, loglam, b, a, invalpha, vr, U, V, us, k
-    cdef long cnt
-    if lam <= 0.0:
-        return 0.0
-    if lam < 10.0:
-        limit = exp(-lam)
-        p = _uniform(key, counter)
-        cnt = 0
-        while p > limit:
-            p *= _uniform(key, counter)
-            cnt += 1
-        return <double>cnt
-    slam = sqrt(lam)
-    loglam = log(lam)
-    b = 0.931 + 2.53 * slam
-    a = -0.059 + 0.02483 * b
-    invalpha = 1.1239 + 1.1328 / (b - 3.4)
-    vr = 0.9277 - 3.6224 / (b - 2.0)
-    while True:
-        U = _uniform(key, counter) - 0.5
-        V = _uniform(key, counter)
-        us = 0.5 - fabs(U)
-        k = floor((2.0 * a / us + b) * U + lam + 0.43)
-        if us >= 0.07 and V <= vr:
-            return k
-        if k < 0.0 or (us < 0.013 and V > us):
-            continue
-        if (log(V) + log(invalpha) - log(a / (us * us) + b)) <= (-lam + k * loglam - lgamma(k + 1.0)):
-            return k
 
 
 # ---------------------------------------------------------------------------
@@ -524,8 +481,8 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
             w.cf[k] = n_cells[i] * w.rf[k] * dt
             w.cb[k] = n_cells[j] * w.rb[k] * dt
             if not deterministic:
-                w.cf[k] = _poisson(w.cf[k], key, counter)
-                w.cb[k] = _poisson(w.cb[k], key, counter)
+                w.cf[k] = stream_poisson(w.cf[k], key, counter)
+                w.cb[k] = stream_poisson(w.cb[k], key, counter)
         if not deterministic:
             memset(outr, 0, g.n * sizeof(double))
             for k in range(nf):
@@ -679,7 +636,7 @@ def uniforms(uint64_t key, uint64_t counter, Py_ssize_t count):
     cdef uint64_t c = counter
     cdef Py_ssize_t i
     for i in range(count):
-        o[i] = _uniform(key, &c)
+        o[i] = next_uniform(key, &c)
     return out
 
 
@@ -690,5 +647,5 @@ def poisson(double lam, uint64_t key, uint64_t counter, Py_ssize_t count):
     cdef uint64_t c = counter
     cdef Py_ssize_t i
     for i in range(count):
-        o[i] = _poisson(lam, key, &c)
+        o[i] = stream_poisson(lam, key, &c)
     return out

@@ -13,6 +13,8 @@ from libc.math cimport exp, fabs, sinh, cosh, sqrt, log, floor, pow, fmax, fmin,
 from libc.stdint cimport uint64_t
 import numpy as np
 
+from memdrift.ext._streams cimport poisson
+
 cdef double BOLTZMANN_EV = 8.617333262e-5
 cdef int NEWTON_MAX_ITER = 60
 cdef double NEWTON_RTOL = 1e-13
@@ -52,53 +54,6 @@ cdef enum:
 
 def n_columns():
     return N_COLUMNS
-
-
-cdef inline uint64_t splitmix64(uint64_t x) noexcept nogil:
-    cdef uint64_t z = x + <uint64_t>0x9E3779B97F4A7C15ULL
-    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9ULL
-    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EBULL
-    return z ^ (z >> 31)
-
-
-cdef inline double next_uniform(uint64_t key, uint64_t* counter) noexcept nogil:
-    """Uniform in (0, 1) from the device stream; advances the counter."""
-    cdef uint64_t bits = splitmix64(key ^ (counter[0] * <uint64_t>0x9E3779B97F4A7C15ULL))
-    counter[0] += 1
-    return (<double>(bits >> 11) + 0.5) * (1.0 / 9007199254740992.0)
-
-
-cdef double poisson(double lam, uint64_t key, uint64_t* counter) noexcept nogil:
-    """Poisson variate: inversion for small means, Hörmann's PTRS above 10."""
-    cdef double u, v, us, k, prod, limit, slam, loglam, a, b, invalpha, vr
-    if lam <= 0.0:
-        return 0.0
-    if lam < 10.0:
-        # multiplication method: count uniforms until their product drops below e^-lam
-        limit = exp(-lam)
-        prod = next_uniform(key, counter)
-        k = 0.0
-        while prod > limit:
-            prod *= next_uniform(key, counter)
-            k += 1.0
-        return k
-    slam = sqrt(lam)
-    loglam = log(lam)
-    b = 0.931 + 2.53 * slam
-    a = -0.059 + 0.02483 * b
-    invalpha = 1.1239 + 1.1328 / (b - 3.4)
-    vr = 0.9277 - 3.6224 / (b - 2.0)
-    while True:
-        u = next_uniform(key, counter) - 0.5
-        v = next_uniform(key, counter)
-        us = 0.5 - fabs(u)
-        k = floor((2.0 * a / us + b) * u + lam + 0.43)
-        if us >= 0.07 and v <= vr:
-            return k
-        if k < 0.0 or (us < 0.013 and v > us):
-            continue
-        if (log(v) + log(invalpha) - log(a / (us * us) + b)) <= (-lam + k * loglam - lgamma(k + 1.0)):
-            return k
 
 
 cdef inline double solve_cell(double volts, double gap, const double* p, double ratio,

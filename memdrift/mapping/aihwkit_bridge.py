@@ -168,13 +168,13 @@ def drift_parameters(record: Mapping[str, Any]) -> tuple[float, float, float, fl
 
 # --------------------------------------------------------------------------- inference
 
-class FixedRangePairConverter(BaseConductanceConverter):
-    """Differential pair mapping a fixed weight range ``[-w_range, w_range]`` to ``[g_min, g_max]``.
+class _FixedRangeConverter(BaseConductanceConverter):
+    """A converter with one fixed weight range ``[-w_range, w_range]`` for every tile (µS window).
 
     aihwkit's single-pair converter rescales every tile to its own largest weight;
     a weight-transfer study over a fixed range (the TiO2-x paper maps [-4, 4])
     needs the same scale for every tile. Weights outside the range are clipped, as
-    a device cannot go past its window. Conductances in µS.
+    a device cannot go past its window.
     """
 
     def __init__(self, g_min: float, g_max: float, w_range: float):
@@ -182,6 +182,10 @@ class FixedRangePairConverter(BaseConductanceConverter):
 
     def __str__(self) -> str:
         return f"{type(self).__name__}(g_min={self.g_min:g}, g_max={self.g_max:g}, w_range={self.w_range:g})"
+
+
+class FixedRangePairConverter(_FixedRangeConverter):
+    """Differential pair mapping ``[-w_range, w_range]`` to ``[g_min, g_max]`` on either device."""
 
     @torch.no_grad()
     def convert_to_conductances(self, weights: torch.Tensor) -> tuple[list[torch.Tensor], dict]:
@@ -278,7 +282,7 @@ class StudentTProgramNoise(BaseNoiseModel):
         return (self.g_min + (g_prog - self.g_min) * factor).clamp(min=0.0)
 
 
-class FixedRangeSingleConverter(BaseConductanceConverter):
+class FixedRangeSingleConverter(_FixedRangeConverter):
     """One device per weight: ``[-w_range, w_range]`` spans the whole window ``[g_min, g_max]``.
 
     The TiO2-x paper's weight transfer maps HRS…LRS of one device onto [−4, 4]
@@ -286,14 +290,8 @@ class FixedRangeSingleConverter(BaseConductanceConverter):
     window, subtracted in the periphery as a reference current (a constant, not a
     programmed device). With an even level count zero is not a level, so small
     weights land half a step either side of it — which is why a 3-bit transfer
-    can still classify. Weights outside the range are clipped. Conductances in µS.
+    can still classify.
     """
-
-    def __init__(self, g_min: float, g_max: float, w_range: float):
-        self.g_min, self.g_max, self.w_range = float(g_min), float(g_max), float(w_range)
-
-    def __str__(self) -> str:
-        return f"{type(self).__name__}(g_min={self.g_min:g}, g_max={self.g_max:g}, w_range={self.w_range:g})"
 
     @torch.no_grad()
     def convert_to_conductances(self, weights: torch.Tensor) -> tuple[list[torch.Tensor], dict]:

@@ -218,8 +218,8 @@ def tio2x_ffp(out_dir: Path, *, devices: int = 1, seed: int = 0, threads: int = 
 
 def _plot_ffp(ds: xr.Dataset, levels: tuple[int, ...], path: Path) -> Path:
     """ΔR-vs-R map per amplitude, the FFP trace of device 0, its segmentation at the largest n and the CPDs
-    of the normalised level steps for every n."""
-    from memdrift.emulator.bulk4t_schemes import segment
+    of the reached-minus-target level offsets for every n."""
+    from memdrift.emulator.bulk4t_schemes import SKIP_OFFSET, segment
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.2), constrained_layout=True)
@@ -243,14 +243,16 @@ def _plot_ffp(ds: xr.Dataset, levels: tuple[int, ...], path: Path) -> Path:
         ax_seg.plot(np.arange(seg["targets"].size), seg["targets"], ".", color=colour, ms=2)
     ax_seg.set(xlabel="level", ylabel="R13 (Ω)", title=f"segmentation (n = {min(n_max, 64)} shown)")
     for n in levels:
+        # the offsets the scheme stored (the skip count's own measure), not a second segmentation
+        offsets = np.abs(ds[f"level_offset_n{n}"].values)  # (device, cycle, level)
         for c, ls in enumerate(("-", "--")):
-            steps = np.concatenate([segment(ds["resistance"].isel(device=i, cycle=c).values, n)["normalised"]
-                                    for i in range(ds.sizes["device"])])
-            steps = np.sort(np.abs(steps[np.isfinite(steps)]))
-            ax_cpd.plot(steps, np.linspace(0, 1, steps.size), ls=ls, lw=1,
+            x = np.sort(offsets[:, c][np.isfinite(offsets[:, c])])
+            ax_cpd.plot(x, np.linspace(0, 1, x.size), ls=ls, lw=1,
                         label=f"n = {n}, {str(ds['branch'].values[c])[:3]}.")
     ax_cpd.axhline(0.8, color="0.5", lw=0.5)
-    ax_cpd.set(xlabel="normalised level step", ylabel="CPD", title="level-step CPDs", xlim=(0, 3))
+    ax_cpd.axvline(SKIP_OFFSET, color="0.5", lw=0.5, ls=":")
+    ax_cpd.set(xlabel="|reached − target level| (level spacings)", ylabel="CPD",
+               title="level CPDs (beyond the dotted line: skipped)", xlim=(0, 2))
     ax_cpd.legend(fontsize=7)
     return _save(fig, path)
 

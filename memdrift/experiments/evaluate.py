@@ -228,14 +228,24 @@ def _cost(ds: xr.Dataset, record: Mapping[str, Any], net: nn.Module) -> xr.Datas
     return ds
 
 
-def study_accuracy(record: Mapping[str, Any], network: str, data: Split, s: Settings) -> xr.Dataset:
+def _deployed(record: Mapping[str, Any], network: str, data: Split, s: Settings
+              ) -> tuple[nn.Module, float, Any, nn.Module]:
+    """The digital network, its test accuracy, the record's inference config and the analog copy as trained.
+
+    HWAT is left to the caller: it draws from the global torch stream, so where it runs
+    relative to programming is part of a study's reproducibility.
+    """
     from memdrift.mapping.aihwkit_bridge import inference_config
 
-    s = s.checked()
     net = train_digital(network, data, s)
     digital = accuracy(net, data.x_test, data.y_test, batch=s.eval_batch)
     cfg = inference_config(record, dtod=s.dtod, ir_drop=s.ir_drop)
-    direct = to_analog(net, cfg, s.device)
+    return net, digital, cfg, to_analog(net, cfg, s.device)
+
+
+def study_accuracy(record: Mapping[str, Any], network: str, data: Split, s: Settings) -> xr.Dataset:
+    s = s.checked()
+    net, digital, cfg, direct = _deployed(record, network, data, s)
     acc_direct = _programmed_repeats(direct, data, s)
     hw = hardware_aware_train(to_analog(net, cfg, s.device), data, s)
     acc_hw = _programmed_repeats(hw, data, s)
@@ -246,13 +256,8 @@ def study_accuracy(record: Mapping[str, Any], network: str, data: Split, s: Sett
 
 def study_drift(record: Mapping[str, Any], network: str, data: Split, s: Settings) -> xr.Dataset:
     """Accuracy vs time after programming, with/without global drift compensation and HWAT."""
-    from memdrift.mapping.aihwkit_bridge import inference_config
-
     s = s.checked()
-    net = train_digital(network, data, s)
-    digital = accuracy(net, data.x_test, data.y_test, batch=s.eval_batch)
-    cfg = inference_config(record, dtod=s.dtod, ir_drop=s.ir_drop)
-    direct = to_analog(net, cfg, s.device)
+    net, digital, cfg, direct = _deployed(record, network, data, s)
     hw = hardware_aware_train(to_analog(net, cfg, s.device), data, s)
     variants = [("analog", hw, True), ("analog-no-gdc", hw, False), ("analog-no-hwat", direct, True),
                 ("analog-baseline", direct, False)]

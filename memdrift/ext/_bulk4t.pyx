@@ -126,64 +126,73 @@ cdef void _matvec(const Geo *g, const double *gx, const double *gy, const double
 
 
 cdef int _band_cholesky(const Geo *g, const double *gx, const double *gy, const double *dg, double *L) noexcept nogil:
-    """Lower band Cholesky in place: L[i*(bw+1) + (i-j)] = L_ij for 0 <= i-j <= bw."""
+    """Lower band Cholesky, row-major with shifted columns: L[i*(bw+1) + bw - (i-j)] = L_ij for 0 <= i-j <= bw.
+
+    The diagonal slot L[i*(bw+1) + bw] holds 1 / L_ii, so that neither the factorisation nor the solves
+    divide (the factor only preconditions CG, so the last bit of rounding does not reach the solution).
+    """
     cdef int bw = g.bw, w = g.bw + 1, i, j, lo, ix, iy
     cdef double s
     memset(L, 0, g.n * w * sizeof(double))
     for i in range(g.n):
-        L[i * w] = dg[i]
+        L[i * w + bw] = dg[i]
         ix = i // g.ny
         iy = i - ix * g.ny
         if iy > 0:
-            L[i * w + 1] = -gy[ix * (g.ny - 1) + iy - 1]
+            L[i * w + bw - 1] = -gy[ix * (g.ny - 1) + iy - 1]
         if ix > 0:
-            L[i * w + g.ny] = -gx[i - g.ny]
+            L[i * w + bw - g.ny] = -gx[i - g.ny]
     for i in range(g.n):
         lo = i - bw
         if lo < 0:
             lo = 0
         for j in range(lo, i + 1):
-            # sum over m in [lo, j): L[i, m] L[j, m], both rows read forward from column j - 1 down
-            s = L[i * w + (i - j)] - _dot(&L[i * w + (i - j) + 1], 1, &L[j * w + 1], 1, j - lo)
+            # sum over m in [lo, j) of L[i, m] L[j, m]: both row segments are contiguous
+            s = L[i * w + bw - (i - j)] - _dot(&L[i * w + bw - (i - lo)], &L[j * w + bw - (j - lo)], j - lo)
             if j < i:
-                L[i * w + (i - j)] = s / L[j * w]
+                L[i * w + bw - (i - j)] = s * L[j * w + bw]
             else:
                 if s <= 0.0:
                     return -1
-                L[i * w] = sqrt(s)
+                L[i * w + bw] = 1.0 / sqrt(s)
     return 0
 
 
-cdef inline double _dot(const double *a, int sa, const double *b, int sb, int count) noexcept nogil:
-    """Strided dot product with four accumulators (breaks the add latency chain of a plain reduction)."""
+cdef inline double _dot(const double *a, const double *b, int count) noexcept nogil:
+    """Contiguous dot product with four accumulators (breaks the add latency chain of a plain reduction)."""
     cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
     cdef int k = 0
     while k + 4 <= count:
-        s0 += a[k * sa] * b[k * sb]
-        s1 += a[(k + 1) * sa] * b[(k + 1) * sb]
-        s2 += a[(k + 2) * sa] * b[(k + 2) * sb]
-        s3 += a[(k + 3) * sa] * b[(k + 3) * sb]
+        s0 += a[k] * b[k]
+        s1 += a[k + 1] * b[k + 1]
+        s2 += a[k + 2] * b[k + 2]
+        s3 += a[k + 3] * b[k + 3]
         k += 4
     while k < count:
-        s0 += a[k * sa] * b[k * sb]
+        s0 += a[k] * b[k]
         k += 1
     return (s0 + s1) + (s2 + s3)
 
 
 cdef void _band_solve(const Geo *g, const double *L, const double *b, double *x) noexcept nogil:
-    cdef int bw = g.bw, w = g.bw + 1, i, lo, hi
+    """x = (L L^T)^-1 b: forward substitution by rows, backward by columns (both walk L contiguously)."""
+    cdef int bw = g.bw, w = g.bw + 1, i, lo, m
+    cdef double xi
+    cdef const double *row
     for i in range(g.n):
         lo = i - bw
         if lo < 0:
             lo = 0
-        # sum_{j in [lo, i)} L[i, j] x[j], walking j down from i - 1
-        x[i] = (b[i] - _dot(&L[i * w + 1], 1, &x[i - 1], -1, i - lo)) / L[i * w]
+        x[i] = (b[i] - _dot(&L[i * w + bw - (i - lo)], &x[lo], i - lo)) * L[i * w + bw]
     for i in range(g.n - 1, -1, -1):
-        hi = i + bw
-        if hi > g.n - 1:
-            hi = g.n - 1
-        # sum_{j in (i, hi]} L[j, i] x[j]; L[j, i] sits at j * w + (j - i): stride w + 1 in j
-        x[i] = (x[i] - _dot(&L[(i + 1) * w + 1], w + 1, &x[i + 1], 1, hi - i)) / L[i * w]
+        xi = x[i] * L[i * w + bw]
+        x[i] = xi
+        lo = i - bw
+        if lo < 0:
+            lo = 0
+        row = &L[i * w + bw - (i - lo)]
+        for m in range(i - lo):
+            x[lo + m] -= row[m] * xi
 
 
 cdef int _pcg(const Geo *g, const double *gx, const double *gy, const double *dg, const double *L,

@@ -39,11 +39,12 @@ cdef inline double poisson(double lam, uint64_t key, uint64_t* counter) noexcept
             k += 1.0
         return k
     slam = sqrt(lam)
-    loglam = log(lam)
     b = 0.931 + 2.53 * slam
     a = -0.059 + 0.02483 * b
-    invalpha = 1.1239 + 1.1328 / (b - 3.4)
     vr = 0.9277 - 3.6224 / (b - 2.0)
+    # log(lam) and alpha serve only the slow test (about one draw in ten): computed on first need
+    loglam = 0.0
+    invalpha = 0.0
     while True:
         u = next_uniform(key, counter) - 0.5
         v = next_uniform(key, counter)
@@ -53,5 +54,8 @@ cdef inline double poisson(double lam, uint64_t key, uint64_t* counter) noexcept
             return k
         if k < 0.0 or (us < 0.013 and v > us):
             continue
+        if invalpha == 0.0:
+            loglam = log(lam)
+            invalpha = 1.1239 + 1.1328 / (b - 3.4)
         if (log(v) + log(invalpha) - log(a / (us * us) + b)) <= (-lam + k * loglam - lgamma(k + 1.0)):
             return k

@@ -145,6 +145,29 @@ def test_same_seed_is_bit_identical_for_one_and_two_threads():
     assert np.unique(runs[0][1][-1]).size == 5
 
 
+@pytest.mark.parametrize("devices, branches", [(1, (+1.0, -1.0)), (3, (+1.0,))])
+def test_ffp_loop_in_the_kernel_matches_the_python_loop(devices, branches):
+    from memdrift.emulator.bulk4t_schemes import run_ffp
+
+    params = preset_params(grid_x=8.0, grid_y=8.0, variation={"activation_energy_ev": 0.01})
+    r0 = Bulk4TDevices(params, 1).read()[0]
+    r_grid = np.linspace(r0 - 1.0, r0 + 1.0, 7)
+    vw = np.vstack([np.linspace(3.0, 6.0, 7), np.linspace(2.0, 5.0, 7)])
+    runs = []
+    # a snapshot event past the end keeps run_ffp on its Python loop (the reference's)
+    for snapshots in ((), (10**6,)):
+        dev = Bulk4TDevices(params, devices, seed=5)
+        res = run_ffp(dev, vw, r_grid, max_events=40, hrs_ohm=r0 + 0.05, lrs_ohm=r0 - 0.4, branches=branches,
+                      initialise=False, snapshot_events=snapshots)
+        runs.append((res, dev.n.copy()))
+    (fast, n_fast), (slow, n_slow) = runs
+    assert np.all(fast["events"] > 1)
+    np.testing.assert_array_equal(fast["events"], slow["events"])
+    for key in ("resistance", "amplitude", "temperature_peak", "temperature_mean", "energy"):
+        np.testing.assert_array_equal(fast[key], slow[key])
+    np.testing.assert_array_equal(n_fast, n_slow)
+
+
 def test_hops_are_poisson_counted():
     from memdrift.ext import _bulk4t
 

@@ -499,6 +499,28 @@ class CompiledEngine:
         return flat.reshape(n.shape), PulseRecord(out[:, 0], out[:, 1], out[:, 2], out[:, 3].astype(np.int64))
 
 
+    def ffp(self, n: np.ndarray, r_grid: np.ndarray, vw: np.ndarray, sign: float, width_s: float, r_stop: float,
+            limit: int, r_now: np.ndarray, events: np.ndarray, record: np.ndarray, *,
+            deterministic: bool = False) -> np.ndarray:
+        """Feedforward events run inside the kernel: per device, read r -> write sign * Vw(r) -> read, while r
+        is above (sign > 0) or below (sign < 0) ``r_stop`` and ``events[d] < limit``.
+
+        ``r_now`` (devices,) and ``events`` (devices, C long) are updated in place; ``record`` (devices,
+        max_events, 5) receives (r, amplitude, peak T, mean T, energy) of each event. Returns the new counts.
+        The same pulses and reads as ``pulse``/``read`` called from Python, without returning between events.
+        """
+        flat = self._flat(n).copy()
+        status = self._k.ffp(*self._geo, self.table, flat, self.band, self.sigma_ref, self.heat_band,
+                             np.ascontiguousarray(r_grid, dtype=np.float64), np.ascontiguousarray(vw, dtype=np.float64),
+                             float(sign), float(width_s), READ_VOLTAGE_V, float(r_stop), int(limit), r_now, events,
+                             bool(deterministic), self.keys, self.counters, self.params.max_outflow_fraction,
+                             self.params.sigma_tolerance, self.refactor_tolerance,
+                             int(self.params.max_steps_per_pulse), record, self.threads)
+        if np.any(status < 0):
+            raise ArithmeticError("potential matrix is not positive definite")
+        return flat.reshape(n.shape)
+
+
 def field_maps(params: Bulk4TParams, table_row: np.ndarray, n: np.ndarray, volts: np.ndarray):
     """Potential (V) and temperature (K) maps of one device under terminal voltages ``volts`` (for plots)."""
     geom = Geometry.from_params(params)

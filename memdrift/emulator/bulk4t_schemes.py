@@ -251,8 +251,15 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
     snaps = sorted(int(e) for e in snapshot_events)
     vac = np.full((dev.devices, len(branches), len(snaps), *dev.n.shape[1:]), np.nan)
     temp = np.full_like(vac, np.nan)
+    # the compiled engine runs the whole loop in its kernel; the Python loop below is the reference's (and
+    # the one that can stop at snapshot events)
+    in_kernel = hasattr(dev.engine, "ffp") and not snaps
     for c, sign in enumerate(branches):
         start[:, c] = r
+        if in_kernel:
+            r, events[:, c] = _ffp_in_kernel(dev, vw_table[0 if sign > 0 else 1], r_grid, sign, width_s,
+                                             r_low if sign > 0 else r_high, max_events, r, out, c, progress)
+            continue
         active = (r > r_low) if sign > 0 else (r < r_high)
         for e in _progress(range(max_events), progress, "ffp " + ("HRS->LRS" if sign > 0 else "LRS->HRS")):
             if not np.any(active):
@@ -279,6 +286,29 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
     out["vacancy_map"] = vac
     out["temperature_map"] = temp
     return out
+
+
+def _ffp_in_kernel(dev: Bulk4TDevices, vw: np.ndarray, r_grid: np.ndarray, sign: float, width_s: float,
+                   r_stop: float, max_events: int, r: np.ndarray, out: dict[str, np.ndarray], c: int,
+                   progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One FFP branch through ``CompiledEngine.ffp``; fills ``out[...][:, c]``, returns (r, events)."""
+    width = float(width_s)
+    if not (np.isfinite(width) and width > 0):
+        raise MemdriftError(f"width_s = {width_s!r} is out of range; allowed: (0, inf) s")
+    r_now = np.array(r, dtype=np.float64)
+    events = np.zeros(dev.devices, dtype=np.dtype("l"))
+    record = np.full((dev.devices, max_events, 5), np.nan)
+    chunk = 50 if progress else max_events
+    ends = range(chunk, max_events + chunk, chunk)
+    for limit in _progress(ends, progress, "ffp " + ("HRS->LRS" if sign > 0 else "LRS->HRS")):
+        limit = min(limit, max_events)
+        dev.n = dev.engine.ffp(dev.n, r_grid, vw, sign, width, r_stop, limit, r_now, events, record,
+                               deterministic=dev.deterministic)
+        if np.all(events < limit):
+            break
+    for k, key in enumerate(("resistance", "amplitude", "temperature_peak", "temperature_mean", "energy")):
+        out[key][:, c] = record[:, :, k]
+    return r_now, events.astype(np.int64)
 
 
 def segment(r_ff: np.ndarray, levels: int) -> dict[str, np.ndarray]:

@@ -562,6 +562,76 @@ cdef int _read_one(const Geo *g, const double *row, const double *n_cells, doubl
     return it
 
 
+cdef inline double _interp(double x, const double *xp, const double *fp, int m) noexcept nogil:
+    """numpy.interp for one point (xp increasing, ends clamped), the same arithmetic."""
+    cdef int lo = 0, hi = m - 1, mid
+    cdef double slope, res
+    if x != x:
+        return x
+    if x < xp[0]:
+        return fp[0]
+    if x >= xp[m - 1]:
+        return fp[m - 1]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if xp[mid] <= x:
+            lo = mid
+        else:
+            hi = mid
+    slope = (fp[lo + 1] - fp[lo]) / (xp[lo + 1] - xp[lo])
+    res = slope * (x - xp[lo]) + fp[lo]
+    if res != res:
+        res = slope * (x - xp[lo + 1]) + fp[lo + 1]
+        if res != res and fp[lo] == fp[lo + 1]:
+            res = fp[lo]
+    return res
+
+
+cdef int _ffp_one(const Geo *g, const double *row, double *n_cells, double *L, double *sigma_ref,
+                  const double *HL, const double *r_grid, const double *vw, int m, double sign, double width,
+                  double read_v, double r_stop, long limit, double *r_now, long *events, int deterministic,
+                  uint64_t key, uint64_t *counter, double f_max, double tol, double refactor_tol, long max_steps,
+                  double *rec) noexcept nogil:
+    """Feedforward loop of one device: read r -> Vw(r) write -> read, while r is on the far side of r_stop.
+
+    rec[e] = (r after the event, signed amplitude, peak T, mean T, energy), from event events[0] up to limit.
+    """
+    cdef double volts[4]
+    cdef double rvolts[4]
+    cdef double cur[4]
+    cdef double pout[4]
+    cdef double r = r_now[0], v
+    cdef long e = events[0]
+    cdef int st
+    rvolts[0] = read_v
+    rvolts[1] = 0.0
+    rvolts[2] = 0.0
+    rvolts[3] = 0.0
+    while e < limit and ((r > r_stop) if sign > 0.0 else (r < r_stop)):
+        v = sign * _interp(r, r_grid, vw, m)
+        volts[0] = 0.0
+        volts[1] = v
+        volts[2] = 0.0
+        volts[3] = v
+        st = _pulse_one(g, row, n_cells, L, sigma_ref, HL, volts, width, deterministic, key, counter, f_max, tol,
+                        refactor_tol, max_steps, pout)
+        if st < 0:
+            return st
+        st = _read_one(g, row, n_cells, L, sigma_ref, rvolts, refactor_tol, cur)
+        if st < 0:
+            return st
+        r = rvolts[0] / -cur[2]
+        rec[5 * e] = r
+        rec[5 * e + 1] = v
+        rec[5 * e + 2] = pout[0]
+        rec[5 * e + 3] = pout[1]
+        rec[5 * e + 4] = pout[2]
+        e += 1
+    r_now[0] = r
+    events[0] = e
+    return 0
+
+
 # ---------------------------------------------------------------------------
 # Python entry points (arrays in, arrays out)
 # ---------------------------------------------------------------------------
@@ -636,6 +706,27 @@ def read(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_
         iters[d] = _read_one(&g, &table[d, 0], &n_cells[d, 0], &band[d, 0], &sigma_ref[d, 0], &volts[d, 0],
                              refactor_tol, &currents[d, 0])
     return np.asarray(iters)
+
+
+def ffp(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t[::1] term,
+        double[:, ::1] table, double[:, ::1] n_cells, double[:, ::1] band, double[:, ::1] sigma_ref,
+        double[:, ::1] heat_band, double[::1] r_grid, double[::1] vw, double sign, double width, double read_v,
+        double r_stop, long limit, double[::1] r_now, long[::1] events, bint deterministic, uint64_t[::1] keys,
+        uint64_t[::1] counters, double f_max, double tol, double refactor_tol, long max_steps,
+        double[:, :, ::1] rec, int threads=1):
+    """FFP events of every device until its r crosses r_stop or events[d] reaches limit (r_now, events in/out)."""
+    cdef Geo g = _geo(nx, ny, hx, hy, t, bfac, term)
+    cdef Py_ssize_t d, nd = n_cells.shape[0]
+    cdef int[::1] status = np.zeros(nd, dtype=np.intc)
+    cdef int det = 1 if deterministic else 0
+    cdef int m = r_grid.shape[0]
+    if vw.shape[0] != m or m < 1 or rec.shape[2] != 5 or rec.shape[1] < limit:
+        raise ValueError("ffp: table or record shapes do not match")
+    for d in prange(nd, nogil=True, num_threads=threads, schedule="static"):
+        status[d] = _ffp_one(&g, &table[d, 0], &n_cells[d, 0], &band[d, 0], &sigma_ref[d, 0], &heat_band[d, 0],
+                             &r_grid[0], &vw[0], m, sign, width, read_v, r_stop, limit, &r_now[d], &events[d], det,
+                             keys[d], &counters[d], f_max, tol, refactor_tol, max_steps, &rec[d, 0, 0])
+    return np.asarray(status)
 
 
 def uniforms(uint64_t key, uint64_t counter, Py_ssize_t count):

@@ -461,7 +461,8 @@ class CompiledEngine:
         self._geo = (g.nx, g.ny, g.hx, g.hy, g.thickness, np.ascontiguousarray(g.factors), term)
         d, npts, width = len(keys), g.nx * g.ny, g.ny + 1
         self.band = np.zeros((d, npts * width))
-        self.sigma_ref = np.zeros((d, npts))  # zero marks "no factor yet"
+        # per device: sigma of the factor (zero: no factor yet) and the warm-start phi of two voltage patterns
+        self.state = np.zeros((d, self._k.state_size(npts)))
         self.heat_band = np.zeros((d, npts * width))
         self._k.heat_factor(*self._geo, self.table, self.heat_band)
 
@@ -473,7 +474,7 @@ class CompiledEngine:
         d = n.shape[0]
         vv = np.broadcast_to(volts, (d, 4)).astype(np.float64, order="C")
         currents = np.zeros((d, 4))
-        status = self._k.read(*self._geo, self.table, self._flat(n), self.band, self.sigma_ref, vv,
+        status = self._k.read(*self._geo, self.table, self._flat(n), self.band, self.state, vv,
                               self.refactor_tolerance, currents, self.threads)
         if np.any(status < 0):
             raise ArithmeticError("potential matrix is not positive definite")
@@ -488,7 +489,7 @@ class CompiledEngine:
             table = table.copy()
             table[:, COL["ambient_temperature_k"]] = ambient_k
         out = np.zeros((d, 4))
-        status = self._k.pulse(*self._geo, table, flat, self.band, self.sigma_ref, self.heat_band,
+        status = self._k.pulse(*self._geo, table, flat, self.band, self.state, self.heat_band,
                                np.asarray(volts).astype(np.float64, order="C"),
                                np.broadcast_to(width_s, (d,)).astype(np.float64, order="C"),
                                bool(deterministic), self.keys, self.counters, self.params.max_outflow_fraction,
@@ -510,7 +511,7 @@ class CompiledEngine:
         The same pulses and reads as ``pulse``/``read`` called from Python, without returning between events.
         """
         flat = self._flat(n).copy()
-        status = self._k.ffp(*self._geo, self.table, flat, self.band, self.sigma_ref, self.heat_band,
+        status = self._k.ffp(*self._geo, self.table, flat, self.band, self.state, self.heat_band,
                              np.ascontiguousarray(r_grid, dtype=np.float64), np.ascontiguousarray(vw, dtype=np.float64),
                              float(sign), float(width_s), READ_VOLTAGE_V, float(r_stop), int(limit), r_now, events,
                              bool(deterministic), self.keys, self.counters, self.params.max_outflow_fraction,

@@ -8,9 +8,11 @@ shared with the filament kernel), so results do not depend on the thread count.
 Linear solves: the potential matrix A(sigma) is factorised by a banded Cholesky
 (bandwidth ny) and the factor is kept per device; later solves run preconditioned
 CG with that factor, and the factor is rebuilt only when sigma has moved by more
-than ``refactor_tolerance`` since it was built. Read and write share A (all four
-terminals are Dirichlet in both), so a read after a write costs one or two CG
-iterations. The heat matrix is constant and factorised once.
+than ``refactor_tolerance`` since it was built, or when a solve needed more than
+MAX_STALE_ITERATIONS. Read and write share A (all four terminals are Dirichlet in
+both). Each device also keeps the last phi of two voltage patterns (the read's and
+the write's): a solve of a pattern seen before starts CG from the scaled old phi.
+The heat matrix is constant and factorised once.
 """
 
 from cython.parallel cimport prange
@@ -26,8 +28,9 @@ from memdrift.ext._streams cimport next_uniform, poisson as stream_poisson
 
 cdef double BOLTZMANN_EV = 8.617333262e-5
 # CG iterations beyond which the stale band factor is rebuilt before the next solve (set by measurement,
-# bench/bench_bulk4t.py: a factorisation costs about as much as eight band solves on 32 x 32).
-cdef int MAX_STALE_ITERATIONS = 3
+# bench/bench_bulk4t.py: a factorisation costs about as much as fourteen CG iterations on 32 x 32; with
+# warm starts 4 gives 33 factorisations and 4131 iterations over the bench's 555 events, 3 gives 158 and 2937).
+cdef int MAX_STALE_ITERATIONS = 4
 
 # Columns of the per-device table (memdrift.emulator.bulk4t.DEVICE_COLUMNS).
 cdef enum:
@@ -197,16 +200,19 @@ cdef void _band_solve(const Geo *g, const double *L, const double *b, double *x)
 
 cdef int _pcg(const Geo *g, const double *gx, const double *gy, const double *dg, const double *L,
               const double *b, double *x, double *r, double *z, double *p, double *q, double rtol,
-              int maxit) noexcept nogil:
-    """Solve A x = b by CG preconditioned with the (possibly stale) band factor; x starts at M^-1 b."""
+              int maxit, int warm) noexcept nogil:
+    """Solve A x = b by CG preconditioned with the (possibly stale) band factor; x starts at M^-1 b, or at
+    the guess already in x when ``warm``."""
     cdef int i, it
     cdef double bnorm = 0.0, rnorm, rz, rz_new, pq, alpha, beta
     for i in range(g.n):
         bnorm += b[i] * b[i]
     bnorm = sqrt(bnorm)
-    _band_solve(g, L, b, x)
     if bnorm == 0.0:
+        memset(x, 0, g.n * sizeof(double))
         return 0
+    if not warm:
+        _band_solve(g, L, b, x)
     _matvec(g, gx, gy, dg, x, q)
     rnorm = 0.0
     for i in range(g.n):
@@ -310,11 +316,38 @@ cdef void _conductivity(const Geo *g, const double *row, const double *n_cells, 
         sigma[i] = s
 
 
-cdef int _solve_potential(const Geo *g, Work *w, double *L, double *sigma_ref, const double *volts,
+cdef inline double _ratio(const double *volts, const double *stored) noexcept nogil:
+    """c with volts == c * stored (to rounding), or 0 when they are not proportional or stored is empty."""
+    cdef int k, kmax = 0
+    cdef double c, big = 0.0
+    for k in range(4):
+        if fabs(stored[k]) > fabs(stored[kmax]):
+            kmax = k
+        if fabs(volts[k]) > big:
+            big = fabs(volts[k])
+    if stored[kmax] == 0.0:
+        return 0.0
+    c = volts[kmax] / stored[kmax]
+    for k in range(4):
+        if fabs(volts[k] - c * stored[k]) > 1e-14 * big:
+            return 0.0
+    return c
+
+
+cdef int _solve_potential(const Geo *g, Work *w, double *L, double *state, const double *volts,
                           double refactor_tol, double *currents) noexcept nogil:
-    """phi into w.phi for terminal voltages; factor rebuilt when sigma moved past refactor_tol."""
-    cdef int i, k, it
-    cdef double dev = 0.0, rel
+    """phi into w.phi for terminal voltages; factor rebuilt when sigma moved past refactor_tol.
+
+    ``state`` (per device, STATE_SIZE(n) doubles): sigma at the last factorisation (n; zero or negative
+    first entry: rebuild), the slot used last (1), then two warm-start slots (terminal voltages (4), phi
+    (n)). A solve whose voltages are a multiple of a slot's starts CG from that multiple of the slot's phi
+    (reads and writes alternate, and sigma moves little between two solves of the same pattern); right
+    after a refactorisation M^-1 b is the better start.
+    """
+    cdef int i, k, it, slot = -1, fresh = 0, warm = 0
+    cdef double dev = 0.0, rel, c = 0.0
+    cdef double *sigma_ref = state
+    cdef double *cache
     for i in range(g.n):
         rel = fabs(w.sigma[i] / sigma_ref[i] - 1.0)
         if rel > dev:
@@ -325,15 +358,33 @@ cdef int _solve_potential(const Geo *g, Work *w, double *L, double *sigma_ref, c
         if _band_cholesky(g, w.gx, w.gy, w.dg, L) != 0:
             return -1
         memcpy(sigma_ref, w.sigma, g.n * sizeof(double))
+        fresh = 1
+    for k in range(2):
+        c = _ratio(volts, &state[g.n + 1 + k * (g.n + 4)])
+        if c != 0.0:
+            slot = k
+            break
+    if slot < 0:
+        # no slot for this pattern: take the one not used last
+        slot = 1 - <int>state[g.n]
+    cache = &state[g.n + 1 + slot * (g.n + 4)]
+    state[g.n] = slot
+    if c != 0.0 and not fresh:
+        warm = 1
+        for i in range(g.n):
+            w.phi[i] = c * cache[4 + i]
     for i in range(g.n):
         if g.term[i] >= 0:
             w.rhs[i] = w.gb[i] * volts[g.term[i]]
         else:
             w.rhs[i] = 0.0
-    it = _pcg(g, w.gx, w.gy, w.dg, L, w.rhs, w.phi, w.r, w.z, w.p, w.q, 1e-12, 200)
+    it = _pcg(g, w.gx, w.gy, w.dg, L, w.rhs, w.phi, w.r, w.z, w.p, w.q, 1e-12, 200, warm)
     if it > MAX_STALE_ITERATIONS:
         # the factor has gone stale: rebuild it at the next solve
         sigma_ref[0] = -1.0
+    for k in range(4):
+        cache[k] = volts[k]
+    memcpy(&cache[4], w.phi, g.n * sizeof(double))
     for k in range(4):
         currents[k] = 0.0
     for i in range(g.n):
@@ -371,12 +422,12 @@ cdef void _joule(const Geo *g, Work *w, const double *volts, double scale) noexc
 
 
 cdef int _fields(const Geo *g, Work *w, const double *row, const double *n_cells, const double *temp,
-                 double *L, double *sigma_ref, const double *HL, const double *volts, double refactor_tol,
+                 double *L, double *state, const double *HL, const double *volts, double refactor_tol,
                  double *power) noexcept nogil:
     cdef double cur[4]
     cdef int i
     _conductivity(g, row, n_cells, temp, w.sigma)
-    if _solve_potential(g, w, L, sigma_ref, volts, refactor_tol, cur) < 0:
+    if _solve_potential(g, w, L, state, volts, refactor_tol, cur) < 0:
         return -1
     power[0] = volts[0] * cur[0] + volts[1] * cur[1] + volts[2] * cur[2] + volts[3] * cur[3]
     if row[C_HEAT] > 0.0:
@@ -434,7 +485,7 @@ cdef inline int _face_cells(const Geo *g, int k, int *i, int *j) noexcept nogil:
     return 0
 
 
-cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L, double *sigma_ref,
+cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L, double *state,
                     const double *HL, const double *volts, double width, int deterministic, uint64_t key,
                     uint64_t *counter, double f_max, double tol, double refactor_tol, long max_steps,
                     double *out) noexcept nogil:
@@ -457,7 +508,7 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
     outr = temp + 2 * g.n
     for i in range(g.n):
         temp[i] = t0
-    if _fields(g, &w, row, n_cells, temp, L, sigma_ref, HL, volts, refactor_tol, &power) != 0:
+    if _fields(g, &w, row, n_cells, temp, L, state, HL, volts, refactor_tol, &power) != 0:
         free(w.sigma)
         free(temp)
         return -1
@@ -525,7 +576,7 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
                     moved = 1
                     break
             if moved:
-                if _fields(g, &w, row, n_cells, temp, L, sigma_ref, HL, volts, refactor_tol, &power) != 0:
+                if _fields(g, &w, row, n_cells, temp, L, state, HL, volts, refactor_tol, &power) != 0:
                     free(w.sigma)
                     free(temp)
                     return -1
@@ -543,7 +594,7 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
     return 0
 
 
-cdef int _read_one(const Geo *g, const double *row, const double *n_cells, double *L, double *sigma_ref,
+cdef int _read_one(const Geo *g, const double *row, const double *n_cells, double *L, double *state,
                    const double *volts, double refactor_tol, double *currents) noexcept nogil:
     cdef Work w
     cdef int i, it
@@ -556,7 +607,7 @@ cdef int _read_one(const Geo *g, const double *row, const double *n_cells, doubl
     for i in range(g.n):
         temp[i] = row[C_T0]
     _conductivity(g, row, n_cells, temp, w.sigma)
-    it = _solve_potential(g, &w, L, sigma_ref, volts, refactor_tol, currents)
+    it = _solve_potential(g, &w, L, state, volts, refactor_tol, currents)
     free(w.sigma)
     free(temp)
     return it
@@ -587,7 +638,7 @@ cdef inline double _interp(double x, const double *xp, const double *fp, int m) 
     return res
 
 
-cdef int _ffp_one(const Geo *g, const double *row, double *n_cells, double *L, double *sigma_ref,
+cdef int _ffp_one(const Geo *g, const double *row, double *n_cells, double *L, double *state,
                   const double *HL, const double *r_grid, const double *vw, int m, double sign, double width,
                   double read_v, double r_stop, long limit, double *r_now, long *events, int deterministic,
                   uint64_t key, uint64_t *counter, double f_max, double tol, double refactor_tol, long max_steps,
@@ -613,11 +664,11 @@ cdef int _ffp_one(const Geo *g, const double *row, double *n_cells, double *L, d
         volts[1] = v
         volts[2] = 0.0
         volts[3] = v
-        st = _pulse_one(g, row, n_cells, L, sigma_ref, HL, volts, width, deterministic, key, counter, f_max, tol,
+        st = _pulse_one(g, row, n_cells, L, state, HL, volts, width, deterministic, key, counter, f_max, tol,
                         refactor_tol, max_steps, pout)
         if st < 0:
             return st
-        st = _read_one(g, row, n_cells, L, sigma_ref, rvolts, refactor_tol, cur)
+        st = _read_one(g, row, n_cells, L, state, rvolts, refactor_tol, cur)
         if st < 0:
             return st
         r = rvolts[0] / -cur[2]
@@ -652,6 +703,16 @@ cdef Geo _geo(int nx, int ny, double hx, double hy, double t, double[::1] bfac, 
     return g
 
 
+def state_size(int n):
+    """Doubles of per-device solver state (factor reference sigma, warm-start slots) for n cells."""
+    return 3 * n + 9
+
+
+cdef _check_state(double[:, ::1] state, Py_ssize_t nd, int n):
+    if state.shape[0] != nd or state.shape[1] != 3 * n + 9:
+        raise ValueError(f"solver state has shape ({state.shape[0]}, {state.shape[1]}); allowed: ({nd}, {3 * n + 9})")
+
+
 def heat_factor(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t[::1] term,
                 double[:, ::1] table, double[:, ::1] heat_band):
     """Band Cholesky of the (constant) heat matrix of every device, into heat_band."""
@@ -679,7 +740,7 @@ def heat_factor(int nx, int ny, double hx, double hy, double t, double[::1] bfac
 
 
 def pulse(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t[::1] term,
-          double[:, ::1] table, double[:, ::1] n_cells, double[:, ::1] band, double[:, ::1] sigma_ref,
+          double[:, ::1] table, double[:, ::1] n_cells, double[:, ::1] band, double[:, ::1] state,
           double[:, ::1] heat_band, double[:, ::1] volts, double[::1] width, bint deterministic,
           uint64_t[::1] keys, uint64_t[::1] counters, double f_max, double tol, double refactor_tol,
           long max_steps, double[:, ::1] out, int threads=1):
@@ -688,28 +749,30 @@ def pulse(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8
     cdef Py_ssize_t d, nd = n_cells.shape[0]
     cdef int[::1] status = np.zeros(nd, dtype=np.intc)
     cdef int det = 1 if deterministic else 0
+    _check_state(state, nd, g.n)
     for d in prange(nd, nogil=True, num_threads=threads, schedule="static"):
-        status[d] = _pulse_one(&g, &table[d, 0], &n_cells[d, 0], &band[d, 0], &sigma_ref[d, 0],
+        status[d] = _pulse_one(&g, &table[d, 0], &n_cells[d, 0], &band[d, 0], &state[d, 0],
                                &heat_band[d, 0], &volts[d, 0], width[d], det, keys[d], &counters[d],
                                f_max, tol, refactor_tol, max_steps, &out[d, 0])
     return np.asarray(status)
 
 
 def read(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t[::1] term,
-         double[:, ::1] table, double[:, ::1] n_cells, double[:, ::1] band, double[:, ::1] sigma_ref,
+         double[:, ::1] table, double[:, ::1] n_cells, double[:, ::1] band, double[:, ::1] state,
          double[:, ::1] volts, double refactor_tol, double[:, ::1] currents, int threads=1):
     """Terminal currents (into the film) of every device under terminal voltages ``volts[d]``."""
     cdef Geo g = _geo(nx, ny, hx, hy, t, bfac, term)
     cdef Py_ssize_t d, nd = n_cells.shape[0]
     cdef int[::1] iters = np.zeros(nd, dtype=np.intc)
+    _check_state(state, nd, g.n)
     for d in prange(nd, nogil=True, num_threads=threads, schedule="static"):
-        iters[d] = _read_one(&g, &table[d, 0], &n_cells[d, 0], &band[d, 0], &sigma_ref[d, 0], &volts[d, 0],
+        iters[d] = _read_one(&g, &table[d, 0], &n_cells[d, 0], &band[d, 0], &state[d, 0], &volts[d, 0],
                              refactor_tol, &currents[d, 0])
     return np.asarray(iters)
 
 
 def ffp(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t[::1] term,
-        double[:, ::1] table, double[:, ::1] n_cells, double[:, ::1] band, double[:, ::1] sigma_ref,
+        double[:, ::1] table, double[:, ::1] n_cells, double[:, ::1] band, double[:, ::1] state,
         double[:, ::1] heat_band, double[::1] r_grid, double[::1] vw, double sign, double width, double read_v,
         double r_stop, long limit, double[::1] r_now, long[::1] events, bint deterministic, uint64_t[::1] keys,
         uint64_t[::1] counters, double f_max, double tol, double refactor_tol, long max_steps,
@@ -722,8 +785,9 @@ def ffp(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t
     cdef int m = r_grid.shape[0]
     if vw.shape[0] != m or m < 1 or rec.shape[2] != 5 or rec.shape[1] < limit:
         raise ValueError("ffp: table or record shapes do not match")
+    _check_state(state, nd, g.n)
     for d in prange(nd, nogil=True, num_threads=threads, schedule="static"):
-        status[d] = _ffp_one(&g, &table[d, 0], &n_cells[d, 0], &band[d, 0], &sigma_ref[d, 0], &heat_band[d, 0],
+        status[d] = _ffp_one(&g, &table[d, 0], &n_cells[d, 0], &band[d, 0], &state[d, 0], &heat_band[d, 0],
                              &r_grid[0], &vw[0], m, sign, width, read_v, r_stop, limit, &r_now[d], &events[d], det,
                              keys[d], &counters[d], f_max, tol, refactor_tol, max_steps, &rec[d, 0, 0])
     return np.asarray(status)

@@ -61,6 +61,9 @@ cdef struct Geo:
     double t
     double bfac[4]
     int8_t *term
+    # cells on either side of face k (x faces, then y faces): set by the entries that step hops
+    int *fi
+    int *fj
 
 
 # ---------------------------------------------------------------------------
@@ -472,26 +475,13 @@ cdef void _rates(const Geo *g, const double *row, const double *n_cells, const d
                 rb[k] = (dif + (-dr if dr < 0.0 else 0.0)) * ex2
 
 
-cdef inline int _face_cells(const Geo *g, int k, int *i, int *j) noexcept nogil:
-    cdef int off = (g.nx - 1) * g.ny, ix, iy
-    if k < off:
-        i[0] = k
-        j[0] = k + g.ny
-    else:
-        ix = (k - off) // (g.ny - 1)
-        iy = (k - off) - ix * (g.ny - 1)
-        i[0] = ix * g.ny + iy
-        j[0] = i[0] + 1
-    return 0
-
-
 cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L, double *state,
                     const double *HL, const double *volts, double width, int deterministic, uint64_t key,
                     uint64_t *counter, double f_max, double tol, double refactor_tol, long max_steps,
                     double *out) noexcept nogil:
     """One pulse on one device; out = (peak T, mean T, energy, steps)."""
     cdef Work w
-    cdef int i, j, k, nf = (g.nx - 1) * g.ny + g.nx * (g.ny - 1), moved
+    cdef int i, j, k, nf = (g.nx - 1) * g.ny + g.nx * (g.ny - 1), moved, over
     cdef double t0 = row[C_T0], remaining = width, dt, omax, power = 0.0, peak, mean_acc = 0.0
     cdef double energy = 0.0, tmean
     cdef long steps = 0
@@ -522,7 +512,8 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
         _rates(g, row, n_cells, w.phi, temp, w.rf, w.rb)
         memset(outr, 0, g.n * sizeof(double))
         for k in range(nf):
-            _face_cells(g, k, &i, &j)
+            i = g.fi[k]
+            j = g.fj[k]
             outr[i] += w.rf[k]
             outr[j] += w.rb[k]
         omax = 0.0
@@ -537,7 +528,8 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
             dt = remaining
         # expected counts -> (Poisson) counts, in place over the rate arrays
         for k in range(nf):
-            _face_cells(g, k, &i, &j)
+            i = g.fi[k]
+            j = g.fj[k]
             w.cf[k] = n_cells[i] * w.rf[k] * dt
             w.cb[k] = n_cells[j] * w.rb[k] * dt
             if not deterministic:
@@ -546,17 +538,25 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
         if not deterministic:
             memset(outr, 0, g.n * sizeof(double))
             for k in range(nf):
-                _face_cells(g, k, &i, &j)
+                i = g.fi[k]
+                j = g.fj[k]
                 outr[i] += w.cf[k]
                 outr[j] += w.cb[k]
-            for k in range(nf):
-                _face_cells(g, k, &i, &j)
+            over = 0
+            for i in range(g.n):
+                if outr[i] > n_cells[i]:
+                    over = 1
+                    break
+            for k in range(nf if over else 0):
+                i = g.fi[k]
+                j = g.fj[k]
                 if outr[i] > n_cells[i]:
                     w.cf[k] = floor(w.cf[k] * (n_cells[i] / outr[i]))
                 if outr[j] > n_cells[j]:
                     w.cb[k] = floor(w.cb[k] * (n_cells[j] / outr[j]))
         for k in range(nf):
-            _face_cells(g, k, &i, &j)
+            i = g.fi[k]
+            j = g.fj[k]
             n_cells[i] += w.cb[k] - w.cf[k]
             n_cells[j] += w.cf[k] - w.cb[k]
         energy += power * dt
@@ -700,7 +700,29 @@ cdef Geo _geo(int nx, int ny, double hx, double hy, double t, double[::1] bfac, 
     for k in range(4):
         g.bfac[k] = bfac[k]
     g.term = &term[0]
+    g.fi = NULL
+    g.fj = NULL
     return g
+
+
+cdef _face_table(Geo *g):
+    """(2, faces) cell indices of each face, pointed to by g.fi / g.fj; the caller keeps the array alive."""
+    cdef int ix, iy, k = 0
+    table = np.empty((2, (g.nx - 1) * g.ny + g.nx * (g.ny - 1)), dtype=np.intc)
+    cdef int[:, ::1] f = table
+    for ix in range(g.nx - 1):
+        for iy in range(g.ny):
+            f[0, k] = ix * g.ny + iy
+            f[1, k] = ix * g.ny + iy + g.ny
+            k += 1
+    for ix in range(g.nx):
+        for iy in range(g.ny - 1):
+            f[0, k] = ix * g.ny + iy
+            f[1, k] = ix * g.ny + iy + 1
+            k += 1
+    g.fi = &f[0, 0]
+    g.fj = &f[1, 0]
+    return table
 
 
 def state_size(int n):
@@ -750,6 +772,7 @@ def pulse(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8
     cdef int[::1] status = np.zeros(nd, dtype=np.intc)
     cdef int det = 1 if deterministic else 0
     _check_state(state, nd, g.n)
+    faces = _face_table(&g)
     for d in prange(nd, nogil=True, num_threads=threads, schedule="static"):
         status[d] = _pulse_one(&g, &table[d, 0], &n_cells[d, 0], &band[d, 0], &state[d, 0],
                                &heat_band[d, 0], &volts[d, 0], width[d], det, keys[d], &counters[d],
@@ -786,6 +809,7 @@ def ffp(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t
     if vw.shape[0] != m or m < 1 or rec.shape[2] != 5 or rec.shape[1] < limit:
         raise ValueError("ffp: table or record shapes do not match")
     _check_state(state, nd, g.n)
+    faces = _face_table(&g)
     for d in prange(nd, nogil=True, num_threads=threads, schedule="static"):
         status[d] = _ffp_one(&g, &table[d, 0], &n_cells[d, 0], &band[d, 0], &state[d, 0], &heat_band[d, 0],
                              &r_grid[0], &vw[0], m, sign, width, read_v, r_stop, limit, &r_now[d], &events[d], det,

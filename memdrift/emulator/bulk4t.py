@@ -459,11 +459,11 @@ class CompiledEngine:
         for k in range(4):
             term[g.masks[k].ravel()] = k
         self._geo = (g.nx, g.ny, g.hx, g.hy, g.thickness, np.ascontiguousarray(g.factors), term)
-        d, npts, width = len(keys), g.nx * g.ny, g.ny + 1
-        self.band = np.zeros((d, npts * width))
+        d, npts = len(keys), g.nx * g.ny
+        self.band = np.zeros((d, self._k.band_size(npts, g.ny)))
         # per device: sigma of the factor (zero: no factor yet) and the warm-start phi of two voltage patterns
         self.state = np.zeros((d, self._k.state_size(npts)))
-        self.heat_band = np.zeros((d, npts * width))
+        self.heat_band = np.zeros((d, self._k.band_size(npts, g.ny)))
         self._k.heat_factor(*self._geo, self.table, self.heat_band)
 
     def _flat(self, n: np.ndarray) -> np.ndarray:

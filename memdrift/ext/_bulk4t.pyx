@@ -18,7 +18,7 @@ The heat matrix is constant and factorised once.
 from cython.parallel cimport prange
 from libc.math cimport exp, log, sqrt, fabs, floor, lgamma
 from libc.stdlib cimport malloc, free
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy, memset, memcmp
 from libc.stdint cimport uint64_t, int8_t
 
 import numpy as np
@@ -217,55 +217,161 @@ cdef void _band_solve(const Geo *g, const double *L, const double *b, double *x)
             x[lo + m] -= seg[m] * xi
 
 
+cdef void _band_solve2(const Geo *g, const double *L, const double *b1, const double *b2, double *x1,
+                      double *x2) noexcept nogil:
+    """_band_solve of two right-hand sides in one sweep over the factor (each result bit-identical to a
+    single solve; the two substitution chains interleave, so a pair costs about 1.5 single solves)."""
+    cdef int bw = g.bw, w = g.bw + 1, i, j, lo, hi, m
+    cdef double xi, yi, f
+    cdef const double *seg
+    cdef const double *U = L + g.n * w
+    if x1 != b1:
+        memcpy(x1, b1, g.n * sizeof(double))
+    if x2 != b2:
+        memcpy(x2, b2, g.n * sizeof(double))
+    for j in range(g.n):
+        xi = x1[j] * U[j * w]
+        yi = x2[j] * U[j * w]
+        x1[j] = xi
+        x2[j] = yi
+        hi = j + bw
+        if hi > g.n - 1:
+            hi = g.n - 1
+        seg = &U[j * w + 1]
+        for m in range(hi - j):
+            f = seg[m]
+            x1[j + 1 + m] -= f * xi
+            x2[j + 1 + m] -= f * yi
+    for i in range(g.n - 1, -1, -1):
+        xi = x1[i] * L[i * w + bw]
+        yi = x2[i] * L[i * w + bw]
+        x1[i] = xi
+        x2[i] = yi
+        lo = i - bw
+        if lo < 0:
+            lo = 0
+        seg = &L[i * w + bw - (i - lo)]
+        for m in range(i - lo):
+            f = seg[m]
+            x1[lo + m] -= f * xi
+            x2[lo + m] -= f * yi
+
+
+cdef struct Cg:
+    # one CG recurrence: right-hand side, iterate, residual, preconditioned residual, direction, A p
+    const double *b
+    double *x
+    double *r
+    double *z
+    double *p
+    double *q
+    double bnorm
+    double rz
+    int active
+
+
+cdef void _precondition(const Geo *g, const double *L, Cg *s1, Cg *s2) noexcept nogil:
+    """z = M^-1 r for the recurrences still running (two at once when both are)."""
+    if s1.active and s2 != NULL and s2.active:
+        _band_solve2(g, L, s1.r, s2.r, s1.z, s2.z)
+    elif s1.active:
+        _band_solve(g, L, s1.r, s1.z)
+    elif s2 != NULL and s2.active:
+        _band_solve(g, L, s2.r, s2.z)
+
+
+cdef void _cg_residual(const Geo *g, const double *gx, const double *gy, const double *dg, Cg *s,
+                       double rtol) noexcept nogil:
+    cdef int i
+    cdef double rnorm = 0.0
+    _matvec(g, gx, gy, dg, s.x, s.q)
+    for i in range(g.n):
+        s.r[i] = s.b[i] - s.q[i]
+        rnorm += s.r[i] * s.r[i]
+    if sqrt(rnorm) <= rtol * s.bnorm:
+        s.active = 0
+
+
+cdef void _cg_direction(const Geo *g, Cg *s, int first) noexcept nogil:
+    cdef int i
+    cdef double rz_new = 0.0, beta
+    if first:
+        s.rz = 0.0
+        for i in range(g.n):
+            s.p[i] = s.z[i]
+            s.rz += s.r[i] * s.z[i]
+        return
+    for i in range(g.n):
+        rz_new += s.r[i] * s.z[i]
+    beta = rz_new / s.rz
+    s.rz = rz_new
+    for i in range(g.n):
+        s.p[i] = s.z[i] + beta * s.p[i]
+
+
+cdef void _cg_step(const Geo *g, const double *gx, const double *gy, const double *dg, Cg *s,
+                   double rtol) noexcept nogil:
+    cdef int i
+    cdef double pq = 0.0, alpha, rnorm = 0.0
+    _matvec(g, gx, gy, dg, s.p, s.q)
+    for i in range(g.n):
+        pq += s.p[i] * s.q[i]
+    alpha = s.rz / pq
+    for i in range(g.n):
+        s.x[i] += alpha * s.p[i]
+        s.r[i] -= alpha * s.q[i]
+        rnorm += s.r[i] * s.r[i]
+    if sqrt(rnorm) <= rtol * s.bnorm:
+        s.active = 0
+
+
 cdef int _pcg(const Geo *g, const double *gx, const double *gy, const double *dg, const double *L,
-              const double *b, double *x, double *r, double *z, double *p, double *q, double rtol,
-              int maxit, int warm) noexcept nogil:
-    """Solve A x = b by CG preconditioned with the (possibly stale) band factor; x starts at M^-1 b, or at
-    the guess already in x when ``warm``."""
-    cdef int i, it
-    cdef double bnorm = 0.0, rnorm, rz, rz_new, pq, alpha, beta
-    for i in range(g.n):
-        bnorm += b[i] * b[i]
-    bnorm = sqrt(bnorm)
-    if bnorm == 0.0:
-        memset(x, 0, g.n * sizeof(double))
-        return 0
-    if not warm:
-        _band_solve(g, L, b, x)
-    _matvec(g, gx, gy, dg, x, q)
-    rnorm = 0.0
-    for i in range(g.n):
-        r[i] = b[i] - q[i]
-        rnorm += r[i] * r[i]
-    if sqrt(rnorm) <= rtol * bnorm:
-        return 0
-    _band_solve(g, L, r, z)
-    rz = 0.0
-    for i in range(g.n):
-        p[i] = z[i]
-        rz += r[i] * z[i]
-    for it in range(1, maxit + 1):
-        _matvec(g, gx, gy, dg, p, q)
-        pq = 0.0
+              Cg *s1, Cg *s2, double rtol, int maxit, int warm1, int warm2) noexcept nogil:
+    """Solve A x = b by CG preconditioned with the (possibly stale) band factor, for s1 and (unless NULL)
+    s2 in lockstep; x starts at M^-1 b, or at the guess already in x when ``warm``. Returns the iterations
+    of the slower one."""
+    cdef int i, it, k
+    cdef Cg *sk
+    for k in range(2):
+        sk = s1 if k == 0 else s2
+        if sk == NULL:
+            continue
+        sk.bnorm = 0.0
         for i in range(g.n):
-            pq += p[i] * q[i]
-        alpha = rz / pq
-        rnorm = 0.0
-        for i in range(g.n):
-            x[i] += alpha * p[i]
-            r[i] -= alpha * q[i]
-            rnorm += r[i] * r[i]
-        if sqrt(rnorm) <= rtol * bnorm:
-            return it
-        _band_solve(g, L, r, z)
-        rz_new = 0.0
-        for i in range(g.n):
-            rz_new += r[i] * z[i]
-        beta = rz_new / rz
-        rz = rz_new
-        for i in range(g.n):
-            p[i] = z[i] + beta * p[i]
-    return maxit
+            sk.bnorm += sk.b[i] * sk.b[i]
+        sk.bnorm = sqrt(sk.bnorm)
+        sk.active = sk.bnorm != 0.0
+        if not sk.active:
+            memset(sk.x, 0, g.n * sizeof(double))
+    if s2 != NULL and s1.active and s2.active and not warm1 and not warm2:
+        _band_solve2(g, L, s1.b, s2.b, s1.x, s2.x)
+    else:
+        if s1.active and not warm1:
+            _band_solve(g, L, s1.b, s1.x)
+        if s2 != NULL and s2.active and not warm2:
+            _band_solve(g, L, s2.b, s2.x)
+    for k in range(2):
+        sk = s1 if k == 0 else s2
+        if sk != NULL and sk.active:
+            _cg_residual(g, gx, gy, dg, sk, rtol)
+    _precondition(g, L, s1, s2)
+    for k in range(2):
+        sk = s1 if k == 0 else s2
+        if sk != NULL and sk.active:
+            _cg_direction(g, sk, 1)
+    it = 0
+    while (s1.active or (s2 != NULL and s2.active)) and it < maxit:
+        it += 1
+        for k in range(2):
+            sk = s1 if k == 0 else s2
+            if sk != NULL and sk.active:
+                _cg_step(g, gx, gy, dg, sk, rtol)
+        _precondition(g, L, s1, s2)
+        for k in range(2):
+            sk = s1 if k == 0 else s2
+            if sk != NULL and sk.active:
+                _cg_direction(g, sk, 0)
+    return it
 
 
 # ---------------------------------------------------------------------------
@@ -291,10 +397,17 @@ cdef struct Work:
     double *cf
     double *cb
     double *tmp
+    # second right-hand side of a paired solve
+    double *rhs2
+    double *phi2
+    double *r2
+    double *z2
+    double *p2
+    double *q2
 
 
 cdef int _alloc(Work *w, int n) noexcept nogil:
-    cdef double *block = <double *> malloc(18 * n * sizeof(double))
+    cdef double *block = <double *> malloc(24 * n * sizeof(double))
     if block == NULL:
         return -1
     w.sigma = block
@@ -316,6 +429,12 @@ cdef int _alloc(Work *w, int n) noexcept nogil:
     w.cf = w.rf
     w.cb = w.rb
     w.tmp = block + 17 * n
+    w.rhs2 = block + 18 * n
+    w.phi2 = block + 19 * n
+    w.r2 = block + 20 * n
+    w.z2 = block + 21 * n
+    w.p2 = block + 22 * n
+    w.q2 = block + 23 * n
     return 0
 
 
@@ -354,56 +473,98 @@ cdef inline double _ratio(const double *volts, const double *stored) noexcept no
 
 
 cdef int _solve_potential(const Geo *g, Work *w, double *L, double *state, const double *volts,
-                          double refactor_tol, double *currents) noexcept nogil:
+                          double refactor_tol, double *currents, int pair) noexcept nogil:
     """phi into w.phi for terminal voltages; factor rebuilt when sigma moved past refactor_tol.
 
-    ``state`` (per device, STATE_SIZE(n) doubles): sigma at the last factorisation (n; zero or negative
-    first entry: rebuild), the slot used last (1), then two warm-start slots (terminal voltages (4), phi
-    (n)). A solve whose voltages are a multiple of a slot's starts CG from that multiple of the slot's phi
-    (reads and writes alternate, and sigma moves little between two solves of the same pattern); right
-    after a refactorisation M^-1 b is the better start.
+    ``state`` (per device, state_size(n) doubles): sigma at the last factorisation (n; zero or negative
+    first entry: rebuild), the slot used last (1), two slots (terminal voltages (4), "solved at
+    sigma_solved" flag (1), phi (n)), and sigma_solved (n), the sigma of the last solve.
+
+    A solve whose voltages are a multiple of a slot's starts CG from that multiple of the slot's phi (reads
+    and writes alternate, and sigma moves little between two solves of the same pattern); right after a
+    refactorisation M^-1 b is the better start. A slot solved at exactly this sigma is reused without CG.
+    With ``pair`` (reads), the other slot's pattern is solved alongside in the same CG sweeps, so the write
+    that follows a read on the same film finds its phi ready.
     """
-    cdef int i, k, it, slot = -1, fresh = 0, warm = 0
+    cdef int i, k, it, slot = -1, other, fresh = 0, warm = 0, warm2 = 0, co = 0
     cdef double dev = 0.0, rel, c = 0.0
     cdef double *sigma_ref = state
+    cdef double *sigma_solved = &state[3 * g.n + 11]
     cdef double *cache
-    for i in range(g.n):
-        rel = fabs(w.sigma[i] / sigma_ref[i] - 1.0)
-        if rel > dev:
-            dev = rel
-    _faces(g, w.sigma, w.gx, w.gy, w.gb)
-    _diag(g, w.gx, w.gy, w.gb, w.dg)
-    if dev > refactor_tol or sigma_ref[0] <= 0.0:
-        if _band_cholesky(g, w.gx, w.gy, w.dg, L) != 0:
-            return -1
-        memcpy(sigma_ref, w.sigma, g.n * sizeof(double))
-        fresh = 1
+    cdef double *cache2
+    cdef Cg s1, s2
     for k in range(2):
-        c = _ratio(volts, &state[g.n + 1 + k * (g.n + 4)])
+        c = _ratio(volts, &state[g.n + 1 + k * (g.n + 5)])
         if c != 0.0:
             slot = k
             break
     if slot < 0:
         # no slot for this pattern: take the one not used last
         slot = 1 - <int>state[g.n]
-    cache = &state[g.n + 1 + slot * (g.n + 4)]
+    other = 1 - slot
+    cache = &state[g.n + 1 + slot * (g.n + 5)]
+    cache2 = &state[g.n + 1 + other * (g.n + 5)]
     state[g.n] = slot
-    if c != 0.0 and not fresh:
-        warm = 1
+    _faces(g, w.sigma, w.gx, w.gy, w.gb)
+    if c != 0.0 and cache[4] != 0.0 and memcmp(w.sigma, sigma_solved, g.n * sizeof(double)) == 0:
         for i in range(g.n):
-            w.phi[i] = c * cache[4 + i]
-    for i in range(g.n):
-        if g.term[i] >= 0:
-            w.rhs[i] = w.gb[i] * volts[g.term[i]]
+            w.phi[i] = c * cache[5 + i]
+        it = 0
+    else:
+        for i in range(g.n):
+            rel = fabs(w.sigma[i] / sigma_ref[i] - 1.0)
+            if rel > dev:
+                dev = rel
+        _diag(g, w.gx, w.gy, w.gb, w.dg)
+        if dev > refactor_tol or sigma_ref[0] <= 0.0:
+            if _band_cholesky(g, w.gx, w.gy, w.dg, L) != 0:
+                return -1
+            memcpy(sigma_ref, w.sigma, g.n * sizeof(double))
+            fresh = 1
+        if c != 0.0 and not fresh:
+            warm = 1
+            for i in range(g.n):
+                w.phi[i] = c * cache[5 + i]
+        for i in range(g.n):
+            if g.term[i] >= 0:
+                w.rhs[i] = w.gb[i] * volts[g.term[i]]
+            else:
+                w.rhs[i] = 0.0
+        co = pair and (cache2[0] != 0.0 or cache2[1] != 0.0 or cache2[2] != 0.0 or cache2[3] != 0.0)
+        s1.b = w.rhs
+        s1.x = w.phi
+        s1.r = w.r
+        s1.z = w.z
+        s1.p = w.p
+        s1.q = w.q
+        if co:
+            for i in range(g.n):
+                if g.term[i] >= 0:
+                    w.rhs2[i] = w.gb[i] * cache2[g.term[i]]
+                else:
+                    w.rhs2[i] = 0.0
+            if not fresh:
+                warm2 = 1
+                memcpy(w.phi2, &cache2[5], g.n * sizeof(double))
+            s2.b = w.rhs2
+            s2.x = w.phi2
+            s2.r = w.r2
+            s2.z = w.z2
+            s2.p = w.p2
+            s2.q = w.q2
+            it = _pcg(g, w.gx, w.gy, w.dg, L, &s1, &s2, 1e-12, 200, warm, warm2)
+            memcpy(&cache2[5], w.phi2, g.n * sizeof(double))
         else:
-            w.rhs[i] = 0.0
-    it = _pcg(g, w.gx, w.gy, w.dg, L, w.rhs, w.phi, w.r, w.z, w.p, w.q, 1e-12, 200, warm)
-    if it > MAX_STALE_ITERATIONS:
-        # the factor has gone stale: rebuild it at the next solve
-        sigma_ref[0] = -1.0
-    for k in range(4):
-        cache[k] = volts[k]
-    memcpy(&cache[4], w.phi, g.n * sizeof(double))
+            it = _pcg(g, w.gx, w.gy, w.dg, L, &s1, NULL, 1e-12, 200, warm, 0)
+        if it > MAX_STALE_ITERATIONS:
+            # the factor has gone stale: rebuild it at the next solve
+            sigma_ref[0] = -1.0
+        memcpy(sigma_solved, w.sigma, g.n * sizeof(double))
+        cache2[4] = 1.0 if co else 0.0
+        cache[4] = 1.0
+        for k in range(4):
+            cache[k] = volts[k]
+        memcpy(&cache[5], w.phi, g.n * sizeof(double))
     for k in range(4):
         currents[k] = 0.0
     for i in range(g.n):
@@ -446,7 +607,7 @@ cdef int _fields(const Geo *g, Work *w, const double *row, const double *n_cells
     cdef double cur[4]
     cdef int i
     _conductivity(g, row, n_cells, temp, w.sigma)
-    if _solve_potential(g, w, L, state, volts, refactor_tol, cur) < 0:
+    if _solve_potential(g, w, L, state, volts, refactor_tol, cur, 0) < 0:
         return -1
     power[0] = volts[0] * cur[0] + volts[1] * cur[1] + volts[2] * cur[2] + volts[3] * cur[3]
     if row[C_HEAT] > 0.0:
@@ -623,7 +784,7 @@ cdef int _read_one(const Geo *g, const double *row, const double *n_cells, doubl
     for i in range(g.n):
         temp[i] = row[C_T0]
     _conductivity(g, row, n_cells, temp, w.sigma)
-    it = _solve_potential(g, &w, L, state, volts, refactor_tol, currents)
+    it = _solve_potential(g, &w, L, state, volts, refactor_tol, currents, 1)
     free(w.sigma)
     free(temp)
     return it
@@ -748,7 +909,7 @@ def band_size(int n, int ny):
 
 def state_size(int n):
     """Doubles of per-device solver state (factor reference sigma, warm-start slots) for n cells."""
-    return 3 * n + 9
+    return 4 * n + 11
 
 
 cdef _check_band(double[:, ::1] band, Py_ssize_t nd, const Geo *g):
@@ -757,8 +918,8 @@ cdef _check_band(double[:, ::1] band, Py_ssize_t nd, const Geo *g):
 
 
 cdef _check_state(double[:, ::1] state, Py_ssize_t nd, int n):
-    if state.shape[0] != nd or state.shape[1] != 3 * n + 9:
-        raise ValueError(f"solver state has shape ({state.shape[0]}, {state.shape[1]}); allowed: ({nd}, {3 * n + 9})")
+    if state.shape[0] != nd or state.shape[1] != 4 * n + 11:
+        raise ValueError(f"solver state has shape ({state.shape[0]}, {state.shape[1]}); allowed: ({nd}, {4 * n + 11})")
 
 
 def heat_factor(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t[::1] term,

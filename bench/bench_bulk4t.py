@@ -4,11 +4,12 @@ One device of the `tio2x-4t` preset (32 x 32 by default), conditioned and
 initialised to HRS, then the closed loop read -> Vw(r) -> 0.8 s write -> read
 until it crosses LRS (about 500 events, Poisson hops on). Both backends start
 from the same vacancy map with the same Vw(r) table; only the loop is timed.
-Prints the time per device for each, and their ratio, on one core; then how
-the compiled path scales with the ensemble (devices share one core unless
---threads says otherwise).
+The two are run alternately ``--repeats`` times (a shared host's load then
+falls on both alike); prints the time per device for each, best and median, and
+their ratios, on one core; then how the compiled path scales with the ensemble
+(devices share one core unless --threads says otherwise).
 
-    python bench/bench_bulk4t.py [--grid 32] [--max-events 800] [--scale 1,4,16] [--threads 1]
+    python bench/bench_bulk4t.py [--grid 32] [--max-events 800] [--repeats 3] [--scale 1,4,16] [--threads 1]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     ap.add_argument("--map-pulses", type=int, default=100)
     ap.add_argument("--scale", default="1,4,16", help="ensemble sizes for the compiled scaling run")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3, help="alternating compiled/reference runs")
     ap.add_argument("--skip-reference", action="store_true")
     args = ap.parse_args()
 
@@ -55,15 +57,25 @@ def main() -> None:
                       hrs_ohm=hrs, lrs_ohm=lrs, branches=(+1.0,), initialise=False)
         return time.perf_counter() - t, res["events"][:, 0]
 
-    t_c, ev_c = ffp("compiled")
-    print(f"compiled : {t_c:8.3f} s per device   ({ev_c[0]} events, {1e3 * t_c / ev_c[0]:.3f} ms per event "
-          f"incl. its read)")
-    if not args.skip_reference:
-        t_r, ev_r = ffp("reference")
-        print(f"reference: {t_r:8.3f} s per device   ({ev_r[0]} events, {1e3 * t_r / ev_r[0]:.3f} ms per event "
-              f"incl. its read)")
-        per_event = (t_r / ev_r[0]) / (t_c / ev_c[0])
-        print(f"ratio    : {t_r / t_c:8.1f} x per device, {per_event:.1f} x per event")
+    ffp("compiled")  # untimed warm-up: imports and first touch of the arrays
+    runs: dict[str, list[float]] = {"compiled": [], "reference": []}
+    events: dict[str, int] = {}
+    for _ in range(max(1, args.repeats)):
+        for backend in ("compiled",) if args.skip_reference else ("compiled", "reference"):
+            t, ev = ffp(backend)
+            runs[backend].append(t)
+            events[backend] = int(ev[0])
+            print(f"  {backend:9s}: {t:8.3f} s  ({ev[0]} events)", flush=True)
+    for backend, times in runs.items():
+        if times:
+            best, med = min(times), float(np.median(times))
+            print(f"{backend:9s}: best {best:8.3f} s, median {med:8.3f} s per device   ({events[backend]} events, "
+                  f"{1e3 * best / events[backend]:.3f} ms per event incl. its read, best)")
+    if runs["reference"]:
+        bc, br = min(runs["compiled"]), min(runs["reference"])
+        mc, mr = float(np.median(runs["compiled"])), float(np.median(runs["reference"]))
+        per_event = (br / events["reference"]) / (bc / events["compiled"])
+        print(f"ratio    : {br / bc:8.1f} x per device (best), {mr / mc:.1f} x (median), {per_event:.1f} x per event (best)")
     print(f"scaling (compiled, {args.threads} thread(s)):")
     for d in (int(x) for x in args.scale.split(",")):
         t, ev = ffp("compiled", d, args.threads)

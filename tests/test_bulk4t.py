@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memdrift.emulator import bulk4t as b
-from memdrift.emulator.bulk4t_schemes import Bulk4TDevices, segment, skipped_levels, simulate_scheme
+from memdrift.emulator.bulk4t_schemes import Bulk4TDevices, simulate_scheme
+from memdrift.emulator.segmentation import segment_levels, skipped_levels
 from memdrift.emulator.params import load_preset, preset_from_toml
 from memdrift.errors import MemdriftError
 
@@ -187,24 +188,24 @@ def test_zero_bias_relaxation_is_arrhenius():
 
 def test_segmentation_known_answers():
     trace = np.linspace(880.0, 740.0, 561)  # 0.25 ohm per event
-    seg = segment(trace, 32)
-    assert np.all(np.diff(seg["index"]) > 0)
-    assert skipped_levels(seg["offset"]) == 0
+    seg = segment_levels(trace, 32)
+    assert np.all(np.diff(seg.index) > 0)
+    assert skipped_levels(seg.offset) == 0
     # n = 512: spacing 0.274 ohm, just above the event size. Some levels take two events (a step of ~1.8
     # spacings), yet every level has an event within half a spacing of it: nothing is skipped.
-    seg512 = segment(trace, 512)
-    assert np.sum(seg512["normalised"] > 1.5) > 20
-    assert np.all(np.abs(seg512["offset"]) <= 0.5)
-    assert skipped_levels(seg512["offset"]) == 0
+    seg512 = segment_levels(trace, 512)
+    assert np.sum(seg512.events == 2) > 20
+    assert np.all(np.abs(seg512.offset) <= 0.5)
+    assert skipped_levels(seg512.offset) == 0
     # events of 0.3 ohm, larger than the spacing: a fraction 1 - 0.274 / 0.3 of the levels get no event
-    coarse = segment(np.linspace(880.0, 740.0, 468), 512)
-    assert 511 * (1 - 0.274 / 0.3) - 8 < skipped_levels(coarse["offset"]) < 511 * (1 - 0.274 / 0.3) + 8
+    coarse = segment_levels(np.linspace(880.0, 740.0, 468), 512)
+    assert 511 * (1 - 0.274 / 0.3) - 8 < skipped_levels(coarse.offset) < 511 * (1 - 0.274 / 0.3) + 8
     # one 10-ohm jump at n = 32 (spacing 4.5 ohm) skips the two levels it passes, and only those
     jumpy = np.concatenate([np.linspace(880, 860, 200), np.linspace(850, 740, 400)])
-    seg = segment(jumpy, 32)
-    skipped = np.flatnonzero(np.abs(seg["offset"]) > 0.5)
-    assert skipped_levels(seg["offset"]) == 2
-    assert np.all((seg["targets"][skipped] < 860) & (seg["targets"][skipped] > 850))
+    seg = segment_levels(jumpy, 32)
+    skipped = np.flatnonzero(seg.unoccupied)
+    assert skipped_levels(seg.offset) == 2
+    assert np.all((seg.targets[skipped] < 860) & (seg.targets[skipped] > 850))
 
 
 def test_skipped_levels_reads_the_cpd_over_repeats():
@@ -275,7 +276,8 @@ def test_preset_round_trips_and_reaches_paper_states():
 def test_ffp_on_the_preset_skips_n512_levels_at_the_high_resistance_end_of_potentiation():
     """The shipped preset, one 32 x 32 device, the whole scheme (dR map, FFP both ways, n = 512): ~10 s.
 
-    Paper: 494 +- 11 / 579 +- 17 events, 117 / 8 levels skipped, potentiation skips at the high-R end.
+    Paper: 494 +- 11 / 579 +- 17 events, 117 / 8 levels skipped, potentiation skips at the high-R end;
+    nu_p 4.95e-3 / 3.10e-4 / 1.91e-5 and nu_d 4.91e-3 / 3.10e-4 / 1.93e-5 for n = 32 / 128 / 512.
     """
     ds = simulate_scheme("tio2x-4t", "ffp-segmentation", devices=1, seed=0, levels=(512,))
     events = ds.events.values[0]
@@ -286,8 +288,17 @@ def test_ffp_on_the_preset_skips_n512_levels_at_the_high_resistance_end_of_poten
     assert where[0, :256].sum() >= 0.7 * skipped[0]
     assert ds.temperature_peak.isel(cycle=0).max() > 305.0
     # nothing is skipped where the levels are coarser than an event
-    seg32 = [segment(ds.resistance.isel(device=0, cycle=c).values, 32)["offset"] for c in (0, 1)]
+    seg32 = [segment_levels(ds.resistance.isel(device=0, cycle=c).values, 32).offset for c in (0, 1)]
     assert [skipped_levels(o) for o in seg32] == [0, 0]
+    # the extraction record counts skips with the same segmentation as the scheme
+    from memdrift.mapping.extract import extract_record
+    record = extract_record(ds, levels=(32, 128, 512))
+    assert [record["skipped_levels"]["512"][b] for b in ("potentiation", "depression")] == skipped.tolist()
+    # nu (eqns 2-3, the paper's indexing) within a factor 2 of the paper for every level count
+    paper = {"p": {32: 4.95e-3, 128: 3.10e-4, 512: 1.91e-5}, "d": {32: 4.91e-3, 128: 3.10e-4, 512: 1.93e-5}}
+    for short, values in paper.items():
+        for n, value in values.items():
+            assert 0.5 < record["nu"][str(n)][short] / value < 2.0, (short, n, record["nu"][str(n)])
 
 
 @pytest.mark.slow

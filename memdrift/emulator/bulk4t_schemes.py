@@ -350,7 +350,9 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
     ffp / ffp-segmentation: ``ffp_width_s`` (0.8 s), ``window_ohm`` ((0.1, 0.3)), ``max_events``,
     ``map_amplitudes_v``, ``map_pulses``, ``levels`` ((32, 128, 512)), ``target_ohm`` (|dR| aimed at, 0.28: the paper's
     140 ohm in 494 events is 0.28 ohm per event),
-    ``snapshot_events`` (0-based event indices whose vacancy and temperature maps are kept).
+    ``snapshot_events`` (0-based event indices whose vacancy and temperature maps are kept),
+    ``map_joule_heating`` (heating multiplier of the films the dR map is measured on, default: the same films;
+    with ``joule_heating`` it replays the table of the heated film on a film whose heating is changed).
     retention: ``temperatures_k``, ``times_s``.
     """
     params, name, calibration = _resolve(preset)
@@ -401,7 +403,16 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
         target = check_range("target_ohm", opts.pop("target_ohm", 0.28), window[0], window[1], unit="ohm")
         levels = tuple(int(x) for x in np.atleast_1d(opts.pop("levels", (32, 128, 512))))
         # calibration on the same devices (the paper maps each device before running FFP on it)
-        ident = run_identical(dev, map_amps, 2.0, map_pulses, progress=progress, **init)
+        map_dev = dev
+        if "map_joule_heating" in opts:
+            # a what-if: the table a lab measured on the real (heated) film, replayed on the film with the
+            # heating changed; the same seed draws the same devices
+            map_heating = check_range("map_joule_heating", opts.pop("map_joule_heating"), 0.0, 1.0, unit="")
+            map_dev = Bulk4TDevices(params.replace(joule_heating=float(map_heating)), devices, seed=seed,
+                                    threads=threads, backend=backend, deterministic=deterministic)
+            map_dev.condition(conditioning, init["init_amplitude_v"])
+            attrs_extra["map_joule_heating"] = float(map_heating)
+        ident = run_identical(map_dev, map_amps, 2.0, map_pulses, progress=progress, **init)
         m = build_dr_map(ident, ffp_width_s=width, map_width_s=2.0, target_ohm=target)
         snaps = tuple(int(e) for e in np.atleast_1d(opts.pop("snapshot_events", ())))
         _no_leftovers(opts)

@@ -56,25 +56,45 @@ def n_columns():
     return N_COLUMNS
 
 
+cdef inline void sinh_cosh(double u, double* s, double* c) noexcept nogil:
+    """sinh(u) and cosh(u) for u >= 0 from one exp: libm's sinh and cosh each cost an
+    expm1. Below u = 0.5 the difference e - 1/e would lose digits, so libm is used there
+    (the Newton iterates of this model sit at u = V_cell/V0 of a few to a few tens)."""
+    cdef double e, r
+    if u < 0.5:
+        s[0] = sinh(u)
+        c[0] = cosh(u)
+        return
+    e = exp(u)
+    r = 1.0 / e
+    s[0] = 0.5 * (e - r)
+    c[0] = 0.5 * (e + r)
+
+
 cdef inline double solve_cell(double volts, double gap, const double* p, double ratio,
                               double* current) noexcept nogil:
     """V_cell with V = V_cell + I R_s; writes I. Safeguarded Newton on |V|, started
     from ``ratio``·|V| (the last V_cell/V of the same kind of segment)."""
     cdef double rs = p[C_RS], v0 = p[C_V0]
-    cdef double pref = p[C_I0] * exp(-gap / p[C_G0])
-    cdef double sign = 1.0 if volts > 0.0 else (-1.0 if volts < 0.0 else 0.0)
-    cdef double target = fabs(volts)
-    cdef double x = fmin(fmax(ratio, 0.0), 1.0) * target
-    cdef double lo = 0.0, hi = target, f, fp, step, u, k
+    cdef double pref, sign, target, x, lo = 0.0, hi, f, fp, step, k, sh, ch
     cdef int it
+    if volts == 0.0:
+        # zero bias: V_cell = 0 and I = 0 exactly, no exp needed
+        current[0] = 0.0
+        return 0.0
+    pref = p[C_I0] * exp(-gap / p[C_G0])
+    sign = 1.0 if volts > 0.0 else -1.0
+    target = fabs(volts)
+    hi = target
+    x = fmin(fmax(ratio, 0.0), 1.0) * target
     if rs == 0.0:
         x = target
-    elif target > 0.0:
+    else:
         k = rs * pref
         for it in range(NEWTON_MAX_ITER):
-            u = x / v0
-            f = x + k * sinh(u) - target
-            fp = 1.0 + k * cosh(u) / v0
+            sinh_cosh(x / v0, &sh, &ch)
+            f = x + k * sh - target
+            fp = 1.0 + k * ch / v0
             step = f / fp
             if fabs(step) <= NEWTON_RTOL * target:
                 x = x - step
@@ -86,7 +106,8 @@ cdef inline double solve_cell(double volts, double gap, const double* p, double 
             x = x - step
             if x <= lo or x >= hi:
                 x = 0.5 * (lo + hi)
-    current[0] = sign * pref * sinh(x / v0)
+    sinh_cosh(x / v0, &sh, &ch)
+    current[0] = sign * pref * sh
     return sign * x
 
 

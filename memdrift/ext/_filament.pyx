@@ -9,7 +9,7 @@ bit-identical for any thread count.
 """
 
 from cython.parallel cimport prange
-from libc.math cimport exp, fabs, sinh, cosh, sqrt, log, floor, pow, fmax, fmin, lgamma
+from libc.math cimport NAN, exp, fabs, sinh, cosh, sqrt, log, floor, pow, fmax, fmin, lgamma
 from libc.stdint cimport uint64_t
 import numpy as np
 
@@ -111,19 +111,49 @@ cdef inline double solve_cell(double volts, double gap, const double* p, double 
     return sign * x
 
 
-cdef inline void rates(double vc, double gap, double temp, const double* p,
+cdef struct Arrhenius:
+    # exp(-Ea/kT) factors of the last temperature seen (NaN: none yet)
+    double temp
+    double base
+    double dis
+
+
+cdef inline void arrhenius(double temp, const double* p, Arrhenius* th) noexcept nogil:
+    """ν0 exp(−Ea/kT) and ν_r exp(−Ea_r/kT), recomputed only when T changed (the
+    step-size and midpoint rates often share T, e.g. in reads and relaxed gaps)."""
+    cdef double kt
+    if temp == th.temp:
+        return
+    kt = BOLTZMANN_EV * temp
+    th.temp = temp
+    th.base = p[C_NU0] * exp(-p[C_EA] / kt)
+    th.dis = p[C_NUR] * exp(-p[C_EAR] / kt)
+
+
+cdef inline double enhancement(double gap, const double* p) noexcept nogil:
+    """γ(g) = max(γ0 − β (g / 1 nm)^α, 0); no pow() when β = 0."""
+    if p[C_BETA] == 0.0:
+        return fmax(p[C_GAMMA0], 0.0)
+    return fmax(p[C_GAMMA0] - p[C_BETA] * pow(gap / 1e-9, p[C_ALPHA]), 0.0)
+
+
+cdef inline void rates(double vc, double gamma, double temp, const double* p, Arrhenius* th,
                        double* fwd, double* bwd, double* dis) noexcept nogil:
-    cdef double gamma = fmax(p[C_GAMMA0] - p[C_BETA] * pow(gap / 1e-9, p[C_ALPHA]), 0.0)
+    """Hop rates at cell voltage ``vc``, field enhancement ``gamma`` = γ(g) and ``temp``."""
     cdef double field = gamma * vc / p[C_TOX]
-    cdef double kt = BOLTZMANN_EV * temp
-    cdef double base, tilt
+    cdef double tilt
     if fabs(field) < p[C_FMIN]:
         field = 0.0
-    base = p[C_NU0] * exp(-p[C_EA] / kt)
-    tilt = exp(p[C_Z] * p[C_A] * field / (2.0 * kt))
-    fwd[0] = base * tilt
-    bwd[0] = base / tilt
-    dis[0] = p[C_NUR] * exp(-p[C_EAR] / kt)
+    arrhenius(temp, p, th)
+    if field == 0.0:
+        # exp(0) = 1: zero bias (idle gaps) needs no tilt
+        fwd[0] = th.base
+        bwd[0] = th.base
+    else:
+        tilt = exp(p[C_Z] * p[C_A] * field / (2.0 * BOLTZMANN_EV * temp))
+        fwd[0] = th.base * tilt
+        bwd[0] = th.base / tilt
+    dis[0] = th.dis
 
 
 cdef void segment(double volts, double duration, double* gap, double* temp, double* ratio,
@@ -131,8 +161,10 @@ cdef void segment(double volts, double duration, double* gap, double* temp, doub
                   double* peak, double* energy, double* substeps) noexcept nogil:
     cdef double elapsed = 0.0, steps = 0.0, dt, vc, cur, t_ss, fwd, bwd, dis, drift, spread
     cdef double a = p[C_A], m = p[C_M], cap = p[C_CAP], tau = p[C_TAU], temp_new, g
-    cdef double n_fwd, n_bwd, n_dis, hot, decay_half, g_mid, vc_mid
+    cdef double n_fwd, n_bwd, n_dis, hot, decay_half, g_mid, vc_mid, gamma
     cdef bint last
+    cdef Arrhenius th
+    th.temp = NAN
     peak[0] = temp[0]
     energy[0] = 0.0
     if duration <= 0.0:
@@ -143,7 +175,9 @@ cdef void segment(double volts, double duration, double* gap, double* temp, doub
             ratio[0] = vc / volts
         t_ss = p[C_T0] + vc * cur * p[C_RTH]
         hot = fmax(temp[0], t_ss)
-        rates(vc, gap[0], hot, p, &fwd, &bwd, &dis)
+        # γ(g) only matters under bias (the field is γ V_cell / t_ox, and V_cell = 0 at V = 0)
+        gamma = enhancement(gap[0], p) if volts != 0.0 else 0.0
+        rates(vc, gamma, hot, p, &th, &fwd, &bwd, &dis)
         drift = a * fabs(bwd + dis - fwd)
         spread = a * a * (fwd + bwd + dis) / m
         dt = duration - elapsed
@@ -160,11 +194,12 @@ cdef void segment(double volts, double duration, double* gap, double* temp, doub
             decay_half = exp(-0.5 * dt / tau)
         else:
             decay_half = 0.0
-        rates(vc, gap[0], t_ss + (temp[0] - t_ss) * decay_half, p, &fwd, &bwd, &dis)
+        rates(vc, gamma, t_ss + (temp[0] - t_ss) * decay_half, p, &th, &fwd, &bwd, &dis)
         g_mid = fmin(fmax(gap[0] + 0.5 * dt * a * (bwd + dis - fwd), p[C_GMIN]), p[C_GMAX])
         vc_mid = solve_cell(volts, g_mid, p, ratio[0], &cur)
         t_ss = p[C_T0] + vc_mid * cur * p[C_RTH]
-        rates(vc_mid, g_mid, t_ss + (temp[0] - t_ss) * decay_half, p, &fwd, &bwd, &dis)
+        gamma = enhancement(g_mid, p) if volts != 0.0 else 0.0
+        rates(vc_mid, gamma, t_ss + (temp[0] - t_ss) * decay_half, p, &th, &fwd, &bwd, &dis)
         temp_new = t_ss + (temp[0] - t_ss) * decay_half * decay_half
         if noise:
             n_fwd = poisson(m * fwd * dt, key, counter)

@@ -158,7 +158,9 @@ cdef inline void rates(double vc, double gamma, double temp, const double* p, Ar
 
 cdef void segment(double volts, double duration, double* gap, double* temp, double* ratio,
                   const double* p, uint64_t key, uint64_t* counter, int noise,
-                  double* peak, double* energy, double* substeps) noexcept nogil:
+                  double* peak, double* energy, double* substeps, double* first_current) noexcept nogil:
+    """One constant-voltage segment; ``first_current`` (or NULL) receives I of the
+    first sub-step, i.e. at the gap and warm start the segment was entered with."""
     cdef double elapsed = 0.0, steps = 0.0, dt, vc, cur, t_ss, fwd, bwd, dis, drift, spread
     cdef double a = p[C_A], m = p[C_M], cap = p[C_CAP], tau = p[C_TAU], temp_new, g
     cdef double n_fwd, n_bwd, n_dis, hot, decay_half, g_mid, vc_mid, gamma
@@ -171,6 +173,8 @@ cdef void segment(double volts, double duration, double* gap, double* temp, doub
         return
     while True:
         vc = solve_cell(volts, gap[0], p, ratio[0], &cur)
+        if first_current != NULL and steps == 0.0:
+            first_current[0] = cur
         if volts != 0.0:
             ratio[0] = vc / volts
         t_ss = p[C_T0] + vc * cur * p[C_RTH]
@@ -256,15 +260,19 @@ def run_cycle(const double[:, ::1] segments, double[:, ::1] state, const double[
             if kind == K_PULSE:
                 pulse = pulse + 1
                 segment(volts, segments[s, 1], &state[i, 0], &state[i, 1], &state[i, 2], &table[i, 0],
-                        keys[i], &counters[i], noise, &peak, &en, &state[i, 3])
+                        keys[i], &counters[i], noise, &peak, &en, &state[i, 3], NULL)
                 temperature_peak[i, pulse] = peak
                 energy[i, pulse] = en
             elif kind == K_READ:
-                solve_cell(volts, state[i, 0], &table[i, 0], state[i, 4], &cur)
+                # the read's first sub-step solves the cell at the same gap from the same
+                # warm start as the instrument's reading, so its current is the reading
+                if segments[s, 1] > 0.0:
+                    segment(volts, segments[s, 1], &state[i, 0], &state[i, 1], &state[i, 4], &table[i, 0],
+                            keys[i], &counters[i], noise, &peak, &en, &state[i, 3], &cur)
+                else:
+                    solve_cell(volts, state[i, 0], &table[i, 0], state[i, 4], &cur)
                 conductance[i, pulse] = cur / volts
-                segment(volts, segments[s, 1], &state[i, 0], &state[i, 1], &state[i, 4], &table[i, 0],
-                        keys[i], &counters[i], noise, &peak, &en, &state[i, 3])
                 gap_out[i, pulse] = state[i, 0]
             else:
                 segment(0.0, segments[s, 1], &state[i, 0], &state[i, 1], &state[i, 2], &table[i, 0],
-                        keys[i], &counters[i], noise, &peak, &en, &state[i, 3])
+                        keys[i], &counters[i], noise, &peak, &en, &state[i, 3], NULL)

@@ -92,7 +92,8 @@ def cell_voltage(voltage_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray,
         f = xa + k[idx] * np.sinh(u) - target[idx]
         fp = 1.0 + k[idx] * np.cosh(u) / v0[idx]
         step = f / fp
-        done = np.abs(step) <= NEWTON_RTOL * target[idx]
+        # error after this step <= step^2 f''/(2 f') < step^2 / (2 V0): stop when below tol/2
+        done = step * step <= v0[idx] * NEWTON_RTOL * target[idx]
         lo_a = np.where(f <= 0.0, xa, lo[idx])
         hi_a = np.where(f > 0.0, xa, hi[idx])
         xn = xa - step

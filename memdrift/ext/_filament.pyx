@@ -96,7 +96,10 @@ cdef inline double solve_cell(double volts, double gap, const double* p, double 
             f = x + k * sh - target
             fp = 1.0 + k * ch / v0
             step = f / fp
-            if fabs(step) <= NEWTON_RTOL * target:
+            # after this step the error is at most step^2 f''/(2 f') < step^2 / (2 V0)
+            # (f'' / f' = (k/V0^2) sinh / (1 + (k/V0) cosh) < 1/V0), so stop once that
+            # is below half the tolerance instead of taking one more step to see it
+            if step * step <= v0 * NEWTON_RTOL * target:
                 x = x - step
                 break
             if f <= 0.0:

@@ -75,8 +75,9 @@ cdef inline double solve_cell(double volts, double gap, const double* p, double 
                               double* current) noexcept nogil:
     """V_cell with V = V_cell + I R_s; writes I. Safeguarded Newton on |V|, started
     from ``ratio``·|V| (the last V_cell/V of the same kind of segment)."""
-    cdef double rs = p[C_RS], v0 = p[C_V0]
-    cdef double pref, sign, target, x, lo = 0.0, hi, f, fp, step, k, sh, ch
+    cdef double rs = p[C_RS], v0 = p[C_V0], inv_v0 = 1.0 / p[C_V0]
+    cdef double pref, sign, target, x, lo = 0.0, hi, f, fp, step, k, kv, sh, ch, u, d
+    cdef bint converged = False
     cdef int it
     if volts == 0.0:
         # zero bias: V_cell = 0 and I = 0 exactly, no exp needed
@@ -91,16 +92,19 @@ cdef inline double solve_cell(double volts, double gap, const double* p, double 
         x = target
     else:
         k = rs * pref
+        kv = k * inv_v0
         for it in range(NEWTON_MAX_ITER):
-            sinh_cosh(x / v0, &sh, &ch)
+            u = x * inv_v0
+            sinh_cosh(u, &sh, &ch)
             f = x + k * sh - target
-            fp = 1.0 + k * ch / v0
+            fp = 1.0 + kv * ch
             step = f / fp
             # after this step the error is at most step^2 f''/(2 f') < step^2 / (2 V0)
             # (f'' / f' = (k/V0^2) sinh / (1 + (k/V0) cosh) < 1/V0), so stop once that
             # is below half the tolerance instead of taking one more step to see it
             if step * step <= v0 * NEWTON_RTOL * target:
                 x = x - step
+                converged = u >= 0.5
                 break
             if f <= 0.0:
                 lo = x
@@ -109,7 +113,13 @@ cdef inline double solve_cell(double volts, double gap, const double* p, double 
             x = x - step
             if x <= lo or x >= hi:
                 x = 0.5 * (lo + hi)
-    sinh_cosh(x / v0, &sh, &ch)
+    if converged:
+        # sinh(u - d) = sinh u cosh d - cosh u sinh d from the last iterate; d <= 1e-5
+        # here (step^2 <= V0 tol |V|), so the series to d^3 is exact in double
+        d = step * inv_v0
+        sh = sh * (1.0 + 0.5 * d * d) - ch * d * (1.0 + d * d / 6.0)
+    else:
+        sinh_cosh(x * inv_v0, &sh, &ch)
     current[0] = sign * pref * sh
     return sign * x
 

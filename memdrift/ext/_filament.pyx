@@ -207,9 +207,10 @@ cdef void segment(double volts, double duration, double* gap, double* temp, doub
             dt = duration - elapsed
         # Midpoint tau-leap: rates at the state half a step ahead (second order in the
         # mean), with the temperature relaxed exactly towards the steady state.
-        if tau > 0.0:
+        if tau > 0.0 and 0.5 * dt < 750.0 * tau:
             decay_half = exp(-0.5 * dt / tau)
         else:
+            # exp(-750) underflows to exactly 0 (reads are ~800 time constants long)
             decay_half = 0.0
         rates(vc, gamma, t_ss + (temp[0] - t_ss) * decay_half, p, &th, &fwd, &bwd, &dis)
         g_mid = fmin(fmax(gap[0] + 0.5 * dt * a * (bwd + dis - fwd), p[C_GMIN]), p[C_GMAX])

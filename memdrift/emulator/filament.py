@@ -104,6 +104,18 @@ def cell_voltage(voltage_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray,
     return sign * x, sign * current
 
 
+def cell_voltage_slope(cell_v: np.ndarray, current_a: np.ndarray, gap_m: np.ndarray,
+                       table: np.ndarray) -> np.ndarray:
+    """d|V_cell|/dg at a solution of ``V = V_cell + I R_s`` (fixed V): from
+    ``x + k(g) sinh(x/V0) = |V|`` with ``k = R_s I0 exp(-g/g0)``, ``x' = (R_s |I| / g0) / f'(x)``.
+    Predicts the midpoint solve's start from the sub-step's first solve."""
+    rs = table[:, COL["series_resistance_ohm"]]
+    v0 = table[:, COL["tunnel_voltage_v"]]
+    g0 = table[:, COL["tunnel_length_m"]]
+    k = rs * table[:, COL["tunnel_current_a"]] * np.exp(-gap_m / g0)
+    return rs * np.abs(current_a) / (g0 * (1.0 + k * np.cosh(np.abs(cell_v) / v0) / v0))
+
+
 def hop_rates(cell_v: np.ndarray, gap_m: np.ndarray, temperature_k: np.ndarray,
               table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-site rates (1/s): forward hops (shrink the gap), backward, dissolution."""
@@ -172,7 +184,12 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
         decay_half = np.where(ti > 0.0, np.exp(-0.5 * dt / np.where(ti > 0.0, ti, 1.0)), 0.0)
         r_fwd, r_bwd, r_dis = hop_rates(vc, gap, t_ss + (temp - t_ss) * decay_half, tb)
         g_mid = np.clip(gap + 0.5 * dt * ai * (r_bwd + r_dis - r_fwd), g_min[idx], g_max[idx])
-        vc_mid, current = cell_voltage(volts[idx], g_mid, tb, ratio[idx])
+        if voltage_v != 0.0:
+            # Newton for the midpoint gap starts from the first solve moved along its slope
+            ratio_mid = (np.abs(vc) + cell_voltage_slope(vc, current, gap, tb) * (g_mid - gap)) / abs(voltage_v)
+        else:
+            ratio_mid = ratio[idx]
+        vc_mid, current = cell_voltage(volts[idx], g_mid, tb, ratio_mid)
         t_ss = t_amb[idx] + vc_mid * current * r_th[idx]
         r_fwd, r_bwd, r_dis = hop_rates(vc_mid, g_mid, t_ss + (temp - t_ss) * decay_half, tb)
         temp_new = t_ss + (temp - t_ss) * decay_half * decay_half

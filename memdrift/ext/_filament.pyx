@@ -72,9 +72,11 @@ cdef inline void sinh_cosh(double u, double* s, double* c) noexcept nogil:
 
 
 cdef inline double solve_cell(double volts, double gap, const double* p, double ratio,
-                              double* current) noexcept nogil:
+                              double* current, double* slope) noexcept nogil:
     """V_cell with V = V_cell + I R_s; writes I. Safeguarded Newton on |V|, started
-    from ``ratio``·|V| (the last V_cell/V of the same kind of segment)."""
+    from ``ratio``·|V| (the last V_cell/V of the same kind of segment). ``slope`` (or
+    NULL) receives d|V_cell|/dg = (R_s |I| / g0) / f'(|V_cell|) at the solution (twin:
+    ``cell_voltage_slope``)."""
     cdef double rs = p[C_RS], v0 = p[C_V0], inv_v0 = 1.0 / p[C_V0]
     cdef double pref, sign, target, x, lo = 0.0, hi, f, fp, step, k, kv, sh, ch, u, d
     cdef bint converged = False
@@ -82,6 +84,8 @@ cdef inline double solve_cell(double volts, double gap, const double* p, double 
     if volts == 0.0:
         # zero bias: V_cell = 0 and I = 0 exactly, no exp needed
         current[0] = 0.0
+        if slope != NULL:
+            slope[0] = 0.0
         return 0.0
     pref = p[C_I0] * exp(-gap / p[C_G0])
     sign = 1.0 if volts > 0.0 else -1.0
@@ -117,10 +121,14 @@ cdef inline double solve_cell(double volts, double gap, const double* p, double 
         # sinh(u - d) = sinh u cosh d - cosh u sinh d from the last iterate; d <= 1e-5
         # here (step^2 <= V0 tol |V|), so the series to d^3 is exact in double
         d = step * inv_v0
+        u = sh
         sh = sh * (1.0 + 0.5 * d * d) - ch * d * (1.0 + d * d / 6.0)
+        ch = ch * (1.0 + 0.5 * d * d) - u * d * (1.0 + d * d / 6.0)
     else:
         sinh_cosh(x * inv_v0, &sh, &ch)
     current[0] = sign * pref * sh
+    if slope != NULL:
+        slope[0] = rs * pref * sh / (p[C_G0] * (1.0 + rs * pref * ch * inv_v0))
     return sign * x
 
 
@@ -176,7 +184,7 @@ cdef void segment(double volts, double duration, double* gap, double* temp, doub
     first sub-step, i.e. at the gap and warm start the segment was entered with."""
     cdef double elapsed = 0.0, steps = 0.0, dt, vc, cur, t_ss, fwd, bwd, dis, drift, spread
     cdef double a = p[C_A], m = p[C_M], cap = p[C_CAP], tau = p[C_TAU], temp_new, g
-    cdef double n_fwd, n_bwd, n_dis, hot, decay_half, g_mid, vc_mid, gamma
+    cdef double n_fwd, n_bwd, n_dis, hot, decay_half, g_mid, vc_mid, gamma, dvdg, ratio_mid
     cdef bint last
     cdef Arrhenius th
     th.temp = NAN
@@ -185,7 +193,7 @@ cdef void segment(double volts, double duration, double* gap, double* temp, doub
     if duration <= 0.0:
         return
     while True:
-        vc = solve_cell(volts, gap[0], p, ratio[0], &cur)
+        vc = solve_cell(volts, gap[0], p, ratio[0], &cur, &dvdg)
         if first_current != NULL and steps == 0.0:
             first_current[0] = cur
         if volts != 0.0:
@@ -214,7 +222,11 @@ cdef void segment(double volts, double duration, double* gap, double* temp, doub
             decay_half = 0.0
         rates(vc, gamma, t_ss + (temp[0] - t_ss) * decay_half, p, &th, &fwd, &bwd, &dis)
         g_mid = fmin(fmax(gap[0] + 0.5 * dt * a * (bwd + dis - fwd), p[C_GMIN]), p[C_GMAX])
-        vc_mid = solve_cell(volts, g_mid, p, ratio[0], &cur)
+        # Newton for the midpoint gap starts from the first solve moved along its slope
+        ratio_mid = ratio[0]
+        if volts != 0.0:
+            ratio_mid = (fabs(vc) + dvdg * (g_mid - gap[0])) / fabs(volts)
+        vc_mid = solve_cell(volts, g_mid, p, ratio_mid, &cur, NULL)
         t_ss = p[C_T0] + vc_mid * cur * p[C_RTH]
         gamma = enhancement(g_mid, p) if volts != 0.0 else 0.0
         rates(vc_mid, gamma, t_ss + (temp[0] - t_ss) * decay_half, p, &th, &fwd, &bwd, &dis)
@@ -284,7 +296,7 @@ def run_cycle(const double[:, ::1] segments, double[:, ::1] state, const double[
                     segment(volts, segments[s, 1], &state[i, 0], &state[i, 1], &state[i, 4], &table[i, 0],
                             keys[i], &counters[i], noise, &peak, &en, &state[i, 3], &cur)
                 else:
-                    solve_cell(volts, state[i, 0], &table[i, 0], state[i, 4], &cur)
+                    solve_cell(volts, state[i, 0], &table[i, 0], state[i, 4], &cur, NULL)
                 conductance[i, pulse] = cur / volts
                 gap_out[i, pulse] = state[i, 0]
             else:

@@ -3,7 +3,9 @@
 The equations (DESIGN.md, "Filament model"), per device and sub-step Δt:
 
 * cell voltage from ``V = V_cell + I R_s`` with ``I = I0 exp(-g/g0) sinh(V_cell/V0)``
-  (safeguarded Newton, warm-started from the last sub-step);
+  (safeguarded Newton, warm-started from the last sub-step, the midpoint solve from
+  the sub-step's first solve moved along ``dV_cell/dg``; it stops when the error
+  bound ``step²/(2 V0)`` of the step just taken is below half of ``1e-13 |V|``);
 * field ``E = γ(g) V_cell / t_ox``, ``γ(g) = max(γ0 − β (g / 1 nm)^α, 0)``, and no
   drive below ``F_min``;
 * hopping rates ``r± = ν0 exp(−Ea/kT) exp(±z a E / (2 kT/q))`` and dissolution

@@ -78,7 +78,7 @@ cdef inline double solve_cell(double volts, double gap, const double* p, double 
     NULL) receives d|V_cell|/dg = (R_s |I| / g0) / f'(|V_cell|) at the solution (twin:
     ``cell_voltage_slope``)."""
     cdef double rs = p[C_RS], v0 = p[C_V0], inv_v0 = 1.0 / p[C_V0]
-    cdef double pref, sign, target, x, lo = 0.0, hi, f, fp, step, k, kv, sh, ch, u, d
+    cdef double pref, sign, target, x, lo = 0.0, hi, f, fp, step, k, kv, sh, ch, sh_last, u, d
     cdef bint converged = False
     cdef int it
     if volts == 0.0:
@@ -121,9 +121,9 @@ cdef inline double solve_cell(double volts, double gap, const double* p, double 
         # sinh(u - d) = sinh u cosh d - cosh u sinh d from the last iterate; d <= 1e-5
         # here (step^2 <= V0 tol |V|), so the series to d^3 is exact in double
         d = step * inv_v0
-        u = sh
+        sh_last = sh
         sh = sh * (1.0 + 0.5 * d * d) - ch * d * (1.0 + d * d / 6.0)
-        ch = ch * (1.0 + 0.5 * d * d) - u * d * (1.0 + d * d / 6.0)
+        ch = ch * (1.0 + 0.5 * d * d) - sh_last * d * (1.0 + d * d / 6.0)
     else:
         sinh_cosh(x * inv_v0, &sh, &ch)
     current[0] = sign * pref * sh

@@ -188,6 +188,8 @@ cdef void segment(double volts, double duration, double* gap, double* temp, doub
     cdef bint last
     cdef Arrhenius th
     th.temp = NAN
+    th.base = 0.0
+    th.dis = 0.0
     peak[0] = temp[0]
     energy[0] = 0.0
     if duration <= 0.0:

@@ -90,12 +90,29 @@ def test_linear_range_rejects_a_curve_without_one():
 @pytest.mark.parametrize("n", [32, 128, 512])
 @pytest.mark.parametrize("nu_n", [-2.0, 0.0, 0.16, 3.0])
 def test_nu_recovered_from_exact_curves(n, nu_n):
+    # end-matched indexing (n_j = 0 … N-1, n = N-1) meets the end points, so ν itself comes back
     nu = nu_n / (n - 1)
     n_j = np.arange(n)
     r_p = 740.0 + 140.0 * m.eqn2_potentiation(n_j, nu, n - 1)
     r_d = 740.0 + 140.0 * m.eqn3_depression(n_j, nu, n - 1)
-    assert m.fit_nonlinearity(r_p, "potentiation") == pytest.approx(nu, rel=1e-6, abs=1e-9 / n)
-    assert m.fit_nonlinearity(r_d, "depression") == pytest.approx(nu, rel=1e-6, abs=1e-9 / n)
+    assert m.fit_nonlinearity(r_p, "potentiation", indexing="end-matched") == pytest.approx(nu, rel=1e-6, abs=1e-9 / n)
+    assert m.fit_nonlinearity(r_d, "depression", indexing="end-matched") == pytest.approx(nu, rel=1e-6, abs=1e-9 / n)
+    # the paper's indexing reads a curve bending the same way with the same sign
+    if nu_n:
+        assert np.sign(m.fit_nonlinearity(r_p, "potentiation")) == np.sign(nu)
+
+
+@pytest.mark.parametrize(("n", "paper_p", "paper_d"), [(32, 4.95e-3, 4.91e-3), (128, 3.10e-4, 3.10e-4),
+                                                       (512, 1.91e-5, 1.93e-5)])
+def test_nu_of_a_straight_staircase_is_the_papers_floor(n, paper_p, paper_d):
+    """A perfectly linear staircase of n levels, fitted with the paper's indexing, gives the paper's ν."""
+    staircase = np.linspace(880.0, 740.0, n)
+    assert m.fit_nonlinearity(staircase, "potentiation") == pytest.approx(paper_p, rel=0.02)
+    assert m.fit_nonlinearity(staircase[::-1], "depression") == pytest.approx(paper_d, rel=0.02)
+    # the curvature alone is zero
+    assert abs(m.fit_nonlinearity(staircase, "potentiation", indexing="end-matched")) < 1e-9
+    with pytest.raises(MemdriftError, match="indexing"):
+        m.fit_nonlinearity(staircase, "potentiation", indexing="zero-based")
 
 
 def test_nu_recovered_from_noisy_curve_within_five_percent():
@@ -104,7 +121,7 @@ def test_nu_recovered_from_noisy_curve_within_five_percent():
     nu = 2.0 / (n - 1)
     rng = np.random.default_rng(3)
     y = m.eqn2_potentiation(np.arange(n), nu, n - 1) + rng.normal(0, 0.005, n)
-    assert m.fit_nonlinearity(740 + 140 * y, "potentiation") == pytest.approx(nu, rel=0.05)
+    assert m.fit_nonlinearity(740 + 140 * y, "potentiation", indexing="end-matched") == pytest.approx(nu, rel=0.05)
 
 
 def test_nu_equations_end_points():
@@ -128,22 +145,36 @@ def test_segmentation_of_a_trace_with_a_known_jump():
     seg = m.segment_levels(trace, 51)          # levels 0, 1, …, 50
     np.testing.assert_array_equal(seg.targets, np.arange(51.0))
     assert seg.actual[25] == 25 and seg.actual[27] == 25 and seg.actual[28] == 30
-    u = m.normalised_level_offsets(seg.actual, seg.targets)
-    assert u[28] == 2.0 and u[29] == 1.0 and u[27] == -2.0
-    assert m.skipped_levels(u) == 1            # only level 28 lands beyond the next level
+    np.testing.assert_array_equal(seg.offset[25:31], [0.0, -1.0, -2.0, 2.0, 1.0, 0.0])
+    # the jump from 25 to 30 leaves 26 … 29 with no reading within half a spacing: four levels lost
+    np.testing.assert_array_equal(np.flatnonzero(seg.unoccupied), [26, 27, 28, 29])
+    assert m.skipped_levels(seg.offset) == 4
     # events: all pulses are accounted for, unoccupied levels get none
     assert seg.events.sum() == trace.size - 1
     assert seg.occupied == trace.size
     # coarse levels (every 5) are all reachable: no skips
     coarse = m.segment_levels(trace, 11)
-    assert m.skipped_levels(m.normalised_level_offsets(coarse.actual, coarse.targets)) == 0
+    assert m.skipped_levels(coarse.offset) == 0
 
 
 def test_segmentation_follows_a_falling_trace():
     trace = jump_trace()[::-1] + 740.0        # potentiation: resistance falls
     seg = m.segment_levels(trace, 51)
     assert seg.targets[0] == 790.0 and seg.targets[-1] == 740.0
-    assert m.skipped_levels(m.normalised_level_offsets(seg.actual, seg.targets)) == 1
+    assert m.skipped_levels(seg.offset) == 4
+    # offsets are signed along the direction of travel: short of the target (769, nearest reading 770)
+    # is negative, beyond it (766, nearest 765) positive, as on the rising trace
+    assert seg.targets[21] == 769.0 and seg.offset[21] == -1.0
+    assert seg.targets[24] == 766.0 and seg.offset[24] == 1.0
+
+
+def test_common_targets_across_processes():
+    rising = jump_trace()
+    segs = m.segment_processes([rising, rising + 0.2, np.full(5, 3.0), rising[:30]], 51)
+    assert segs[2] is None                       # a process that does not move
+    np.testing.assert_array_equal(segs[0].targets, segs[1].targets)
+    np.testing.assert_array_equal(segs[0].targets, segs[3].targets)   # the median range, not its own
+    assert m.skipped_levels(np.array([s.offset for s in segs if s is not None])) >= 4
 
 
 def test_skipped_levels_reads_the_cpd_at_80_percent():

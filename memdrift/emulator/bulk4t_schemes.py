@@ -26,6 +26,7 @@ from memdrift import __version__
 from memdrift.data.schema import BRANCH, annotate, netcdf_attrs
 from memdrift.emulator import bulk4t as b
 from memdrift.emulator.pulses import DEPRESSION, POTENTIATION
+from memdrift.emulator.segmentation import segment_processes, skipped_mask
 from memdrift.errors import MemdriftError, check_range, field_error
 
 SCHEMES = ("identical", "dr-map", "ffp", "ffp-segmentation", "retention")
@@ -311,60 +312,6 @@ def _ffp_in_kernel(dev: Bulk4TDevices, vw: np.ndarray, r_grid: np.ndarray, sign:
     return r_now, events.astype(np.int64)
 
 
-def segment(r_ff: np.ndarray, levels: int) -> dict[str, np.ndarray]:
-    """The paper's multilevel segmentation of one FFP trace into ``levels`` levels.
-
-    Targets r_i are spaced evenly from the trace's first to its last reading, m_j = argmin |R_FF - r_ij|,
-    r_aj = R_FF[m_j]; the events m_j + 1 .. m_j+1 form the j-th grouped pulse.
-
-    ``offset`` is r_aj - r_ij in units of the level spacing (positive in the direction the trace runs):
-    within +-1/2 when some event landed in level j's window, beyond it when one event carried the device
-    across the whole window, i.e. level j was skipped (no event lies nearer to it than to a neighbour).
-    ``normalised`` is the step r_a,j+1 - r_aj in spacing units (about 1, but 2 events of a size just
-    under the spacing make a step near 2 without skipping anything: it is not a skip measure).
-    """
-    r = np.asarray(r_ff, dtype=float)
-    r = r[np.isfinite(r)]
-    if r.size < 2:
-        raise MemdriftError("r_ff has fewer than 2 finite events; allowed: a trace of at least 2 events")
-    levels = int(levels)
-    if levels < 2:
-        raise field_error("levels", levels, ">= 2")
-    targets = np.linspace(r[0], r[-1], levels)
-    m = np.abs(r[None, :] - targets[:, None]).argmin(axis=1)
-    # the trace runs one way: a level's index cannot precede the previous one
-    m = np.maximum.accumulate(m)
-    ra = r[m]
-    step = targets[1] - targets[0]
-    normalised = np.diff(ra) / step if step != 0 else np.zeros(levels - 1)
-    offset = (ra - targets) / step if step != 0 else np.zeros(levels)
-    return {"targets": targets, "index": m, "levels": ra, "normalised": normalised, "offset": offset}
-
-
-#: |offset| beyond which a level counts as skipped: its nearest reading is nearer to a neighbouring level.
-SKIP_OFFSET = 0.5
-
-
-def skipped_mask(offsets: np.ndarray, cpd: float = 0.8) -> np.ndarray:
-    """Per level: prone to be skipped, i.e. |offset| at the given CPD over repeats (rows) beyond 1/2.
-
-    The paper counts levels whose normalised resistance level exceeds 1 at CPD 80 % over repeated
-    programming. On one argmin-segmented trace the honest equivalent is occupancy: a level is skipped when
-    no event lands within half a spacing of it, which happens exactly when a single event's |dR| carried the
-    device across the level's window. Reading the CPD over devices (or cycles) keeps the paper's "prone to":
-    a level counts when more than 1 - ``cpd`` of the repeats skipped it.
-    """
-    if not 0 < cpd < 1:
-        raise field_error("cpd", cpd, "(0, 1)")
-    x = np.abs(np.atleast_2d(np.asarray(offsets, dtype=float)))
-    return np.nanquantile(x, cpd, axis=0) > SKIP_OFFSET
-
-
-def skipped_levels(offsets: np.ndarray, cpd: float = 0.8) -> int:
-    """Number of levels prone to be skipped (see :func:`skipped_mask`); ``offsets`` from :func:`segment`."""
-    return int(np.sum(skipped_mask(offsets, cpd)))
-
-
 def run_retention(dev: Bulk4TDevices, temperatures_k=(300.0, 350.0, 400.0, 450.0), times_s=None, *,
                   hrs_ohm: float, lrs_ohm: float, init_amplitude_v: float = 6.0) -> dict[str, np.ndarray]:
     """From LRS, zero bias at each temperature; R read (at the ambient) at log-spaced times."""
@@ -433,7 +380,9 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
     ffp / ffp-segmentation: ``ffp_width_s`` (0.8 s), ``window_ohm`` ((0.1, 0.3)), ``max_events``,
     ``map_amplitudes_v``, ``map_pulses``, ``levels`` ((32, 128, 512)), ``target_ohm`` (|dR| aimed at, 0.28: the paper's
     140 ohm in 494 events is 0.28 ohm per event),
-    ``snapshot_events`` (0-based event indices whose vacancy and temperature maps are kept).
+    ``snapshot_events`` (0-based event indices whose vacancy and temperature maps are kept),
+    ``map_joule_heating`` (heating multiplier of the films the dR map is measured on, default: the same films;
+    with ``joule_heating`` it replays the table of the heated film on a film whose heating is changed).
     retention: ``temperatures_k``, ``times_s``.
     """
     params, name, calibration = _resolve(preset)
@@ -484,7 +433,16 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
         target = check_range("target_ohm", opts.pop("target_ohm", 0.28), window[0], window[1], unit="ohm")
         levels = tuple(int(x) for x in np.atleast_1d(opts.pop("levels", (32, 128, 512))))
         # calibration on the same devices (the paper maps each device before running FFP on it)
-        ident = run_identical(dev, map_amps, 2.0, map_pulses, progress=progress, **init)
+        map_dev = dev
+        if "map_joule_heating" in opts:
+            # a what-if: the table a lab measured on the real (heated) film, replayed on the film with the
+            # heating changed; the same seed draws the same devices
+            map_heating = check_range("map_joule_heating", opts.pop("map_joule_heating"), 0.0, 1.0, unit="")
+            map_dev = Bulk4TDevices(params.replace(joule_heating=float(map_heating)), devices, seed=seed,
+                                    threads=threads, backend=backend, deterministic=deterministic)
+            map_dev.condition(conditioning, init["init_amplitude_v"])
+            attrs_extra["map_joule_heating"] = float(map_heating)
+        ident = run_identical(map_dev, map_amps, 2.0, map_pulses, progress=progress, **init)
         m = build_dr_map(ident, ffp_width_s=width, map_width_s=2.0, target_ohm=target)
         snaps = tuple(int(e) for e in np.atleast_1d(opts.pop("snapshot_events", ())))
         _no_leftovers(opts)
@@ -564,6 +522,7 @@ def _map_vars(m: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def _segmentation_vars(resistance: np.ndarray, levels: tuple[int, ...]) -> dict[str, Any]:
+    """Segmented levels, offsets and skips per level count; the devices' traces of a branch share targets."""
     out: dict[str, Any] = {}
     d = resistance.shape[0]
     for n in levels:
@@ -572,10 +531,9 @@ def _segmentation_vars(resistance: np.ndarray, levels: tuple[int, ...]) -> dict[
         reached = np.full((d, 2, n), np.nan)
         offsets = np.full((d, 2, n), np.nan)
         for c in range(2):
-            for i in range(d):
-                seg = segment(resistance[i, c], n)
-                reached[i, c] = seg["levels"]
-                offsets[i, c] = seg["offset"]
+            for i, seg in enumerate(segment_processes(resistance[:, c], n)):
+                if seg is not None:
+                    reached[i, c], offsets[i, c] = seg.actual, seg.offset
             mask = skipped_mask(offsets[:, c])
             where[c] = mask
             skipped[c] = int(mask.sum())

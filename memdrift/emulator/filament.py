@@ -3,7 +3,9 @@
 The equations (DESIGN.md, "Filament model"), per device and sub-step Δt:
 
 * cell voltage from ``V = V_cell + I R_s`` with ``I = I0 exp(-g/g0) sinh(V_cell/V0)``
-  (safeguarded Newton, warm-started from the last sub-step);
+  (safeguarded Newton, warm-started from the last sub-step, the midpoint solve from
+  the sub-step's first solve moved along ``dV_cell/dg``; it stops when the error
+  bound ``step²/(2 V0)`` of the step just taken is below half of ``1e-13 |V|``);
 * field ``E = γ(g) V_cell / t_ox``, ``γ(g) = max(γ0 − β (g / 1 nm)^α, 0)``, and no
   drive below ``F_min``;
 * hopping rates ``r± = ν0 exp(−Ea/kT) exp(±z a E / (2 kT/q))`` and dissolution
@@ -92,7 +94,8 @@ def cell_voltage(voltage_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray,
         f = xa + k[idx] * np.sinh(u) - target[idx]
         fp = 1.0 + k[idx] * np.cosh(u) / v0[idx]
         step = f / fp
-        done = np.abs(step) <= NEWTON_RTOL * target[idx]
+        # error after this step <= step^2 f''/(2 f') < step^2 / (2 V0): stop when below tol/2
+        done = step * step <= v0[idx] * NEWTON_RTOL * target[idx]
         lo_a = np.where(f <= 0.0, xa, lo[idx])
         hi_a = np.where(f > 0.0, xa, hi[idx])
         xn = xa - step
@@ -101,6 +104,18 @@ def cell_voltage(voltage_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray,
         active[idx[done]] = False
     current = prefactor * np.sinh(x / v0)
     return sign * x, sign * current
+
+
+def cell_voltage_slope(cell_v: np.ndarray, current_a: np.ndarray, gap_m: np.ndarray,
+                       table: np.ndarray) -> np.ndarray:
+    """d|V_cell|/dg at a solution of ``V = V_cell + I R_s`` (fixed V): from
+    ``x + k(g) sinh(x/V0) = |V|`` with ``k = R_s I0 exp(-g/g0)``, ``x' = (R_s |I| / g0) / f'(x)``.
+    Predicts the midpoint solve's start from the sub-step's first solve."""
+    rs = table[:, COL["series_resistance_ohm"]]
+    v0 = table[:, COL["tunnel_voltage_v"]]
+    g0 = table[:, COL["tunnel_length_m"]]
+    k = rs * table[:, COL["tunnel_current_a"]] * np.exp(-gap_m / g0)
+    return rs * np.abs(current_a) / (g0 * (1.0 + k * np.cosh(np.abs(cell_v) / v0) / v0))
 
 
 def hop_rates(cell_v: np.ndarray, gap_m: np.ndarray, temperature_k: np.ndarray,
@@ -171,7 +186,12 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
         decay_half = np.where(ti > 0.0, np.exp(-0.5 * dt / np.where(ti > 0.0, ti, 1.0)), 0.0)
         r_fwd, r_bwd, r_dis = hop_rates(vc, gap, t_ss + (temp - t_ss) * decay_half, tb)
         g_mid = np.clip(gap + 0.5 * dt * ai * (r_bwd + r_dis - r_fwd), g_min[idx], g_max[idx])
-        vc_mid, current = cell_voltage(volts[idx], g_mid, tb, ratio[idx])
+        if voltage_v != 0.0:
+            # Newton for the midpoint gap starts from the first solve moved along its slope
+            ratio_mid = (np.abs(vc) + cell_voltage_slope(vc, current, gap, tb) * (g_mid - gap)) / abs(voltage_v)
+        else:
+            ratio_mid = ratio[idx]
+        vc_mid, current = cell_voltage(volts[idx], g_mid, tb, ratio_mid)
         t_ss = t_amb[idx] + vc_mid * current * r_th[idx]
         r_fwd, r_bwd, r_dis = hop_rates(vc_mid, g_mid, t_ss + (temp - t_ss) * decay_half, tb)
         temp_new = t_ss + (temp - t_ss) * decay_half * decay_half

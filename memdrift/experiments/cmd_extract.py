@@ -81,6 +81,7 @@ def summary(record: dict) -> str:
     for n, v in (record.get("nu") or {}).items():
         sk = (record.get("skipped_levels") or {}).get(n) or {}
         rows.append((f"n={n}: ν_p / ν_d", f"{num(v.get('p'))} / {num(v.get('d'))}"))
+        rows.append((f"n={n}: ν_p / ν_d end-matched", f"{num(v.get('p_end_matched'))} / {num(v.get('d_end_matched'))}"))
         rows.append((f"n={n}: skipped p / d", f"{num(sk.get('potentiation'), fmt='{:.0f}')} / "
                                               f"{num(sk.get('depression'), fmt='{:.0f}')}"))
     width = max(len(k) for k, _ in rows)

@@ -219,7 +219,7 @@ def tio2x_ffp(out_dir: Path, *, devices: int = 1, seed: int = 0, threads: int = 
 def _plot_ffp(ds: xr.Dataset, levels: tuple[int, ...], path: Path) -> Path:
     """ΔR-vs-R map per amplitude, the FFP trace of device 0, its segmentation at the largest n and the CPDs
     of the reached-minus-target level offsets for every n."""
-    from memdrift.emulator.bulk4t_schemes import SKIP_OFFSET, segment
+    from memdrift.emulator.segmentation import SKIP_OFFSET, segment_levels
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.2), constrained_layout=True)
@@ -238,9 +238,9 @@ def _plot_ffp(ds: xr.Dataset, levels: tuple[int, ...], path: Path) -> Path:
     n_max = max(levels) if levels else 32
     for c, colour in enumerate(("tab:red", "tab:blue")):
         r = ds["resistance"].isel(device=0, cycle=c).values
-        seg = segment(r, min(n_max, 64))
-        ax_seg.step(np.arange(seg["levels"].size), seg["levels"], where="post", color=colour, lw=0.8)
-        ax_seg.plot(np.arange(seg["targets"].size), seg["targets"], ".", color=colour, ms=2)
+        seg = segment_levels(r, min(n_max, 64))
+        ax_seg.step(np.arange(seg.actual.size), seg.actual, where="post", color=colour, lw=0.8)
+        ax_seg.plot(np.arange(seg.targets.size), seg.targets, ".", color=colour, ms=2)
     ax_seg.set(xlabel="level", ylabel="R13 (Ω)", title=f"segmentation (n = {min(n_max, 64)} shown)")
     for n in levels:
         # the offsets the scheme stored (the skip count's own measure), not a second segmentation

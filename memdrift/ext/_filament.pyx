@@ -9,7 +9,7 @@ bit-identical for any thread count.
 """
 
 from cython.parallel cimport prange
-from libc.math cimport exp, fabs, sinh, cosh, sqrt, log, floor, pow, fmax, fmin, lgamma
+from libc.math cimport NAN, exp, fabs, sinh, cosh, sqrt, log, floor, pow, fmax, fmin, lgamma
 from libc.stdint cimport uint64_t
 import numpy as np
 
@@ -56,28 +56,59 @@ def n_columns():
     return N_COLUMNS
 
 
+cdef inline void sinh_cosh(double u, double* s, double* c) noexcept nogil:
+    """sinh(u) and cosh(u) for u >= 0 from one exp: libm's sinh and cosh each cost an
+    expm1. Below u = 0.5 the difference e - 1/e would lose digits, so libm is used there
+    (the Newton iterates of this model sit at u = V_cell/V0 of a few to a few tens)."""
+    cdef double e, r
+    if u < 0.5:
+        s[0] = sinh(u)
+        c[0] = cosh(u)
+        return
+    e = exp(u)
+    r = 1.0 / e
+    s[0] = 0.5 * (e - r)
+    c[0] = 0.5 * (e + r)
+
+
 cdef inline double solve_cell(double volts, double gap, const double* p, double ratio,
-                              double* current) noexcept nogil:
+                              double* current, double* slope) noexcept nogil:
     """V_cell with V = V_cell + I R_s; writes I. Safeguarded Newton on |V|, started
-    from ``ratio``·|V| (the last V_cell/V of the same kind of segment)."""
-    cdef double rs = p[C_RS], v0 = p[C_V0]
-    cdef double pref = p[C_I0] * exp(-gap / p[C_G0])
-    cdef double sign = 1.0 if volts > 0.0 else (-1.0 if volts < 0.0 else 0.0)
-    cdef double target = fabs(volts)
-    cdef double x = fmin(fmax(ratio, 0.0), 1.0) * target
-    cdef double lo = 0.0, hi = target, f, fp, step, u, k
+    from ``ratio``·|V| (the last V_cell/V of the same kind of segment). ``slope`` (or
+    NULL) receives d|V_cell|/dg = (R_s |I| / g0) / f'(|V_cell|) at the solution (twin:
+    ``cell_voltage_slope``)."""
+    cdef double rs = p[C_RS], v0 = p[C_V0], inv_v0 = 1.0 / p[C_V0]
+    cdef double pref, sign, target, x, lo = 0.0, hi, f, fp, step, k, kv, sh, ch, sh_last, u, d
+    cdef bint converged = False
     cdef int it
+    if volts == 0.0:
+        # zero bias: V_cell = 0 and I = 0 exactly, no exp needed
+        current[0] = 0.0
+        if slope != NULL:
+            slope[0] = 0.0
+        return 0.0
+    pref = p[C_I0] * exp(-gap / p[C_G0])
+    sign = 1.0 if volts > 0.0 else -1.0
+    target = fabs(volts)
+    hi = target
+    x = fmin(fmax(ratio, 0.0), 1.0) * target
     if rs == 0.0:
         x = target
-    elif target > 0.0:
+    else:
         k = rs * pref
+        kv = k * inv_v0
         for it in range(NEWTON_MAX_ITER):
-            u = x / v0
-            f = x + k * sinh(u) - target
-            fp = 1.0 + k * cosh(u) / v0
+            u = x * inv_v0
+            sinh_cosh(u, &sh, &ch)
+            f = x + k * sh - target
+            fp = 1.0 + kv * ch
             step = f / fp
-            if fabs(step) <= NEWTON_RTOL * target:
+            # after this step the error is at most step^2 f''/(2 f') < step^2 / (2 V0)
+            # (f'' / f' = (k/V0^2) sinh / (1 + (k/V0) cosh) < 1/V0), so stop once that
+            # is below half the tolerance instead of taking one more step to see it
+            if step * step <= v0 * NEWTON_RTOL * target:
                 x = x - step
+                converged = u >= 0.5
                 break
             if f <= 0.0:
                 lo = x
@@ -86,43 +117,94 @@ cdef inline double solve_cell(double volts, double gap, const double* p, double 
             x = x - step
             if x <= lo or x >= hi:
                 x = 0.5 * (lo + hi)
-    current[0] = sign * pref * sinh(x / v0)
+    if converged:
+        # sinh(u - d) = sinh u cosh d - cosh u sinh d from the last iterate; d <= 1e-5
+        # here (step^2 <= V0 tol |V|), so the series to d^3 is exact in double
+        d = step * inv_v0
+        sh_last = sh
+        sh = sh * (1.0 + 0.5 * d * d) - ch * d * (1.0 + d * d / 6.0)
+        ch = ch * (1.0 + 0.5 * d * d) - sh_last * d * (1.0 + d * d / 6.0)
+    else:
+        sinh_cosh(x * inv_v0, &sh, &ch)
+    current[0] = sign * pref * sh
+    if slope != NULL:
+        slope[0] = rs * pref * sh / (p[C_G0] * (1.0 + rs * pref * ch * inv_v0))
     return sign * x
 
 
-cdef inline void rates(double vc, double gap, double temp, const double* p,
+cdef struct Arrhenius:
+    # exp(-Ea/kT) factors of the last temperature seen (NaN: none yet)
+    double temp
+    double base
+    double dis
+
+
+cdef inline void arrhenius(double temp, const double* p, Arrhenius* th) noexcept nogil:
+    """ν0 exp(−Ea/kT) and ν_r exp(−Ea_r/kT), recomputed only when T changed (the
+    step-size and midpoint rates often share T, e.g. in reads and relaxed gaps)."""
+    cdef double kt
+    if temp == th.temp:
+        return
+    kt = BOLTZMANN_EV * temp
+    th.temp = temp
+    th.base = p[C_NU0] * exp(-p[C_EA] / kt)
+    th.dis = p[C_NUR] * exp(-p[C_EAR] / kt)
+
+
+cdef inline double enhancement(double gap, const double* p) noexcept nogil:
+    """γ(g) = max(γ0 − β (g / 1 nm)^α, 0); no pow() when β = 0."""
+    if p[C_BETA] == 0.0:
+        return fmax(p[C_GAMMA0], 0.0)
+    return fmax(p[C_GAMMA0] - p[C_BETA] * pow(gap / 1e-9, p[C_ALPHA]), 0.0)
+
+
+cdef inline void rates(double vc, double gamma, double temp, const double* p, Arrhenius* th,
                        double* fwd, double* bwd, double* dis) noexcept nogil:
-    cdef double gamma = fmax(p[C_GAMMA0] - p[C_BETA] * pow(gap / 1e-9, p[C_ALPHA]), 0.0)
+    """Hop rates at cell voltage ``vc``, field enhancement ``gamma`` = γ(g) and ``temp``."""
     cdef double field = gamma * vc / p[C_TOX]
-    cdef double kt = BOLTZMANN_EV * temp
-    cdef double base, tilt
+    cdef double tilt
     if fabs(field) < p[C_FMIN]:
         field = 0.0
-    base = p[C_NU0] * exp(-p[C_EA] / kt)
-    tilt = exp(p[C_Z] * p[C_A] * field / (2.0 * kt))
-    fwd[0] = base * tilt
-    bwd[0] = base / tilt
-    dis[0] = p[C_NUR] * exp(-p[C_EAR] / kt)
+    arrhenius(temp, p, th)
+    if field == 0.0:
+        # exp(0) = 1: zero bias (idle gaps) needs no tilt
+        fwd[0] = th.base
+        bwd[0] = th.base
+    else:
+        tilt = exp(p[C_Z] * p[C_A] * field / (2.0 * BOLTZMANN_EV * temp))
+        fwd[0] = th.base * tilt
+        bwd[0] = th.base / tilt
+    dis[0] = th.dis
 
 
 cdef void segment(double volts, double duration, double* gap, double* temp, double* ratio,
                   const double* p, uint64_t key, uint64_t* counter, int noise,
-                  double* peak, double* energy, double* substeps) noexcept nogil:
+                  double* peak, double* energy, double* substeps, double* first_current) noexcept nogil:
+    """One constant-voltage segment; ``first_current`` (or NULL) receives I of the
+    first sub-step, i.e. at the gap and warm start the segment was entered with."""
     cdef double elapsed = 0.0, steps = 0.0, dt, vc, cur, t_ss, fwd, bwd, dis, drift, spread
     cdef double a = p[C_A], m = p[C_M], cap = p[C_CAP], tau = p[C_TAU], temp_new, g
-    cdef double n_fwd, n_bwd, n_dis, hot, decay_half, g_mid, vc_mid
+    cdef double n_fwd, n_bwd, n_dis, hot, decay_half, g_mid, vc_mid, gamma, dvdg, ratio_mid
     cdef bint last
+    cdef Arrhenius th
+    th.temp = NAN
+    th.base = 0.0
+    th.dis = 0.0
     peak[0] = temp[0]
     energy[0] = 0.0
     if duration <= 0.0:
         return
     while True:
-        vc = solve_cell(volts, gap[0], p, ratio[0], &cur)
+        vc = solve_cell(volts, gap[0], p, ratio[0], &cur, &dvdg)
+        if first_current != NULL and steps == 0.0:
+            first_current[0] = cur
         if volts != 0.0:
             ratio[0] = vc / volts
         t_ss = p[C_T0] + vc * cur * p[C_RTH]
         hot = fmax(temp[0], t_ss)
-        rates(vc, gap[0], hot, p, &fwd, &bwd, &dis)
+        # γ(g) only matters under bias (the field is γ V_cell / t_ox, and V_cell = 0 at V = 0)
+        gamma = enhancement(gap[0], p) if volts != 0.0 else 0.0
+        rates(vc, gamma, hot, p, &th, &fwd, &bwd, &dis)
         drift = a * fabs(bwd + dis - fwd)
         spread = a * a * (fwd + bwd + dis) / m
         dt = duration - elapsed
@@ -135,15 +217,21 @@ cdef void segment(double volts, double duration, double* gap, double* temp, doub
             dt = duration - elapsed
         # Midpoint tau-leap: rates at the state half a step ahead (second order in the
         # mean), with the temperature relaxed exactly towards the steady state.
-        if tau > 0.0:
+        if tau > 0.0 and 0.5 * dt < 750.0 * tau:
             decay_half = exp(-0.5 * dt / tau)
         else:
+            # exp(-750) underflows to exactly 0 (reads are ~800 time constants long)
             decay_half = 0.0
-        rates(vc, gap[0], t_ss + (temp[0] - t_ss) * decay_half, p, &fwd, &bwd, &dis)
+        rates(vc, gamma, t_ss + (temp[0] - t_ss) * decay_half, p, &th, &fwd, &bwd, &dis)
         g_mid = fmin(fmax(gap[0] + 0.5 * dt * a * (bwd + dis - fwd), p[C_GMIN]), p[C_GMAX])
-        vc_mid = solve_cell(volts, g_mid, p, ratio[0], &cur)
+        # Newton for the midpoint gap starts from the first solve moved along its slope
+        ratio_mid = ratio[0]
+        if volts != 0.0:
+            ratio_mid = (fabs(vc) + dvdg * (g_mid - gap[0])) / fabs(volts)
+        vc_mid = solve_cell(volts, g_mid, p, ratio_mid, &cur, NULL)
         t_ss = p[C_T0] + vc_mid * cur * p[C_RTH]
-        rates(vc_mid, g_mid, t_ss + (temp[0] - t_ss) * decay_half, p, &fwd, &bwd, &dis)
+        gamma = enhancement(g_mid, p) if volts != 0.0 else 0.0
+        rates(vc_mid, gamma, t_ss + (temp[0] - t_ss) * decay_half, p, &th, &fwd, &bwd, &dis)
         temp_new = t_ss + (temp[0] - t_ss) * decay_half * decay_half
         if noise:
             n_fwd = poisson(m * fwd * dt, key, counter)
@@ -200,15 +288,19 @@ def run_cycle(const double[:, ::1] segments, double[:, ::1] state, const double[
             if kind == K_PULSE:
                 pulse = pulse + 1
                 segment(volts, segments[s, 1], &state[i, 0], &state[i, 1], &state[i, 2], &table[i, 0],
-                        keys[i], &counters[i], noise, &peak, &en, &state[i, 3])
+                        keys[i], &counters[i], noise, &peak, &en, &state[i, 3], NULL)
                 temperature_peak[i, pulse] = peak
                 energy[i, pulse] = en
             elif kind == K_READ:
-                solve_cell(volts, state[i, 0], &table[i, 0], state[i, 4], &cur)
+                # the read's first sub-step solves the cell at the same gap from the same
+                # warm start as the instrument's reading, so its current is the reading
+                if segments[s, 1] > 0.0:
+                    segment(volts, segments[s, 1], &state[i, 0], &state[i, 1], &state[i, 4], &table[i, 0],
+                            keys[i], &counters[i], noise, &peak, &en, &state[i, 3], &cur)
+                else:
+                    solve_cell(volts, state[i, 0], &table[i, 0], state[i, 4], &cur, NULL)
                 conductance[i, pulse] = cur / volts
-                segment(volts, segments[s, 1], &state[i, 0], &state[i, 1], &state[i, 4], &table[i, 0],
-                        keys[i], &counters[i], noise, &peak, &en, &state[i, 3])
                 gap_out[i, pulse] = state[i, 0]
             else:
                 segment(0.0, segments[s, 1], &state[i, 0], &state[i, 1], &state[i, 2], &table[i, 0],
-                        keys[i], &counters[i], noise, &peak, &en, &state[i, 3])
+                        keys[i], &counters[i], noise, &peak, &en, &state[i, 3], NULL)

@@ -6,8 +6,17 @@ so a device's draws depend on its key and counter only — never on the thread
 that computes it or on how devices are chunked.
 """
 
-from libc.math cimport exp, log, sqrt, fabs, floor, lgamma
+from libc.math cimport exp, log, sqrt, fabs, floor
 from libc.stdint cimport uint64_t
+
+cdef extern from *:
+    # lgamma() stores the sign in the global `signgam`, a shared cache line written by
+    # every thread in the PTRS slow path; lgamma_r (same value, in glibc's libm since
+    # forever, declared here because -std=c11 hides it) keeps the sign local.
+    """
+    double lgamma_r(double, int *);
+    """
+    double lgamma_r(double x, int* sign) noexcept nogil
 
 
 cdef inline uint64_t splitmix64(uint64_t x) noexcept nogil:
@@ -27,12 +36,18 @@ cdef inline double next_uniform(uint64_t key, uint64_t* counter) noexcept nogil:
 cdef inline double poisson(double lam, uint64_t key, uint64_t* counter) noexcept nogil:
     """Poisson variate: inversion for small means, Hörmann's PTRS above 10."""
     cdef double u, v, us, k, prod, limit, slam, loglam, a, b, invalpha, vr
+    cdef int gamma_sign
     if lam <= 0.0:
         return 0.0
     if lam < 10.0:
         # multiplication method: count uniforms until their product drops below e^-lam
-        limit = exp(-lam)
         prod = next_uniform(key, counter)
+        # e^-lam >= 1 - lam, and 1e-15 covers the rounding of both sides, so a first
+        # uniform below this gives k = 0 exactly as the comparison with exp(-lam)
+        # would; saves the exp for the tiny means of reads and idle gaps.
+        if prod <= (1.0 - lam) - 1e-15:
+            return 0.0
+        limit = exp(-lam)
         k = 0.0
         while prod > limit:
             prod *= next_uniform(key, counter)
@@ -57,5 +72,5 @@ cdef inline double poisson(double lam, uint64_t key, uint64_t* counter) noexcept
         if invalpha == 0.0:
             loglam = log(lam)
             invalpha = 1.1239 + 1.1328 / (b - 3.4)
-        if (log(v) + log(invalpha) - log(a / (us * us) + b)) <= (-lam + k * loglam - lgamma(k + 1.0)):
+        if (log(v) + log(invalpha) - log(a / (us * us) + b)) <= (-lam + k * loglam - lgamma_r(k + 1.0, &gamma_sign)):
             return k

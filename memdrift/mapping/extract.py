@@ -15,7 +15,9 @@ differential_bins         reliable G+ − G− bins (BW > 2σ), fewer of the two
 linear_r2                 {potentiation, depression}: R² of the linear-range fit
 linear_fit                per branch: slope (S/pulse), intercept (S), range
 symmetry                  |slope_d| / |slope_p|
-nu                        {"<n>": {p, d, p_std, d_std, processes}} eqns 2-3
+nu                        {"<n>": {p, d, p_std, d_std, p_processes, d_processes, p_end_matched,
+                          d_end_matched}} eqns 2-3, paper indexing (``metrics.fit_nonlinearity``);
+                          ``*_end_matched``: the curvature alone
 pearson                   mean cycle-to-cycle Pearson (eqn 1), both branches
 program_error_t           {"<n>": {conductance, loc, scale, df, branch}} per level, S
 skipped_levels            {"<n>": {potentiation, depression}} at CPD 80 %
@@ -168,23 +170,19 @@ def _segmentation(traces: np.ndarray, branch: str, n_levels: int, notes: list[st
     if not clean:
         notes.append(f"{branch}, n={n_levels}: no trace with 3 or more distinct reads; no segmentation")
         return {}
-    nus = [metrics.fit_nonlinearity(metrics.segment_levels(t, n_levels).actual, branch) for t in clean]
-    # Common targets for all processes: the median start and end of the traces, so the
-    # offsets of different processes refer to the same levels (the CPD is over processes).
-    falling = np.median([t[-1] - t[0] for t in clean]) < 0
-    starts = float(np.median([t.max() if falling else t.min() for t in clean]))
-    ends = float(np.median([t.min() if falling else t.max() for t in clean]))
-    offsets, errors = [], []
-    targets = None
-    for t in clean:
-        seg = metrics.segment_levels(t, n_levels, r_start=starts, r_end=ends)
-        targets = seg.targets
-        offsets.append(metrics.normalised_level_offsets(seg.actual, seg.targets))
-        # The error the level carries, in conductance (what aihwkit programs): G reached − G aimed at.
-        errors.append(1.0 / seg.actual - 1.0 / seg.targets)
+    own = [metrics.segment_levels(t, n_levels).actual for t in clean]
+    nus = [metrics.fit_nonlinearity(a, branch) for a in own]
+    curvature = [metrics.fit_nonlinearity(a, branch, indexing="end-matched") for a in own]
+    # Common targets for all processes (median start and end), so the offsets of different
+    # processes refer to the same levels: the skip count reads the CPD over processes.
+    segs = [seg for seg in metrics.segment_processes(clean, n_levels) if seg is not None]
+    targets = segs[0].targets
+    # The error the level carries, in conductance (what aihwkit programs): G reached − G aimed at.
+    errors = [1.0 / seg.actual - 1.0 / seg.targets for seg in segs]
     out: dict[str, Any] = {
         "nu": float(np.mean(nus)), "nu_std": float(np.std(nus, ddof=1)) if len(nus) > 1 else None,
-        "processes": len(clean), "skipped": metrics.skipped_levels(np.array(offsets)),
+        "nu_end_matched": float(np.mean(curvature)),
+        "processes": len(clean), "skipped": metrics.skipped_levels(np.array([seg.offset for seg in segs])),
     }
     if len(clean) >= 5:
         loc, scale, df = metrics.fit_student_t_levels(np.array(errors).T)
@@ -483,6 +481,7 @@ def _programming_metrics(ds, record, notes, idx_of, labels, levels, r2_min, step
             nu[key][SHORT[b]] = seg.get("nu")
             nu[key][f"{SHORT[b]}_std"] = seg.get("nu_std")
             nu[key][f"{SHORT[b]}_processes"] = seg.get("processes", 0)
+            nu[key][f"{SHORT[b]}_end_matched"] = seg.get("nu_end_matched")
             skipped[key][b] = seg.get("skipped")
             perr[key][b] = seg.get("program_error_t")
     record["nu"], record["skipped_levels"] = nu, skipped

@@ -9,8 +9,8 @@ Two papers fix the definitions (``shared/papers``):
 * TiO2−x four-terminal (eqns 1-3, "Multilevel resistance segmentation method",
   "Device program error sampler", Fig. 4c-d): Pearson cycle-to-cycle
   correlation, nonlinearity ν_p/ν_d, segmentation of a resistance trace into n
-  levels, skipped levels from the normalised-level CPD at 80 %, Student-t
-  program error per level.
+  levels and skipped levels at CPD 80 % (from :mod:`memdrift.emulator.segmentation`,
+  shared with the ffp-segmentation scheme), Student-t program error per level.
 
 Plus retention (power-law drift exponent, Arrhenius activation energy) and
 energy. Every function states the definition it uses and, where the paper
@@ -28,6 +28,10 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from memdrift.errors import MemdriftError
+# Segmentation and the skip count have one implementation, shared with the ffp-segmentation scheme
+# (its module docstring gives the skip definition); re-exported so the extraction reads every metric here.
+from memdrift.emulator.segmentation import (  # noqa: F401
+    SKIP_OFFSET, Segmentation, level_offsets, segment_levels, segment_processes, skipped_levels, skipped_mask)
 
 #: Boltzmann constant in eV/K (CODATA 2018, exact), so Arrhenius fits give eV directly.
 K_B_EV = 8.617333262e-5
@@ -233,28 +237,41 @@ def eqn3_depression(n_j, nu: float, n: float) -> np.ndarray:
     return np.expm1(nu * n_j) / np.expm1(nu * n)
 
 
-def fit_nonlinearity(resistance_levels, branch: str) -> float:
+#: How eqns (2)-(3) index a curve of N points. "paper": ``n_j`` is the pulse event number 1 … N
+#: and ``n`` the total N, as the paper words it; "end-matched": ``n_j`` = 0 … N−1 and ``n`` = N−1,
+#: so the model meets both end points of the data.
+NU_INDEXING = ("paper", "end-matched")
+
+
+def fit_nonlinearity(resistance_levels, branch: str, *, indexing: str = "paper") -> float:
     """ν_p (``branch="potentiation"``) or ν_d (``"depression"``) of a resistance curve, eqns (2)-(3).
 
     ``resistance_levels`` is the curve in the order it was written (e.g. the
-    segmented ``R_a`` of :func:`segment_levels`, one point per level). It is
-    normalised with its own ``r_min``/``r_max`` as the paper does ("R_FF is
-    normalised to a range of 0 to 1"), ``n_j`` is the point index 0 … N−1 and
-    the paper's ``n`` ("total number of pulse events") is taken as ``N − 1`` —
-    the number of grouped pulse events between the first and the last level —
-    so that both ends of the fitted curve meet the end points of the data.
-    ν is the least-squares value (:func:`scipy.optimize.minimize_scalar`, one
-    free parameter; it may come out negative for a curve bending the other way).
+    segmented ``R_a`` of :func:`segment_levels`, one point per level), normalised
+    with its own ``r_min``/``r_max`` as the paper does ("R_FF is normalised to a
+    range of 0 to 1"). ν is the least-squares value (bounded Brent on ν·n; it may
+    come out negative for a curve bending the other way).
+
+    ``indexing`` (see :data:`NU_INDEXING`). With the paper's indexing the model
+    at ``n_j = 1`` is not 1, so even a perfectly straight staircase of N levels
+    fits with ν ≈ 5/N² (4.98e-3, 3.07e-4, 1.91e-5 for N = 32, 128, 512): the
+    paper's published values (4.95e-3, 3.10e-4, 1.91e-5) sit on that floor, and
+    it is what makes them scale as 1/N². "end-matched" removes the offset and
+    measures the curvature alone (0 for a straight staircase).
     """
     r = _as_1d("resistance_levels", resistance_levels, min_size=3)
     if branch not in ("potentiation", "depression"):
         raise MemdriftError(f"branch = {branch!r}; allowed: 'potentiation', 'depression'")
+    if indexing not in NU_INDEXING:
+        raise MemdriftError(f"indexing = {indexing!r}; allowed: {', '.join(repr(k) for k in NU_INDEXING)}")
     lo, hi = r.min(), r.max()
     if hi == lo:
         raise MemdriftError("resistance_levels is constant; allowed: a curve that moves between r_min and r_max")
     y = (r - lo) / (hi - lo)
-    n = float(r.size - 1)
-    n_j = np.arange(r.size, dtype=np.float64)
+    if indexing == "paper":
+        n, n_j = float(r.size), np.arange(1, r.size + 1, dtype=np.float64)
+    else:
+        n, n_j = float(r.size - 1), np.arange(r.size, dtype=np.float64)
     model = eqn2_potentiation if branch == "potentiation" else eqn3_depression
 
     # Fit in u = ν·n, which is of order 1 whatever n is, so the tolerance is scale-free.
@@ -266,97 +283,6 @@ def fit_nonlinearity(resistance_levels, branch: str) -> float:
 
     res = optimize.minimize_scalar(sse, bounds=(-60.0, 60.0), method="bounded", options={"xatol": 1e-12})
     return float(res.x / n)
-
-
-# --------------------------------------------------------------------------- segmentation and skipped levels
-
-
-@dataclass(frozen=True)
-class Segmentation:
-    """Multilevel segmentation of one trace (TiO2 paper, "Multilevel resistance segmentation method").
-
-    ``targets``: the n target levels ``r_i,j`` in the direction of travel;
-    ``index``: ``m_j = argmin |R_FF − r_i,j|`` (0 ≤ m_j < len(trace));
-    ``actual``: ``r_a,j = R_FF[m_j]``;
-    ``events``: pulse events grouped into the step j → j+1 (``m_{j+1} − m_j``,
-    0 when the level stays unoccupied).
-    """
-
-    targets: np.ndarray
-    index: np.ndarray
-    actual: np.ndarray
-    events: np.ndarray
-
-    @property
-    def occupied(self) -> int:
-        return int(np.unique(self.index).size)
-
-
-def segment_levels(trace, n_levels: int, *, r_start: float | None = None, r_end: float | None = None) -> Segmentation:
-    """Segment a programming trace (resistance after each pulse event) into ``n_levels`` levels.
-
-    As in the paper: targets are ``n`` equally spaced values between the ends of
-    the range (``r_i,1`` … ``r_i,n``), each target takes the nearest measured
-    point ``m = argmin |R_FF − r_i,j|``, and the events between consecutive
-    indices form one grouped pulse event. The targets run in the direction of
-    travel (from the start of the trace towards its end) so that level j → j+1
-    is the next write; by default the range is the trace's own min/max. Pass
-    ``r_start``/``r_end`` to use common targets across several traces (needed
-    for the CPD over processes). Levels are "unoccupied" when the trace has too
-    few points near them: then several targets share one index.
-    """
-    r = _as_1d("trace", trace, min_size=2)
-    n_levels = int(n_levels)
-    if n_levels < 2:
-        raise MemdriftError(f"n_levels = {n_levels!r} is out of range; allowed: [2, inf)")
-    rising = r[-1] >= r[0]
-    lo, hi = float(r.min()), float(r.max())
-    start = (lo if rising else hi) if r_start is None else float(r_start)
-    end = (hi if rising else lo) if r_end is None else float(r_end)
-    if start == end:
-        raise MemdriftError("trace does not move (r_start == r_end); allowed: a trace between two distinct levels")
-    targets = np.linspace(start, end, n_levels)
-    # argmin over |R − r_ij| for all targets at once; ties go to the first (earliest) event.
-    index = np.abs(r[None, :] - targets[:, None]).argmin(axis=1)
-    events = np.clip(np.diff(index), 0, None)
-    return Segmentation(targets=targets, index=index, actual=r[index], events=events)
-
-
-def normalised_level_offsets(actual, targets) -> np.ndarray:
-    """Normalised resistance level of each reached level, ``u_j = (r_a,j − r_i,j) / (r_i,j+1 − r_i,j)``, j < n−1.
-
-    The paper (Fig. 4c-d) normalises "based on the current and the next
-    resistance level": 0 is the level aimed at, 1 is the next level, so u > 1
-    means the write landed beyond the next level and that level is skipped.
-    """
-    a = _as_1d("actual", actual, min_size=2)
-    t = _as_1d("targets", targets, min_size=2)
-    if a.size != t.size:
-        raise MemdriftError(f"actual has {a.size} values but targets has {t.size}; allowed: one per level")
-    step = np.diff(t)
-    if np.any(step == 0):
-        raise MemdriftError("targets has repeated levels; allowed: distinct target levels")
-    return (a[:-1] - t[:-1]) / step
-
-
-def skipped_levels(offsets, *, cpd: float = 0.8) -> int:
-    """Count of levels "with a tendency to be skipped": normalised level > 1 at CPD = ``cpd``.
-
-    ``offsets`` is ``(process, level)`` from :func:`normalised_level_offsets`
-    over several programming processes (cycles), or 1-D for one process. For
-    each level the empirical cumulative distribution over processes is read at
-    ``cpd`` (80 % in the paper) — its ``cpd`` quantile, linear interpolation,
-    NaNs ignored — and the level counts as skipped when that value exceeds 1.
-    """
-    u = np.asarray(offsets, dtype=np.float64)
-    if u.ndim == 1:
-        u = u[None]
-    if not 0 < cpd < 1:
-        raise MemdriftError(f"cpd = {cpd!r} is out of range; allowed: (0, 1)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN level: no sample, not skipped
-        q = np.nanquantile(u, cpd, axis=0)
-    return int(np.sum(q > 1.0))
 
 
 # --------------------------------------------------------------------------- cycle-to-cycle, program error

@@ -197,3 +197,71 @@ def test_segment_table_layout():
     seg = __import__("memdrift.emulator.engine", fromlist=["segment_table"]).segment_table(train)
     assert seg.shape == (3 * train.n_pulses, 3)
     assert list(seg[:3, 2]) == [filament.PULSE, filament.IDLE, filament.READ]
+
+
+# --------------------------------------------------------------------------- RESET field-enhancement slope
+
+def _gap_after_pulse(params: FilamentParams, amplitude_v: float, gap_m: float, backend: str = "compiled") -> float:
+    # read at +0.1 V (SET polarity), so that only the pulse can feel beta_R
+    train = PulseTrain(np.array([amplitude_v]), np.array([200e-9]), read_voltage_v=0.1, read_width_s=1e-9,
+                       read_gap_s=0.0)
+    ds = run_pulses(params.replace(gap_initial_m=gap_m, variation={}), train, devices=1, noise=False,
+                    backend=backend)
+    return float(ds["gap"].values[0, 0, 0])
+
+
+def test_reset_slope_slows_reset_more_at_large_gap_and_leaves_set_alone(preset_params):
+    """beta_R takes field enhancement from RESET only, and more of it the wider the gap."""
+    base = preset_params.replace(reset_field_enhancement_slope=0.0)
+    reset = preset_params.replace(reset_field_enhancement_slope=0.5 * preset_params.field_enhancement_slope)
+    small, large = 1.6e-9, 2.4e-9
+    for gap in (small, large):  # SET (positive bias): identical
+        assert _gap_after_pulse(reset, 0.9, gap) == _gap_after_pulse(base, 0.9, gap)
+    opened = {}
+    for gap in (small, large):  # RESET (negative bias): the gap opens less, relatively less at the wide gap
+        moved_base = _gap_after_pulse(base, -0.9, gap) - gap
+        moved_reset = _gap_after_pulse(reset, -0.9, gap) - gap
+        assert 0 < moved_reset < moved_base
+        opened[gap] = moved_reset / moved_base
+    assert opened[large] < opened[small]
+
+
+def test_reset_slope_leaves_zero_bias_retention_alone(preset_params):
+    times = np.logspace(2, 5, 4)
+    kw = dict(devices=1, noise=False)
+    params = preset_params.replace(gap_initial_m=1.0e-9)
+    off = run_pulses(params, retention_train(times), **kw)["conductance"].values
+    on = run_pulses(params.replace(reset_field_enhancement_slope=0.2), retention_train(times), **kw)
+    # the reads (-0.1 V) are RESET-polarity, so they may feel it, but only faintly
+    np.testing.assert_allclose(on["conductance"].values, off, rtol=1e-6)
+
+
+def test_compiled_matches_reference_with_reset_slope(preset_params):
+    params = preset_params.replace(reset_field_enhancement_slope=0.03,
+                                   variation={"activation_energy_ev": 0.01, "gap_initial_m": 0.05})
+    kw = dict(devices=12, cycles=2, seed=3, noise=False)
+    ref = run_pulses(params, ramp(), backend="reference", **kw)
+    fast = run_pulses(params, ramp(), backend="compiled", **kw)
+    for name in ("conductance", "temperature_peak", "energy", "gap"):
+        np.testing.assert_allclose(fast[name].values, ref[name].values, rtol=1e-6, err_msg=name)
+    # and the slope really acts on this ramp
+    plain = run_pulses(params.replace(reset_field_enhancement_slope=0.0), ramp(), backend="compiled", **kw)
+    assert not np.allclose(plain["conductance"].values[:, :, 20:], fast["conductance"].values[:, :, 20:], rtol=1e-3)
+
+
+def test_reset_slope_is_thread_count_independent(preset_params):
+    params = preset_params.replace(reset_field_enhancement_slope=0.03)
+    one = run_pulses(params, ramp(), devices=65, cycles=2, seed=8, threads=1)
+    two = run_pulses(params, ramp(), devices=65, cycles=2, seed=8, threads=2)
+    assert np.array_equal(one["conductance"].values, two["conductance"].values)
+
+
+@pytest.mark.parametrize("value", [-0.1, 101.0, float("nan"), float("inf")])
+def test_reset_slope_bad_values_name_the_field(value):
+    from memdrift.errors import MemdriftError
+
+    with pytest.raises(MemdriftError, match="reset_field_enhancement_slope") as info:
+        FilamentParams(reset_field_enhancement_slope=value)
+    assert "allowed" in str(info.value)
+    if np.isfinite(value):
+        assert "[0, 100]" in str(info.value)

@@ -45,6 +45,7 @@ cdef enum:
     C_CAP
     C_MAXSTEPS
     C_BETA_R
+    C_GAMMA0_R
     N_COLUMNS
 
 cdef enum:
@@ -93,9 +94,11 @@ cdef inline double solve_cell(double volts, double gap, const double* p, double 
 
 cdef inline void rates(double vc, double gap, double temp, const double* p,
                        double* fwd, double* bwd, double* dis) noexcept nogil:
-    # RESET bias (vc < 0) loses field enhancement faster with the gap (extra slope beta_R)
-    cdef double beta = p[C_BETA] + p[C_BETA_R] if vc < 0.0 else p[C_BETA]
-    cdef double gamma = fmax(p[C_GAMMA0] - beta * pow(gap / 1e-9, p[C_ALPHA]), 0.0)
+    # RESET bias (vc < 0) has its own gamma(g): gamma0 + delta_R, slope beta + beta_R
+    cdef bint reset = vc < 0.0
+    cdef double beta = p[C_BETA] + p[C_BETA_R] if reset else p[C_BETA]
+    cdef double gamma0 = p[C_GAMMA0] + p[C_GAMMA0_R] if reset else p[C_GAMMA0]
+    cdef double gamma = fmax(gamma0 - beta * pow(gap / 1e-9, p[C_ALPHA]), 0.0)
     cdef double field = gamma * vc / p[C_TOX]
     cdef double kt = BOLTZMANN_EV * temp
     cdef double base, tilt

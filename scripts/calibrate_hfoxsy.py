@@ -54,6 +54,8 @@ from the previous preset with ``--set`` overrides (little heating, γ0 ≈ 58 on
 point found by hand) and refines them with ``--local``, then ``--noise`` and
 ``--polish``.
 
+``--after NAME=VALUE`` sets parameters after the stages (a hand step, e.g. from
+a scan on another seed; recorded in the command and in [calibration]).
 Without a stage flag, only the residuals of the current preset are printed.
 ``--write`` stores the parameters and a [calibration] table (method, command,
 seed, ensembles, metrics, residuals, met/not met) in the shipped preset.
@@ -467,6 +469,8 @@ def main(argv=None) -> int:
     ap.add_argument("--local-maxfev", type=int, default=2500)
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="override a parameter of the start before the stages (repeatable; recorded)")
+    ap.add_argument("--after", action="append", default=[], metavar="NAME=VALUE",
+                    help="set a parameter after the stages, before the check (a hand step; recorded)")
     ap.add_argument("--noise", action="store_true", help="site population for the target σ (stage 2)")
     ap.add_argument("--polish", action="store_true", help="Nelder-Mead on the noisy ensemble (stage 3)")
     ap.add_argument("--polish-rounds", type=int, default=1, help="Nelder-Mead restarts")
@@ -498,7 +502,7 @@ def main(argv=None) -> int:
         # the polish trades σ against the bin widths through the dynamics; M sets σ alone, so it is
         # re-fitted last (it barely moves the mean curve)
         params = stage_noise(rounded(params), args.fit_devices, args.fit_cycles, args.seed)
-    params = rounded(params)
+    params = rounded(params).replace(**parse_set(args.after))
     fitted_site_population = params.site_population
     if args.site_population is not None:
         params = params.replace(site_population=args.site_population)
@@ -533,6 +537,7 @@ def main(argv=None) -> int:
             "started_from": f"preset at commit {_head()}" if args.start == PRESET else f"{args.start} (--start)",
             "command": command.strip(),
             "seed": args.seed,
+            **({"set_after_stages": parse_set(args.after)} if args.after else {}),
             **({"site_population_fitted": fitted_site_population} if args.site_population is not None else {}),
             "fit_ensemble": f"{args.fit_devices} devices x {args.fit_cycles} cycles",
             "check_ensemble": f"{args.devices} devices x {args.cycles} cycles",

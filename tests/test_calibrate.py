@@ -66,7 +66,8 @@ def test_filament_round_trip_noisy_ensemble_with_spread(tmp_path, capsys):
                  "--cycles", "6", "--seed", "4", "-o", str(measured)]) == 0
     start = true.replace(activation_energy_ev=true.activation_energy_ev * 1.05,
                          tunnel_current_a=true.tunnel_current_a * 1.3,
-                         series_resistance_ohm=true.series_resistance_ohm * 0.8, site_population=40000.0)
+                         series_resistance_ohm=true.series_resistance_ohm * 0.8,
+                         site_population=true.site_population * 1.6)
     out = tmp_path / "fitted.toml"
     assert main(["calibrate", str(measured), "--model", "filament", "-o", str(out),
                  "--start-preset", _start_preset(tmp_path, "start", start, base)]) == 0

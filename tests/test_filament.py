@@ -212,16 +212,16 @@ def _gap_after_pulse(params: FilamentParams, amplitude_v: float, gap_m: float, b
 
 def test_reset_slope_slows_reset_more_at_large_gap_and_leaves_set_alone(preset_params):
     """beta_R takes field enhancement from RESET only, and more of it the wider the gap."""
-    base = preset_params.replace(reset_field_enhancement_slope=0.0)
-    reset = preset_params.replace(reset_field_enhancement_slope=0.5 * preset_params.field_enhancement_slope)
-    small, large = 1.6e-9, 2.4e-9
+    base = preset_params.replace(reset_field_enhancement_slope=0.0, reset_field_enhancement_offset=0.0)
+    reset = base.replace(reset_field_enhancement_slope=0.5)
+    small, large = 1.6e-9, 2.3e-9
     for gap in (small, large):  # SET (positive bias): identical
-        assert _gap_after_pulse(reset, 0.9, gap) == _gap_after_pulse(base, 0.9, gap)
+        assert _gap_after_pulse(reset, 0.8, gap) == _gap_after_pulse(base, 0.8, gap)
     opened = {}
     for gap in (small, large):  # RESET (negative bias): the gap opens less, relatively less at the wide gap
-        moved_base = _gap_after_pulse(base, -0.9, gap) - gap
-        moved_reset = _gap_after_pulse(reset, -0.9, gap) - gap
-        assert 0 < moved_reset < moved_base
+        moved_base = _gap_after_pulse(base, -0.8, gap) - gap
+        moved_reset = _gap_after_pulse(reset, -0.8, gap) - gap
+        assert 0 < moved_reset < moved_base < base.gap_max_m - gap  # not at the clip
         opened[gap] = moved_reset / moved_base
     assert opened[large] < opened[small]
 
@@ -229,10 +229,10 @@ def test_reset_slope_slows_reset_more_at_large_gap_and_leaves_set_alone(preset_p
 def test_reset_offset_speeds_reset_only(preset_params):
     """delta_R > 0 raises the RESET field enhancement at every gap; SET is untouched."""
     base = preset_params.replace(reset_field_enhancement_slope=0.0, reset_field_enhancement_offset=0.0)
-    raised = base.replace(reset_field_enhancement_offset=0.3 * preset_params.field_enhancement)
+    raised = base.replace(reset_field_enhancement_offset=0.05 * base.field_enhancement)
     gap = 2.0e-9
-    assert _gap_after_pulse(raised, 0.9, gap) == _gap_after_pulse(base, 0.9, gap)
-    assert _gap_after_pulse(raised, -0.9, gap) - gap > _gap_after_pulse(base, -0.9, gap) - gap > 0
+    assert _gap_after_pulse(raised, 0.8, gap) == _gap_after_pulse(base, 0.8, gap)
+    assert base.gap_max_m - gap > _gap_after_pulse(raised, -0.8, gap) - gap > _gap_after_pulse(base, -0.8, gap) - gap > 0
 
 
 def test_reset_slope_leaves_zero_bias_retention_alone(preset_params):

@@ -7,7 +7,8 @@ with bin width > 2σ. The metrics are the extraction's own
 (:func:`memdrift.mapping.extract.extract_record`), so what is fitted is what
 ``memdrift extract`` reports.
 
-Stages (each a scipy.optimize call with a fixed seed, so a run is reproducible):
+Stages (each a scipy.optimize call with a fixed seed, so a run is reproducible;
+``--set NAME=VALUE`` overrides parameters of the start before them):
 
 1. ``--global`` (optional): differential evolution over the mean-dynamics
    parameters (``SPACE``) on the noise-free nominal device's steady ramp cycle.
@@ -19,6 +20,9 @@ Stages (each a scipy.optimize call with a fixed seed, so a run is reproducible):
    range), the extraction's own state count, the 0.3-2 mS bounds the tests hold
    and room-temperature retention. Noise-free, because the mean curve does not
    depend on the site population.
+1b. ``--local`` (optional, instead of or after ``--global``): adaptive
+   Nelder-Mead on the same cost from the start, ``--local-rounds`` restarts of
+   ``--local-maxfev`` evaluations; for a start already in the right regime.
 2. ``--noise``: the site population M alone, by a secant in log M on a noisy
    ensemble, so that the mean state σ meets 23.7 µS (σ ∝ 1/√M).
 3. ``--polish``: Nelder-Mead (``--polish-rounds`` restarts) over
@@ -26,33 +30,38 @@ Stages (each a scipy.optimize call with a fixed seed, so a run is reproducible):
    misses of the extracted metrics (``metric_cost``); with ``--noise`` too, M is
    fitted again afterwards.
 
-What limits the fit (measured while calibrating, see the preset's [calibration]):
-the hopping law is the same for both polarities except dissolution, so the
-step a pulse makes at a given gap grows with its amplitude and width whichever
-way it moves the gap. At the low-conductance end depression arrives with its
-strongest pulses and potentiation leaves with its weakest (at the high end the
-reverse), so the product of the two branches' first-to-last step ratios equals the
-product of those strong/weak step ratios at the two ends — above 3 from the
-widths alone for any 16-state window when a step is a rate times the width,
-while R² ≥ 0.995 over 16 states allows about 1.6 a branch: both branches cannot
-have near-equal steps over 16 states. A depression-ward term acting mostly at
-high conductance would lift the bound; dissolution is the only one, and it
-follows the filament temperature, which in the preset's clamped regime
-(V_cell ≪ V, current set by R_s) is highest at low conductance.
-Global runs while calibrating (up to 250 generations, ~32,000 evaluations)
-reached 16 linear states on potentiation only, with depression accelerating
-(<= 5 states) or a window too small to count; the shipped preset therefore
-keeps the previous dynamics (bounded, gradual ramp) and is polished on the
-metrics (stages 2-3).
+Why the model needed a RESET-only term (measured while calibrating): with the
+hopping law the same for both polarities (dissolution apart), the step a pulse
+makes at a given gap grows with its amplitude and width whichever way it moves
+the gap. At the low-conductance end depression arrives with its strongest
+pulses and potentiation leaves with its weakest (at the high end the reverse),
+so the product of the two branches' first-to-last step ratios equals the product
+of those strong/weak step ratios at the two ends — above 3 from the widths
+alone for any 16-state window when a step is a rate times the width, while
+R² ≥ 0.995 over 16 states allows about 1.6 a branch: both branches cannot have
+near-equal steps over 16 states. Global runs with the symmetric law (up to 250
+generations, ~32,000 evaluations) reached 16 linear states on potentiation
+only. A depression-ward term acting mostly at high conductance lifts the bound;
+dissolution cannot be it (it follows the filament temperature, which tracks the
+pulse, and room-temperature retention forbids a low dissolution barrier). The
+filament model's RESET field enhancement (``reset_field_enhancement_offset``
+δ_R, ``reset_field_enhancement_slope`` β_R; ``memdrift/emulator/filament.py``)
+is: under RESET bias γ_R(g) = γ0 + δ_R − (β + β_R)(g/1 nm)^α, stronger than SET
+at narrow gaps and weaker at wide ones. Its leverage is largest where the hops
+are field-driven (tilt ≫ kT), so the shipped preset was moved there: the recorded run starts
+from the previous preset with ``--set`` overrides (little heating, γ0 ≈ 58 on a
+3 nm layer, Ea ≈ 1.28 eV so that retention holds, β_R/δ_R near the balance
+point found by hand) and refines them with ``--local``, then ``--noise`` and
+``--polish``.
 
+``--after NAME=VALUE`` sets parameters after the stages (a hand step, e.g. from
+a scan on another seed; recorded in the command and in [calibration]).
 Without a stage flag, only the residuals of the current preset are printed.
 ``--write`` stores the parameters and a [calibration] table (method, command,
 seed, ensembles, metrics, residuals, met/not met) in the shipped preset.
 
-    # the recorded run, from the preset it started from:
-    git show afa4b37:memdrift/data/presets/hfoxsy-hfs2.toml > /tmp/start.toml
-    python scripts/calibrate_hfoxsy.py --start /tmp/start.toml --noise --polish --maxiter 150 \
-        --site-population 25000 --write
+    # the recorded run: the command in the preset's [calibration], from the
+    # preset at the commit named there (started_from)
     python scripts/calibrate_hfoxsy.py --devices 200 --cycles 100     # check the shipped preset
 """
 
@@ -96,10 +105,12 @@ TARGETS = {
 }
 BW_S = 81e-6  # the bin width both branches aim at (mean of the paper's two)
 
-# Free mean-dynamics parameters: (name, low, high, searched in log). Two are
+# Free mean-dynamics parameters: (name, low, high, searched in log). Four are
 # reparametrised so that their bounds mean something whatever the others are:
-# ``gamma_drop`` is the fraction of γ0 lost at the largest gap (sets β), and
-# ``fmin_frac`` is F_min in units of γ0 · 1 V / t_ox.
+# ``gamma_drop`` is the fraction of γ0 lost at the largest gap (sets β),
+# ``reset_gamma_drop`` the further fraction lost there under RESET bias (sets β_R),
+# ``reset_gamma_rise`` the RESET offset δ_R in units of γ0, and ``fmin_frac`` is
+# F_min in units of γ0 · 1 V / t_ox.
 SPACE = (
     ("activation_energy_ev", 0.7, 1.6, False),
     ("attempt_frequency_hz", 1e9, 1e14, True),    # with Ea: how steeply the hop rate rises with temperature
@@ -118,6 +129,8 @@ SPACE = (
     ("gap_min_m", 0.1e-9, 1.0e-9, False),
     ("dissolution_frequency_hz", 1e8, 1e16, True),
     ("dissolution_energy_ev", 1.0, 2.2, False),
+    ("reset_gamma_drop", 0.0, 3.0, False),        # RESET bias: extra fraction of γ0 lost at the largest gap (β_R)
+    ("reset_gamma_rise", -0.5, 3.0, False),       # RESET bias: γ0 offset δ_R in units of γ0
 )
 
 
@@ -128,8 +141,12 @@ def decode(x: np.ndarray, base: FilamentParams) -> FilamentParams:
     """Parameters from the search vector (gap_initial follows gap_max: cycling starts fully reset)."""
     v = {name: (math.exp(t) if log else float(t)) for (name, _lo, _hi, log), t in zip(SPACE, x)}
     gamma0, t_ox = v["field_enhancement"], v["oxide_thickness_m"]
-    changes = {k: val for k, val in v.items() if k not in ("gamma_drop", "fmin_frac")}
+    changes = {k: val for k, val in v.items() if k not in ("gamma_drop", "reset_gamma_drop", "reset_gamma_rise",
+                                                           "fmin_frac")}
     changes["field_enhancement_slope"] = gamma0 * v["gamma_drop"] / (v["gap_max_m"] / 1e-9) ** v["field_enhancement_power"]
+    changes["reset_field_enhancement_slope"] = \
+        gamma0 * v["reset_gamma_drop"] / (v["gap_max_m"] / 1e-9) ** v["field_enhancement_power"]
+    changes["reset_field_enhancement_offset"] = gamma0 * v["reset_gamma_rise"]
     changes["min_field_v_per_m"] = v["fmin_frac"] * gamma0 / t_ox
     changes["gap_initial_m"] = v["gap_max_m"]
     return base.replace(**changes)
@@ -140,6 +157,9 @@ def encode(p: FilamentParams) -> np.ndarray:
     v = dict(s)
     v["gamma_drop"] = s["field_enhancement_slope"] * (s["gap_max_m"] / 1e-9) ** s["field_enhancement_power"] \
         / s["field_enhancement"]
+    v["reset_gamma_drop"] = s["reset_field_enhancement_slope"] * (s["gap_max_m"] / 1e-9) ** s["field_enhancement_power"] \
+        / s["field_enhancement"]
+    v["reset_gamma_rise"] = s["reset_field_enhancement_offset"] / s["field_enhancement"]
     v["fmin_frac"] = s["min_field_v_per_m"] * s["oxide_thickness_m"] / s["field_enhancement"]
     out = []
     for name, lo, hi, log in SPACE:
@@ -283,8 +303,9 @@ def metric_cost(m: dict) -> float:
     """Squared relative misses of the extracted metrics against the targets (the polish objective).
 
     Every term is the extraction's own number: states short of 16 on each branch
-    (the record keeps the fewer), the two bin widths, the mean state σ, and the
-    span of the mean cycle; a branch without a linear range costs as much as one
+    (the record keeps the fewer), the two bin widths, the mean state σ, the R² of
+    each branch below 0.996 (a margin over the 0.995 target), and the span and
+    bounds (0.4-1.9 mS) of the mean cycle; a branch without a linear range costs as much as one
     state-less branch.
     """
     t = TARGETS
@@ -296,9 +317,15 @@ def metric_cost(m: dict) -> float:
         c += 1.0 if bw is None else (bw / t[key] - 1.0) ** 2
     s = m["state_sigma"]
     c += 1.0 if s is None else (s / t["state_sigma_mean_S"] - 1.0) ** 2
+    # R² must hold with a margin: the check ensemble is larger than the fit ensemble
+    for branch in ("potentiation", "depression"):
+        r2 = m[f"linear_r2_{branch}"]
+        c += 1.0 if r2 is None else (max(0.0, 0.996 - r2) / 0.002) ** 2
     # The switching window must not shrink to buy a small bin width: 16 states of 81 µS span
     # 1.2 mS, and tests/test_filament.py holds the ramp's span above 0.5 mS.
     c += 10.0 * (max(0.0, 0.6e-3 - (m["g_max"] - m["g_min"])) / 0.1e-3) ** 2
+    # and stay inside the 0.3-2 mS the tests hold (the global stage's bounds)
+    c += 10.0 * (max(0.0, 0.4e-3 - m["g_min"]) / 0.1e-3) ** 2 + 10.0 * (max(0.0, m["g_max"] - 1.9e-3) / 0.1e-3) ** 2
     return c
 
 
@@ -335,6 +362,41 @@ def stage_global(base: FilamentParams, seed: int, maxiter: int, popsize: int) ->
     return decode(res.x, base)
 
 
+def stage_local(base: FilamentParams, rounds: int, maxfev: int) -> FilamentParams:
+    """Nelder-Mead (adaptive) on the global stage's cost, inside its bounds, from ``base``.
+
+    For a start that is already in the right regime (e.g. set with ``--set``), this
+    converges in a few thousand evaluations where differential evolution over the
+    whole box needs tens of thousands; each round restarts from a fresh simplex.
+    """
+    lo = np.array([b[0] for b in bounds()])
+    hi = np.array([b[1] for b in bounds()])
+
+    def cost(x):
+        inside = np.clip(x, lo, hi)
+        return global_cost(inside, base) + 1e3 * float(np.sum((x - inside) ** 2))
+
+    x = encode(base)
+    print(f"local: start cost {cost(x):.4g}", flush=True)
+    for r in range(rounds):
+        res = optimize.minimize(cost, x, method="Nelder-Mead",
+                                options={"maxfev": maxfev, "xatol": 1e-4, "fatol": 1e-4, "adaptive": True,
+                                         "initial_simplex": x + np.vstack([np.zeros(x.size), 0.05 * np.diag(hi - lo)])})
+        x = np.clip(res.x, lo, hi)
+        print(f"local: round {r}: cost {res.fun:.4g} after {res.nfev} evaluations", flush=True)
+    return decode(x, base)
+
+
+def parse_set(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected NAME=VALUE")
+        out[name.strip()] = float(value)
+    return out
+
+
 def stage_noise(base: FilamentParams, devices: int, cycles: int, seed: int) -> FilamentParams:
     """Secant in log M on log σ: σ ∝ M^-1/2 is the starting slope."""
     target = TARGETS["state_sigma_mean_S"]
@@ -365,18 +427,20 @@ def stage_noise(base: FilamentParams, devices: int, cycles: int, seed: int) -> F
 
 
 POLISH_NAMES = ("activation_energy_ev", "field_enhancement", "field_enhancement_slope", "tunnel_voltage_v",
-                "series_resistance_ohm", "thermal_resistance_k_per_w", "tunnel_current_a", "site_population")
+                "series_resistance_ohm", "thermal_resistance_k_per_w", "tunnel_current_a", "site_population",
+                "reset_field_enhancement_slope", "reset_field_enhancement_offset")
 
 
 def stage_polish(base: FilamentParams, devices: int, cycles: int, seed: int, maxiter: int) -> FilamentParams:
-    x0 = np.array([math.log(getattr(base, n)) for n in POLISH_NAMES])
-    args = (POLISH_NAMES, base, devices, cycles, seed)
+    names = tuple(n for n in POLISH_NAMES if getattr(base, n) > 0)  # searched in log: the positive ones
+    x0 = np.array([math.log(getattr(base, n)) for n in names])
+    args = (names, base, devices, cycles, seed)
     print(f"polish: start cost {polish_cost(x0, *args):.4g}", flush=True)
     res = optimize.minimize(polish_cost, x0, args=args, method="Nelder-Mead",
                             options={"maxiter": maxiter, "xatol": 1e-3, "fatol": 1e-3,
                                      "initial_simplex": x0 + np.vstack([np.zeros(x0.size), 0.05 * np.eye(x0.size)])})
     print(f"polish: cost {res.fun:.4g} after {res.nit} iterations")
-    return base.replace(**{n: float(math.exp(v)) for n, v in zip(POLISH_NAMES, res.x)})
+    return base.replace(**{n: float(math.exp(v)) for n, v in zip(names, res.x)})
 
 
 def rounded(p: FilamentParams, digits: int = 4) -> FilamentParams:
@@ -399,6 +463,14 @@ def _head() -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--global", dest="do_global", action="store_true", help="differential evolution (stage 1)")
+    ap.add_argument("--local", action="store_true",
+                    help="Nelder-Mead on the global cost from the start (stage 1 alternative)")
+    ap.add_argument("--local-rounds", type=int, default=3)
+    ap.add_argument("--local-maxfev", type=int, default=2500)
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a parameter of the start before the stages (repeatable; recorded)")
+    ap.add_argument("--after", action="append", default=[], metavar="NAME=VALUE",
+                    help="set a parameter after the stages, before the check (a hand step; recorded)")
     ap.add_argument("--noise", action="store_true", help="site population for the target σ (stage 2)")
     ap.add_argument("--polish", action="store_true", help="Nelder-Mead on the noisy ensemble (stage 3)")
     ap.add_argument("--polish-rounds", type=int, default=1, help="Nelder-Mead restarts")
@@ -416,9 +488,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     preset = load_preset(args.start)
-    params = preset.params
+    params = preset.params.replace(**parse_set(args.set))
     if args.do_global:
         params = stage_global(params, args.seed, args.maxiter, args.popsize)
+    if args.local:
+        params = stage_local(params, args.local_rounds, args.local_maxfev)
     if args.noise:
         params = stage_noise(rounded(params), args.fit_devices, args.fit_cycles, args.seed)
     for _ in range(args.polish_rounds if args.polish else 0):
@@ -428,7 +502,7 @@ def main(argv=None) -> int:
         # the polish trades σ against the bin widths through the dynamics; M sets σ alone, so it is
         # re-fitted last (it barely moves the mean curve)
         params = stage_noise(rounded(params), args.fit_devices, args.fit_cycles, args.seed)
-    params = rounded(params)
+    params = rounded(params).replace(**parse_set(args.after))
     fitted_site_population = params.site_population
     if args.site_population is not None:
         params = params.replace(site_population=args.site_population)
@@ -447,12 +521,14 @@ def main(argv=None) -> int:
             print(f"  {name}: {old:g} -> {value:g}")
 
     if args.write:
-        stages = [s for s, on in (("global", args.do_global), ("noise", args.noise), ("polish", args.polish)) if on]
+        stages = [s for s, on in (("global", args.do_global), ("local", args.local), ("noise", args.noise),
+                                  ("polish", args.polish)) if on]
         command = "python scripts/calibrate_hfoxsy.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
         calibration = {
             "status": "calibrated to reference/targets.toml [filament_hfoxsy_hfs2] (issue 4); see met/not_met",
             "method": {"global": "scipy.optimize.differential_evolution on the noise-free nominal steady ramp cycle "
                                  "(smooth stand-in for states/bin width/R2, see the script)",
+                       "local": "scipy.optimize.minimize(Nelder-Mead, adaptive) on the global stage's cost",
                        "noise": "secant in log(site_population) on a noisy ensemble for the mean state sigma",
                        "polish": "scipy.optimize.minimize(Nelder-Mead) on the noisy ensemble"}.get(stages[-1], "")
                       if stages else "check only",
@@ -461,6 +537,7 @@ def main(argv=None) -> int:
             "started_from": f"preset at commit {_head()}" if args.start == PRESET else f"{args.start} (--start)",
             "command": command.strip(),
             "seed": args.seed,
+            **({"set_after_stages": parse_set(args.after)} if args.after else {}),
             **({"site_population_fitted": fitted_site_population} if args.site_population is not None else {}),
             "fit_ensemble": f"{args.fit_devices} devices x {args.fit_cycles} cycles",
             "check_ensemble": f"{args.devices} devices x {args.cycles} cycles",

@@ -58,15 +58,20 @@ def read_measured_dataset(ds: xr.Dataset) -> xr.Dataset:
 
 def test_filament_round_trip_noisy_ensemble_with_spread(tmp_path, capsys):
     """characterise → netCDF → calibrate with Poisson hop noise and device variation on: the default free
-    set (site_population from the cycle-to-cycle spread) comes back within 10 %."""
+    set (site_population from the cycle-to-cycle spread) comes back within 10 %.
+
+    256 devices x 6 cycles: the spread is then measured to about 2 %, so M (σ ∝ M^-1/2) to about 4-5 %
+    and the 10 % bound holds across seeds (with 64 devices it was a one-sigma bound, passing by the luck of
+    the seed: -9.5 % at seed 4 on the current preset). Still a few seconds."""
     base = load_preset(FILAMENT)
     true = base.params
     measured = tmp_path / "measured.nc"
-    assert main(["characterise", "--device", FILAMENT, "--protocol", "pd-cycling", "--devices", "64",
+    assert main(["characterise", "--device", FILAMENT, "--protocol", "pd-cycling", "--devices", "256",
                  "--cycles", "6", "--seed", "4", "-o", str(measured)]) == 0
     start = true.replace(activation_energy_ev=true.activation_energy_ev * 1.05,
                          tunnel_current_a=true.tunnel_current_a * 1.3,
-                         series_resistance_ohm=true.series_resistance_ohm * 0.8, site_population=40000.0)
+                         series_resistance_ohm=true.series_resistance_ohm * 0.8,
+                         site_population=true.site_population * 1.6)
     out = tmp_path / "fitted.toml"
     assert main(["calibrate", str(measured), "--model", "filament", "-o", str(out),
                  "--start-preset", _start_preset(tmp_path, "start", start, base)]) == 0

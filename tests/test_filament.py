@@ -197,3 +197,88 @@ def test_segment_table_layout():
     seg = __import__("memdrift.emulator.engine", fromlist=["segment_table"]).segment_table(train)
     assert seg.shape == (3 * train.n_pulses, 3)
     assert list(seg[:3, 2]) == [filament.PULSE, filament.IDLE, filament.READ]
+
+
+# --------------------------------------------------------------------------- RESET field enhancement (beta_R, delta_R)
+
+def _gap_after_pulse(params: FilamentParams, amplitude_v: float, gap_m: float, backend: str = "compiled") -> float:
+    # read at +0.1 V (SET polarity), so that only the pulse can feel beta_R
+    train = PulseTrain(np.array([amplitude_v]), np.array([200e-9]), read_voltage_v=0.1, read_width_s=1e-9,
+                       read_gap_s=0.0)
+    ds = run_pulses(params.replace(gap_initial_m=gap_m, variation={}), train, devices=1, noise=False,
+                    backend=backend)
+    return float(ds["gap"].values[0, 0, 0])
+
+
+def test_reset_slope_slows_reset_more_at_large_gap_and_leaves_set_alone(preset_params):
+    """beta_R takes field enhancement from RESET only, and more of it the wider the gap."""
+    base = preset_params.replace(reset_field_enhancement_slope=0.0, reset_field_enhancement_offset=0.0)
+    reset = base.replace(reset_field_enhancement_slope=0.5)
+    small, large = 1.6e-9, 2.3e-9
+    for gap in (small, large):  # SET (positive bias): identical
+        assert _gap_after_pulse(reset, 0.8, gap) == _gap_after_pulse(base, 0.8, gap)
+    opened = {}
+    for gap in (small, large):  # RESET (negative bias): the gap opens less, relatively less at the wide gap
+        moved_base = _gap_after_pulse(base, -0.8, gap) - gap
+        moved_reset = _gap_after_pulse(reset, -0.8, gap) - gap
+        assert 0 < moved_reset < moved_base < base.gap_max_m - gap  # not at the clip
+        opened[gap] = moved_reset / moved_base
+    assert opened[large] < opened[small]
+
+
+def test_reset_offset_speeds_reset_only(preset_params):
+    """delta_R > 0 raises the RESET field enhancement at every gap; SET is untouched."""
+    base = preset_params.replace(reset_field_enhancement_slope=0.0, reset_field_enhancement_offset=0.0)
+    raised = base.replace(reset_field_enhancement_offset=0.05 * base.field_enhancement)
+    gap = 2.0e-9
+    assert _gap_after_pulse(raised, 0.8, gap) == _gap_after_pulse(base, 0.8, gap)
+    assert base.gap_max_m - gap > _gap_after_pulse(raised, -0.8, gap) - gap > _gap_after_pulse(base, -0.8, gap) - gap > 0
+
+
+def test_reset_slope_leaves_zero_bias_retention_alone(preset_params):
+    times = np.logspace(2, 5, 4)
+    kw = dict(devices=1, noise=False)
+    params = preset_params.replace(gap_initial_m=1.0e-9)
+    off = run_pulses(params, retention_train(times), **kw)["conductance"].values
+    on = run_pulses(params.replace(reset_field_enhancement_slope=0.2, reset_field_enhancement_offset=0.3),
+                    retention_train(times), **kw)
+    # the reads (-0.1 V) are RESET-polarity, so they may feel it, but only faintly
+    np.testing.assert_allclose(on["conductance"].values, off, rtol=1e-6)
+
+
+def test_compiled_matches_reference_with_reset_slope(preset_params):
+    params = preset_params.replace(reset_field_enhancement_slope=0.03, reset_field_enhancement_offset=0.2,
+                                   variation={"activation_energy_ev": 0.01, "gap_initial_m": 0.05})
+    kw = dict(devices=12, cycles=2, seed=3, noise=False)
+    ref = run_pulses(params, ramp(), backend="reference", **kw)
+    fast = run_pulses(params, ramp(), backend="compiled", **kw)
+    for name in ("conductance", "temperature_peak", "energy", "gap"):
+        np.testing.assert_allclose(fast[name].values, ref[name].values, rtol=1e-6, err_msg=name)
+    # and the slope really acts on this ramp
+    plain = run_pulses(params.replace(reset_field_enhancement_slope=0.0, reset_field_enhancement_offset=0.0), ramp(),
+                       backend="compiled", **kw)
+    assert not np.allclose(plain["conductance"].values[:, :, 20:], fast["conductance"].values[:, :, 20:], rtol=1e-3)
+
+
+def test_reset_slope_is_thread_count_independent(preset_params):
+    params = preset_params.replace(reset_field_enhancement_slope=0.03, reset_field_enhancement_offset=0.2)
+    one = run_pulses(params, ramp(), devices=65, cycles=2, seed=8, threads=1)
+    two = run_pulses(params, ramp(), devices=65, cycles=2, seed=8, threads=2)
+    assert np.array_equal(one["conductance"].values, two["conductance"].values)
+
+
+@pytest.mark.parametrize("name, value, allowed", [
+    ("reset_field_enhancement_slope", -0.1, "[0, 100]"),
+    ("reset_field_enhancement_slope", 101.0, "[0, 100]"),
+    ("reset_field_enhancement_slope", float("nan"), "finite"),
+    ("reset_field_enhancement_slope", float("inf"), "finite"),
+    ("reset_field_enhancement_offset", -100.5, "[-100, 100]"),
+    ("reset_field_enhancement_offset", 1e3, "[-100, 100]"),
+    ("reset_field_enhancement_offset", float("nan"), "finite"),
+])
+def test_reset_field_enhancement_bad_values_name_the_field(name, value, allowed):
+    from memdrift.errors import MemdriftError
+
+    with pytest.raises(MemdriftError, match=name) as info:
+        FilamentParams(**{name: value})
+    assert "allowed" in str(info.value) and allowed in str(info.value)

@@ -3,9 +3,10 @@
 Emulates the preset under the 20+20 ramp and extracts with ``extract_record``,
 as ``memdrift pulse … && memdrift extract …`` does. Only the targets the
 calibration meets are asserted; the preset's [calibration] table records every
-target with its residual, the unmet ones included (16 states and 31
-differential bins, and the depression bin width: scripts/calibrate_hfoxsy.py
-says why the model cannot reach them).
+target with its residual, the unmet ones included (the potentiation bin width,
+about 13 % narrow because that branch's linear range takes in 17-18 states of
+a switching window that ends near the 2 mS the ramp tests hold, and 29 of the
+31 differential bins).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from memdrift.emulator.params import load_preset
 from memdrift.emulator.pulses import ramp
 from memdrift.mapping.extract import extract_record
 
-BW_POTENTIATION_S = 81.077e-6
+BW_DEPRESSION_S = 80.520e-6
 SIGMA_S = 23.7e-6
 
 
@@ -41,5 +42,12 @@ def test_mean_state_sigma_within_25_percent(record):
 
 
 @pytest.mark.slow
-def test_potentiation_bin_width_within_10_percent(record):
-    assert record["branches"]["potentiation"]["bin_width"] == pytest.approx(BW_POTENTIATION_S, rel=0.10)
+def test_sixteen_states_on_each_branch(record):
+    assert record["states"] >= 16
+    assert record["branches"]["potentiation"]["states"] >= 16
+    assert record["branches"]["depression"]["states"] >= 16
+
+
+@pytest.mark.slow
+def test_depression_bin_width_within_10_percent(record):
+    assert record["branches"]["depression"]["bin_width"] == pytest.approx(BW_DEPRESSION_S, rel=0.10)

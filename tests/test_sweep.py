@@ -174,7 +174,9 @@ def test_point_seed_is_a_valid_engine_seed(seed, value):
 
 
 def test_two_worker_cluster_is_bit_identical_to_serial(tmp_path):
-    spec = sweep.parse_spec(SMALL)
+    # Ramps that start at 0.7-0.8 V: from 0.9 V the shipped preset (field-driven hops) jumps on the first
+    # strong pulse and a 2-device x 4-cycle point may have no linear range (differential_bins NaN).
+    spec = sweep.parse_spec(SMALL.replace("amplitude_start_v = [0.9, 0.995]", "amplitude_start_v = [0.7, 0.8]"))
     serial = sweep.run_sweep(spec, tmp_path / "serial.nc", mode="serial")
     dask = sweep.run_sweep(spec, tmp_path / "dask.nc", mode="local", workers=2)
     assert serial.computed == dask.computed == 4

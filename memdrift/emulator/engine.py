@@ -45,11 +45,16 @@ def parameter_table(params: FilamentParams, keys: np.ndarray) -> tuple[np.ndarra
     return table, np.clip(nominal["gap_initial_m"] * _initial_gap_factor(params, keys), g_min, g_max)
 
 
+#: Stream counter of the initial-gap draw: the column count before ``reset_field_enhancement_slope`` was
+#: appended to ``filament.COLUMNS``, kept so that a seed gives the same devices as before.
+GAP_INITIAL_STREAM = 23
+
+
 def _initial_gap_factor(params: FilamentParams, keys: np.ndarray) -> np.ndarray:
     spread = params.variation.get("gap_initial_m", 0.0)
     if spread == 0.0:
         return np.ones(keys.size)
-    return np.exp(spread * standard_normal(keys, len(filament.COLUMNS)) - 0.5 * spread * spread)
+    return np.exp(spread * standard_normal(keys, GAP_INITIAL_STREAM) - 0.5 * spread * spread)
 
 
 def segment_table(train: PulseTrain) -> np.ndarray:

@@ -7,7 +7,11 @@ The equations (DESIGN.md, "Filament model"), per device and sub-step Δt:
   the sub-step's first solve moved along ``dV_cell/dg``; it stops when the error
   bound ``step²/(2 V0)`` of the step just taken is below half of ``1e-13 |V|``);
 * field ``E = γ(g) V_cell / t_ox``, ``γ(g) = max(γ0 − β (g / 1 nm)^α, 0)``, and no
-  drive below ``F_min``;
+  drive below ``F_min``; under RESET bias (``V_cell < 0``) the law has its own
+  offset and slope, ``γ_R(g) = max(γ0 + δ_R − (β + β_R)(g / 1 nm)^α, 0)``
+  (``reset_field_enhancement_offset`` δ_R, ``reset_field_enhancement_slope`` β_R;
+  both 0 by default: the same law for both polarities, as in the Stanford–PKU
+  model). See "RESET field enhancement" below;
 * hopping rates ``r± = ν0 exp(−Ea/kT) exp(±z a E / (2 kT/q))`` and dissolution
   ``r_d = ν_r exp(−Ea_r/kT)``;
 * hops Poisson(M r Δt) (or their means with noise off);
@@ -29,6 +33,28 @@ the present and the steady-state temperature, so runaway heating is resolved.
 A segment (pulse, idle gap or read) that needs more than ``max_substeps`` ends
 with one step over the rest of its time (only reached at pinned extremes).
 
+RESET field enhancement. The field enhancement γ(g) stands for the filament tip
+concentrating the cell voltage on the gap; the Stanford–PKU law uses one γ(g)
+for both polarities, which makes the pulse-to-pulse step at a given gap the same
+function of |V| and width whichever way it moves the gap (dissolution apart).
+Under an amplitude/width ramp applied identically to both branches that cannot
+give equal steps on both: at the low-conductance end depression arrives with its
+strongest pulses and potentiation leaves with its weakest
+(``scripts/calibrate_hfoxsy.py`` has the argument). In a cell with an asymmetric
+stack (metal / HfOxSy / HfS2) the two polarities move different species: SET
+draws vacancies towards the tip, RESET drives oxygen ions from the interface
+reservoir across the gap to recombine at the tip, and the field those ions feel
+collapses faster as the gap opens — RESET self-limits towards a high-resistance
+gap, the usual reason RESET is gradual where SET is abrupt (compact models such
+as JART VCM treat SET and RESET with polarity-dependent field/voltage division
+for the same reason). The change is the smallest that expresses this: the
+Stanford–PKU γ(g) is given its own γ0 and slope under RESET bias (δ_R, β_R), so
+that RESET can be stronger than SET at narrow gaps and weaker at wide ones
+(β_R alone would only weaken RESET everywhere and the identical ramp could no
+longer balance the branches). It stays a field enhancement: bounded (γ_R ≥ 0),
+inert at zero bias (retention is untouched) and continuous in V; only the
+RESET drive and its dependence on the gap change, never SET.
+
 The compiled kernel (``memdrift.ext._filament``) runs the same arithmetic per
 device; the functions here are vectorised over devices, as a competent NumPy
 user would write them, and serve as the twin in tests and benchmarks.
@@ -49,6 +75,7 @@ COLUMNS = (
     "site_population", "tunnel_current_a", "tunnel_length_m", "tunnel_voltage_v", "series_resistance_ohm",
     "thermal_resistance_k_per_w", "thermal_time_constant_s", "ambient_temperature_k", "gap_min_m", "gap_max_m",
     "dissolution_frequency_hz", "dissolution_energy_ev", "max_gap_step_m", "max_substeps",
+    "reset_field_enhancement_slope", "reset_field_enhancement_offset",
 )
 COL = {name: i for i, name in enumerate(COLUMNS)}
 assert set(COLUMNS) <= {f.name for f in fields(FilamentParams)}
@@ -121,8 +148,11 @@ def cell_voltage_slope(cell_v: np.ndarray, current_a: np.ndarray, gap_m: np.ndar
 def hop_rates(cell_v: np.ndarray, gap_m: np.ndarray, temperature_k: np.ndarray,
               table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-site rates (1/s): forward hops (shrink the gap), backward, dissolution."""
-    gamma = np.maximum(table[:, COL["field_enhancement"]] - table[:, COL["field_enhancement_slope"]]
-                       * (gap_m / 1e-9) ** table[:, COL["field_enhancement_power"]], 0.0)
+    # RESET bias (V_cell < 0) has its own gamma(g): gamma0 + delta_R, slope beta + beta_R
+    reset = cell_v < 0.0
+    beta = table[:, COL["field_enhancement_slope"]] + np.where(reset, table[:, COL["reset_field_enhancement_slope"]], 0.0)
+    gamma0 = table[:, COL["field_enhancement"]] + np.where(reset, table[:, COL["reset_field_enhancement_offset"]], 0.0)
+    gamma = np.maximum(gamma0 - beta * (gap_m / 1e-9) ** table[:, COL["field_enhancement_power"]], 0.0)
     field = gamma * cell_v / table[:, COL["oxide_thickness_m"]]
     field = np.where(np.abs(field) < table[:, COL["min_field_v_per_m"]], 0.0, field)
     kt_ev = BOLTZMANN_EV * temperature_k

@@ -115,6 +115,10 @@ class FilamentParams(ModelParams):
     max_gap_step_m: float = quantity(0.02e-9, "m", 0.0, 1e-8, "largest expected gap change in one sub-step",
                                      low_open=True)
     max_substeps: float = quantity(4000.0, "1", 1.0, 1e7, "sub-steps per segment before the rest is one step")
+    reset_field_enhancement_slope: float = quantity(
+        0.0, "1", 0.0, 100.0, "beta_R: under RESET bias gamma = gamma0 + delta_R - (beta + beta_R) (g/1 nm)^alpha")
+    reset_field_enhancement_offset: float = quantity(
+        0.0, "1", -100.0, 100.0, "delta_R: under RESET bias gamma = gamma0 + delta_R - (beta + beta_R) (g/1 nm)^alpha")
     variation: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -44,6 +44,8 @@ cdef enum:
     C_EAR
     C_CAP
     C_MAXSTEPS
+    C_BETA_R
+    C_GAMMA0_R
     N_COLUMNS
 
 cdef enum:
@@ -151,11 +153,14 @@ cdef inline void arrhenius(double temp, const double* p, Arrhenius* th) noexcept
     th.dis = p[C_NUR] * exp(-p[C_EAR] / kt)
 
 
-cdef inline double enhancement(double gap, const double* p) noexcept nogil:
-    """γ(g) = max(γ0 − β (g / 1 nm)^α, 0); no pow() when β = 0."""
-    if p[C_BETA] == 0.0:
-        return fmax(p[C_GAMMA0], 0.0)
-    return fmax(p[C_GAMMA0] - p[C_BETA] * pow(gap / 1e-9, p[C_ALPHA]), 0.0)
+cdef inline double enhancement(double gap, const double* p, bint reset) noexcept nogil:
+    """γ(g) = max(γ0 − β (g / 1 nm)^α, 0); under RESET bias (V < 0, hence V_cell < 0) its own
+    offset and slope, γ0 + δ_R and β + β_R. No pow() when the slope is 0."""
+    cdef double gamma0 = p[C_GAMMA0] + p[C_GAMMA0_R] if reset else p[C_GAMMA0]
+    cdef double beta = p[C_BETA] + p[C_BETA_R] if reset else p[C_BETA]
+    if beta == 0.0:
+        return fmax(gamma0, 0.0)
+    return fmax(gamma0 - beta * pow(gap / 1e-9, p[C_ALPHA]), 0.0)
 
 
 cdef inline void rates(double vc, double gamma, double temp, const double* p, Arrhenius* th,
@@ -203,7 +208,7 @@ cdef void segment(double volts, double duration, double* gap, double* temp, doub
         t_ss = p[C_T0] + vc * cur * p[C_RTH]
         hot = fmax(temp[0], t_ss)
         # γ(g) only matters under bias (the field is γ V_cell / t_ox, and V_cell = 0 at V = 0)
-        gamma = enhancement(gap[0], p) if volts != 0.0 else 0.0
+        gamma = enhancement(gap[0], p, volts < 0.0) if volts != 0.0 else 0.0
         rates(vc, gamma, hot, p, &th, &fwd, &bwd, &dis)
         drift = a * fabs(bwd + dis - fwd)
         spread = a * a * (fwd + bwd + dis) / m
@@ -230,7 +235,7 @@ cdef void segment(double volts, double duration, double* gap, double* temp, doub
             ratio_mid = (fabs(vc) + dvdg * (g_mid - gap[0])) / fabs(volts)
         vc_mid = solve_cell(volts, g_mid, p, ratio_mid, &cur, NULL)
         t_ss = p[C_T0] + vc_mid * cur * p[C_RTH]
-        gamma = enhancement(g_mid, p) if volts != 0.0 else 0.0
+        gamma = enhancement(g_mid, p, volts < 0.0) if volts != 0.0 else 0.0
         rates(vc_mid, gamma, t_ss + (temp[0] - t_ss) * decay_half, p, &th, &fwd, &bwd, &dis)
         temp_new = t_ss + (temp[0] - t_ss) * decay_half * decay_half
         if noise:

@@ -439,7 +439,10 @@ def test_bad_ffp_spec_names_the_key(replace, with_, key):
 
 # ----------------------------------------------------------------------------- accuracy through aihwkit
 
-ACCURACY = SMALL.replace('store = ["differential_bins", "state_sigma", "bin_width"]', """\
+# ramps from 0.7-0.8 V, as in the cluster test: from 0.9 V a 2-device x 4-cycle point of the shipped preset may
+# have no linear range, hence no record to program (accuracy NaN)
+ACCURACY = SMALL.replace("amplitude_start_v = [0.9, 0.995]", "amplitude_start_v = [0.7, 0.8]").replace(
+    'store = ["differential_bins", "state_sigma", "bin_width"]', """\
 store = ["differential_bins", "accuracy", "accuracy_no_hwat", "accuracy_digital"]
 [metrics.accuracy]
 dataset = "digits"

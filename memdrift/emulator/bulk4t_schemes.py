@@ -293,9 +293,7 @@ def _ffp_in_kernel(dev: Bulk4TDevices, vw: np.ndarray, r_grid: np.ndarray, sign:
                    r_stop: float, max_events: int, r: np.ndarray, out: dict[str, np.ndarray], c: int,
                    progress: bool) -> tuple[np.ndarray, np.ndarray]:
     """One FFP branch through ``CompiledEngine.ffp``; fills ``out[...][:, c]``, returns (r, events)."""
-    width = float(width_s)
-    if not (np.isfinite(width) and width > 0):
-        raise MemdriftError(f"width_s = {width_s!r} is out of range; allowed: (0, inf) s")
+    width = check_range("width_s", width_s, 0.0, None, low_open=True, unit="s")
     r_now = np.array(r, dtype=np.float64)
     events = np.zeros(dev.devices, dtype=np.dtype("l"))
     record = np.full((dev.devices, max_events, 5), np.nan)

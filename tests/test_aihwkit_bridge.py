@@ -233,11 +233,28 @@ def test_inference_config_settings():
     assert cfg.forward.ir_drop == 1.0
     assert type(cfg.drift_compensation).__name__ == "GlobalDriftCompensation"
     assert isinstance(cfg.noise_model, bridge.StudentTProgramNoise)
-    # HWAT noise = RMS program error / window: σ / (15 bins)
-    assert cfg.modifier.std_dev == pytest.approx(SIGMA_S / (15 * BIN_S), rel=1e-6)
+    # HWAT noise: a pair's two independent errors (√2), each the Gaussian σ with the Student-t's
+    # central 68.3 % interval, over the window of 15 bins
+    scale = SIGMA_S * math.sqrt(3 / 5)
+    one_device = scale * stats.t.ppf(stats.norm.cdf(1.0), 5) / (15 * BIN_S)
+    assert cfg.modifier.std_dev == pytest.approx(math.sqrt(2) * one_device, rel=1e-6)
     assert bridge.inference_config(record, drift_compensation=False).drift_compensation is None
     with pytest.raises(MemdriftError, match="adc_bits"):
         bridge.inference_config(record, adc_bits=0)
+
+
+def test_hwat_noise_stays_finite_as_df_nears_two():
+    """The Student-t variance diverges at df = 2; fitted tail levels land there, and the HWAT noise
+    must still be the width of the conductances' spread, not of that variance."""
+    record = hfoxsy_record()
+    base = bridge.relative_program_noise(record)
+    record["program_error_t"][3]["df"] = 2.002  # one level of sixteen, same scale
+    near_two = bridge.relative_program_noise(record)
+    assert base < near_two < 1.1 * base
+    # the pair's √2 and the single device's 2× (whole window for [-w, w])
+    assert bridge.inference_config(record).modifier.std_dev == pytest.approx(math.sqrt(2) * near_two, rel=1e-9)
+    single = bridge.inference_config(record, w_range=4.0, levels=16, mapping="single")
+    assert single.modifier.std_dev == pytest.approx(2 * near_two, rel=1e-9)
 
 
 @settings(max_examples=25, deadline=None)

@@ -485,6 +485,9 @@ def main(argv=None) -> int:
                     help="set M after the fit (overrides the noise stage; recorded)")
     ap.add_argument("--start", default=PRESET, help="preset (name or .toml) to start from; default the shipped one")
     ap.add_argument("--write", action="store_true", help=f"store the result in {PRESET_PATH.name}")
+    ap.add_argument("--note", default=None,
+                    help="free text stored as [calibration] note with --write (what was done and why; not part of "
+                         "the recorded command)")
     args = ap.parse_args(argv)
 
     preset = load_preset(args.start)
@@ -523,7 +526,12 @@ def main(argv=None) -> int:
     if args.write:
         stages = [s for s, on in (("global", args.do_global), ("local", args.local), ("noise", args.noise),
                                   ("polish", args.polish)) if on]
-        command = "python scripts/calibrate_hfoxsy.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
+        given = list(argv if argv is not None else sys.argv[1:])
+        if "--note" in given:  # the note is stored on its own, not as part of the command
+            i = given.index("--note")
+            del given[i:i + 2]
+        given = [a for a in given if not a.startswith("--note=")]
+        command = "python scripts/calibrate_hfoxsy.py " + " ".join(given)
         calibration = {
             "status": "calibrated to reference/targets.toml [filament_hfoxsy_hfs2] (issue 4); see met/not_met",
             "method": {"global": "scipy.optimize.differential_evolution on the noise-free nominal steady ramp cycle "
@@ -539,12 +547,14 @@ def main(argv=None) -> int:
             "seed": args.seed,
             **({"set_after_stages": parse_set(args.after)} if args.after else {}),
             **({"site_population_fitted": fitted_site_population} if args.site_population is not None else {}),
-            "fit_ensemble": f"{args.fit_devices} devices x {args.fit_cycles} cycles",
+            **({"fit_ensemble": f"{args.fit_devices} devices x {args.fit_cycles} cycles"}
+               if args.noise or args.polish else {}),  # the noisy stages' ensemble; none without them
             "check_ensemble": f"{args.devices} devices x {args.cycles} cycles",
             "metrics": {k: v for k, v in m.items() if v is not None},
             "residuals": {k: v for k, v in r["residuals"].items() if v is not None},
             "met": sorted(k for k, ok in r["met"].items() if ok),
             "not_met": sorted(k for k, ok in r["met"].items() if not ok),
+            **({"note": args.note} if args.note else {}),
         }
         save_preset(Preset(PRESET, params, preset.description, preset.scheme, calibration), PRESET_PATH)
         print(f"wrote {PRESET_PATH}")

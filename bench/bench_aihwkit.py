@@ -53,6 +53,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--record", default="extract", help="extract | paper | path to a record JSON")
     ap.add_argument("--scaling", action="store_true", help="also time HWAT + repeats vs training-set size")
+    ap.add_argument("--tile", default="auto", choices=("auto", "torch", "cpp"),
+                    help="aihwkit tile (torch: same seed, same result; cpp seeds itself)")
+    ap.add_argument("--seed", type=int, default=0, help="training, HWAT and programming seed")
     args = ap.parse_args()
 
     import torch
@@ -75,7 +78,7 @@ def main() -> None:
             record = json.load(fh)
     t_record = time.perf_counter() - t0
 
-    s = evaluate.Settings()
+    s = evaluate.Settings(tile=args.tile, seed=args.seed).checked()
     t = time.perf_counter()
     data = datasets.load("mnist-5k")
     t_data = time.perf_counter() - t
@@ -84,7 +87,7 @@ def main() -> None:
     digital = evaluate.accuracy(net, data.x_test, data.y_test)
     t_digital = time.perf_counter() - t
     t = time.perf_counter()
-    hw = evaluate.hardware_aware_train(evaluate.to_analog(net, inference_config(record)), data, s)
+    hw = evaluate.hardware_aware_train(evaluate.to_analog(net, inference_config(record, tile=s.tile)), data, s)
     t_hwat = time.perf_counter() - t
     t = time.perf_counter()
     analog = evaluate._programmed_repeats(hw, data, s)
@@ -92,7 +95,7 @@ def main() -> None:
     total = time.perf_counter() - t0
 
     print(f"record source: {source}")
-    print(f"threads: {args.threads}  torch {torch.__version__}")
+    print(f"threads: {args.threads}  torch {torch.__version__}  tile {s.tile}  seed {s.seed}")
     print(f"{'stage':<34}{'seconds':>9}")
     for name, val in [("record", t_record), ("load mnist-5k", t_data), ("digital training (30 ep)", t_digital),
                       ("HWAT (5 ep, AnalogSGD)", t_hwat), ("5 × program + test (1000)", t_inf),
@@ -107,7 +110,7 @@ def main() -> None:
         for n in (500, 1000, 2000, 4000):
             sub = data.subset(n, None)
             t = time.perf_counter()
-            evaluate.hardware_aware_train(evaluate.to_analog(net, inference_config(record)), sub,
+            evaluate.hardware_aware_train(evaluate.to_analog(net, inference_config(record, tile=s.tile)), sub,
                                           evaluate.with_settings(s, hwat_epochs=1))
             dt = time.perf_counter() - t
             print(f"{n:>14}{dt:>15.2f}{1000 * dt / n:>17.3f}")

@@ -114,13 +114,15 @@ def test_torchvision_datasets_need_a_directory(tmp_path):
 
 # ---------------------------------------------------------------- every study, tiny
 
+@pytest.mark.parametrize("tile", ["cpp", "torch"])
 @pytest.mark.parametrize("name, shape", [("lenet5", (1, 28, 28)), ("cifar-resnet3", (3, 32, 32))])
-def test_conv_networks_train_hwat_and_program_on_synthetic_tensors(name, shape):
+def test_conv_networks_train_hwat_and_program_on_synthetic_tensors(name, shape, tile):
     from memdrift.mapping.aihwkit_bridge import inference_config
 
     data = synthetic(shape)
     net = evaluate.train_digital(name, data, TINY)
-    analog = evaluate.hardware_aware_train(evaluate.to_analog(net, inference_config(record())), data, TINY)
+    analog = evaluate.hardware_aware_train(evaluate.to_analog(net, inference_config(record(), tile=tile)), data,
+                                           TINY)
     # every Linear/Conv2d became an analog layer (a wide layer is split over several tiles)
     assert len(list(analog.analog_layers())) == sum(
         1 for m in net.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)))
@@ -138,6 +140,33 @@ def test_accuracy_study_contract(digits_small):
     assert float(ds.accuracy.sel(mode="digital").std()) == 0.0
     assert ds["programming_energy"].attrs["units"] == "J" and float(ds["programming_energy"]) > 0
     assert "analog" in evaluate.table(ds)
+
+
+def test_same_seed_same_accuracies_on_the_default_tile(digits_small):
+    """The default tile (torch) draws HWAT noise, program error and periphery noise from torch's
+    seeded generator: a study run twice with one seed gives the same numbers. (The C++ tile seeds
+    itself from outside the process, so its runs differ.)"""
+    first = evaluate.run_study("accuracy", record(), "mlp", digits_small, TINY)
+    second = evaluate.run_study("accuracy", record(), "mlp", digits_small, TINY)
+    np.testing.assert_array_equal(first.accuracy.values, second.accuracy.values)
+    assert first.attrs["settings.tile"] == "auto"
+
+
+def test_tile_choice_and_ir_drop():
+    from aihwkit.simulator.configs import TorchInferenceRPUConfig
+
+    from memdrift.mapping.aihwkit_bridge import inference_config
+
+    assert isinstance(inference_config(record(), tile="auto"), TorchInferenceRPUConfig)
+    # IR drop exists only on the C++ tile: auto falls back to it, an explicit torch tile is refused
+    with_ir = inference_config(record(), tile="auto", ir_drop=1.0)
+    assert not isinstance(with_ir, TorchInferenceRPUConfig) and with_ir.forward.ir_drop == 1.0
+    with pytest.raises(MemdriftError, match="tile = 'torch' with ir_drop"):
+        inference_config(record(), tile="torch", ir_drop=1.0)
+    with pytest.raises(MemdriftError, match="tile = 'torch' with ir_drop"):
+        evaluate.Settings(tile="torch", ir_drop=0.5).checked()
+    with pytest.raises(MemdriftError, match="tile = 'gpu' is unknown; allowed: auto, torch, cpp"):
+        evaluate.Settings(tile="gpu").checked()
 
 
 def test_drift_study_has_time_and_compensation_modes(digits_small):

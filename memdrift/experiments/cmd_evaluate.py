@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--analog-lr", type=float, default=0.1, help="in-memory training learning rate (AnalogSGD)")
     p.add_argument("--dtod", type=float, default=0.0, help="device-to-device variation of the window (0-1)")
     p.add_argument("--ir-drop", type=float, default=0.0, help="aihwkit IR-drop scale (slow; 0 = off)")
+    p.add_argument("--tile", default="auto", choices=("auto", "torch", "cpp"),
+                   help="aihwkit tile: torch (same --seed, same result), cpp (C++, seeds itself: runs differ; "
+                        "the only one with IR drop), auto = torch unless --ir-drop")
     p.add_argument("--train-samples", type=int, default=None, help="use only the first N training samples")
     p.add_argument("--test-samples", type=int, default=None, help="use only the first N test samples")
     p.add_argument("--seed", type=int, default=0)
@@ -93,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     settings = evaluate.Settings(epochs=args.epochs, hwat_epochs=args.hwat_epochs, batch_size=args.batch_size,
                                  lr=args.lr, hwat_lr=args.hwat_lr, analog_lr=args.analog_lr,
                                  repeats=args.repeats, seed=args.seed, device=args.device, dtod=args.dtod,
-                                 ir_drop=args.ir_drop, progress=args.progress).checked()
+                                 ir_drop=args.ir_drop, tile=args.tile,
+                                 progress=args.progress).checked()
     evaluate.torch_device(settings.device)
     # validate the record before the (long) training starts
     aihwkit_bridge.describe(record)

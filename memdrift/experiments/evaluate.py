@@ -54,6 +54,9 @@ class Settings:
     device: str = "cpu"
     dtod: float = 0.0
     ir_drop: float = 0.0
+    #: aihwkit tile (``memdrift.mapping.aihwkit_bridge.TILES``): ``auto`` is the torch tile, reproducible
+    #: for ``seed``, unless IR drop is on (the C++ tile, which seeds itself: runs differ)
+    tile: str = "auto"
     eval_batch: int = 500
     times_s: tuple[float, ...] = DRIFT_TIMES_S
     dtod_values: tuple[float, ...] = DTOD_VALUES
@@ -76,6 +79,11 @@ class Settings:
             check_range("dtod_values", d, 0.0, 1.0)
         for b in self.bits_values:
             check_range("bits_values", b, 1, 16)
+        if self.tile not in ("auto", "torch", "cpp"):
+            raise MemdriftError(f"tile = {self.tile!r} is unknown; allowed: auto, torch, cpp")
+        if self.tile == "torch" and self.ir_drop > 0:
+            raise MemdriftError(f"tile = 'torch' with ir_drop = {self.ir_drop!r}: aihwkit's torch tile has no IR "
+                                "drop; allowed: tile 'cpp' or 'auto' with ir_drop > 0")
         if self.device not in ("cpu", "cuda"):
             raise MemdriftError(f"device = {self.device!r} is unknown; allowed: cpu, cuda")
         return self
@@ -239,7 +247,7 @@ def _deployed(record: Mapping[str, Any], network: str, data: Split, s: Settings
 
     net = train_digital(network, data, s)
     digital = accuracy(net, data.x_test, data.y_test, batch=s.eval_batch)
-    cfg = inference_config(record, dtod=s.dtod, ir_drop=s.ir_drop)
+    cfg = inference_config(record, dtod=s.dtod, ir_drop=s.ir_drop, tile=s.tile)
     return net, digital, cfg, to_analog(net, cfg, s.device)
 
 
@@ -280,7 +288,8 @@ def study_dtod(record: Mapping[str, Any], network: str, data: Split, s: Settings
     s = s.checked()
     net = train_digital(network, data, s)
     digital = accuracy(net, data.x_test, data.y_test, batch=s.eval_batch)
-    hw = hardware_aware_train(to_analog(net, inference_config(record, ir_drop=s.ir_drop), s.device), data, s)
+    hw = hardware_aware_train(to_analog(net, inference_config(record, ir_drop=s.ir_drop, tile=s.tile), s.device),
+                              data, s)
     values = np.asarray(s.dtod_values, dtype=float)
     acc = np.empty((2, s.repeats, len(values)))
     acc[0] = digital
@@ -311,7 +320,7 @@ def study_bits(record: Mapping[str, Any], network: str, data: Split, s: Settings
     acc[0] = digital
     for j, b in enumerate(bits):
         cfg = inference_config(record, levels=2 ** int(b), w_range=BITS_WEIGHT_RANGE, dtod=s.dtod,
-                               ir_drop=s.ir_drop, hwat_noise=0.0, drift=False, mapping="single")
+                               ir_drop=s.ir_drop, hwat_noise=0.0, drift=False, mapping="single", tile=s.tile)
         acc[1, :, j] = _programmed_repeats(to_analog(net, cfg, s.device), data, s)
     ds = _result(acc, ["digital", "analog"], s, record, network, data, "bits",
                  {"bits": ("bits", bits, {"units": "1", "long_name": "weight resolution (2^bits levels of one device)"})},

@@ -96,7 +96,6 @@ for every point: the noise is common, accuracy differences are the devices').
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import hashlib
 import io
@@ -956,21 +955,6 @@ def digital_network(settings: Mapping[str, Any]) -> bytes:
     return _DIGITAL_CACHE[key]
 
 
-def _torch_tile_config(config: Any) -> Any:
-    """The bridge's inference configuration on aihwkit's torch tile.
-
-    The C++ tile seeds its own generator from outside the process (the same point gives a different
-    accuracy on every run); the torch tile draws every random number from torch's seeded generator.
-    """
-    from aihwkit.simulator.configs import TorchInferenceRPUConfig
-
-    out = TorchInferenceRPUConfig()
-    for f in dataclasses.fields(config):
-        if f.name not in ("tile_class", "tile_array_class", "simulator_tile_class", "runtime"):
-            setattr(out, f.name, copy.deepcopy(getattr(config, f.name)))
-    return out
-
-
 def accuracy_metrics(record: Mapping[str, Any] | None, settings: Mapping[str, Any],
                      digital: bytes | None = None) -> tuple[dict[str, float], str]:
     """Accuracy of a record's device through the aihwkit bridge, as ``run_study("accuracy", ...)`` computes it
@@ -991,7 +975,9 @@ def accuracy_metrics(record: Mapping[str, Any] | None, settings: Mapping[str, An
         s = _evaluate_settings(settings)
         data = _accuracy_data(settings)
         try:
-            config = _torch_tile_config(inference_config(record, dtod=s.dtod, ir_drop=s.ir_drop))
+            # the torch tile: the C++ tile seeds its own generator from outside the process (the same point
+            # would give a different accuracy on every run)
+            config = inference_config(record, dtod=s.dtod, ir_drop=s.ir_drop, tile="torch")
         except MemdriftError as exc:
             return nan, f"accuracy: the record does not map to aihwkit ({exc})"
         torch.manual_seed(s.seed)

@@ -41,6 +41,7 @@ from aihwkit.simulator.configs import (
     InferenceRPUConfig,
     PiecewiseStepDevice,
     SingleRPUConfig,
+    TorchInferenceRPUConfig,
 )
 from aihwkit.simulator.parameters.enums import WeightClipType, WeightModifierType
 
@@ -354,11 +355,40 @@ def relative_program_noise(record: Mapping[str, Any]) -> float:
     return float(np.sqrt(np.mean(half_width**2 + tab.loc**2)) / (g_max - g_min))
 
 
+#: aihwkit inference tiles: ``torch`` draws every random number from torch's seeded generator (same
+#: seed, same accuracy); ``cpp`` is the C++ tile, which seeds itself from outside the process (every run
+#: differs) and alone implements IR drop in aihwkit 1.2.0; ``auto`` takes torch unless IR drop is on.
+TILES = ("auto", "torch", "cpp")
+
+
+def resolve_tile(tile: str, ir_drop: float = 0.0) -> str:
+    """The tile ``tile`` stands for (``torch`` or ``cpp``) with IR drop ``ir_drop``."""
+    if tile not in TILES:
+        raise MemdriftError(f"tile = {tile!r} is unknown; allowed: {', '.join(TILES)}")
+    if tile == "auto":
+        return "cpp" if ir_drop > 0 else "torch"
+    if tile == "torch" and ir_drop > 0:
+        raise MemdriftError(f"tile = 'torch' with ir_drop = {ir_drop!r}: aihwkit's torch tile has no IR drop; "
+                            "allowed: tile 'cpp' (or 'auto') with ir_drop > 0, or ir_drop = 0")
+    return tile
+
+
+def on_torch_tile(config: InferenceRPUConfig) -> TorchInferenceRPUConfig:
+    """The same inference configuration on aihwkit's torch tile (reproducible for a torch seed)."""
+    import dataclasses
+
+    out = TorchInferenceRPUConfig()
+    for f in dataclasses.fields(config):
+        if f.name not in ("tile_class", "tile_array_class", "simulator_tile_class", "runtime"):
+            setattr(out, f.name, copy.deepcopy(getattr(config, f.name)))
+    return out
+
+
 def inference_config(record: Mapping[str, Any], *, levels: int | None = None, dtod: float = 0.0,
                      w_range: float | None = None, adc_bits: int = 8, dac_bits: int = 8, ir_drop: float = 0.0,
                      drift_compensation: bool = True, hwat_noise: float | None = None,
                      temperature_k: float = 300.0, drift: bool = True, program_error: bool = True,
-                     mapping: str = "pair") -> InferenceRPUConfig:
+                     mapping: str = "pair", tile: str = "cpp") -> InferenceRPUConfig:
     """``InferenceRPUConfig`` for inference (and hardware-aware training) on the record's device.
 
     8-bit DAC/ADC (the paper's converters), optional IR drop (``ir_drop`` is
@@ -366,11 +396,14 @@ def inference_config(record: Mapping[str, Any], *, levels: int | None = None, dt
     compensation, weights mapped to the device range per column, and a Gaussian
     weight-noise modifier for HWAT whose std is the weight's relative program
     error (:func:`relative_program_noise` of each device of the mapping;
-    ``hwat_noise`` overrides, 0 disables).
+    ``hwat_noise`` overrides, 0 disables). ``tile`` (:data:`TILES`) picks the
+    simulator tile; ``torch`` and ``auto`` return a ``TorchInferenceRPUConfig``
+    (a subclass) where IR drop is off.
     """
     for name, bits in (("adc_bits", adc_bits), ("dac_bits", dac_bits)):
         check_range(name, bits, 1, 24)
     check_range("ir_drop", ir_drop, 0.0, 1e3)
+    tile = resolve_tile(tile, ir_drop)
     cfg = InferenceRPUConfig()
     cfg.noise_model = noise_model(record, levels=levels, dtod=dtod, w_range=w_range, temperature_k=temperature_k,
                                   drift=drift, program_error=program_error, mapping=mapping)
@@ -403,7 +436,7 @@ def inference_config(record: Mapping[str, Any], *, levels: int | None = None, dt
         cfg.modifier.type = WeightModifierType.ADD_NORMAL
         cfg.modifier.std_dev = float(std)
         cfg.modifier.rel_to_actual_wmax = True
-    return cfg
+    return on_torch_tile(cfg) if tile == "torch" else cfg
 
 
 # --------------------------------------------------------------------------- training device

@@ -148,6 +148,24 @@ def test_student_t_program_error_has_heavier_tails_than_gaussian_of_same_scale()
     assert abs(loc_fit) < 0.05 * scale_us
 
 
+def test_single_device_mapping_keeps_programmed_conductances_inside_the_window():
+    """One device per weight (the weight-transfer study): the window's ends are the weight range's, and a
+    fitted df < 1 (seen per level on few FFP traces) must not throw a conductance past HRS/LRS; the pair
+    mapping keeps the overshoot tails above g_max."""
+    record = hfoxsy_record(df=0.3)
+    single = bridge.noise_model(record, w_range=4.0, mapping="single")
+    pair = bridge.noise_model(record)
+    torch.manual_seed(2)
+    top_us = record["g_max"] * 1e6
+    g = torch.full((100_000,), top_us)
+    out_single, out_pair = _programmed(single, g), _programmed(pair, g)
+    # float32 tensors: compare with the bounds as the model holds them
+    hi, lo = float(torch.tensor(single.g_max)), float(torch.tensor(single.g_min))
+    assert float(out_single.max()) <= hi and float(out_single.min()) >= lo
+    assert float(out_single.min()) < top_us  # still programmed with error, only bounded
+    assert float(out_pair.max()) > 10 * top_us  # df 0.3: the unbounded tail is there without the bound
+
+
 def test_programmed_weights_of_an_analog_layer_carry_the_t_tails():
     """Through aihwkit's own tile programming, not just the noise model's method."""
     from aihwkit.nn import AnalogLinear

@@ -216,7 +216,8 @@ class StudentTProgramNoise(BaseNoiseModel):
     def __init__(self, g_min_us: float, g_max_us: float, levels: int, table: ProgramErrorTable, *,
                  nu: float = 0.0, nu_std: float = 0.0, activation_energy_ev: float = 0.0,
                  reference_temperature_k: float = 300.0, temperature_k: float = 300.0, dtod: float = 0.0,
-                 g_converter: BaseConductanceConverter | None = None, program_error: bool = True):
+                 g_converter: BaseConductanceConverter | None = None, program_error: bool = True,
+                 clip_to_window: bool = False):
         from aihwkit.inference.converter.conductance import SinglePairConductanceConverter
 
         super().__init__(g_converter or SinglePairConductanceConverter(g_max=g_max_us, g_min=g_min_us))
@@ -231,6 +232,7 @@ class StudentTProgramNoise(BaseNoiseModel):
         self.reference_temperature_k, self.temperature_k = float(reference_temperature_k), float(temperature_k)
         self.dtod = float(dtod)
         self.program_error = bool(program_error)
+        self.clip_to_window = bool(clip_to_window)
 
     def __eq__(self, other: object) -> bool:  # tensors make the base __eq__ ambiguous
         return self is other
@@ -255,6 +257,11 @@ class StudentTProgramNoise(BaseNoiseModel):
             g = g + self.loc.to(g.device)[k] + self.scale.to(g.device)[k] * t
         if self.dtod > 0:
             g = self.g_min + (g - self.g_min) * (1.0 + self.dtod * torch.randn_like(g))
+        if self.clip_to_window:
+            # one device against a reference: the window's ends are the weight range's ends, and the
+            # device holds nothing past its HRS/LRS (a fitted df < 1 would otherwise throw a weight
+            # arbitrarily far: one programming of the tio2x record at 9 bits lost 2.6 % accuracy to it)
+            return g.clamp(self.g_min, self.g_max)
         # a conductance cannot be negative; the tails above g_max are real overshoot
         return g.clamp(min=0.0)
 
@@ -333,7 +340,8 @@ def noise_model(record: Mapping[str, Any], *, levels: int | None = None, dtod: f
     return StudentTProgramNoise(g_min * MICRO, g_max * MICRO, n, program_error_table(record, n), nu=nu,
                                 nu_std=nu_std, activation_energy_ev=ea, reference_temperature_k=t_ref,
                                 temperature_k=check_range("temperature_k", temperature_k, 1.0, 2000.0),
-                                dtod=dtod, g_converter=converter, program_error=program_error)
+                                dtod=dtod, g_converter=converter, program_error=program_error,
+                                clip_to_window=mapping == "single")
 
 
 def relative_program_noise(record: Mapping[str, Any]) -> float:

@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
         preset = load_preset(name)
         print(f"  {name:<14} {preset.model:<9} default scheme {preset.scheme:<9} {preset.description}")
     print("schemes:")
-    print(f"  filament: {', '.join(SCHEMES)}")
+    print(f"  filament: {', '.join(SCHEMES)}, write-verify (ISPP to --targets)")
     from memdrift.emulator import bulk4t_schemes, protocols
     from memdrift.experiments.reproduce import EXPERIMENTS
 

@@ -25,6 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("compiled", "reference"), default="compiled",
                    help="compiled core (default) or the NumPy reference")
     p.add_argument("--no-noise", action="store_true", help="expected hop counts instead of Poisson counts")
+    p.add_argument("--targets", default=None, metavar="G1,G2,...",
+                   help="write-verify: target conductances in S, programmed in this order "
+                        "(default 0.8e-3,1.2e-3,1.6e-3)")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="write-verify: relative half-width of the accept band (default 0.03)")
+    p.add_argument("--max-pulses", type=int, default=None, help="write-verify: pulses allowed per target (default 100)")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.nc", help="netCDF file to write")
     p.add_argument("--plot", type=Path, default=None, metavar="OUT.png", help="also write a PNG summary")
     p.set_defaults(func=run)
@@ -60,9 +66,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.output} ({', '.join(f'{k}={v}' for k, v in ds.sizes.items())})")
     if args.plot is not None:
         if preset.model == "filament":
-            from memdrift.experiments.plots import plot_pulse_summary
+            from memdrift.experiments.plots import plot_pulse_summary, plot_write_verify
 
-            plot_pulse_summary(ds, preset.params, args.plot)
+            if scheme == "write-verify":
+                plot_write_verify(ds, args.plot)
+            else:
+                plot_pulse_summary(ds, preset.params, args.plot)
         else:
             from memdrift.experiments.plots_bulk4t import plot_scheme
 
@@ -71,9 +80,39 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_verify_scheme(args: argparse.Namespace):
+    from memdrift.emulator.write_verify import WriteVerify
+
+    changes: dict[str, object] = {}
+    if args.targets is not None:
+        try:
+            changes["targets_s"] = tuple(float(t) for t in args.targets.split(",") if t.strip())
+        except ValueError:
+            raise MemdriftError(f"targets = {args.targets!r} is not a list of numbers; allowed: comma-separated "
+                                "conductances in (0, 1] S, e.g. 0.8e-3,1.2e-3") from None
+    if args.tolerance is not None:
+        changes["tolerance"] = args.tolerance
+    if args.max_pulses is not None:
+        changes["max_pulses"] = args.max_pulses
+    return WriteVerify(**changes).checked()
+
+
 def _run_filament(preset, scheme: str, args: argparse.Namespace):
     from memdrift.emulator.engine import run_pulses
     from memdrift.emulator.pulses import from_name
+
+    if scheme == "write-verify":
+        from memdrift.emulator.write_verify import run_write_verify
+
+        if args.cycles is not None:
+            raise MemdriftError(f"cycles = {args.cycles!r} is not used by write-verify; allowed: omit --cycles "
+                                "(each device is programmed to every target once)")
+        return run_write_verify(preset.params, _write_verify_scheme(args), devices=args.devices, seed=args.seed,
+                                threads=args.threads, backend=args.backend, noise=not args.no_noise,
+                                preset=preset.name)
+    if any(v is not None for v in (args.targets, args.tolerance, args.max_pulses)):
+        raise MemdriftError(f"--targets/--tolerance/--max-pulses are write-verify options; scheme = {scheme!r} "
+                            "does not use them; allowed: --scheme write-verify")
 
     train = from_name(scheme)
     cycles = args.cycles if args.cycles is not None else (100 if scheme == "ramp" else 1)

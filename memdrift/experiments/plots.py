@@ -65,3 +65,40 @@ def plot_pulse_summary(ds: xr.Dataset, params, path: str | Path, *, device: int 
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return Path(path)
+
+
+def plot_write_verify(ds: xr.Dataset, path: str | Path, *, device: int = 0) -> Path:
+    """Write-verify (ISPP): one device's reads attempt by attempt towards each target (band shaded),
+    and over the ensemble the final conductances per target and the pulses each level took."""
+    plt = _pyplot()
+    fig, (ax_trace, ax_hist, ax_pulses) = plt.subplots(1, 3, figsize=(14, 4.2))
+    tol = float(ds.attrs["scheme.tolerance"])
+    targets = ds["target"].values
+    offset = 0
+    for lev, target in enumerate(targets):
+        reads = ds["conductance"].isel(device=device, level=lev).values
+        reads = reads[np.isfinite(reads)]
+        x = offset + np.arange(reads.size)
+        ax_trace.plot(x, reads * 1e6, "o-", ms=3)
+        ax_trace.axhspan(target * (1 - tol) * 1e6, target * (1 + tol) * 1e6, xmin=0, xmax=1, alpha=0.12)
+        offset += max(reads.size, 1)
+    ax_trace.set(xlabel="write pulse (all targets in turn)", ylabel="conductance read (µS)",
+                 title=f"device {device}: reads after each pulse")
+    for lev, target in enumerate(targets):
+        final = ds["conductance_final"].isel(level=lev).values * 1e6
+        ax_hist.hist(final, bins=30, alpha=0.6, label=f"{target * 1e6:.0f} µS")
+        ax_hist.axvline(target * 1e6, color="k", lw=0.8)
+    ax_hist.set(xlabel="final conductance (µS)", ylabel="devices", title=f"final reads (band ±{100 * tol:g} %)")
+    ax_hist.legend(fontsize=8)
+    pulses = ds["pulses"].values
+    ax_pulses.boxplot([pulses[:, lev] for lev in range(len(targets))],
+                      tick_labels=[f"{t * 1e6:.0f}" for t in targets])
+    conv = 100 * ds["converged"].mean("device").values
+    ax_pulses.set(xlabel="target (µS)", ylabel="write pulses")
+    ax_pulses.set_title("pulses per level; in band " + ", ".join(f"{c:.0f}" for c in conv) + " %", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return path

@@ -1,0 +1,207 @@
+"""Write-verify programming of filament cells to target conductances, with incremental step pulses (ISPP).
+
+The closed-loop scheme of DESIGN.md ("incremental step pulse programming and
+write-verify to a target"): read the cell; if its conductance is below the band
+``target · (1 ± tolerance)`` apply a SET pulse, above it a RESET pulse, each
+followed by the zero-bias gap and a read; stop when the read lies in the band or
+after ``max_pulses``. Consecutive pulses of one polarity step up in amplitude
+(``set_step_v`` / ``reset_step_v``, up to ``set_max_v`` / ``reset_max_v``); a change
+of polarity starts that polarity's ramp again, as ISPP controllers do after an
+overshoot. Devices are programmed to the targets in the order given, each from
+wherever the previous target left it.
+
+The policy lives here; the physics is the filament kernel's (or the NumPy
+twin's): each verify round runs the compiled ``run_cycle`` (or
+``run_cycle_reference``) on the devices that share one pulse amplitude, with each
+device's own state and random stream, so results do not depend on the thread
+count and the two backends agree with noise off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import xarray as xr
+
+from memdrift import __version__
+from memdrift.data.schema import DEVICE, annotate, netcdf_attrs
+from memdrift.emulator import filament
+from memdrift.emulator.engine import Backend, _check_ensemble, parameter_table
+from memdrift.emulator.params import FilamentParams
+from memdrift.emulator.randomness import device_keys
+from memdrift.errors import MemdriftError, check_range
+
+LEVEL = "level"
+ATTEMPT = "attempt"
+
+
+@dataclass(frozen=True)
+class WriteVerify:
+    """A write-verify/ISPP scheme (voltages in V, widths in s, conductances in S)."""
+
+    targets_s: tuple[float, ...] = (0.8e-3, 1.2e-3, 1.6e-3)
+    tolerance: float = 0.03            # relative half-width of the accept band
+    set_start_v: float = 0.7
+    set_step_v: float = 0.02
+    set_max_v: float = 1.2
+    reset_start_v: float = -0.7
+    reset_step_v: float = -0.02
+    reset_max_v: float = -1.4
+    width_s: float = 200e-9
+    max_pulses: int = 100
+    read_voltage_v: float = -0.1
+    read_width_s: float = 30e-6
+    read_gap_s: float = 20e-6
+
+    def checked(self) -> WriteVerify:
+        if len(self.targets_s) == 0:
+            raise MemdriftError("targets_s is empty; allowed: one or more conductances in (0, 1] S")
+        for g in self.targets_s:
+            check_range("targets_s", g, 0.0, 1.0, low_open=True, unit="S")
+        check_range("tolerance", self.tolerance, 0.0, 1.0, low_open=True)
+        check_range("set_start_v", self.set_start_v, 0.0, 10.0, low_open=True, unit="V")
+        check_range("set_step_v", self.set_step_v, 0.0, 10.0, unit="V")
+        check_range("set_max_v", self.set_max_v, self.set_start_v, 10.0, unit="V")
+        check_range("reset_start_v", self.reset_start_v, -10.0, 0.0, high_open=True, unit="V")
+        check_range("reset_step_v", self.reset_step_v, -10.0, 0.0, unit="V")
+        check_range("reset_max_v", self.reset_max_v, -10.0, self.reset_start_v, unit="V")
+        check_range("width_s", self.width_s, 0.0, 10.0, low_open=True, unit="s")
+        check_range("max_pulses", self.max_pulses, 1, 100_000)
+        check_range("read_voltage_v", self.read_voltage_v, -10.0, 10.0, unit="V")
+        if self.read_voltage_v == 0.0:
+            raise MemdriftError("read_voltage_v = 0.0 is not allowed; allowed: a non-zero read bias in [-10, 10] V")
+        check_range("read_width_s", self.read_width_s, 0.0, 10.0, unit="s")
+        check_range("read_gap_s", self.read_gap_s, 0.0, 10.0, unit="s")
+        if int(self.max_pulses) != self.max_pulses:
+            raise MemdriftError(f"max_pulses = {self.max_pulses!r} is not an integer; allowed: integer in [1, 100000]")
+        return self
+
+    def amplitude(self, polarity: np.ndarray, run: np.ndarray) -> np.ndarray:
+        """Pulse amplitude (V) of the ``run``-th consecutive pulse (0-based) of each ``polarity`` (+1 SET, -1 RESET)."""
+        set_v = np.minimum(self.set_start_v + run * self.set_step_v, self.set_max_v)
+        reset_v = np.maximum(self.reset_start_v + run * self.reset_step_v, self.reset_max_v)
+        return np.where(polarity > 0, set_v, reset_v)
+
+
+def _segments(amplitude_v: float, scheme: WriteVerify) -> np.ndarray:
+    """One verify round: pulse (zero width for the initial read), zero-bias gap, read."""
+    width = scheme.width_s if amplitude_v != 0.0 else 0.0
+    gap = scheme.read_gap_s if amplitude_v != 0.0 else 0.0
+    return np.array([(amplitude_v, width, filament.PULSE), (0.0, gap, filament.IDLE),
+                     (scheme.read_voltage_v, scheme.read_width_s, filament.READ)], dtype=np.float64)
+
+
+class _Ensemble:
+    """Device states of one backend, advanced a verify round at a time on a subset of devices."""
+
+    def __init__(self, params: FilamentParams, devices: int, seed: int, threads: int, backend: str, noise: bool):
+        self.keys = device_keys(seed, devices)
+        self.table, gap0 = parameter_table(params, self.keys)
+        temperature0 = self.table[:, filament.COL["ambient_temperature_k"]].copy()
+        self.backend, self.noise, self.threads = backend, bool(noise), int(threads)
+        if backend == "compiled":
+            self.state = np.stack([gap0, temperature0, np.full(devices, filament.INITIAL_RATIO), np.zeros(devices),
+                                   np.full(devices, filament.INITIAL_RATIO)], axis=1)
+            self.counters = np.zeros(devices, dtype=np.uint64)
+        else:
+            self.ref = filament.DeviceState(gap0, temperature0)
+            self.rng = np.random.default_rng(np.random.SeedSequence(int(seed))) if noise else None
+
+    def round(self, idx: np.ndarray, segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run ``segments`` on devices ``idx``; returns (conductance read, pulse energy J)."""
+        n = idx.size
+        if self.backend == "compiled":
+            from memdrift.ext import _filament
+
+            state, counters = self.state[idx], self.counters[idx]
+            outs = [np.empty((n, 1)) for _ in range(4)]
+            _filament.run_cycle(segments, state, np.ascontiguousarray(self.table[idx]), self.keys[idx], counters,
+                                *outs, int(self.noise), self.threads)
+            self.state[idx], self.counters[idx] = state, counters
+            return outs[0][:, 0], outs[2][:, 0]
+        sub = filament.DeviceState(self.ref.gap_m[idx], self.ref.temperature_k[idx])
+        sub.write_ratio, sub.read_ratio = self.ref.write_ratio[idx], self.ref.read_ratio[idx]
+        conductance, _peak, energy, _gap = filament.run_cycle_reference(segments, sub, self.table[idx], self.rng)
+        self.ref.gap_m[idx], self.ref.temperature_k[idx] = sub.gap_m, sub.temperature_k
+        self.ref.write_ratio[idx], self.ref.read_ratio[idx] = sub.write_ratio, sub.read_ratio
+        return conductance[:, 0], energy[:, 0]
+
+
+def run_write_verify(params: FilamentParams, scheme: WriteVerify, *, devices: int, seed: int = 0, threads: int = 1,
+                     backend: Backend = "compiled", noise: bool = True, preset: str = "custom") -> xr.Dataset:
+    """Program ``devices`` filament cells to each of ``scheme.targets_s`` in turn by write-verify with ISPP.
+
+    Dataset: ``conductance`` read after each attempt over (device, level, attempt) — NaN once the device
+    is in band — with ``amplitude`` (V) and ``energy`` (J) of each attempt's pulse; per (device, level)
+    the ``conductance_final``, ``pulses`` used, ``converged``, ``program_energy`` (J) and ``program_time``
+    (s: pulses, gaps and reads, the initial read included).
+    """
+    _check_ensemble(devices, 1, seed, threads, backend)
+    scheme = scheme.checked()
+    n_lev, n_att = len(scheme.targets_s), int(scheme.max_pulses)
+    ens = _Ensemble(params, int(devices), int(seed), threads, backend, noise)
+    shape = (int(devices), n_lev, n_att)
+    conductance, amplitude, energy = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
+    final = np.empty((int(devices), n_lev))
+    pulses = np.zeros((int(devices), n_lev), dtype=np.int64)
+    converged = np.zeros((int(devices), n_lev), dtype=bool)
+    everyone = np.arange(int(devices))
+    read_s = scheme.read_width_s
+    round_s = scheme.width_s + scheme.read_gap_s + scheme.read_width_s
+    for lev, target in enumerate(scheme.targets_s):
+        g, _ = ens.round(everyone, _segments(0.0, scheme))          # the verify read before any pulse
+        polarity_last = np.zeros(int(devices))
+        run = np.zeros(int(devices))
+        for attempt in range(n_att):
+            low, high = g < target * (1.0 - scheme.tolerance), g > target * (1.0 + scheme.tolerance)
+            active = low | high
+            if not active.any():
+                break
+            polarity = np.where(low, 1.0, -1.0)
+            # ISPP: the amplitude climbs while the polarity repeats and starts again when it flips
+            run = np.where(polarity == polarity_last, run + 1.0, 0.0)
+            polarity_last = np.where(active, polarity, polarity_last)
+            volts = scheme.amplitude(polarity, run)
+            for v in np.unique(volts[active]):
+                idx = everyone[active & (volts == v)]
+                g_new, e_new = ens.round(idx, _segments(float(v), scheme))
+                g[idx] = g_new
+                conductance[idx, lev, attempt], amplitude[idx, lev, attempt] = g_new, v
+                energy[idx, lev, attempt] = e_new
+                pulses[idx, lev] += 1
+        final[:, lev] = g
+        converged[:, lev] = np.abs(g - target) <= scheme.tolerance * target
+    program_energy = np.nansum(energy, axis=2)
+    program_time = read_s + pulses * round_s
+    ds = xr.Dataset(
+        {"conductance": ((DEVICE, LEVEL, ATTEMPT), conductance),
+         "amplitude": ((DEVICE, LEVEL, ATTEMPT), amplitude),
+         "energy": ((DEVICE, LEVEL, ATTEMPT), energy),
+         "conductance_final": ((DEVICE, LEVEL), final),
+         "pulses": ((DEVICE, LEVEL), pulses),
+         "converged": ((DEVICE, LEVEL), converged.astype(np.int8)),
+         "program_energy": ((DEVICE, LEVEL), program_energy),
+         "program_time": ((DEVICE, LEVEL), program_time),
+         "target": ((LEVEL,), np.asarray(scheme.targets_s, dtype=float))},
+        coords={DEVICE: everyone, LEVEL: np.arange(n_lev), ATTEMPT: np.arange(n_att)})
+    units = {"conductance": ("S", "conductance read after the attempt's pulse (NaN once in band)"),
+             "amplitude": ("V", "pulse amplitude of the attempt"), "energy": ("J", "energy of the attempt's pulse"),
+             "conductance_final": ("S", "conductance read when the device stopped"),
+             "pulses": ("1", "write pulses used"), "converged": ("1", "1 when the final read is in the band"),
+             "program_energy": ("J", "energy of the write pulses to reach the level"),
+             "program_time": ("s", "pulses, gaps and reads to reach the level, the first read included"),
+             "target": ("S", "target conductance")}
+    ds = annotate(ds)  # CF conventions; the long names below say what each variable means here
+    for name, (unit, long_name) in units.items():
+        ds[name].attrs.update(units=unit, long_name=long_name)
+    ds.attrs.update({
+        "title": "memdrift write-verify (ISPP) programming of filament cells",
+        "memdrift_version": __version__, "model": params.model, "preset": preset, "scheme": "write-verify",
+        "seed": int(seed), "noise": int(bool(noise)), "backend": backend,
+    })
+    scheme_attrs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(scheme).items()}
+    ds.attrs.update(netcdf_attrs(scheme_attrs, "scheme."))
+    ds.attrs.update(netcdf_attrs(params.scalars(), "param."))
+    ds.attrs.update(netcdf_attrs(params.variation, "variation."))
+    return ds

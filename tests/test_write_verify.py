@@ -113,8 +113,54 @@ def test_netcdf_round_trip_and_cli(tmp_path, params):
     assert done.returncode == 0, done.stderr
     assert xr.load_dataset(out)["target"].values.tolist() == [0.9e-3, 1.4e-3]
     assert (tmp_path / "cli.png").stat().st_size > 10_000
+    rec = subprocess.run([sys.executable, "-m", "memdrift", "extract", str(out), "-o", str(tmp_path / "rec.json")],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert rec.returncode == 0, rec.stderr
+    assert '"states": 2' in (tmp_path / "rec.json").read_text()
     bad = subprocess.run([sys.executable, "-m", "memdrift", "pulse", "--device", "hfoxsy-hfs2", "--scheme",
                           "write-verify", "--targets", "1e-3,abc", "-o", str(tmp_path / "bad.nc")],
                          capture_output=True, text=True, timeout=300, check=False)
     assert bad.returncode != 0 and "targets" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad.nc").exists()
+
+
+def test_extraction_record_of_a_write_verify_dataset(tmp_path, params):
+    """The targets are the states; each level's program error is the Student-t of (final read − target)."""
+    from memdrift.mapping.extract import extract_record, load_record, save_record
+
+    targets = (1.4e-3, 0.8e-3, 1.1e-3)  # not ascending: no measured from-reset cost
+    ds = run_write_verify(params, WriteVerify(targets_s=targets, tolerance=0.02), devices=60, seed=3)
+    rec = extract_record(ds)
+    assert rec["states"] == 3 and rec["g_min"] == 0.8e-3 and rec["g_max"] == 1.4e-3
+    table = rec["program_error_t"]["3"]
+    assert table["conductance"] == sorted(targets)
+    final = ds["conductance_final"].values[:, np.argsort(targets)]
+    for k in range(3):
+        err = final[:, k] - sorted(targets)[k]
+        assert abs(table["loc"][k] - np.median(err)) < 0.5 * err.std()
+        assert 0 < table["scale"][k] <= 1.01 * err.std(ddof=1)
+    assert rec["state_sigma"] < 0.02 * 1.4e-3
+    assert rec["differential_bins"] == 5  # three bands 0.3 mS apart, sigma ~ 10 uS
+    assert rec["linear_r2"] == {"potentiation": None, "depression": None}
+    assert rec["write_verify"]["ascending_from_reset"] is False
+    assert any("write-verify" in n for n in rec["notes"])
+    save_record(rec, tmp_path / "wv.json")
+    assert load_record(tmp_path / "wv.json")["states"] == 3
+
+
+def test_write_verify_record_programs_through_the_bridge(params):
+    pytest.importorskip("torch")
+    pytest.importorskip("aihwkit", reason="aihwkit not installed: bash scripts/install-aihwkit.sh")
+    from memdrift.mapping import aihwkit_bridge as bridge
+    from memdrift.mapping.extract import extract_record
+
+    targets = tuple(np.linspace(0.8e-3, 1.6e-3, 5))
+    rec = extract_record(run_write_verify(params, WriteVerify(targets_s=targets), devices=40, seed=5))
+    model = bridge.noise_model(rec)
+    assert model.levels == 5 and model.g_min == pytest.approx(0.8e3) and model.g_max == pytest.approx(1.6e3)
+    # the cost model uses the measured pulses: a weight at the top level costs every level's pulses
+    cumulative = np.cumsum(rec["write_verify"]["pulses"])
+    one_top = bridge.programming_cost(rec, np.array([[1.0]]))
+    assert one_top["pulses"] == pytest.approx(np.ceil(cumulative[-1]))
+    zero = bridge.programming_cost(rec, np.array([[1.0, 0.0]]))
+    assert zero["pulses"] == pytest.approx(np.ceil(cumulative[-1]) + np.ceil(cumulative[0]))

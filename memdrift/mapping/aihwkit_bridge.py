@@ -535,7 +535,8 @@ def programming_cost(record: Mapping[str, Any], weights: Sequence[np.ndarray] | 
 
     Each weight maps (largest |w| of its array → g_max) onto one device of the pair,
     programmed from g_min by potentiation pulses of the record's mean ΔG at that
-    conductance, with ``verify_reads`` reads after each pulse. Time is serial (one
+    conductance (a write-verify record programmed lowest level first: the pulses it
+    measured, summed up to the level), with ``verify_reads`` reads after each pulse. Time is serial (one
     device at a time) and row-parallel (all devices of one array row pulsed
     together, the row taking its slowest device). aihwkit has no such estimate.
     """
@@ -543,11 +544,18 @@ def programming_cost(record: Mapping[str, Any], weights: Sequence[np.ndarray] | 
     e_pulse = check_range("energy_per_pulse", _require(record, "energy_per_pulse"), 0.0, 1.0, unit="J")
     width = record.get("pulse_width")
     read = record.get("read_time", 0.0) or 0.0
-    steps = step_nodes(record)["potentiation"]
     grid = np.linspace(g_min, g_max, 513)
-    dg = np.maximum(np.interp(grid, steps["conductance"], steps["mean"]), 1e-30)
-    # cumulative pulses to climb from g_min to each grid conductance
-    pulses_to = np.concatenate([[0.0], np.cumsum(np.diff(grid) / dg[:-1])])
+    wv = record.get("write_verify")
+    if isinstance(wv, Mapping) and wv.get("ascending_from_reset"):
+        # a write-verify record programmed its levels lowest first from reset: the pulses it took to reach
+        # each level, summed, are measured costs of reaching that level from reset
+        levels_g = np.asarray(wv["target"], dtype=float)
+        pulses_to = np.interp(grid, levels_g, np.cumsum(np.asarray(wv["pulses"], dtype=float)))
+    else:
+        steps = step_nodes(record)["potentiation"]
+        dg = np.maximum(np.interp(grid, steps["conductance"], steps["mean"]), 1e-30)
+        # cumulative pulses to climb from g_min to each grid conductance
+        pulses_to = np.concatenate([[0.0], np.cumsum(np.diff(grid) / dg[:-1])])
     arrays = [weights] if isinstance(weights, np.ndarray) else list(weights)
     total, serial_rows, n_weights = 0.0, 0.0, 0
     for w in arrays:

@@ -253,6 +253,8 @@ def normalise_dataset(ds: xr.Dataset, *, source: str = "dataset") -> xr.Dataset:
         raise MemdriftError(f"{source}: no 'conductance' (S) or 'resistance' (ohm) variable; "
                             f"found: {', '.join(map(str, ds.data_vars)) or 'none'}")
     da = ds[quantity]
+    if ds.attrs.get("scheme") == "write-verify" and "conductance_final" in ds:
+        return ds  # memdrift's write-verify layout (device, level, attempt): the extraction reads it as is
     if "pulse" not in da.dims:
         if "time" in da.dims:
             return ds

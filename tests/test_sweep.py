@@ -437,6 +437,63 @@ def test_bad_ffp_spec_names_the_key(replace, with_, key):
         sweep.parse_spec(FFP_SMALL.replace(replace, with_))
 
 
+# ----------------------------------------------------------------------------- write-verify
+
+WV_SMALL = f"""
+[sweep]
+name = "wv-small"
+seed = 2
+devices = 24
+
+[scheme]
+base = "write-verify"
+g_low_s = 0.8e-3
+g_high_s = 1.6e-3
+
+[device]
+preset = "{PRESET}"
+
+[axes]
+levels = [4, 24]
+tolerance = [0.005, 0.05]
+
+[metrics]
+store = ["differential_bins", "state_sigma", "states"]
+"""
+
+
+def test_write_verify_sweep_trades_band_against_energy_and_bins(tmp_path):
+    ds = sweep.run_sweep(sweep.parse_spec(WV_SMALL), tmp_path / "wv.nc", mode="serial").dataset
+    assert ds["differential_bins"].dims == ("levels", "tolerance")
+    # (dict indexers: ``tolerance`` is also a keyword of .sel itself)
+    assert int(ds["states"].sel({"levels": 24, "tolerance": 0.005})) == 24
+    # a tighter band: more pulses, so more energy and time, and a narrower spread of every level
+    for levels in (4, 24):
+        tight, loose = ds.sel({"levels": levels, "tolerance": 0.005}), ds.sel({"levels": levels, "tolerance": 0.05})
+        assert float(tight["energy_per_cycle"]) > float(loose["energy_per_cycle"])
+        assert float(tight["programming_time_per_cycle"]) > float(loose["programming_time_per_cycle"])
+        assert float(tight["state_sigma"]) < float(loose["state_sigma"])
+    # 24 levels 35 uS apart: a +-5 % band (up to +-80 uS) merges neighbours, +-0.5 % keeps all of them
+    assert int(ds["differential_bins"].sel({"levels": 24, "tolerance": 0.005})) == 2 * 24 - 1
+    assert int(ds["differential_bins"].sel({"levels": 24, "tolerance": 0.05})) < 2 * 24 - 1
+    assert (ds["differential_bins"] <= 2 * ds["levels"] - 1).all()
+
+
+@pytest.mark.parametrize("replace, with_, key", [
+    ("seed = 2", "seed = 2\ncycles = 3", "sweep.cycles"),
+    ("levels = [4, 24]", "levels = [4, 1]", "levels"),
+    ("g_high_s = 1.6e-3", "g_high_s = 0.5e-3", "g_low_s"),
+    ("tolerance = [0.005, 0.05]", "tolerance = [0.005, 0.0]", "tolerance"),
+    ("levels = [4, 24]", "pulses_per_branch = [4, 24]", "axes.pulses_per_branch"),
+    ('store = ["differential_bins", "state_sigma", "states"]', 'store = ["ffp_events_potentiation"]',
+     "ffp_events_potentiation"),
+])
+def test_bad_write_verify_spec_names_the_key(replace, with_, key):
+    assert replace in WV_SMALL
+    with pytest.raises(MemdriftError, match=key):
+        sweep.parse_spec(WV_SMALL.replace(replace, with_))
+
+
 # ----------------------------------------------------------------------------- accuracy through aihwkit
 
 # ramps from 0.7-0.8 V, as in the cluster test: from 0.9 V a 2-device x 4-cycle point of the shipped preset may

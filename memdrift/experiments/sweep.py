@@ -80,6 +80,22 @@ them share their seed and segment the same trace::
     window_high_ohm = [0.2, 0.3, 0.6]
     levels = [32, 128, 512]
 
+Write-verify on a filament cell (``base = "write-verify"``,
+:mod:`memdrift.emulator.write_verify`): ``levels`` targets evenly spaced from
+``g_low_s`` to ``g_high_s``, programmed lowest first from reset by read, SET/RESET
+with incremental step pulses, until each read lies in ``target · (1 ± tolerance)``;
+every other option is the scheme's own (``set_step_v``, ``width_s``, ``max_pulses``,
+...). No ``sweep.cycles``: a cycle is every level programmed once. The extraction
+record's states are the targets (``differential_bins``, ``state_sigma`` over
+devices, ``states``); costs are the pulses, gaps and reads that took
+(shipped: ``example-write-verify``)::
+
+    [scheme]
+    base = "write-verify"
+    [axes]
+    levels = [16, 32, 64]
+    tolerance = [0.005, 0.01, 0.02, 0.04]
+
 Accuracy (``accuracy``, ``accuracy_no_hwat``, ``accuracy_digital`` in
 ``metrics.store``; needs torch and aihwkit, imported only then): the point's
 extraction record through the aihwkit bridge, as ``evaluate.run_study("accuracy")``
@@ -147,14 +163,34 @@ FFP_OPTIONS: dict[str, tuple[bool, str, Any]] = {
 #: ffp options that only post-process the trace: points differing only in them share their seed, so
 #: they segment the same trace, as the paper segments one FFP trace into 32, 128 and 512 levels.
 FFP_POSTPROCESS = frozenset({"levels", "read_time_s"})
-SCHEMES = (*SCHEME_BUILDERS, "ffp")
+#: Options of the ``write-verify`` scheme (``memdrift.emulator.write_verify``): ``levels`` targets evenly
+#: spaced from ``g_low_s`` to ``g_high_s``, programmed lowest first from reset; the rest are the
+#: scheme's own fields. option -> (integer?, units, default).
+WV_OPTIONS: dict[str, tuple[bool, str, Any]] = {
+    "levels": (True, "1", 16),
+    "g_low_s": (False, "S", 0.7e-3),
+    "g_high_s": (False, "S", 1.8e-3),
+    "tolerance": (False, "1", 0.03),
+    "set_start_v": (False, "V", 0.7),
+    "set_step_v": (False, "V", 0.02),
+    "set_max_v": (False, "V", 1.2),
+    "reset_start_v": (False, "V", -0.7),
+    "reset_step_v": (False, "V", -0.02),
+    "reset_max_v": (False, "V", -1.4),
+    "width_s": (False, "s", 200e-9),
+    "max_pulses": (True, "1", 100),
+    "read_voltage_v": (False, "V", -0.1),
+    "read_width_s": (False, "s", 30e-6),
+    "read_gap_s": (False, "s", 20e-6),
+}
+SCHEMES = (*SCHEME_BUILDERS, "ffp", "write-verify")
 #: The device model each scheme runs on.
-SCHEME_MODEL = {"ramp": "filament", "identical": "filament", "ffp": "bulk4t"}
+SCHEME_MODEL = {"ramp": "filament", "identical": "filament", "ffp": "bulk4t", "write-verify": "filament"}
 
 #: Metrics every point stores, whatever the spec asks: the Pareto costs.
 COST_METRICS = {
     "energy_per_cycle": ("J", "electrical energy of the programming pulses of one cycle (ensemble mean; "
-                              "ffp: the events HRS -> LRS -> HRS)"),
+                              "ffp: the events HRS -> LRS -> HRS; write-verify: every level once)"),
     "programming_time_per_cycle": ("s", "pulse widths plus read gaps and reads of one cycle"),
     "write_time_per_cycle": ("s", "sum of the programming pulse widths of one cycle"),
 }
@@ -241,6 +277,8 @@ _RANGE_KEYS = {"start", "stop", "num", "log"}
 DEFAULT_RUNNER = "memdrift.emulator.engine:run_pulses"
 #: The engine each model runs on (a test or bench may name another with the same signature).
 MODEL_RUNNER = {"filament": DEFAULT_RUNNER, "bulk4t": "memdrift.emulator.bulk4t_schemes:simulate_scheme"}
+#: Schemes with an engine of their own (a closed loop rather than a pulse train).
+SCHEME_RUNNER = {"write-verify": "memdrift.emulator.write_verify:run_write_verify"}
 
 
 @dataclass(frozen=True)
@@ -302,8 +340,9 @@ class Point:
 
 def _scheme_option_kinds(scheme: str) -> dict[str, tuple[bool, str]]:
     """option -> (integer?, units) from the builder's signature, so new options need no list here."""
-    if scheme == "ffp":
-        return {k: (integer, units) for k, (integer, units, _) in FFP_OPTIONS.items()}
+    if scheme in ("ffp", "write-verify"):
+        table = FFP_OPTIONS if scheme == "ffp" else WV_OPTIONS
+        return {k: (integer, units) for k, (integer, units, _) in table.items()}
     out = {}
     for name, prm in inspect.signature(SCHEME_BUILDERS[scheme]).parameters.items():
         integer = isinstance(prm.default, int) and not isinstance(prm.default, bool)
@@ -427,7 +466,14 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
     if base not in SCHEMES:
         raise MemdriftError(f"scheme.base = {base!r} is unknown; allowed: {', '.join(SCHEMES)}")
     model = SCHEME_MODEL[base]
-    if model == "bulk4t":
+    if base == "write-verify":
+        # each device is programmed to every target once: a cycle count would be a second ensemble size
+        if "cycles" in sweep:
+            raise MemdriftError(f"sweep.cycles = {sweep['cycles']!r} is not used by scheme 'write-verify' (each "
+                                "device is programmed to every level once); allowed: leave it out and size the "
+                                "ensemble with sweep.devices")
+        cycles = 1
+    elif model == "bulk4t":
         # FFP runs one HRS -> LRS -> HRS cycle per device until the branch ends; a cycle
         # count would be a second, silently ignored, ensemble size.
         if "cycles" in sweep:
@@ -446,6 +492,8 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
         defaults: dict[str, Any] = dict(pulses.PAPER_RAMP)
     elif base == "ffp":
         defaults = {k: d for k, (_, _, d) in FFP_OPTIONS.items() if d is not None}
+    elif base == "write-verify":
+        defaults = {k: d for k, (_, _, d) in WV_OPTIONS.items()}
     else:
         defaults = {}
     scheme_options: dict[str, Any] = {}
@@ -724,7 +772,7 @@ def enumerate_points(spec: SweepSpec, *, runner: str | None = None) -> list[Poin
     """
     from memdrift.mapping.extract import SCHEMA
 
-    runner = runner or MODEL_RUNNER[spec.model]
+    runner = runner or SCHEME_RUNNER.get(spec.scheme) or MODEL_RUNNER[spec.model]
     base = spec.base_params.to_dict()
     points = []
     for index in itertools.product(*(range(len(a.values)) for a in spec.axes)):
@@ -765,8 +813,24 @@ def build_point(task: Mapping[str, Any]) -> tuple[Any, Any]:
         return params, ffp_options(task["scheme_options"])
     params = FilamentParams.from_dict({"model": task["model"], "parameters": task["parameters"],
                                        "variation": task["variation"]})
+    if task["scheme"] == "write-verify":
+        return params, write_verify_scheme(task["scheme_options"])
     train = SCHEME_BUILDERS[task["scheme"]](**task["scheme_options"])
     return params, train
+
+
+def write_verify_scheme(options: Mapping[str, Any]) -> Any:
+    """The checked ``WriteVerify`` of a write-verify point (``levels`` targets from g_low_s to g_high_s)."""
+    from memdrift.emulator.write_verify import WriteVerify
+
+    levels, low, high = int(options["levels"]), float(options["g_low_s"]), float(options["g_high_s"])
+    if levels < 2:
+        raise MemdriftError(f"levels = {levels!r} is out of range; allowed: >= 2")
+    if not 0 < low < high:
+        raise MemdriftError(f"g_low_s = {low!r}, g_high_s = {high!r} are out of range; allowed: 0 < g_low_s < "
+                            "g_high_s (S)")
+    fields = {k: options[k] for k in WV_OPTIONS if k not in ("levels", "g_low_s", "g_high_s")}
+    return WriteVerify(targets_s=tuple(np.linspace(low, high, levels)), **fields).checked()
 
 
 def ffp_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -855,6 +919,14 @@ def cost_metrics(ds: xr.Dataset, train: pulses.PulseTrain) -> dict[str, float]:
     reads = train.n_pulses * (train.read_gap_s + train.read_width_s)
     return {"energy_per_cycle": float(energy), "write_time_per_cycle": write,
             "programming_time_per_cycle": write + reads}
+
+
+def write_verify_cost_metrics(ds: xr.Dataset) -> dict[str, float]:
+    """Costs of one write-verify cycle: every level programmed once, lowest first (ensemble means)."""
+    width = float(ds.attrs["scheme.width_s"])
+    return {"energy_per_cycle": float(ds["program_energy"].sum("level").mean()),
+            "write_time_per_cycle": float(ds["pulses"].sum("level").mean()) * width,
+            "programming_time_per_cycle": float(ds["program_time"].sum("level").mean())}
 
 
 def _branch_index(ds: xr.Dataset) -> dict[str, int]:
@@ -1029,6 +1101,13 @@ def compute_point(task: Mapping[str, Any], digital: bytes | None = None) -> dict
             # The branch was cut, not finished: its events and costs are lower bounds.
             notes.append(f"{capped} (device, branch) FFP runs stopped at max_events = "
                          f"{task['scheme_options']['max_events']} before reaching LRS/HRS")
+    elif task["scheme"] == "write-verify":
+        ds = run(params, scheme, devices=task["devices"], seed=task["seed"], threads=1)
+        costs = write_verify_cost_metrics(ds)
+        unreached = float((ds["converged"].mean("device") < 0.8).sum())
+        if unreached:
+            notes.append(f"{unreached:.0f} of {ds.sizes['level']} levels reached by fewer than 80 % of devices "
+                         f"within max_pulses = {task['scheme_options']['max_pulses']}")
     else:
         ds = run(params, scheme, devices=task["devices"], cycles=task["cycles"], seed=task["seed"], threads=1)
         costs = cost_metrics(ds, scheme)
@@ -1149,7 +1228,7 @@ def run_sweep(spec: SweepSpec, out_path: str | os.PathLike[str] | None, *, mode:
         raise MemdriftError(f"mode = {mode!r} is unknown; allowed: local, scheduler, client, serial")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise MemdriftError(f"workers = {workers!r} is out of range; allowed: an integer >= 1")
-    runner = runner or MODEL_RUNNER[spec.model]
+    runner = runner or SCHEME_RUNNER.get(spec.scheme) or MODEL_RUNNER[spec.model]
     points = enumerate_points(spec, runner=runner)
     parts = parts_dir(out_path) if out_path is not None else None
     results: dict[tuple[int, ...], dict[str, float]] = {}

@@ -270,6 +270,28 @@ def test_cli_missing_data_dir_is_one_line(tmp_path, capsys):
     assert code == 2 and "not a directory" in err
 
 
+def test_bits_study_per_tile_range_keeps_three_bits_close_to_digital():
+    """With each tile's largest |w| at the window's ends, 3 bits already classify close to digital; the
+    fixed [-4, 4] range leaves a trained MLP's small weights on a few levels around zero."""
+    data = datasets.load("digits")
+    film = record()
+    window = film["g_max"] - film["g_min"]
+    for row in film["program_error_t"]:
+        row["scale"] = 5e-4 * window
+    s = evaluate.Settings(epochs=15, repeats=2, batch_size=32, bits_values=(3,))
+    fixed = evaluate.run_study("bits", film, "mlp-256-128", data, s)
+    tile = evaluate.run_study("bits", film, "mlp-256-128", data, evaluate.with_settings(s, bits_weight_range="tile"))
+    assert tile.attrs["weight_range"] == "tile" and fixed.attrs["weight_range"] == 4.0
+    digital = float(tile.accuracy.sel(mode="digital").mean())
+    acc_tile = float(tile.accuracy.sel(mode="analog").mean())
+    acc_fixed = float(fixed.accuracy.sel(mode="analog").mean())
+    print(f"3 bits on digits: digital {digital:.3f}, per tile {acc_tile:.3f}, [-4, 4] {acc_fixed:.3f}")
+    assert acc_tile >= digital - 0.03
+    assert acc_tile > acc_fixed
+    with pytest.raises(MemdriftError, match="bits_weight_range"):
+        evaluate.Settings(bits_weight_range="column").checked()
+
+
 def test_bits_study_improves_with_bits_and_reaches_digital():
     """Weight transfer (TiO2-x paper's mapping, one device per weight over [-4, 4]) on digits: accuracy
     does not fall with more bits beyond noise, and 9 bits is within 1 % of digital.

@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--analog-lr", type=float, default=0.1, help="in-memory training learning rate (AnalogSGD)")
     p.add_argument("--dtod", type=float, default=0.0, help="device-to-device variation of the window (0-1)")
     p.add_argument("--ir-drop", type=float, default=0.0, help="aihwkit IR-drop scale (slow; 0 = off)")
+    p.add_argument("--weight-range", default="4", metavar="R|tile",
+                   help="bits study: weights in [-R, R] for every tile (default 4, the TiO2-x paper's), or 'tile' "
+                        "(each tile's largest |w| at the window's ends)")
     p.add_argument("--tile", default="auto", choices=("auto", "torch", "cpp"),
                    help="aihwkit tile: torch (same --seed, same result), cpp (C++, seeds itself: runs differ; "
                         "the only one with IR drop), auto = torch unless --ir-drop")
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     settings = evaluate.Settings(epochs=args.epochs, hwat_epochs=args.hwat_epochs, batch_size=args.batch_size,
                                  lr=args.lr, hwat_lr=args.hwat_lr, analog_lr=args.analog_lr,
                                  repeats=args.repeats, seed=args.seed, device=args.device, dtod=args.dtod,
-                                 ir_drop=args.ir_drop, tile=args.tile,
+                                 ir_drop=args.ir_drop, tile=args.tile, bits_weight_range=_weight_range(args),
                                  progress=args.progress).checked()
     evaluate.torch_device(settings.device)
     # validate the record before the (long) training starts
@@ -114,3 +117,13 @@ def run(args: argparse.Namespace) -> int:
         evaluate.plot(ds, args.plot)
         print(f"wrote {args.plot}")
     return 0
+
+
+def _weight_range(args: argparse.Namespace) -> float | str:
+    if args.weight_range == "tile":
+        return "tile"
+    try:
+        return float(args.weight_range)
+    except ValueError:
+        raise MemdriftError(f"weight_range = {args.weight_range!r} is not allowed; allowed: a number > 0 or "
+                            "'tile'") from None

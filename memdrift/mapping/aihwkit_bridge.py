@@ -393,7 +393,8 @@ def on_torch_tile(config: InferenceRPUConfig) -> TorchInferenceRPUConfig:
 
 
 def inference_config(record: Mapping[str, Any], *, levels: int | None = None, dtod: float = 0.0,
-                     w_range: float | None = None, adc_bits: int = 8, dac_bits: int = 8, ir_drop: float = 0.0,
+                     w_range: float | str | None = None, adc_bits: int = 8, dac_bits: int = 8,
+                     ir_drop: float = 0.0,
                      drift_compensation: bool = True, hwat_noise: float | None = None,
                      temperature_k: float = 300.0, drift: bool = True, program_error: bool = True,
                      mapping: str = "pair", tile: str = "cpp") -> InferenceRPUConfig:
@@ -412,8 +413,12 @@ def inference_config(record: Mapping[str, Any], *, levels: int | None = None, dt
         check_range(name, bits, 1, 24)
     check_range("ir_drop", ir_drop, 0.0, 1e3)
     tile = resolve_tile(tile, ir_drop)
+    per_tile = isinstance(w_range, str)
+    if per_tile and w_range != "tile":
+        raise MemdriftError(f"w_range = {w_range!r} is unknown; allowed: a weight range > 0, 'tile' or None")
     cfg = InferenceRPUConfig()
-    cfg.noise_model = noise_model(record, levels=levels, dtod=dtod, w_range=w_range, temperature_k=temperature_k,
+    cfg.noise_model = noise_model(record, levels=levels, dtod=dtod, w_range=1.0 if per_tile else w_range,
+                                  temperature_k=temperature_k,
                                   drift=drift, program_error=program_error, mapping=mapping)
     cfg.drift_compensation = GlobalDriftCompensation() if drift_compensation else None
     # converters as in the paper; the rest of the periphery (bounds, output read
@@ -422,7 +427,14 @@ def inference_config(record: Mapping[str, Any], *, levels: int | None = None, dt
     cfg.forward.out_res = 1.0 / (2**adc_bits - 2)
     if ir_drop > 0:
         cfg.forward.ir_drop = float(ir_drop)
-    if w_range is not None:
+    if per_tile:
+        # each tile's largest |w| maps to the window's end (aihwkit's weight scaling, the scale restored
+        # digitally at the tile's output); the converter then sees [-1, 1]
+        cfg.mapping.weight_scaling_omega = 1.0
+        cfg.mapping.weight_scaling_columnwise = False
+        cfg.clip.type = WeightClipType.FIXED_VALUE
+        cfg.clip.fixed_value = 1.0
+    elif w_range is not None:
         # fixed range: the weights live in [-w_range, w_range] during HWAT too
         cfg.clip.type = WeightClipType.FIXED_VALUE
         cfg.clip.fixed_value = float(w_range)

@@ -120,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _weight_range(args: argparse.Namespace) -> float | str:
+    from memdrift.errors import MemdriftError
+
     if args.weight_range == "tile":
         return "tile"
     try:

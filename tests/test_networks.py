@@ -270,6 +270,21 @@ def test_cli_missing_data_dir_is_one_line(tmp_path, capsys):
     assert code == 2 and "not a directory" in err
 
 
+@pytest.mark.parametrize("flag, value, words", [("--weight-range", "wide", "weight_range = 'wide'"),
+                                                 ("--weight-range", "-1", "bits_weight_range"),
+                                                 ("--tile", "torch", "tile = 'torch' with ir_drop")])
+def test_cli_bad_weight_range_or_tile_is_one_line_and_no_file(tmp_path, capsys, flag, value, words):
+    rec = tmp_path / "device.json"
+    rec.write_text(json.dumps(record()))
+    out = tmp_path / "out.nc"
+    extra = ["--ir-drop", "1.0"] if flag == "--tile" else []
+    code = main(["evaluate", str(rec), "--network", "mlp", "--dataset", "digits", "--study", "bits", flag, value,
+                 *extra, "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 def test_bits_study_per_tile_range_keeps_three_bits_close_to_digital():
     """With each tile's largest |w| at the window's ends, 3 bits already classify close to digital; the
     fixed [-4, 4] range leaves a trained MLP's small weights on a few levels around zero."""

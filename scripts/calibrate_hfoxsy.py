@@ -65,9 +65,10 @@ are field-driven (tilt ≫ kT), so the preset was moved there (commit a0e4900 an
 before: ``--set`` overrides for little heating, γ0 ≈ 58 on a 3 nm layer,
 Ea ≈ 1.28 eV so that retention holds, β_R/δ_R near the balance point found by
 hand, refined with ``--local``, ``--noise`` and ``--polish``; its potentiation
-bin width stayed near 70 µS). The shipped preset is that one refined with
-``--curve`` (gap_max set to 2.8 nm first) and ``--noise``: the command is in
-its [calibration] table.
+bin width stayed near 70 µS). The shipped preset is that one refined with two
+``--curve`` + ``--noise`` runs (gap_max set to 2.8 nm before the first, then
+``--curve-gmax 1.88e-3``): the commands are in its [calibration] table and in
+the one of the commit before it (started_from).
 
 ``--after NAME=VALUE`` sets parameters after the stages (a hand step, e.g. from
 a scan on another seed; recorded in the command and in [calibration]).

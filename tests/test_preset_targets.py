@@ -1,12 +1,11 @@
 """The shipped hfoxsy-hfs2 preset against the paper's Fig. 2d-f (shared/reference/targets.toml).
 
 Emulates the preset under the 20+20 ramp and extracts with ``extract_record``,
-as ``memdrift pulse … && memdrift extract …`` does. Only the targets the
-calibration meets are asserted; the preset's [calibration] table records every
-target with its residual, the unmet ones included (the potentiation bin width,
-about 13 % narrow because that branch's linear range takes in 17-18 states of
-a switching window that ends near the 2 mS the ramp tests hold, and 29 of the
-31 differential bins).
+as ``memdrift pulse … && memdrift extract …`` does. The preset's [calibration]
+table records every target with its residual (all met on the 200-device
+check ensembles, seeds 0-2). The differential bins (31 needed) are not asserted
+here: on this 60-device ensemble the depression range (16 states) has R² 0.9950,
+at the extraction's limit (31 bins, measured).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from memdrift.emulator.params import load_preset
 from memdrift.emulator.pulses import ramp
 from memdrift.mapping.extract import extract_record
 
+BW_POTENTIATION_S = 81.077e-6
 BW_DEPRESSION_S = 80.520e-6
 SIGMA_S = 23.7e-6
 
@@ -51,3 +51,8 @@ def test_sixteen_states_on_each_branch(record):
 @pytest.mark.slow
 def test_depression_bin_width_within_10_percent(record):
     assert record["branches"]["depression"]["bin_width"] == pytest.approx(BW_DEPRESSION_S, rel=0.10)
+
+
+@pytest.mark.slow
+def test_potentiation_bin_width_within_10_percent(record):
+    assert record["branches"]["potentiation"]["bin_width"] == pytest.approx(BW_POTENTIATION_S, rel=0.10)

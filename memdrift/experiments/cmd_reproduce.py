@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, default=Path("reproduce"), metavar="DIR",
                    help="directory for the files (default ./reproduce)")
     p.add_argument("--devices", type=int, default=None,
-                   help="ensemble size (default 100 for hfoxsy-ramp, 1 for tio2x-ffp)")
+                   help="ensemble size (default 200 for hfoxsy-ramp, the preset's calibration check; 1 for tio2x-ffp)")
     p.add_argument("--cycles", type=int, default=100, help="ramp cycles (hfoxsy-ramp; default 100)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)

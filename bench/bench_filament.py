@@ -30,8 +30,7 @@ def _kernel_run(params, train, devices: int, threads: int, backend: str, seed: i
     if backend == "compiled":
         from memdrift.ext import _filament
 
-        state = np.stack([gap0, t_amb, np.full(devices, filament.INITIAL_RATIO), np.zeros(devices),
-                          np.full(devices, filament.INITIAL_RATIO)], axis=1)
+        state = engine.kernel_state(gap0, t_amb)
         counters = np.zeros(devices, dtype=np.uint64)
         outs = [np.empty((devices, n_pulse)) for _ in range(4)]
         start = time.perf_counter()

@@ -57,6 +57,14 @@ def _initial_gap_factor(params: FilamentParams, keys: np.ndarray) -> np.ndarray:
     return np.exp(spread * standard_normal(keys, GAP_INITIAL_STREAM) - 0.5 * spread * spread)
 
 
+def kernel_state(gap_m: np.ndarray, temperature_k: np.ndarray) -> np.ndarray:
+    """The compiled kernel's per-device state rows at rest: (gap m, temperature K, V_cell/V of the last
+    write, sub-steps taken, V_cell/V of the last read); the ratios start Newton at ``INITIAL_RATIO``."""
+    n = np.size(gap_m)
+    return np.stack([gap_m, temperature_k, np.full(n, filament.INITIAL_RATIO), np.zeros(n),
+                     np.full(n, filament.INITIAL_RATIO)], axis=1)
+
+
 def segment_table(train: PulseTrain) -> np.ndarray:
     """Rows (voltage V, duration s, kind) for one cycle: pulse, zero-bias gap, read."""
     rows = []
@@ -101,8 +109,7 @@ def run_pulses(params: FilamentParams, train: PulseTrain, *, devices: int, cycle
     if backend == "compiled":
         from memdrift.ext import _filament
 
-        state = np.stack([gap0, temperature0, np.full(devices, filament.INITIAL_RATIO), np.zeros(devices),
-                          np.full(devices, filament.INITIAL_RATIO)], axis=1)
+        state = kernel_state(gap0, temperature0)
         counters = np.zeros(devices, dtype=np.uint64)
         for cycle in range(cycles):
             _filament.run_cycle(segments, state, table, keys, counters, out["conductance"][:, cycle],

@@ -303,8 +303,7 @@ class _Bench:
         self.table = np.ascontiguousarray(self.table)
         t0 = self.table[:, filament.COL["ambient_temperature_k"]].copy()
         # same initial kernel state as engine.run_pulses, so a protocol's first train matches it
-        self.state = np.stack([gap0, t0, np.full(n, filament.INITIAL_RATIO), np.zeros(n),
-                               np.full(n, filament.INITIAL_RATIO)], axis=1)
+        self.state = engine.kernel_state(gap0, t0)
         self.counters = np.zeros(n, dtype=np.uint64)
         self.noise, self.threads, self.n = int(bool(noise)), int(threads), n
 

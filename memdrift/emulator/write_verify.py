@@ -27,7 +27,7 @@ import xarray as xr
 from memdrift import __version__
 from memdrift.data.schema import DEVICE, annotate, netcdf_attrs
 from memdrift.emulator import filament
-from memdrift.emulator.engine import Backend, _check_ensemble, parameter_table
+from memdrift.emulator.engine import Backend, _check_ensemble, kernel_state, parameter_table
 from memdrift.emulator.params import FilamentParams
 from memdrift.emulator.randomness import device_keys
 from memdrift.errors import MemdriftError, check_range
@@ -101,8 +101,7 @@ class _Ensemble:
         temperature0 = self.table[:, filament.COL["ambient_temperature_k"]].copy()
         self.backend, self.noise, self.threads = backend, bool(noise), int(threads)
         if backend == "compiled":
-            self.state = np.stack([gap0, temperature0, np.full(devices, filament.INITIAL_RATIO), np.zeros(devices),
-                                   np.full(devices, filament.INITIAL_RATIO)], axis=1)
+            self.state = kernel_state(gap0, temperature0)
             self.counters = np.zeros(devices, dtype=np.uint64)
         else:
             self.ref = filament.DeviceState(gap0, temperature0)
@@ -116,7 +115,7 @@ class _Ensemble:
 
             state, counters = self.state[idx], self.counters[idx]
             outs = [np.empty((n, 1)) for _ in range(4)]
-            _filament.run_cycle(segments, state, np.ascontiguousarray(self.table[idx]), self.keys[idx], counters,
+            _filament.run_cycle(segments, state, self.table[idx], self.keys[idx], counters,
                                 *outs, int(self.noise), self.threads)
             self.state[idx], self.counters[idx] = state, counters
             return outs[0][:, 0], outs[2][:, 0]

@@ -49,11 +49,13 @@ def extracted_record() -> dict:
 
 
 def main() -> None:
+    from memdrift.mapping.tiles import TILES
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--record", default="extract", help="extract | paper | path to a record JSON")
     ap.add_argument("--scaling", action="store_true", help="also time HWAT + repeats vs training-set size")
-    ap.add_argument("--tile", default="auto", choices=("auto", "torch", "cpp"),
+    ap.add_argument("--tile", default="auto", choices=TILES,
                     help="aihwkit tile (torch: same seed, same result; cpp seeds itself)")
     ap.add_argument("--seed", type=int, default=0, help="training, HWAT and programming seed")
     ap.add_argument("--seeds", type=int, default=1,

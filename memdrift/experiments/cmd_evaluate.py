@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from memdrift.mapping.tiles import TILES
+
 STUDIES = ("accuracy", "drift", "dtod", "bits", "train")
 NETWORKS = ("mlp", "mlp-256-128", "lenet5", "cifar-resnet3", "resnet34")
 DATASETS = ("mnist-5k", "digits", "mnist", "fashion-mnist", "cifar10", "caltech101")
@@ -40,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-range", default="4", metavar="R|tile",
                    help="bits study: weights in [-R, R] for every tile (default 4, the TiO2-x paper's), or 'tile' "
                         "(each tile's largest |w| at the window's ends)")
-    p.add_argument("--tile", default="auto", choices=("auto", "torch", "cpp"),
+    p.add_argument("--tile", default="auto", choices=TILES,
                    help="aihwkit tile: torch (same --seed, same result), cpp (C++, seeds itself: runs differ; "
                         "the only one with IR drop), auto = torch unless --ir-drop")
     p.add_argument("--train-samples", type=int, default=None, help="use only the first N training samples")

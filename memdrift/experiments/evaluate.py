@@ -29,6 +29,7 @@ from torch import nn
 from memdrift.errors import MemdriftError, check_range
 from memdrift.experiments import networks
 from memdrift.experiments.datasets import Split
+from memdrift.mapping.tiles import resolve_tile
 
 STUDIES = ("accuracy", "drift", "dtod", "bits", "train")
 #: drift study times after programming, 1 s … 1 year
@@ -54,7 +55,7 @@ class Settings:
     device: str = "cpu"
     dtod: float = 0.0
     ir_drop: float = 0.0
-    #: aihwkit tile (``memdrift.mapping.aihwkit_bridge.TILES``): ``auto`` is the torch tile, reproducible
+    #: aihwkit tile (``memdrift.mapping.tiles.TILES``): ``auto`` is the torch tile, reproducible
     #: for ``seed``, unless IR drop is on (the C++ tile, which seeds itself: runs differ)
     tile: str = "auto"
     eval_batch: int = 500
@@ -88,11 +89,7 @@ class Settings:
                                     "> 0 or 'tile'")
         else:
             check_range("bits_weight_range", self.bits_weight_range, 0.0, 1e6, low_open=True)
-        if self.tile not in ("auto", "torch", "cpp"):
-            raise MemdriftError(f"tile = {self.tile!r} is unknown; allowed: auto, torch, cpp")
-        if self.tile == "torch" and self.ir_drop > 0:
-            raise MemdriftError(f"tile = 'torch' with ir_drop = {self.ir_drop!r}: aihwkit's torch tile has no IR "
-                                "drop; allowed: tile 'cpp' or 'auto' with ir_drop > 0")
+        resolve_tile(self.tile, self.ir_drop)
         if self.device not in ("cpu", "cuda"):
             raise MemdriftError(f"device = {self.device!r} is unknown; allowed: cpu, cuda")
         return self

@@ -46,6 +46,7 @@ from aihwkit.simulator.configs import (
 from aihwkit.simulator.parameters.enums import WeightClipType, WeightModifierType
 
 from memdrift.errors import MemdriftError, check_range, field_error
+from memdrift.mapping.tiles import resolve_tile
 
 MICRO = 1e6
 BOLTZMANN_EV_PER_K = 8.617333262e-5
@@ -364,24 +365,6 @@ def relative_program_noise(record: Mapping[str, Any]) -> float:
     return float(np.sqrt(np.mean(half_width**2 + tab.loc**2)) / (g_max - g_min))
 
 
-#: aihwkit inference tiles: ``torch`` draws every random number from torch's seeded generator (same
-#: seed, same accuracy); ``cpp`` is the C++ tile, which seeds itself from outside the process (every run
-#: differs) and alone implements IR drop in aihwkit 1.2.0; ``auto`` takes torch unless IR drop is on.
-TILES = ("auto", "torch", "cpp")
-
-
-def resolve_tile(tile: str, ir_drop: float = 0.0) -> str:
-    """The tile ``tile`` stands for (``torch`` or ``cpp``) with IR drop ``ir_drop``."""
-    if tile not in TILES:
-        raise MemdriftError(f"tile = {tile!r} is unknown; allowed: {', '.join(TILES)}")
-    if tile == "auto":
-        return "cpp" if ir_drop > 0 else "torch"
-    if tile == "torch" and ir_drop > 0:
-        raise MemdriftError(f"tile = 'torch' with ir_drop = {ir_drop!r}: aihwkit's torch tile has no IR drop; "
-                            "allowed: tile 'cpp' (or 'auto') with ir_drop > 0, or ir_drop = 0")
-    return tile
-
-
 def on_torch_tile(config: InferenceRPUConfig) -> TorchInferenceRPUConfig:
     """The same inference configuration on aihwkit's torch tile (reproducible for a torch seed)."""
     import dataclasses
@@ -406,7 +389,7 @@ def inference_config(record: Mapping[str, Any], *, levels: int | None = None, dt
     compensation, weights mapped to the device range per column, and a Gaussian
     weight-noise modifier for HWAT whose std is the weight's relative program
     error (:func:`relative_program_noise` of each device of the mapping;
-    ``hwat_noise`` overrides, 0 disables). ``tile`` (:data:`TILES`) picks the
+    ``hwat_noise`` overrides, 0 disables). ``tile`` (:data:`memdrift.mapping.tiles.TILES`) picks the
     simulator tile; ``torch`` and ``auto`` return a ``TorchInferenceRPUConfig``
     (a subclass) where IR drop is off.
     """

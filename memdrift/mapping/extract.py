@@ -163,6 +163,17 @@ def _processes(g: xr.DataArray, idx: np.ndarray, max_processes: int) -> np.ndarr
     return 1.0 / traces
 
 
+def _program_error_table(levels_s: np.ndarray, errors: np.ndarray) -> dict[str, list]:
+    """The record's Student-t table: per level (conductance aimed at, S) the fit of ``errors``
+    (level, sample) of G reached − G aimed at."""
+    loc, scale, df = metrics.fit_student_t_levels(errors)
+    # A level reached identically every time has no spread: scale 0, and df is irrelevant;
+    # it is stored at the fit's upper bound (normal) so that consumers get a number.
+    df = np.where(np.isfinite(df), df, 1e7)
+    return {"conductance": [float(v) for v in levels_s], "loc": [_float(v) for v in loc],
+            "scale": [_float(v) for v in scale], "df": [_float(v) for v in df]}
+
+
 def _segmentation(traces: np.ndarray, branch: str, n_levels: int, notes: list[str]) -> dict[str, Any]:
     """ν (own range per trace), skipped levels and program errors (common targets) for one branch."""
     clean = [t[np.isfinite(t)] for t in traces]
@@ -185,13 +196,7 @@ def _segmentation(traces: np.ndarray, branch: str, n_levels: int, notes: list[st
         "processes": len(clean), "skipped": metrics.skipped_levels(np.array([seg.offset for seg in segs])),
     }
     if len(clean) >= 5:
-        loc, scale, df = metrics.fit_student_t_levels(np.array(errors).T)
-        # A level reached identically in every process has no spread: scale 0, and df is
-        # irrelevant; it is stored at the fit's upper bound (normal) so that consumers get a number.
-        df = np.where(np.isfinite(df), df, 1e7)
-        out["program_error_t"] = {"conductance": [float(v) for v in 1.0 / targets],
-                                  "loc": [_float(v) for v in loc], "scale": [_float(v) for v in scale],
-                                  "df": [_float(v) for v in df]}
+        out["program_error_t"] = _program_error_table(1.0 / targets, np.array(errors).T)
     else:
         notes.append(f"{branch}, n={n_levels}: {len(clean)} programming processes; the Student-t program error "
                      "needs at least 5 (null)")
@@ -466,11 +471,7 @@ def _write_verify_metrics(ds: xr.Dataset, record: dict[str, Any], notes: list[st
     else:
         notes.append("write-verify: one device; state_sigma and differential_bins need at least 2 (null)")
     if final.shape[1] >= 5:
-        loc, scale, df = metrics.fit_student_t_levels(final - targets[:, None])
-        df = np.where(np.isfinite(df), df, 1e7)  # no spread: normal, as in the segmentation's tables
-        record["program_error_t"] = {str(n): {"conductance": [float(v) for v in targets],
-                                              "loc": [_float(v) for v in loc], "scale": [_float(v) for v in scale],
-                                              "df": [_float(v) for v in df]}}
+        record["program_error_t"] = {str(n): _program_error_table(targets, final - targets[:, None])}
     else:
         notes.append(f"write-verify: {final.shape[1]} devices; the Student-t program error needs at least 5 (null)")
     converged = np.asarray(ds["converged"].transpose("level", "device").values, dtype=float)[order]

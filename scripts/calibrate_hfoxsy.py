@@ -253,17 +253,23 @@ def nominal_cycles(p: FilamentParams, cycles: int = 3) -> tuple[np.ndarray, np.n
     return ds["conductance"].values[0], ds["temperature_peak"].values[0]
 
 
+def nominal_cost(p: FilamentParams, cycle_cost) -> float:
+    """``cycle_cost(last, previous)`` of the noise-free nominal device's steady cycle, plus the
+    retention penalty and a ~1600 K ceiling on the filament; 1e4 for a device that misbehaves."""
+    g, peak = nominal_cycles(p)
+    if not np.all(np.isfinite(g)) or np.any(g <= 0):
+        return 1e4
+    c = cycle_cost(g[-1], g[-2]) + retention_penalty(p)
+    c += (max(0.0, peak[-1].max() - 1600.0) / 100.0) ** 2  # keep the filament below ~1600 K
+    return c
+
+
 def global_cost(x: np.ndarray, base: FilamentParams) -> float:
     try:
         p = decode(x, base)
     except (MemdriftError, OverflowError):  # outside a parameter's allowed range
         return 1e4
-    g, peak = nominal_cycles(p)
-    if not np.all(np.isfinite(g)) or np.any(g <= 0):
-        return 1e4
-    c = curve_cost(g[-1], g[-2]) + retention_penalty(p)
-    c += (max(0.0, peak[-1].max() - 1600.0) / 100.0) ** 2  # keep the filament below ~1600 K
-    return c
+    return nominal_cost(p, curve_cost)
 
 
 # --------------------------------------------------------------------------- ensemble metrics
@@ -451,11 +457,7 @@ def curve_fit_cost(x: np.ndarray, base: FilamentParams, bw: float, r2_margin: fl
         return 1e4
     if not 1e-9 <= p.gap_max_m <= 3e-9:  # the retention tests start at 1 nm; a gap wider than ~t_ox is not one
         return 1e4
-    g, peak = nominal_cycles(p)
-    if not np.all(np.isfinite(g)) or np.any(g <= 0):
-        return 1e4
-    c = extraction_cost(g[-1], g[-2], bw, r2_margin, g_high) + retention_penalty(p)
-    return c + (max(0.0, peak[-1].max() - 1600.0) / 100.0) ** 2
+    return nominal_cost(p, lambda last, previous: extraction_cost(last, previous, bw, r2_margin, g_high))
 
 
 def stage_curve(base: FilamentParams, rounds: int, maxfev: int, bw: float, r2_margin: float,

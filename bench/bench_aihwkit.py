@@ -87,16 +87,21 @@ def main() -> None:
     t = time.perf_counter()
     data = datasets.load("mnist-5k")
     t_data = time.perf_counter() - t
-    t = time.perf_counter()
-    net = evaluate.train_digital("mlp", data, s)
-    digital = evaluate.accuracy(net, data.x_test, data.y_test)
-    t_digital = time.perf_counter() - t
-    t = time.perf_counter()
-    hw = evaluate.hardware_aware_train(evaluate.to_analog(net, inference_config(record, tile=s.tile)), data, s)
-    t_hwat = time.perf_counter() - t
-    t = time.perf_counter()
-    analog = evaluate._programmed_repeats(hw, data, s)
-    t_inf = time.perf_counter() - t
+
+    def one_seed(sk):
+        """(digital network, digital accuracy, analog accuracies, stage seconds) for settings ``sk``."""
+        marks = [time.perf_counter()]
+        net_k = evaluate.train_digital("mlp", data, sk)
+        dig_k = evaluate.accuracy(net_k, data.x_test, data.y_test)
+        marks.append(time.perf_counter())
+        hw_k = evaluate.hardware_aware_train(evaluate.to_analog(net_k, inference_config(record, tile=sk.tile)),
+                                             data, sk)
+        marks.append(time.perf_counter())
+        ana_k = evaluate._programmed_repeats(hw_k, data, sk)
+        marks.append(time.perf_counter())
+        return net_k, dig_k, ana_k, np.diff(marks)
+
+    net, digital, analog, (t_digital, t_hwat, t_inf) = one_seed(s)
     total = time.perf_counter() - t0
 
     print(f"record source: {source}")
@@ -115,12 +120,8 @@ def main() -> None:
         print(f"\n{'seed':>6}{'digital %':>11}{'analog %':>10}{'gap %':>8}")
         print(f"{s.seed:>6}{100 * digital:>11.2f}{100 * np.mean(analog):>10.2f}{100 * gaps[0]:>8.2f}")
         for seed in range(args.seed + 1, args.seed + args.seeds):
-            sk = evaluate.with_settings(s, seed=seed)
-            net_k = evaluate.train_digital("mlp", data, sk)
-            dig_k = evaluate.accuracy(net_k, data.x_test, data.y_test)
-            hw_k = evaluate.hardware_aware_train(evaluate.to_analog(net_k, inference_config(record, tile=s.tile)),
-                                                 data, sk)
-            ana_k = float(np.mean(evaluate._programmed_repeats(hw_k, data, sk)))
+            _, dig_k, ana_k, _ = one_seed(evaluate.with_settings(s, seed=seed))
+            ana_k = float(np.mean(ana_k))
             gaps.append(dig_k - ana_k)
             print(f"{seed:>6}{100 * dig_k:>11.2f}{100 * ana_k:>10.2f}{100 * gaps[-1]:>8.2f}")
         print(f"gap to digital over {len(gaps)} seeds: mean {100 * np.mean(gaps):.2f} %, std "

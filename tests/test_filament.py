@@ -56,11 +56,14 @@ def test_same_seed_identical_for_one_and_two_threads(preset_params):
 
 
 def test_device_streams_do_not_depend_on_chunking(preset_params):
+    """Chunks, and the compiled kernel's batches of lanes: devices 7-39 computed alone share no
+    batch position with their run inside the whole ensemble (batches of 16 start at 0 there, at 7 here)."""
     params = preset_params.replace(variation={"activation_energy_ev": 0.02})
-    whole = run_pulses(params, ramp(), devices=12, cycles=1, seed=4)
-    tail = run_pulses(params, ramp(), devices=5, cycles=1, seed=4, first_device=7)
-    assert np.array_equal(whole["conductance"].values[7:], tail["conductance"].values)
-    assert list(tail["device"].values) == list(range(7, 12))
+    whole = run_pulses(params, ramp(), devices=40, cycles=1, seed=4)
+    tail = run_pulses(params, ramp(), devices=33, cycles=1, seed=4, first_device=7)
+    for name in ("conductance", "temperature_peak", "energy", "gap"):
+        assert np.array_equal(whole[name].values[7:], tail[name].values), name
+    assert list(tail["device"].values) == list(range(7, 40))
 
 
 def _final_conductance(params: FilamentParams, amplitude_v: float, width_s: float) -> float:
@@ -311,3 +314,72 @@ def test_lane_exp_and_log_agree_with_libm():
     assert exp_out[0] == np.inf and exp_out[1] == np.inf and exp_out[2] == 0.0 and exp_out[3] == 0.0
     assert np.isnan(exp_out[4]) and np.isnan(log_out[4])
     assert log_out[5] == -np.inf and np.isnan(log_out[6]) and log_out[7] == np.inf
+
+
+ISA_HARNESS = r"""
+#include <stdio.h>
+#include "_filament_lanes.h"
+/* a stand-in sampler (the lanes take any): floor(mean + uniform) from the device's counter */
+static double hops(double mean, uint64_t key, uint64_t *counter) {
+    uint64_t x = key ^ (*counter)++ * 0x9E3779B97F4A7C15ULL;
+    x ^= x >> 31; x *= 0xBF58476D1CE4E5B9ULL; x ^= x >> 29;
+    return floor(mean + (double)(x >> 11) * (1.0 / 9007199254740992.0));
+}
+int main(int argc, char **argv) {
+    int n = atoi(argv[1]), n_seg = atoi(argv[2]), n_pulses = atoi(argv[3]);
+    double *table = malloc(sizeof(double) * n * N_COLUMNS), *state = malloc(sizeof(double) * n * N_STATE);
+    double *seg = malloc(sizeof(double) * n_seg * 3), *out = malloc(sizeof(double) * 4 * n * n_pulses);
+    uint64_t *keys = malloc(8 * n), *counters = calloc(n, 8);
+    FILE *f = fopen(argv[4], "rb");
+    if (!f || fread(table, 8, n * N_COLUMNS, f) != (size_t)(n * N_COLUMNS) || fread(state, 8, n * N_STATE, f)
+        != (size_t)(n * N_STATE) || fread(seg, 8, n_seg * 3, f) != (size_t)(n_seg * 3) || fread(keys, 8, n, f)
+        != (size_t)n) return 1;
+    double *o[4] = {out, out + n * n_pulses, out + 2 * n * n_pulses, out + 3 * n * n_pulses};
+    ptrdiff_t rows[4] = {n_pulses, n_pulses, n_pulses, n_pulses}, cols[4] = {1, 1, 1, 1};
+    for (int cycle = 0; cycle < 3; ++cycle)
+        for (int first = 0; first < n; first += MD_LANES)
+            memdrift_filament_batch(first, n - first < MD_LANES ? n - first : MD_LANES, seg, n_seg, state, table,
+                                    keys, counters, o, rows, cols, 1, hops);
+    fwrite(out, 8, 4 * n * n_pulses, stdout);
+    fwrite(state, 8, n * N_STATE, stdout);
+    return 0;
+}
+"""
+
+
+def test_lane_kernel_gives_the_same_bits_on_every_instruction_set(preset_params, tmp_path):
+    """The extension carries AVX-512, AVX2 and baseline clones of the lane kernel and picks one at
+    load time; built once per instruction set this CPU runs, the same inputs give the same bits
+    (no FMA contraction, no reassociation), so a result does not depend on the machine."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from memdrift.emulator import engine
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the per-instruction-set harness")
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    isas = [[]] + [[f"-m{isa}"] for isa in ("avx2", "avx512f") if isa in flags]
+    n = 37
+    keys = engine.device_keys(5, n)
+    table, gap0 = engine.parameter_table(preset_params.replace(variation={"tunnel_current_a": 0.05}), keys)
+    state = engine.kernel_state(gap0, table[:, filament.COL["ambient_temperature_k"]].copy())
+    segments = engine.segment_table(ramp())
+    inputs = tmp_path / "inputs.bin"
+    inputs.write_bytes(b"".join(np.ascontiguousarray(a).tobytes() for a in (table, state, segments, keys)))
+    source = tmp_path / "harness.c"
+    source.write_text("#include <stdlib.h>\n" + ISA_HARNESS)
+    include = Path(filament.__file__).resolve().parents[1] / "ext"
+    outputs = []
+    for isa in isas:
+        exe = tmp_path / ("harness" + "".join(isa))
+        subprocess.run([cc, "-std=c11", "-O3", "-ffp-contract=off", "-fno-trapping-math", *isa, "-DMD_CLONES=",
+                        f"-I{include}", str(source), "-lm", "-o", str(exe)], check=True, capture_output=True)
+        run = subprocess.run([str(exe), str(n), str(len(segments)), "40", str(inputs)], check=True,
+                             capture_output=True)
+        outputs.append(np.frombuffer(run.stdout, dtype=np.float64))
+    assert np.all(np.isfinite(outputs[0])) and outputs[0].size == 4 * n * 40 + 5 * n
+    for isa, out in zip(isas[1:], outputs[1:]):
+        assert np.array_equal(out, outputs[0]), f"{isa} differs from the baseline build"

@@ -5,7 +5,7 @@
  * a segment together, one sub-step (and one Newton iteration) at a time, each lane with its own
  * state, step size and stream. A sub-step of one device is a long chain of dependent
  * transcendental calls and divisions, so a device alone keeps the core waiting on latency;
- * eight independent chains side by side fill it, and the plain loops over lanes below are
+ * independent chains side by side fill it, and the plain loops over lanes below are
  * written so that the compiler turns them into SIMD code (the function is cloned for AVX-512,
  * AVX2 and baseline x86-64 and picked at load time). A lane that has finished its segment, or a
  * padding lane of a short batch, computes along but commits nothing, so a device's results do
@@ -24,7 +24,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#define MD_LANES 8
+/* Lanes per batch: two AVX-512 vectors per quantity, so that two independent chains overlap.
+ * Measured (one thread, 20,000 devices, ramp cycle): 4 lanes 728, 8 lanes 514, 16 lanes 440,
+ * 32 lanes 431 ns per device-pulse. */
+#define MD_LANES 16
 #define MD_BOLTZMANN_EV 8.617333262e-5
 #define MD_NEWTON_MAX_ITER 60
 #define MD_NEWTON_RTOL 1e-13
@@ -47,10 +50,12 @@ typedef double (*md_hops_fn)(double mean, uint64_t key, uint64_t *counter);
 #define MD_INLINE static inline __attribute__((always_inline))
 #define LANES for (int l = 0; l < MD_LANES; ++l)
 
+#ifndef MD_CLONES /* defined empty to build one instruction set only (to compare clones) */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define MD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define MD_CLONES
+#endif
 #endif
 
 /* exp(x) to about 1 ulp: x = k ln2 + r with |r| <= ln2/2 (Cody-Waite, the high half of ln2

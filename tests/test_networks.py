@@ -44,6 +44,16 @@ def record(states: int = 16, df: float = 5.0) -> dict:
     }
 
 
+def film_record(program_error: float = 5e-4) -> dict:
+    """record() with the FFP film's program error: ``program_error`` of the window at every level
+    (0.05 %; the tio2x-4t preset's extraction gives 0.045 %)."""
+    film = record()
+    window = film["g_max"] - film["g_min"]
+    for row in film["program_error_t"]:
+        row["scale"] = program_error * window
+    return film
+
+
 TINY = evaluate.Settings(epochs=1, hwat_epochs=1, repeats=2, batch_size=16, eval_batch=64,
                          times_s=(1.0, 1e6), dtod_values=(0.0, 0.5), bits_values=(3, 6))
 
@@ -180,7 +190,7 @@ def test_dtod_bits_and_train_studies_run(digits_small):
     dt = evaluate.run_study("dtod", record(), "mlp-256-128", digits_small, TINY)
     assert dt.accuracy.dims == ("mode", "repeat", "dtod")
     bits = evaluate.run_study("bits", record(), "mlp-256-128", digits_small, TINY)
-    assert bits["bits"].values.tolist() == [3, 6] and bits.attrs["weight_range"] == 4.0
+    assert bits["bits"].values.tolist() == [3, 6] and bits.attrs["weight_range"] == "tile"
     tr = evaluate.run_study("train", record(), "mlp-256-128", digits_small, TINY)
     assert set(tr["mode"].values.tolist()) == {"digital", "analog-train"}
     assert tr["training_accuracy"].sizes["epoch"] == 1
@@ -285,44 +295,47 @@ def test_cli_bad_weight_range_or_tile_is_one_line_and_no_file(tmp_path, capsys, 
     assert not out.exists()
 
 
-def test_bits_study_per_tile_range_keeps_three_bits_close_to_digital():
-    """With each tile's largest |w| at the window's ends, 3 bits already classify close to digital; the
-    fixed [-4, 4] range leaves a trained MLP's small weights on a few levels around zero."""
+def test_bits_study_default_per_tile_range_meets_issue_5_acceptance():
+    """Issue 5's acceptance for the bits study's default range ("tile": the TiO2-x paper's [-4, 4]
+    window after aihwkit's per-tile weight scaling, each tile's largest |w| at the window's ends): on
+    digits (MLP 256-128, the film record) the analog mean is within 1 % of digital at 5 and 6 bits
+    and within 3 % at 3 bits, and the fixed [-4, 4] (``bits_weight_range=4.0``), which leaves a
+    trained MLP's small weights on a few levels around zero, is strictly worse at 3 bits. Measured
+    (seed 0): digital 0.972; default 0.967, 0.976, 0.975 at 3, 5, 6 bits; fixed [-4, 4] 0.925 at
+    3 bits (and 0.936 at 5: the fixed range misses the 5-bit bound)."""
     data = datasets.load("digits")
-    film = record()
-    window = film["g_max"] - film["g_min"]
-    for row in film["program_error_t"]:
-        row["scale"] = 5e-4 * window
-    s = evaluate.Settings(epochs=15, repeats=2, batch_size=32, bits_values=(3,))
-    fixed = evaluate.run_study("bits", film, "mlp-256-128", data, s)
-    tile = evaluate.run_study("bits", film, "mlp-256-128", data, evaluate.with_settings(s, bits_weight_range="tile"))
-    assert tile.attrs["weight_range"] == "tile" and fixed.attrs["weight_range"] == 4.0
-    digital = float(tile.accuracy.sel(mode="digital").mean())
-    acc_tile = float(tile.accuracy.sel(mode="analog").mean())
-    acc_fixed = float(fixed.accuracy.sel(mode="analog").mean())
-    print(f"3 bits on digits: digital {digital:.3f}, per tile {acc_tile:.3f}, [-4, 4] {acc_fixed:.3f}")
-    assert acc_tile >= digital - 0.03
-    assert acc_tile > acc_fixed
+    s = evaluate.Settings(epochs=15, repeats=2, batch_size=32, bits_values=(3, 5, 6))
+    assert s.bits_weight_range == "tile"
+    default = evaluate.run_study("bits", film_record(), "mlp-256-128", data, s)
+    fixed = evaluate.run_study("bits", film_record(), "mlp-256-128", data,
+                               evaluate.with_settings(s, bits_weight_range=4.0, bits_values=(3,)))
+    assert default.attrs["weight_range"] == "tile" and fixed.attrs["weight_range"] == 4.0
+    digital = float(default.accuracy.sel(mode="digital").mean())
+    acc = default.accuracy.sel(mode="analog").mean("repeat")
+    acc_fixed = float(fixed.accuracy.sel(mode="analog", bits=3).mean())
+    print(f"digits: digital {digital:.3f}, default (per tile) at 3/5/6 bits {acc.values.round(3).tolist()}, "
+          f"[-4, 4] at 3 bits {acc_fixed:.3f}")
+    assert float(acc.sel(bits=3)) >= digital - 0.03
+    assert float(acc.sel(bits=5)) >= digital - 0.01 and float(acc.sel(bits=6)) >= digital - 0.01
+    assert acc_fixed < float(acc.sel(bits=3))
     with pytest.raises(MemdriftError, match="bits_weight_range"):
         evaluate.Settings(bits_weight_range="column").checked()
 
 
 def test_bits_study_improves_with_bits_and_reaches_digital():
-    """Weight transfer (TiO2-x paper's mapping, one device per weight over [-4, 4]) on digits: accuracy
-    does not fall with more bits beyond noise, and 9 bits is within 1 % of digital.
+    """Weight transfer (TiO2-x paper's mapping, one device per weight, the default range: the paper's
+    [-4, 4] window after per-tile weight scaling) on digits: accuracy does not fall with more bits
+    beyond noise, and 9 bits is within 1 % of digital.
 
     The program error is the FFP film's: 0.05 % of the window (the tio2x-4t preset's
     extraction gives 0.045 %). With the filament's 1.5 % (σ 23.7 µS of a 1.2 mS
-    window = 0.12 in weight units over [-4, 4]) small weights drown and accuracy
-    *falls* with bits (measured 0.89 at 3 bits, 0.29–0.61 at 9): the study answers
-    which device suits weight transfer, so this test pins the low-error case."""
+    window) on the fixed [-4, 4] range (0.12 in weight units) small weights drown and
+    accuracy *falls* with bits (measured 0.90 at 3 bits, 0.45-0.50 at 6 and 9; per tile
+    it stays at 0.96-0.97): the study answers which device suits weight transfer, so
+    this test pins the low-error case."""
     data = datasets.load("digits")
     s = evaluate.Settings(epochs=15, repeats=3, batch_size=32, bits_values=(3, 6, 9))
-    film = record()
-    window = film["g_max"] - film["g_min"]
-    for row in film["program_error_t"]:
-        row["scale"] = 5e-4 * window
-    ds = evaluate.run_study("bits", film, "mlp-256-128", data, s)
+    ds = evaluate.run_study("bits", film_record(), "mlp-256-128", data, s)
     acc = ds.accuracy.sel(mode="analog").mean("repeat").values
     noise = 3 * float(ds.accuracy.sel(mode="analog").std("repeat").max()) + 0.005
     digital = float(ds.accuracy.sel(mode="digital").mean())

@@ -39,9 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--analog-lr", type=float, default=0.1, help="in-memory training learning rate (AnalogSGD)")
     p.add_argument("--dtod", type=float, default=0.0, help="device-to-device variation of the window (0-1)")
     p.add_argument("--ir-drop", type=float, default=0.0, help="aihwkit IR-drop scale (slow; 0 = off)")
-    p.add_argument("--weight-range", default="4", metavar="R|tile",
-                   help="bits study: weights in [-R, R] for every tile (default 4, the TiO2-x paper's), or 'tile' "
-                        "(each tile's largest |w| at the window's ends)")
+    p.add_argument("--weight-range", default="tile", metavar="R|tile",
+                   help="bits study: default 'tile' = the TiO2-x paper's [-4, 4] window after aihwkit's per-tile "
+                        "weight scaling (each tile's largest |w| at the window's ends); a number R fixes [-R, R] "
+                        "for every tile")
     p.add_argument("--tile", default="auto", choices=TILES,
                    help="aihwkit tile: torch (same --seed, same result), cpp (C++, seeds itself: runs differ; "
                         "the only one with IR drop), auto = torch unless --ir-drop")

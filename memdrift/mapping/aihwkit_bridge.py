@@ -173,9 +173,10 @@ def drift_parameters(record: Mapping[str, Any]) -> tuple[float, float, float, fl
 class _FixedRangeConverter(BaseConductanceConverter):
     """A converter with one fixed weight range ``[-w_range, w_range]`` for every tile (µS window).
 
-    aihwkit's single-pair converter rescales every tile to its own largest weight;
-    a weight-transfer study over a fixed range (the TiO2-x paper maps [-4, 4])
-    needs the same scale for every tile. Weights outside the range are clipped, as
+    aihwkit's single-pair converter rescales every tile to its own largest weight
+    (what the bits study's default ``"tile"`` range amounts to); a study over a fixed
+    range (``--weight-range 4``: the TiO2-x paper's [-4, 4] read literally) needs the
+    same scale for every tile. Weights outside the range are clipped, as
     a device cannot go past its window.
     """
 

@@ -55,9 +55,12 @@ longer balance the branches). It stays a field enhancement: bounded (γ_R ≥ 0)
 inert at zero bias (retention is untouched) and continuous in V; only the
 RESET drive and its dependence on the gap change, never SET.
 
-The compiled kernel (``memdrift.ext._filament``) runs the same arithmetic per
-device; the functions here are vectorised over devices, as a competent NumPy
-user would write them, and serve as the twin in tests and benchmarks.
+The compiled kernel (``memdrift.ext._filament``, arithmetic in
+``_filament_lanes.h``) runs the same equations per device, batches of devices in
+lockstep as SIMD lanes, with its own polynomial exp and log (within 2 and 4 ulp of
+libm); with noise off the two agree to ~1e-14 relative (tested at 1e-6). The
+functions here are vectorised over devices, as a competent NumPy user would write
+them, and serve as the twin in tests and benchmarks.
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@
 #define MD_NEWTON_RTOL 1e-13
 
 /* Column indices of the per-device parameter table: keep in step with
- * memdrift.emulator.filament.COLUMNS (tests compare the two). */
+ * memdrift.emulator.filament.COLUMNS (run_cycle checks the count; the twin-agreement test
+ * would see a swapped column). */
 enum {
     C_A = 0, C_NU0, C_EA, C_Z, C_TOX, C_GAMMA0, C_BETA, C_ALPHA, C_FMIN, C_M, C_I0, C_G0, C_V0, C_RS,
     C_RTH, C_TAU, C_T0, C_GMIN, C_GMAX, C_NUR, C_EAR, C_CAP, C_MAXSTEPS, C_BETA_R, C_GAMMA0_R, N_COLUMNS

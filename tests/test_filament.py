@@ -57,7 +57,8 @@ def test_same_seed_identical_for_one_and_two_threads(preset_params):
 
 def test_device_streams_do_not_depend_on_chunking(preset_params):
     """Chunks, and the compiled kernel's batches of lanes: devices 7-39 computed alone share no
-    batch position with their run inside the whole ensemble (batches of 16 start at 0 there, at 7 here)."""
+    batch position with their run inside the whole ensemble (batches of 16 start at 0 there, at 7
+    here), and at another width (39 alone here, in a padded batch there)."""
     params = preset_params.replace(variation={"activation_energy_ev": 0.02})
     whole = run_pulses(params, ramp(), devices=40, cycles=1, seed=4)
     tail = run_pulses(params, ramp(), devices=33, cycles=1, seed=4, first_device=7)
@@ -337,9 +338,9 @@ int main(int argc, char **argv) {
     double *o[4] = {out, out + n * n_pulses, out + 2 * n * n_pulses, out + 3 * n * n_pulses};
     ptrdiff_t rows[4] = {n_pulses, n_pulses, n_pulses, n_pulses}, cols[4] = {1, 1, 1, 1};
     for (int cycle = 0; cycle < 3; ++cycle)
-        for (int first = 0; first < n; first += MD_LANES)
-            memdrift_filament_batch(first, n - first < MD_LANES ? n - first : MD_LANES, seg, n_seg, state, table,
-                                    keys, counters, o, rows, cols, 1, hops);
+        for (int first = 0; first < n; first += 16)  /* the last batch has 5 devices: padding lanes */
+            memdrift_filament_batch_16(first, n - first < 16 ? n - first : 16, seg, n_seg, state, table,
+                                       keys, counters, o, rows, cols, 1, hops);
     fwrite(out, 8, 4 * n * n_pulses, stdout);
     fwrite(state, 8, n * N_STATE, stdout);
     return 0;

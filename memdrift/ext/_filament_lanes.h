@@ -50,7 +50,8 @@ typedef double (*md_hops_fn)(double mean, uint64_t key, uint64_t *counter);
 #define MD_NAME(name, width) MD_PASTE(name, width)
 
 #ifndef MD_CLONES /* defined empty to build one instruction set only (to compare clones) */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+/* clones need the loader's ifunc support: GCC on x86-64 glibc Linux; elsewhere one baseline build */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__)
 #define MD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define MD_CLONES

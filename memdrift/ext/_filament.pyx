@@ -11,7 +11,7 @@ bit-identical for any thread count and any grouping of devices.
 """
 
 from cython.parallel cimport prange
-from libc.stdint cimport uint64_t, int64_t
+from libc.stdint cimport uint64_t
 
 from memdrift.ext._streams cimport poisson
 

@@ -34,8 +34,10 @@ cdef extern from "_filament_lanes.h" nogil:
     double md_exp(double x)
     double md_log(double x)
 
+# devices per batch of the wide build (memdrift_filament_batch_16)
+cdef int WIDE = 16
 #: devices per batch of the compiled kernel
-LANES = 16
+LANES = WIDE
 #: up to this many devices left over after the full batches run one at a time, more as one padded batch
 SINGLE_MAX = 3
 
@@ -106,17 +108,17 @@ def run_cycle(const double[:, ::1] segments, double[:, ::1] state, const double[
     # not it holds a device: one device alone in a batch cost 3.5x the scalar kernel, 1.2x alone),
     # a larger rest as one padded batch (measured: 3 devices 1.2 us a device-pulse alone, 1.56 us in
     # a padded batch; 4 devices break even)
-    n16 = n // 16
-    n_single = n - 16 * n16
+    n16 = n // WIDE
+    n_single = n - WIDE * n16
     if n_single > SINGLE_MAX:
         n16, n_single = n16 + 1, 0
     n_items = n16 + n_single
     for b in prange(n_items, nogil=True, num_threads=threads, schedule="dynamic", chunksize=8):
         if b < n16:
-            first = 16 * b
-            memdrift_filament_batch_16(first, <int>(n - first if n - first < 16 else 16), &segments[0, 0], n_seg,
+            first = WIDE * b
+            memdrift_filament_batch_16(first, <int>(n - first if n - first < WIDE else WIDE), &segments[0, 0], n_seg,
                                        &state[0, 0], &table[0, 0], &keys[0], &counters[0], out, row_stride,
                                        pulse_stride, noise, _hops)
         else:
-            memdrift_filament_batch_1(16 * n16 + (b - n16), 1, &segments[0, 0], n_seg, &state[0, 0], &table[0, 0],
+            memdrift_filament_batch_1(WIDE * n16 + (b - n16), 1, &segments[0, 0], n_seg, &state[0, 0], &table[0, 0],
                                       &keys[0], &counters[0], out, row_stride, pulse_stride, noise, _hops)

@@ -432,3 +432,31 @@ def test_plot_scheme_rejects_a_dataset_without_resistance(tmp_path):
     with pytest.raises(MemdriftError, match="resistance"):
         plot_scheme(xr.Dataset(), tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("nx, ny", [(4, 4), (5, 3), (7, 13), (32, 32), (9, 17)])
+def test_band_factor_solves_the_five_point_matrix_paired_or_alone(nx, ny):
+    """The blocked band solves (_bulk4t_band.h) pad the grid to blocks of 8 cells: on grids that are and are
+    not multiples of 8 they solve the matrix (against SciPy's sparse LU), and a paired solve gives each
+    right-hand side the bits of its single solve."""
+    import scipy.sparse.linalg as spla
+
+    from memdrift.emulator.bulk4t import _laplacian
+    from memdrift.ext import _bulk4t
+
+    rng = np.random.default_rng(nx * 100 + ny)
+    gx = rng.uniform(0.5, 2.0, (nx - 1, ny))
+    gy = rng.uniform(0.5, 2.0, (nx, ny - 1))
+    extra = np.zeros((nx, ny))
+    extra[0, :] = rng.uniform(1.0, 3.0, ny)      # electrode couplings make the matrix definite
+    extra[-1, : ny // 2] = 2.0
+    b1, b2 = rng.normal(size=nx * ny), rng.normal(size=nx * ny)
+    x1, x1_paired, x2_paired = _bulk4t.band_solves(nx, ny, gx, gy, extra, b1, b2)
+    a = _laplacian(gx, gy, extra)
+    np.testing.assert_allclose(x1, spla.spsolve(a, b1), rtol=1e-10, atol=1e-12 * np.abs(x1).max())
+    np.testing.assert_allclose(x2_paired, spla.spsolve(a, b2), rtol=1e-10, atol=1e-12 * np.abs(x2_paired).max())
+    assert np.array_equal(x1, x1_paired)
+    indefinite = extra.copy()
+    indefinite[nx // 2, ny // 2] = -50.0
+    with pytest.raises(ArithmeticError, match="not positive definite"):
+        _bulk4t.band_solves(nx, ny, gx, gy, indefinite, b1, b2)

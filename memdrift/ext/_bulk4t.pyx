@@ -26,6 +26,21 @@ cimport numpy as cnp
 
 from memdrift.ext._streams cimport next_uniform, poisson as stream_poisson
 
+cdef extern from "_bulk4t_hops.h" nogil:
+    void md_bulk_rates(int nx, int ny, double hx_m, double hy_m, double a_m, double nu0_hz, double ea_ev, double z,
+                       double nmax, const double *n_cells, const double *phi, const double *temp, double *forward,
+                       double *back)
+
+cdef extern from "_bulk4t_band.h" nogil:
+    size_t md_band_doubles(int n, int bw)
+    size_t md_band_scratch(int n, int bw)
+    void md_band_pack(int n, int bw, const double *rows, double *packed)
+    double md_dot(const double *a, const double *b, int n)
+    double md_cg_advance(double *x, double *r, const double *p, const double *q, double alpha, int n)
+    void md_band_solve1(int n, int bw, const double *packed, const double *b, double *x, double *scratch)
+    void md_band_solve2(int n, int bw, const double *packed, const double *b1, const double *b2, double *x1,
+                        double *x2, double *scratch)
+
 cdef double BOLTZMANN_EV = 8.617333262e-5
 # CG iterations beyond which the stale band factor is rebuilt before the next solve (set by measurement,
 # bench/bench_bulk4t.py: a factorisation costs about as much as fourteen CG iterations on 32 x 32; with
@@ -131,18 +146,20 @@ cdef void _matvec(const Geo *g, const double *gx, const double *gy, const double
             y[i + 1] -= c * x[i]
 
 
-cdef int _band_cholesky(const Geo *g, const double *gx, const double *gy, const double *dg, double *L) noexcept nogil:
-    """Lower band Cholesky, row-major with shifted columns: L[i*(bw+1) + bw - (i-j)] = L_ij for 0 <= i-j <= bw.
+cdef int _band_cholesky(const Geo *g, const double *gx, const double *gy, const double *dg, double *packed) noexcept nogil:
+    """Lower band Cholesky of the matrix (gx, gy, dg) into ``packed`` (md_band_pack's layout, _bulk4t_band.h).
 
-    The diagonal slot L[i*(bw+1) + bw] holds 1 / L_ii, so that neither the factorisation nor the solves
-    divide (the factor only preconditions CG, so the last bit of rounding does not reach the solution).
-    A column-major copy follows at L + n*(bw+1): U[j*(bw+1) + (i-j)] = L_ij (diagonal: 1 / L_jj), so the
-    forward substitution can run by columns too (BAND_SIZE doubles in all).
+    Factorised row by row in a row-major band, L[i*(bw+1) + bw - (i-j)] = L_ij for 0 <= i-j <= bw, whose
+    diagonal slot holds 1 / L_ii, so that neither the factorisation nor the solves divide (the factor only
+    preconditions CG, so the last bit of rounding does not reach the solution). -1: not positive definite,
+    -2: out of memory.
     """
-    cdef int bw = g.bw, w = g.bw + 1, i, j, lo, ix, iy, c
+    cdef int bw = g.bw, w = g.bw + 1, i, j, lo, ix, iy
     cdef double s
-    cdef double *U = L + g.n * w
-    memset(L, 0, 2 * g.n * w * sizeof(double))
+    cdef double *L = <double *> malloc(g.n * w * sizeof(double))
+    if L == NULL:
+        return -2
+    memset(L, 0, g.n * w * sizeof(double))
     for i in range(g.n):
         L[i * w + bw] = dg[i]
         ix = i // g.ny
@@ -157,104 +174,29 @@ cdef int _band_cholesky(const Geo *g, const double *gx, const double *gy, const 
             lo = 0
         for j in range(lo, i + 1):
             # sum over m in [lo, j) of L[i, m] L[j, m]: both row segments are contiguous
-            s = L[i * w + bw - (i - j)] - _dot(&L[i * w + bw - (i - lo)], &L[j * w + bw - (j - lo)], j - lo)
+            s = L[i * w + bw - (i - j)] - md_dot(&L[i * w + bw - (i - lo)], &L[j * w + bw - (j - lo)], j - lo)
             if j < i:
                 L[i * w + bw - (i - j)] = s * L[j * w + bw]
             else:
                 if s <= 0.0:
+                    free(L)
                     return -1
                 L[i * w + bw] = 1.0 / sqrt(s)
-    for i in range(g.n):
-        for c in range(w):
-            j = i - bw + c
-            if j >= 0:
-                U[j * w + (i - j)] = L[i * w + c]
+    md_band_pack(g.n, bw, L, packed)
+    free(L)
     return 0
 
 
-cdef inline double _dot(const double *a, const double *b, int count) noexcept nogil:
-    """Contiguous dot product with four accumulators (breaks the add latency chain of a plain reduction)."""
-    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
-    cdef int k = 0
-    while k + 4 <= count:
-        s0 += a[k] * b[k]
-        s1 += a[k + 1] * b[k + 1]
-        s2 += a[k + 2] * b[k + 2]
-        s3 += a[k + 3] * b[k + 3]
-        k += 4
-    while k < count:
-        s0 += a[k] * b[k]
-        k += 1
-    return (s0 + s1) + (s2 + s3)
+cdef inline void _band_solve(const Geo *g, const double *L, const double *b, double *x, double *scratch) noexcept nogil:
+    """x = (L L^T)^-1 b (_bulk4t_band.h: blocked substitutions)."""
+    md_band_solve1(g.n, g.bw, L, b, x, scratch)
 
 
-cdef void _band_solve(const Geo *g, const double *L, const double *b, double *x) noexcept nogil:
-    """x = (L L^T)^-1 b, both substitutions by columns: each step is an axpy over a contiguous column
-    segment with no reduction to wait on (the dot form of the forward pass ran at half the speed)."""
-    cdef int bw = g.bw, w = g.bw + 1, i, j, lo, hi, m
-    cdef double xi
-    cdef const double *seg
-    cdef const double *U = L + g.n * w
-    if x != b:
-        memcpy(x, b, g.n * sizeof(double))
-    for j in range(g.n):
-        xi = x[j] * U[j * w]
-        x[j] = xi
-        hi = j + bw
-        if hi > g.n - 1:
-            hi = g.n - 1
-        seg = &U[j * w + 1]
-        for m in range(hi - j):
-            x[j + 1 + m] -= seg[m] * xi
-    for i in range(g.n - 1, -1, -1):
-        xi = x[i] * L[i * w + bw]
-        x[i] = xi
-        lo = i - bw
-        if lo < 0:
-            lo = 0
-        seg = &L[i * w + bw - (i - lo)]
-        for m in range(i - lo):
-            x[lo + m] -= seg[m] * xi
-
-
-cdef void _band_solve2(const Geo *g, const double *L, const double *b1, const double *b2, double *x1,
-                      double *x2) noexcept nogil:
+cdef inline void _band_solve2(const Geo *g, const double *L, const double *b1, const double *b2, double *x1,
+                              double *x2, double *scratch) noexcept nogil:
     """_band_solve of two right-hand sides in one sweep over the factor (each result bit-identical to a
-    single solve; the two substitution chains interleave, so a pair costs about 1.5 single solves)."""
-    cdef int bw = g.bw, w = g.bw + 1, i, j, lo, hi, m
-    cdef double xi, yi, f
-    cdef const double *seg
-    cdef const double *U = L + g.n * w
-    if x1 != b1:
-        memcpy(x1, b1, g.n * sizeof(double))
-    if x2 != b2:
-        memcpy(x2, b2, g.n * sizeof(double))
-    for j in range(g.n):
-        xi = x1[j] * U[j * w]
-        yi = x2[j] * U[j * w]
-        x1[j] = xi
-        x2[j] = yi
-        hi = j + bw
-        if hi > g.n - 1:
-            hi = g.n - 1
-        seg = &U[j * w + 1]
-        for m in range(hi - j):
-            f = seg[m]
-            x1[j + 1 + m] -= f * xi
-            x2[j + 1 + m] -= f * yi
-    for i in range(g.n - 1, -1, -1):
-        xi = x1[i] * L[i * w + bw]
-        yi = x2[i] * L[i * w + bw]
-        x1[i] = xi
-        x2[i] = yi
-        lo = i - bw
-        if lo < 0:
-            lo = 0
-        seg = &L[i * w + bw - (i - lo)]
-        for m in range(i - lo):
-            f = seg[m]
-            x1[lo + m] -= f * xi
-            x2[lo + m] -= f * yi
+    single solve; the two substitution chains interleave)."""
+    md_band_solve2(g.n, g.bw, L, b1, b2, x1, x2, scratch)
 
 
 cdef struct Cg:
@@ -270,14 +212,14 @@ cdef struct Cg:
     int active
 
 
-cdef void _precondition(const Geo *g, const double *L, Cg *s1, Cg *s2) noexcept nogil:
+cdef void _precondition(const Geo *g, const double *L, Cg *s1, Cg *s2, double *scratch) noexcept nogil:
     """z = M^-1 r for the recurrences still running (two at once when both are)."""
     if s1.active and s2 != NULL and s2.active:
-        _band_solve2(g, L, s1.r, s2.r, s1.z, s2.z)
+        _band_solve2(g, L, s1.r, s2.r, s1.z, s2.z, scratch)
     elif s1.active:
-        _band_solve(g, L, s1.r, s1.z)
+        _band_solve(g, L, s1.r, s1.z, scratch)
     elif s2 != NULL and s2.active:
-        _band_solve(g, L, s2.r, s2.z)
+        _band_solve(g, L, s2.r, s2.z, scratch)
 
 
 cdef void _cg_residual(const Geo *g, const double *gx, const double *gy, const double *dg, Cg *s,
@@ -287,7 +229,7 @@ cdef void _cg_residual(const Geo *g, const double *gx, const double *gy, const d
     _matvec(g, gx, gy, dg, s.x, s.q)
     for i in range(g.n):
         s.r[i] = s.b[i] - s.q[i]
-        rnorm += s.r[i] * s.r[i]
+    rnorm = md_dot(s.r, s.r, g.n)
     if sqrt(rnorm) <= rtol * s.bnorm:
         s.active = 0
 
@@ -296,13 +238,10 @@ cdef void _cg_direction(const Geo *g, Cg *s, int first) noexcept nogil:
     cdef int i
     cdef double rz_new = 0.0, beta
     if first:
-        s.rz = 0.0
-        for i in range(g.n):
-            s.p[i] = s.z[i]
-            s.rz += s.r[i] * s.z[i]
+        memcpy(s.p, s.z, g.n * sizeof(double))
+        s.rz = md_dot(s.r, s.z, g.n)
         return
-    for i in range(g.n):
-        rz_new += s.r[i] * s.z[i]
+    rz_new = md_dot(s.r, s.z, g.n)
     beta = rz_new / s.rz
     s.rz = rz_new
     for i in range(g.n):
@@ -314,19 +253,15 @@ cdef void _cg_step(const Geo *g, const double *gx, const double *gy, const doubl
     cdef int i
     cdef double pq = 0.0, alpha, rnorm = 0.0
     _matvec(g, gx, gy, dg, s.p, s.q)
-    for i in range(g.n):
-        pq += s.p[i] * s.q[i]
+    pq = md_dot(s.p, s.q, g.n)
     alpha = s.rz / pq
-    for i in range(g.n):
-        s.x[i] += alpha * s.p[i]
-        s.r[i] -= alpha * s.q[i]
-        rnorm += s.r[i] * s.r[i]
+    rnorm = md_cg_advance(s.x, s.r, s.p, s.q, alpha, g.n)
     if sqrt(rnorm) <= rtol * s.bnorm:
         s.active = 0
 
 
 cdef int _pcg(const Geo *g, const double *gx, const double *gy, const double *dg, const double *L,
-              Cg *s1, Cg *s2, double rtol, int maxit, int warm1, int warm2) noexcept nogil:
+              Cg *s1, Cg *s2, double rtol, int maxit, int warm1, int warm2, double *scratch) noexcept nogil:
     """Solve A x = b by CG preconditioned with the (possibly stale) band factor, for s1 and (unless NULL)
     s2 in lockstep; x starts at M^-1 b, or at the guess already in x when ``warm``. Returns the iterations
     of the slower one."""
@@ -336,25 +271,22 @@ cdef int _pcg(const Geo *g, const double *gx, const double *gy, const double *dg
         sk = s1 if k == 0 else s2
         if sk == NULL:
             continue
-        sk.bnorm = 0.0
-        for i in range(g.n):
-            sk.bnorm += sk.b[i] * sk.b[i]
-        sk.bnorm = sqrt(sk.bnorm)
+        sk.bnorm = sqrt(md_dot(sk.b, sk.b, g.n))
         sk.active = sk.bnorm != 0.0
         if not sk.active:
             memset(sk.x, 0, g.n * sizeof(double))
     if s2 != NULL and s1.active and s2.active and not warm1 and not warm2:
-        _band_solve2(g, L, s1.b, s2.b, s1.x, s2.x)
+        _band_solve2(g, L, s1.b, s2.b, s1.x, s2.x, scratch)
     else:
         if s1.active and not warm1:
-            _band_solve(g, L, s1.b, s1.x)
+            _band_solve(g, L, s1.b, s1.x, scratch)
         if s2 != NULL and s2.active and not warm2:
-            _band_solve(g, L, s2.b, s2.x)
+            _band_solve(g, L, s2.b, s2.x, scratch)
     for k in range(2):
         sk = s1 if k == 0 else s2
         if sk != NULL and sk.active:
             _cg_residual(g, gx, gy, dg, sk, rtol)
-    _precondition(g, L, s1, s2)
+    _precondition(g, L, s1, s2, scratch)
     for k in range(2):
         sk = s1 if k == 0 else s2
         if sk != NULL and sk.active:
@@ -366,7 +298,7 @@ cdef int _pcg(const Geo *g, const double *gx, const double *gy, const double *dg
             sk = s1 if k == 0 else s2
             if sk != NULL and sk.active:
                 _cg_step(g, gx, gy, dg, sk, rtol)
-        _precondition(g, L, s1, s2)
+        _precondition(g, L, s1, s2, scratch)
         for k in range(2):
             sk = s1 if k == 0 else s2
             if sk != NULL and sk.active:
@@ -404,10 +336,13 @@ cdef struct Work:
     double *z2
     double *p2
     double *q2
+    # padded vectors of the band solves (md_band_scratch)
+    double *scratch
 
 
-cdef int _alloc(Work *w, int n) noexcept nogil:
-    cdef double *block = <double *> malloc(24 * n * sizeof(double))
+cdef int _alloc(Work *w, const Geo *g) noexcept nogil:
+    cdef int n = g.n
+    cdef double *block = <double *> malloc((24 * n + md_band_scratch(g.n, g.bw)) * sizeof(double))
     if block == NULL:
         return -1
     w.sigma = block
@@ -435,6 +370,7 @@ cdef int _alloc(Work *w, int n) noexcept nogil:
     w.z2 = block + 21 * n
     w.p2 = block + 22 * n
     w.q2 = block + 23 * n
+    w.scratch = block + 24 * n
     return 0
 
 
@@ -552,10 +488,10 @@ cdef int _solve_potential(const Geo *g, Work *w, double *L, double *state, const
             s2.z = w.z2
             s2.p = w.p2
             s2.q = w.q2
-            it = _pcg(g, w.gx, w.gy, w.dg, L, &s1, &s2, 1e-12, 200, warm, warm2)
+            it = _pcg(g, w.gx, w.gy, w.dg, L, &s1, &s2, 1e-12, 200, warm, warm2, w.scratch)
             memcpy(&cache2[5], w.phi2, g.n * sizeof(double))
         else:
-            it = _pcg(g, w.gx, w.gy, w.dg, L, &s1, NULL, 1e-12, 200, warm, 0)
+            it = _pcg(g, w.gx, w.gy, w.dg, L, &s1, NULL, 1e-12, 200, warm, 0, w.scratch)
         if it > MAX_STALE_ITERATIONS:
             # the factor has gone stale: rebuild it at the next solve
             sigma_ref[0] = -1.0
@@ -612,44 +548,18 @@ cdef int _fields(const Geo *g, Work *w, const double *row, const double *n_cells
     power[0] = volts[0] * cur[0] + volts[1] * cur[1] + volts[2] * cur[2] + volts[3] * cur[3]
     if row[C_HEAT] > 0.0:
         _joule(g, w, volts, row[C_HEAT])
-        _band_solve(g, HL, w.pw, w.theta)
+        _band_solve(g, HL, w.pw, w.theta, w.scratch)
     else:
         for i in range(g.n):
             w.theta[i] = 0.0
     return 0
 
 
-cdef void _rates(const Geo *g, const double *row, const double *n_cells, const double *phi,
-                 const double *temp, double *rf, double *rb) noexcept nogil:
-    """Per-vacancy face crossing rates; x faces in [0, (nx-1)*ny), y faces after them."""
-    cdef int ix, iy, i, j, f, k, off = (g.nx - 1) * g.ny
-    cdef double a = row[C_A], nu0 = row[C_NU0], ea = row[C_EA], z = row[C_Z], nmax = row[C_NMAX]
-    cdef double kt, r0, x, rp, rm, dif, dr, h, ex, ex1, ex2
-    for f in range(2):
-        h = g.hx if f == 0 else g.hy
-        for ix in range(g.nx - (1 if f == 0 else 0)):
-            for iy in range(g.ny - (0 if f == 0 else 1)):
-                i = ix * g.ny + iy
-                if f == 0:
-                    j = i + g.ny
-                    k = i
-                else:
-                    j = i + 1
-                    k = off + ix * (g.ny - 1) + iy
-                kt = BOLTZMANN_EV * 0.5 * (temp[i] + temp[j])
-                r0 = nu0 * exp(-ea / kt)
-                x = z * a * ((phi[i] - phi[j]) / h) / (2.0 * kt)
-                ex = exp(x)
-                rp = r0 * ex
-                rm = r0 / ex
-                dif = (a / h) * (a / h) * 0.5 * (rp + rm)
-                dr = (a / h) * (rp - rm)
-                ex1 = 1.0 - n_cells[j] / nmax
-                ex1 = 0.0 if ex1 < 0.0 else (1.0 if ex1 > 1.0 else ex1)
-                ex2 = 1.0 - n_cells[i] / nmax
-                ex2 = 0.0 if ex2 < 0.0 else (1.0 if ex2 > 1.0 else ex2)
-                rf[k] = (dif + (dr if dr > 0.0 else 0.0)) * ex1
-                rb[k] = (dif + (-dr if dr < 0.0 else 0.0)) * ex2
+cdef inline void _rates(const Geo *g, const double *row, const double *n_cells, const double *phi,
+                        const double *temp, double *rf, double *rb) noexcept nogil:
+    """Per-vacancy face crossing rates; x faces in [0, (nx-1)*ny), y faces after them (_bulk4t_hops.h)."""
+    md_bulk_rates(g.nx, g.ny, g.hx, g.hy, row[C_A], row[C_NU0], row[C_EA], row[C_Z], row[C_NMAX], n_cells, phi,
+                  temp, rf, rb)
 
 
 cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L, double *state,
@@ -665,7 +575,7 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
     cdef double *temp
     cdef double *sig_solved
     cdef double *outr
-    if _alloc(&w, g.n) != 0:
+    if _alloc(&w, g) != 0:
         return -2
     temp = <double *> malloc(3 * g.n * sizeof(double))
     if temp == NULL:
@@ -778,7 +688,7 @@ cdef int _read_one(const Geo *g, const double *row, const double *n_cells, doubl
     cdef double *temp = <double *> malloc(g.n * sizeof(double))
     if temp == NULL:
         return -2
-    if _alloc(&w, g.n) != 0:
+    if _alloc(&w, g) != 0:
         free(temp)
         return -2
     for i in range(g.n):
@@ -903,8 +813,8 @@ cdef _face_table(Geo *g):
 
 
 def band_size(int n, int ny):
-    """Doubles of one device's band factor (row-major and column-major copies) for n cells, ny per column."""
-    return 2 * n * (ny + 1)
+    """Doubles of one device's packed band factor (_bulk4t_band.h) for n cells, ny per column."""
+    return md_band_doubles(n, ny)
 
 
 def state_size(int n):
@@ -913,8 +823,9 @@ def state_size(int n):
 
 
 cdef _check_band(double[:, ::1] band, Py_ssize_t nd, const Geo *g):
-    if band.shape[0] != nd or band.shape[1] != 2 * g.n * (g.bw + 1):
-        raise ValueError(f"band has shape ({band.shape[0]}, {band.shape[1]}); allowed: ({nd}, {2 * g.n * (g.bw + 1)})")
+    cdef Py_ssize_t size = md_band_doubles(g.n, g.bw)
+    if band.shape[0] != nd or band.shape[1] != size:
+        raise ValueError(f"band has shape ({band.shape[0]}, {band.shape[1]}); allowed: ({nd}, {size})")
 
 
 cdef _check_state(double[:, ::1] state, Py_ssize_t nd, int n):
@@ -1008,6 +919,32 @@ def ffp(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t
                              &r_grid[0], &vw[0], m, sign, width, read_v, r_stop, limit, &r_now[d], &events[d], det,
                              keys[d], &counters[d], f_max, tol, refactor_tol, max_steps, &rec[d, 0, 0])
     return np.asarray(status)
+
+
+def band_solves(int nx, int ny, double[:, ::1] gx, double[:, ::1] gy, double[:, ::1] diag_extra, double[::1] b1,
+                double[::1] b2):
+    """Factor the five-point matrix of (gx (nx-1, ny), gy (nx, ny-1), diag_extra (nx, ny)) and solve it for b1
+    alone and for (b1, b2) paired: (x1, x1 paired, x2 paired), for tests of the factor and the solves."""
+    cdef Geo g
+    cdef int i
+    g.nx = nx
+    g.ny = ny
+    g.n = nx * ny
+    g.bw = ny
+    if nx < 2 or ny < 2 or gx.shape[0] != nx - 1 or gx.shape[1] != ny or gy.shape[0] != nx or gy.shape[1] != ny - 1 \
+            or diag_extra.shape[0] != nx or diag_extra.shape[1] != ny or b1.shape[0] != g.n or b2.shape[0] != g.n:
+        raise ValueError("band_solves: shapes do not match the grid")
+    cdef double[::1] dg = np.zeros(g.n)
+    cdef double[::1] packed = np.zeros(md_band_doubles(g.n, g.bw))
+    cdef double[::1] scratch = np.zeros(md_band_scratch(g.n, g.bw))
+    out = np.zeros((3, g.n))
+    cdef double[:, ::1] o = out
+    _diag(&g, &gx[0, 0], &gy[0, 0], &diag_extra[0, 0], &dg[0])
+    if _band_cholesky(&g, &gx[0, 0], &gy[0, 0], &dg[0], &packed[0]) != 0:
+        raise ArithmeticError("band_solves: matrix is not positive definite")
+    _band_solve(&g, &packed[0], &b1[0], &o[0, 0], &scratch[0])
+    _band_solve2(&g, &packed[0], &b1[0], &b2[0], &o[1, 0], &o[2, 0], &scratch[0])
+    return out
 
 
 def uniforms(uint64_t key, uint64_t counter, Py_ssize_t count):

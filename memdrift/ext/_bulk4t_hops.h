@@ -1,0 +1,59 @@
+/* Hop rates of the bulk film kernel (included by _bulk4t.pyx; twin: face_rates in
+ * memdrift/emulator/bulk4t.py). Two exps per face per step, about 4,000 a step on 32 x 32:
+ * with libm's exp the loop stays scalar; md_exp (_lanes_math.h, within 2 ulp of libm) lets GCC
+ * turn the loops over a column of faces into SIMD code, in clones per instruction set that
+ * round alike (the extension is built with -ffp-contract=off). */
+#ifndef MEMDRIFT_BULK4T_HOPS_H
+#define MEMDRIFT_BULK4T_HOPS_H
+
+#include "_lanes_math.h"
+
+#define MD_BOLTZMANN_EV_BULK 8.617333262e-5
+
+/* Per-vacancy crossing rates of one face, forward (first cell to second) and back, between
+ * cells of potential phi1, phi2 (V), temperature t1, t2 (K) and counts n1, n2. */
+MD_INLINE void md_face_rates(double a_m, double nu0_hz, double ea_ev, double z, double nmax, double h_m,
+                             double phi1, double phi2, double t1, double t2, double n1, double n2,
+                             double *forward, double *back)
+{
+    double kt = MD_BOLTZMANN_EV_BULK * 0.5 * (t1 + t2);
+    double r0 = nu0_hz * md_exp(-ea_ev / kt);
+    double x = z * a_m * ((phi1 - phi2) / h_m) / (2.0 * kt);
+    double ex = md_exp(x);
+    double rp = r0 * ex, rm = r0 / ex;
+    double dif = (a_m / h_m) * (a_m / h_m) * 0.5 * (rp + rm);
+    double dr = (a_m / h_m) * (rp - rm);
+    /* a full cell takes no more: exclusion by the free fraction of the target */
+    double free2 = 1.0 - n2 / nmax, free1 = 1.0 - n1 / nmax;
+    free2 = free2 < 0.0 ? 0.0 : (free2 > 1.0 ? 1.0 : free2);
+    free1 = free1 < 0.0 ? 0.0 : (free1 > 1.0 ? 1.0 : free1);
+    *forward = (dif + (dr > 0.0 ? dr : 0.0)) * free2;
+    *back = (dif + (dr < 0.0 ? -dr : 0.0)) * free1;
+}
+
+/* Rates of every face: x faces (cell i to i + ny) at k = i, then y faces (cell i to i + 1) at
+ * k = (nx-1) ny + ix (ny-1) + iy. */
+MD_CLONES void md_bulk_rates(int nx, int ny, double hx_m, double hy_m, double a_m, double nu0_hz, double ea_ev,
+                             double z, double nmax, const double *restrict n_cells, const double *restrict phi,
+                             const double *restrict temp, double *restrict forward, double *restrict back)
+{
+    for (int ix = 0; ix < nx - 1; ++ix) {
+        const int i0 = ix * ny;
+        for (int iy = 0; iy < ny; ++iy) {
+            int i = i0 + iy, j = i + ny;
+            md_face_rates(a_m, nu0_hz, ea_ev, z, nmax, hx_m, phi[i], phi[j], temp[i], temp[j], n_cells[i],
+                          n_cells[j], &forward[i], &back[i]);
+        }
+    }
+    const int off = (nx - 1) * ny;
+    for (int ix = 0; ix < nx; ++ix) {
+        const int i0 = ix * ny, k0 = off + ix * (ny - 1);
+        for (int iy = 0; iy < ny - 1; ++iy) {
+            int i = i0 + iy;
+            md_face_rates(a_m, nu0_hz, ea_ev, z, nmax, hy_m, phi[i], phi[i + 1], temp[i], temp[i + 1], n_cells[i],
+                          n_cells[i + 1], &forward[k0 + iy], &back[k0 + iy]);
+        }
+    }
+}
+
+#endif

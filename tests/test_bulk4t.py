@@ -436,7 +436,7 @@ def test_plot_scheme_rejects_a_dataset_without_resistance(tmp_path):
 
 @pytest.mark.parametrize("nx, ny", [(4, 4), (5, 3), (7, 13), (32, 32), (9, 17)])
 def test_band_factor_solves_the_five_point_matrix_paired_or_alone(nx, ny):
-    """The blocked band solves (_bulk4t_band.h) pad the grid to blocks of 8 cells: on grids that are and are
+    """The blocked band solves (_bulk4t_linalg.h) pad the grid to blocks of 8 cells: on grids that are and are
     not multiples of 8 they solve the matrix (against SciPy's sparse LU), and a paired solve gives each
     right-hand side the bits of its single solve."""
     import scipy.sparse.linalg as spla

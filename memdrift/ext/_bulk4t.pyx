@@ -31,11 +31,16 @@ cdef extern from "_bulk4t_hops.h" nogil:
                        double nmax, const double *n_cells, const double *phi, const double *temp, double *forward,
                        double *back)
 
-cdef extern from "_bulk4t_band.h" nogil:
+cdef extern from "_bulk4t_linalg.h" nogil:
+    void md_faces(int nx, int ny, double cx, double cy, const double *sigma, const int8_t *term, const double *bfac,
+                  double *gx, double *gy, double *gb)
+    void md_matvec(int nx, int ny, const double *gx, const double *gy, const double *dg, const double *x, double *y)
+    double md_max_rel_change(const double *a, const double *b, int n)
     size_t md_band_doubles(int n, int bw)
     size_t md_band_scratch(int n, int bw)
     void md_band_pack(int n, int bw, const double *rows, double *packed)
     double md_dot(const double *a, const double *b, int n)
+    int md_band_cholesky_rows(int n, int bw, double *L)
     double md_cg_advance(double *x, double *r, const double *p, const double *q, double alpha, int n)
     void md_band_solve1(int n, int bw, const double *packed, const double *b, double *x, double *scratch)
     void md_band_solve2(int n, int bw, const double *packed, const double *b1, const double *b2, double *x1,
@@ -85,29 +90,9 @@ cdef struct Geo:
 # Matrices: face conductances, banded Cholesky, PCG
 # ---------------------------------------------------------------------------
 
-cdef void _faces(const Geo *g, const double *sigma, double *gx, double *gy, double *gb) noexcept nogil:
+cdef inline void _faces(const Geo *g, const double *sigma, double *gx, double *gy, double *gb) noexcept nogil:
     """Harmonic face conductances gx ((nx-1)*ny), gy (nx*(ny-1)) and electrode couplings gb (n)."""
-    cdef int ix, iy, i
-    cdef double s1, s2
-    cdef double cx = g.t * g.hy / g.hx
-    cdef double cy = g.t * g.hx / g.hy
-    for ix in range(g.nx - 1):
-        for iy in range(g.ny):
-            i = ix * g.ny + iy
-            s1 = sigma[i]
-            s2 = sigma[i + g.ny]
-            gx[i] = 2.0 * s1 * s2 / (s1 + s2) * cx
-    for ix in range(g.nx):
-        for iy in range(g.ny - 1):
-            i = ix * g.ny + iy
-            s1 = sigma[i]
-            s2 = sigma[i + 1]
-            gy[ix * (g.ny - 1) + iy] = 2.0 * s1 * s2 / (s1 + s2) * cy
-    for i in range(g.n):
-        if g.term[i] >= 0:
-            gb[i] = sigma[i] * g.bfac[g.term[i]]
-        else:
-            gb[i] = 0.0
+    md_faces(g.nx, g.ny, g.t * g.hy / g.hx, g.t * g.hx / g.hy, sigma, g.term, g.bfac, gx, gy, gb)
 
 
 cdef void _diag(const Geo *g, const double *gx, const double *gy, const double *extra, double *dg) noexcept nogil:
@@ -126,36 +111,20 @@ cdef void _diag(const Geo *g, const double *gx, const double *gy, const double *
             dg[i + 1] += gy[ix * (g.ny - 1) + iy]
 
 
-cdef void _matvec(const Geo *g, const double *gx, const double *gy, const double *dg, const double *x,
-                  double *y) noexcept nogil:
-    cdef int ix, iy, i
-    cdef double c
-    for i in range(g.n):
-        y[i] = dg[i] * x[i]
-    for ix in range(g.nx - 1):
-        for iy in range(g.ny):
-            i = ix * g.ny + iy
-            c = gx[i]
-            y[i] -= c * x[i + g.ny]
-            y[i + g.ny] -= c * x[i]
-    for ix in range(g.nx):
-        for iy in range(g.ny - 1):
-            i = ix * g.ny + iy
-            c = gy[ix * (g.ny - 1) + iy]
-            y[i] -= c * x[i + 1]
-            y[i + 1] -= c * x[i]
+cdef inline void _matvec(const Geo *g, const double *gx, const double *gy, const double *dg, const double *x,
+                         double *y) noexcept nogil:
+    md_matvec(g.nx, g.ny, gx, gy, dg, x, y)
 
 
 cdef int _band_cholesky(const Geo *g, const double *gx, const double *gy, const double *dg, double *packed) noexcept nogil:
-    """Lower band Cholesky of the matrix (gx, gy, dg) into ``packed`` (md_band_pack's layout, _bulk4t_band.h).
+    """Lower band Cholesky of the matrix (gx, gy, dg) into ``packed`` (md_band_pack's layout, _bulk4t_linalg.h).
 
     Factorised row by row in a row-major band, L[i*(bw+1) + bw - (i-j)] = L_ij for 0 <= i-j <= bw, whose
     diagonal slot holds 1 / L_ii, so that neither the factorisation nor the solves divide (the factor only
     preconditions CG, so the last bit of rounding does not reach the solution). -1: not positive definite,
     -2: out of memory.
     """
-    cdef int bw = g.bw, w = g.bw + 1, i, j, lo, ix, iy
-    cdef double s
+    cdef int bw = g.bw, w = g.bw + 1, i, ix, iy
     cdef double *L = <double *> malloc(g.n * w * sizeof(double))
     if L == NULL:
         return -2
@@ -168,27 +137,16 @@ cdef int _band_cholesky(const Geo *g, const double *gx, const double *gy, const 
             L[i * w + bw - 1] = -gy[ix * (g.ny - 1) + iy - 1]
         if ix > 0:
             L[i * w + bw - g.ny] = -gx[i - g.ny]
-    for i in range(g.n):
-        lo = i - bw
-        if lo < 0:
-            lo = 0
-        for j in range(lo, i + 1):
-            # sum over m in [lo, j) of L[i, m] L[j, m]: both row segments are contiguous
-            s = L[i * w + bw - (i - j)] - md_dot(&L[i * w + bw - (i - lo)], &L[j * w + bw - (j - lo)], j - lo)
-            if j < i:
-                L[i * w + bw - (i - j)] = s * L[j * w + bw]
-            else:
-                if s <= 0.0:
-                    free(L)
-                    return -1
-                L[i * w + bw] = 1.0 / sqrt(s)
+    if md_band_cholesky_rows(g.n, bw, L) != 0:
+        free(L)
+        return -1
     md_band_pack(g.n, bw, L, packed)
     free(L)
     return 0
 
 
 cdef inline void _band_solve(const Geo *g, const double *L, const double *b, double *x, double *scratch) noexcept nogil:
-    """x = (L L^T)^-1 b (_bulk4t_band.h: blocked substitutions)."""
+    """x = (L L^T)^-1 b (_bulk4t_linalg.h: blocked substitutions)."""
     md_band_solve1(g.n, g.bw, L, b, x, scratch)
 
 
@@ -447,10 +405,7 @@ cdef int _solve_potential(const Geo *g, Work *w, double *L, double *state, const
             w.phi[i] = c * cache[5 + i]
         it = 0
     else:
-        for i in range(g.n):
-            rel = fabs(w.sigma[i] / sigma_ref[i] - 1.0)
-            if rel > dev:
-                dev = rel
+        dev = md_max_rel_change(w.sigma, sigma_ref, g.n)
         _diag(g, w.gx, w.gy, w.gb, w.dg)
         if dev > refactor_tol or sigma_ref[0] <= 0.0:
             if _band_cholesky(g, w.gx, w.gy, w.dg, L) != 0:
@@ -813,7 +768,7 @@ cdef _face_table(Geo *g):
 
 
 def band_size(int n, int ny):
-    """Doubles of one device's packed band factor (_bulk4t_band.h) for n cells, ny per column."""
+    """Doubles of one device's packed band factor (_bulk4t_linalg.h) for n cells, ny per column."""
     return md_band_doubles(n, ny)
 
 

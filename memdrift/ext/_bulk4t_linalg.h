@@ -1,4 +1,6 @@
-/* Solves with the band Cholesky factor of the bulk film kernel (included by _bulk4t.pyx).
+/* Linear algebra of the bulk film kernel (included by _bulk4t.pyx): the five-point matrix of the
+ * potential (face conductances, products), CG's reductions, and the band Cholesky factor with its
+ * solves.
  *
  * The factor L (lower, bandwidth bw = ny in the natural ordering) preconditions CG for the
  * potential and solves the heat equation outright. A substitution done column by column (the
@@ -19,9 +21,10 @@
  *   B, row-major,    n8 x wf: B[i*wf + wf-1 - (i-j)] = L[i, j] (zero before the band);
  * diagonal slots hold 1 / L[i, i]; padding rows past n are the identity.
  */
-#ifndef MEMDRIFT_BULK4T_BAND_H
-#define MEMDRIFT_BULK4T_BAND_H
+#ifndef MEMDRIFT_BULK4T_LINALG_H
+#define MEMDRIFT_BULK4T_LINALG_H
 
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -189,6 +192,66 @@ MD_CLONES void md_band_solve2(int n, int bw, const double *packed, const double 
     md_band_solve_k(n, bw, packed, b1, b2, x1, x2, scratch, 1);
 }
 
+/* The five-point matrix: cell i = ix*ny + iy; x faces k = ix*ny + iy join cells i and i + ny,
+ * y faces k = ix*(ny-1) + iy join i and i + 1. */
+
+/* Harmonic face conductances (S) and electrode couplings gb = sigma * bfac[terminal] (term < 0: none). */
+MD_CLONES void md_faces(int nx, int ny, double cx, double cy, const double *restrict sigma,
+                        const signed char *restrict term, const double *restrict bfac, double *restrict gx,
+                        double *restrict gy, double *restrict gb)
+{
+    for (int i = 0; i < (nx - 1) * ny; ++i) {
+        double s1 = sigma[i], s2 = sigma[i + ny];
+        gx[i] = 2.0 * s1 * s2 / (s1 + s2) * cx;
+    }
+    for (int ix = 0; ix < nx; ++ix) {
+        const double *col = sigma + (size_t)ix * ny;
+        double *out = gy + (size_t)ix * (ny - 1);
+        for (int iy = 0; iy < ny - 1; ++iy) {
+            double s1 = col[iy], s2 = col[iy + 1];
+            out[iy] = 2.0 * s1 * s2 / (s1 + s2) * cy;
+        }
+    }
+    for (int i = 0; i < nx * ny; ++i)
+        gb[i] = term[i] >= 0 ? sigma[i] * bfac[term[i] >= 0 ? term[i] : 0] : 0.0;
+}
+
+/* y = A x, A = diag(dg) minus the face conductances off the diagonal (the first and last cell of
+ * a column are peeled off, so the loop over the rest has no conditions and vectorises; ny >= 2). */
+MD_CLONES void md_matvec(int nx, int ny, const double *restrict gx, const double *restrict gy,
+                         const double *restrict dg, const double *restrict x, double *restrict y)
+{
+    for (int ix = 0; ix < nx; ++ix) {
+        const int i0 = ix * ny;
+        const double *down = ix > 0 ? gx + (size_t)(ix - 1) * ny : NULL;
+        const double *up = ix < nx - 1 ? gx + (size_t)ix * ny : NULL;
+        const double *side = gy + (size_t)ix * (ny - 1);
+        y[i0] = dg[i0] * x[i0] - side[0] * x[i0 + 1];
+        for (int iy = 1; iy < ny - 1; ++iy) {
+            int i = i0 + iy;
+            y[i] = (dg[i] * x[i] - side[iy - 1] * x[i - 1]) - side[iy] * x[i + 1];
+        }
+        y[i0 + ny - 1] = dg[i0 + ny - 1] * x[i0 + ny - 1] - side[ny - 2] * x[i0 + ny - 2];
+        if (down)
+            for (int iy = 0; iy < ny; ++iy)
+                y[i0 + iy] -= down[iy] * x[i0 + iy - ny];
+        if (up)
+            for (int iy = 0; iy < ny; ++iy)
+                y[i0 + iy] -= up[iy] * x[i0 + iy + ny];
+    }
+}
+
+/* largest |a/b - 1|: how far sigma has moved from the one a factor or a solve was made at */
+MD_CLONES double md_max_rel_change(const double *restrict a, const double *restrict b, int n)
+{
+    double dev = 0.0;
+    for (int i = 0; i < n; ++i) {
+        double rel = fabs(a[i] / b[i] - 1.0);
+        dev = rel > dev ? rel : dev;
+    }
+    return dev;
+}
+
 /* CG's reductions: eight partial sums in one block vector, added up in a fixed order at the
  * end, so the sum is the same on every instruction set (a plain loop is one chain of dependent
  * adds, which GCC may not reorder, and cost about a microsecond per product on 32 x 32). */
@@ -197,7 +260,7 @@ MD_INLINE double md_block_sum(md_block_v acc)
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-MD_CLONES double md_dot(const double *a, const double *b, int n)
+MD_INLINE double md_dot_inline(const double *a, const double *b, int n)
 {
     md_block_v acc = {0.0};
     int i = 0;
@@ -207,6 +270,34 @@ MD_CLONES double md_dot(const double *a, const double *b, int n)
     for (; i < n; ++i)
         rest += a[i] * b[i];
     return md_block_sum(acc) + rest;
+}
+
+MD_CLONES double md_dot(const double *a, const double *b, int n)
+{
+    return md_dot_inline(a, b, n);
+}
+
+/* Cholesky of an assembled row-major band in place (L[i*(bw+1) + bw - (i-j)] = A[i, j] on entry,
+ * L[i, j] on return, the diagonal slot 1 / L[i, i]); row by row, each entry a dot product of two
+ * contiguous row segments. -1 when a pivot is not positive. */
+MD_CLONES int md_band_cholesky_rows(int n, int bw, double *L)
+{
+    const int w = bw + 1;
+    for (int i = 0; i < n; ++i) {
+        int lo = i - bw < 0 ? 0 : i - bw;
+        for (int j = lo; j <= i; ++j) {
+            double s = L[(size_t)i * w + bw - (i - j)] -
+                       md_dot_inline(&L[(size_t)i * w + bw - (i - lo)], &L[(size_t)j * w + bw - (j - lo)], j - lo);
+            if (j < i) {
+                L[(size_t)i * w + bw - (i - j)] = s * L[(size_t)j * w + bw];
+            } else {
+                if (!(s > 0.0))
+                    return -1;
+                L[(size_t)i * w + bw] = 1.0 / sqrt(s);
+            }
+        }
+    }
+    return 0;
 }
 
 /* x += alpha p, r -= alpha q; returns |r|^2 */

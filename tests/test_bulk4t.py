@@ -169,7 +169,94 @@ def test_ffp_loop_in_the_kernel_matches_the_python_loop(devices, branches):
     np.testing.assert_array_equal(n_fast, n_slow)
 
 
+def _poisson_chi2_pvalue(draws: np.ndarray, lam: float) -> float:
+    """Chi-square goodness of fit of integer draws to Poisson(lam), bins with >= 5 expected, tails pooled."""
+    from scipy import stats
+
+    lo, hi = int(stats.poisson.ppf(1e-7, lam)), int(stats.poisson.isf(1e-7, lam)) + 1
+    ks = np.arange(lo, hi + 1)
+    expected = stats.poisson.pmf(ks, lam) * draws.size
+    expected[0] += stats.poisson.cdf(lo - 1, lam) * draws.size
+    expected[-1] += stats.poisson.sf(hi, lam) * draws.size
+    observed = np.bincount(np.clip(draws.astype(np.int64), lo, hi) - lo, minlength=ks.size).astype(float)
+    # pool neighbouring bins until each expects >= 5 (the chi-square approximation needs it)
+    obs_bins, exp_bins, o_acc, e_acc = [], [], 0.0, 0.0
+    for o, e in zip(observed, expected):
+        o_acc, e_acc = o_acc + o, e_acc + e
+        if e_acc >= 5.0:
+            obs_bins.append(o_acc)
+            exp_bins.append(e_acc)
+            o_acc = e_acc = 0.0
+    if e_acc > 0.0:
+        obs_bins[-1] += o_acc
+        exp_bins[-1] += e_acc
+    obs_bins, exp_bins = np.array(obs_bins), np.array(exp_bins)
+    if obs_bins.size < 2:
+        return 1.0
+    return float(stats.chisquare(obs_bins, exp_bins * obs_bins.sum() / exp_bins.sum()).pvalue)
+
+
+@pytest.mark.parametrize("lam", [1e-3, 0.7, 4.0, 9.999, 10.0, 35.0, 80.0, 3000.0])
+def test_film_hop_counts_are_poisson_distributed(lam):
+    """The film's lane sampler (_poisson_lanes.h: inversion below a mean of 10, PTRS above, each draw on
+    its own block of counters) against the Poisson law: the histogram of 200,000 draws (chi-square) and
+    the first two moments. A biased branch (an off-by-one in the inversion, a wrong PTRS constant) fails."""
+    from memdrift.ext import _bulk4t
+
+    draws = _bulk4t.poisson_lanes(np.full(200_000, lam), 2024, 0)
+    assert np.array_equal(draws, np.round(draws)) and draws.min() >= 0
+    assert abs(draws.mean() - lam) < 5 * np.sqrt(lam / draws.size)
+    # standard error of var/lam for Poisson draws: sqrt((2 + 1/lam) / N)
+    assert abs(draws.var() / lam - 1) < 5 * np.sqrt((2.0 + 1.0 / lam) / draws.size)
+    assert _poisson_chi2_pvalue(draws, lam) > 1e-4
+
+
+def test_film_hop_counts_do_not_depend_on_their_neighbours():
+    """A draw depends only on (key, counter block, its mean): not on how many draws share the call, where
+    it sits in a SIMD group, or on the other means (the property that lets draws run side by side)."""
+    from memdrift.ext import _bulk4t
+
+    rng = np.random.default_rng(11)
+    lam = np.where(rng.random(3000) < 0.6, rng.uniform(1.0, 10.0, 3000), rng.uniform(10.0, 80.0, 3000))
+    whole = _bulk4t.poisson_lanes(lam, 77, 5 << _bulk4t.draw_bits())
+    step = 1 << _bulk4t.draw_bits()
+    for start, stop in [(0, 1), (1, 9), (9, 1000), (1000, 3000), (2999, 3000)]:
+        part = _bulk4t.poisson_lanes(lam[start:stop].copy(), 77, (5 + start) * step)
+        assert np.array_equal(part, whole[start:stop]), (start, stop)
+    changed = lam.copy()
+    changed[::7] = np.where(changed[::7] < 10.0, 50.0, 3.0)  # every 7th switches method
+    other = _bulk4t.poisson_lanes(changed, 77, 5 * step)
+    keep = np.ones(lam.size, bool)
+    keep[::7] = False
+    assert np.array_equal(other[keep], whole[keep])
+    special = _bulk4t.poisson_lanes(np.array([0.0, -0.0, -5.0, -np.inf, np.nan, np.inf, 5.0]), 1, 0)
+    assert np.array_equal(special[:4], np.zeros(4)) and np.isnan(special[4]) and np.isnan(special[5])
+    assert special[6] >= 0
+
+
+def test_poisson_lane_tables_are_log_factorials():
+    """The header's log k! table (k < 256) is ln k! to within 4 ulp of math.lgamma (its generator rounds
+    ln k! once from 60-digit arithmetic)."""
+    import math
+    import re
+    from pathlib import Path
+
+    from memdrift.ext import _bulk4t
+
+    text = (Path(_bulk4t.__file__).resolve().parent / "_poisson_lanes.h").read_text() \
+        if (Path(_bulk4t.__file__).resolve().parent / "_poisson_lanes.h").exists() else None
+    if text is None:  # an installed (non-editable) build carries no headers
+        text = (Path(__file__).resolve().parents[1] / "memdrift" / "ext" / "_poisson_lanes.h").read_text()
+    body = re.search(r"md_logfact_table\[256\] = \{(.*?)\};", text, re.S).group(1)
+    table = [float.fromhex(v) for v in re.findall(r"-?0x[0-9a-fA-Fp.+-]+", body)]
+    assert len(table) == 256
+    for k, value in enumerate(table):
+        want = math.lgamma(k + 1.0)
+        assert abs(value - want) <= 4 * math.ulp(max(want, 1e-300)), k
+
+
 def test_hops_are_poisson_counted():
+    """The shared scalar stream sampler (_streams.pxd), which the filament kernel draws from."""
     from memdrift.ext import _bulk4t
 
     for lam in (0.7, 4.0, 35.0, 3000.0):
@@ -460,3 +547,81 @@ def test_band_factor_solves_the_five_point_matrix_paired_or_alone(nx, ny):
     indefinite[nx // 2, ny // 2] = -50.0
     with pytest.raises(ArithmeticError, match="not positive definite"):
         _bulk4t.band_solves(nx, ny, gx, gy, indefinite, b1, b2)
+
+
+BULK_ISA_HARNESS = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "_poisson_lanes.h"
+#include "_bulk4t_hops.h"
+#include "_bulk4t_linalg.h"
+/* every C kernel of the film on one pseudo-random 13 x 11 film: hop counts, rates, faces, product,
+ * factor, solves, CG update; all results to stdout */
+static double next(uint64_t *s) { *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+                                  return (double)(*s >> 11) / 9007199254740992.0; }
+int main(void) {
+    enum { NX = 13, NY = 11, N = NX * NY, NF = (NX - 1) * NY + NX * (NY - 1), DRAWS = 5000 };
+    uint64_t s = 42;
+    static double lam[DRAWS], k[DRAWS], n_cells[N], phi[N], temp[N], fw[NF], bk[NF], sigma[N];
+    static double gx[N], gy[N], gb[N], dg[N], y[N], x1[N], x2[N], r[N];
+    signed char term[N];
+    double bfac[4] = {2.0, 1.5, 2.0, 1.5};
+    for (int d = 0; d < DRAWS; d++) lam[d] = next(&s) < 0.6 ? 10.0 * next(&s) : 10.0 + 70.0 * next(&s);
+    md_poisson_lanes(lam, k, DRAWS, 99, 1234);
+    for (int i = 0; i < N; i++) {
+        n_cells[i] = 1000.0 * (0.5 + next(&s)); phi[i] = next(&s) - 0.5; temp[i] = 300.0 + 20.0 * next(&s);
+        sigma[i] = 1e4 * (0.5 + next(&s)); term[i] = i < NY ? 0 : (i >= N - NY ? 2 : -1);
+    }
+    md_bulk_rates(NX, NY, 1e-7, 1e-7, 3e-10, 1e13, 0.6, 2.0, 3000.0, n_cells, phi, temp, fw, bk);
+    md_faces(NX, NY, 1.0, 1.1, sigma, term, bfac, gx, gy, gb);
+    for (int i = 0; i < N; i++) dg[i] = gb[i];
+    for (int i = 0; i < (NX - 1) * NY; i++) { dg[i] += gx[i]; dg[i + NY] += gx[i]; }
+    for (int ix = 0; ix < NX; ix++) for (int iy = 0; iy < NY - 1; iy++) {
+        dg[ix * NY + iy] += gy[ix * (NY - 1) + iy]; dg[ix * NY + iy + 1] += gy[ix * (NY - 1) + iy]; }
+    md_matvec(NX, NY, gx, gy, dg, phi, y);
+    double *rows = calloc((size_t)N * (NY + 1), sizeof(double));
+    for (int i = 0; i < N; i++) {
+        rows[i * (NY + 1) + NY] = dg[i];
+        if (i % NY > 0) rows[i * (NY + 1) + NY - 1] = -gy[(i / NY) * (NY - 1) + i % NY - 1];
+        if (i >= NY) rows[i * (NY + 1)] = -gx[i - NY];
+    }
+    if (md_band_cholesky_rows(N, NY, rows) != 0) return 1;
+    double *packed = malloc(md_band_doubles(N, NY) * sizeof(double)), *scratch = malloc(md_band_scratch(N, NY) * sizeof(double));
+    md_band_pack(N, NY, rows, packed);
+    md_band_solve2(N, NY, packed, phi, y, x1, x2, scratch);
+    for (int i = 0; i < N; i++) r[i] = y[i];
+    double rr = md_cg_advance(x1, r, phi, y, 0.37, N), dot = md_dot(x1, x2, N);
+    fwrite(k, 8, DRAWS, stdout); fwrite(fw, 8, NF, stdout); fwrite(bk, 8, NF, stdout); fwrite(gx, 8, N, stdout);
+    fwrite(gy, 8, N, stdout); fwrite(gb, 8, N, stdout); fwrite(y, 8, N, stdout); fwrite(x1, 8, N, stdout);
+    fwrite(x2, 8, N, stdout); fwrite(r, 8, N, stdout); fwrite(&rr, 8, 1, stdout); fwrite(&dot, 8, 1, stdout);
+    return 0;
+}
+"""
+
+
+def test_film_kernels_give_the_same_bits_on_every_instruction_set(tmp_path):
+    """The film's C kernels (hop counts, rates, matrix, band factor and solves, CG reductions) are cloned
+    for AVX-512, AVX2 and baseline x86-64; built once per instruction set this CPU runs, the same inputs
+    give the same bits (no FMA contraction; fixed-order vector reductions)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the per-instruction-set harness")
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    isas = [[]] + [[f"-m{isa}"] for isa in ("avx2", "avx512f") if isa in flags]
+    include = Path(b.__file__).resolve().parents[1] / "ext"
+    source = tmp_path / "harness.c"
+    source.write_text(BULK_ISA_HARNESS)
+    outputs = []
+    for isa in isas:
+        exe = tmp_path / ("harness" + "".join(isa))
+        subprocess.run([cc, "-std=gnu11", "-O3", "-ffp-contract=off", "-fno-trapping-math", "-Wno-psabi", *isa,
+                        "-DMD_CLONES=", f"-I{include}", str(source), "-lm", "-o", str(exe)], check=True,
+                       capture_output=True)
+        outputs.append(np.frombuffer(subprocess.run([str(exe)], check=True, capture_output=True).stdout, np.float64))
+    assert np.all(np.isfinite(outputs[0])) and outputs[0].size > 5000
+    for isa, out in zip(isas[1:], outputs[1:]):
+        assert np.array_equal(out, outputs[0]), f"{isa} differs from the baseline build"

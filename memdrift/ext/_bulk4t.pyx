@@ -31,6 +31,10 @@ cdef extern from "_bulk4t_hops.h" nogil:
                        double nmax, const double *n_cells, const double *phi, const double *temp, double *forward,
                        double *back)
 
+cdef extern from "_poisson_lanes.h" nogil:
+    int MD_DRAW_BITS
+    void md_poisson_lanes(const double *lam, double *k_out, int count, uint64_t key, uint64_t base)
+
 cdef extern from "_bulk4t_linalg.h" nogil:
     void md_faces(int nx, int ny, double cx, double cy, const double *sigma, const int8_t *term, const double *bfac,
                   double *gx, double *gy, double *gb)
@@ -574,10 +578,12 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
             j = g.fj[k]
             w.cf[k] = n_cells[i] * w.rf[k] * dt
             w.cb[k] = n_cells[j] * w.rb[k] * dt
-            if not deterministic:
-                w.cf[k] = stream_poisson(w.cf[k], key, counter)
-                w.cb[k] = stream_poisson(w.cb[k], key, counter)
         if not deterministic:
+            # every draw of the step has its own block of the device's counters (_poisson_lanes.h), forward
+            # counts first, so the draws are independent of one another and run side by side in SIMD lanes
+            md_poisson_lanes(w.cf, w.cf, nf, key, counter[0])
+            md_poisson_lanes(w.cb, w.cb, nf, key, counter[0] + (<uint64_t>nf << MD_DRAW_BITS))
+            counter[0] += <uint64_t>(2 * nf) << MD_DRAW_BITS
             memset(outr, 0, g.n * sizeof(double))
             for k in range(nf):
                 i = g.fi[k]
@@ -900,6 +906,22 @@ def band_solves(int nx, int ny, double[:, ::1] gx, double[:, ::1] gy, double[:, 
     _band_solve(&g, &packed[0], &b1[0], &o[0, 0], &scratch[0])
     _band_solve2(&g, &packed[0], &b1[0], &b2[0], &o[1, 0], &o[2, 0], &scratch[0])
     return out
+
+
+def poisson_lanes(double[::1] lam, uint64_t key, uint64_t base):
+    """Hop counts as the film kernel draws them: draw d of Poisson(lam[d]) from the device stream's block
+    of counters base + d * 2**MD_DRAW_BITS (for tests of the sampler)."""
+    out = np.empty(lam.shape[0])
+    cdef double[::1] o = out
+    if lam.shape[0] > 0:
+        with nogil:
+            md_poisson_lanes(&lam[0], &o[0], <int>lam.shape[0], key, base)
+    return out
+
+
+def draw_bits():
+    """log2 of the counters each hop-count draw owns."""
+    return MD_DRAW_BITS
 
 
 def uniforms(uint64_t key, uint64_t counter, Py_ssize_t count):

@@ -919,6 +919,19 @@ def poisson_lanes(double[::1] lam, uint64_t key, uint64_t base):
     return out
 
 
+def poisson_sequence(double[::1] lam, uint64_t key, uint64_t counter):
+    """Poisson(lam[d]) drawn one after another from one counter with the shared scalar sampler of
+    _streams.pxd (the film kernel's sampler before the lanes; for the sampler benchmark)."""
+    out = np.empty(lam.shape[0])
+    cdef double[::1] o = out
+    cdef uint64_t c = counter
+    cdef Py_ssize_t d
+    with nogil:
+        for d in range(lam.shape[0]):
+            o[d] = stream_poisson(lam[d], key, &c)
+    return out
+
+
 def draw_bits():
     """log2 of the counters each hop-count draw owns."""
     return MD_DRAW_BITS

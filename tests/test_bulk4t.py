@@ -585,9 +585,8 @@ int main(void) {
         if (i % NY > 0) rows[i * (NY + 1) + NY - 1] = -gy[(i / NY) * (NY - 1) + i % NY - 1];
         if (i >= NY) rows[i * (NY + 1)] = -gx[i - NY];
     }
-    if (md_band_cholesky_rows(N, NY, rows) != 0) return 1;
     double *packed = malloc(md_band_doubles(N, NY) * sizeof(double)), *scratch = malloc(md_band_scratch(N, NY) * sizeof(double));
-    md_band_pack(N, NY, rows, packed);
+    if (md_band_factor(N, NY, rows, packed) != 0) return 1;
     md_band_solve2(N, NY, packed, phi, y, x1, x2, scratch);
     for (int i = 0; i < N; i++) r[i] = y[i];
     double rr = md_cg_advance(x1, r, phi, y, 0.37, N), dot = md_dot(x1, x2, N);

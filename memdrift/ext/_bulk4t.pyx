@@ -42,9 +42,8 @@ cdef extern from "_bulk4t_linalg.h" nogil:
     double md_max_rel_change(const double *a, const double *b, int n)
     size_t md_band_doubles(int n, int bw)
     size_t md_band_scratch(int n, int bw)
-    void md_band_pack(int n, int bw, const double *rows, double *packed)
     double md_dot(const double *a, const double *b, int n)
-    int md_band_cholesky_rows(int n, int bw, double *L)
+    int md_band_factor(int n, int bw, const double *rows, double *packed)
     double md_cg_advance(double *x, double *r, const double *p, const double *q, double alpha, int n)
     void md_band_solve1(int n, int bw, const double *packed, const double *b, double *x, double *scratch)
     void md_band_solve2(int n, int bw, const double *packed, const double *b1, const double *b2, double *x1,
@@ -121,12 +120,11 @@ cdef inline void _matvec(const Geo *g, const double *gx, const double *gy, const
 
 
 cdef int _band_cholesky(const Geo *g, const double *gx, const double *gy, const double *dg, double *packed) noexcept nogil:
-    """Lower band Cholesky of the matrix (gx, gy, dg) into ``packed`` (md_band_pack's layout, _bulk4t_linalg.h).
+    """Lower band Cholesky of the matrix (gx, gy, dg) into ``packed`` (md_band_factor's layout, _bulk4t_linalg.h).
 
-    Factorised row by row in a row-major band, L[i*(bw+1) + bw - (i-j)] = L_ij for 0 <= i-j <= bw, whose
-    diagonal slot holds 1 / L_ii, so that neither the factorisation nor the solves divide (the factor only
-    preconditions CG, so the last bit of rounding does not reach the solution). -1: not positive definite,
-    -2: out of memory.
+    The matrix is assembled row-major, A[i*(bw+1) + bw - (i-j)] = A_ij for 0 <= i-j <= bw; the factor's
+    diagonal slots hold 1 / L_ii, so that the solves do not divide. -1: not positive definite, -2: out of
+    memory.
     """
     cdef int bw = g.bw, w = g.bw + 1, i, ix, iy
     cdef double *L = <double *> malloc(g.n * w * sizeof(double))
@@ -141,10 +139,9 @@ cdef int _band_cholesky(const Geo *g, const double *gx, const double *gy, const 
             L[i * w + bw - 1] = -gy[ix * (g.ny - 1) + iy - 1]
         if ix > 0:
             L[i * w + bw - g.ny] = -gx[i - g.ny]
-    if md_band_cholesky_rows(g.n, bw, L) != 0:
+    if md_band_factor(g.n, bw, L, packed) != 0:
         free(L)
         return -1
-    md_band_pack(g.n, bw, L, packed)
     free(L)
     return 0
 

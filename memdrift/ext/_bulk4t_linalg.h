@@ -64,28 +64,6 @@ static inline size_t md_band_scratch(int n, int bw)
     return 2 * ((size_t)md_band_round(n) + 2 * (size_t)md_band_round(bw));
 }
 
-/* Packs a row-major band factor (L[i*(bw+1) + bw - (i-j)] = L[i, j], diagonal 1/L[i, i]). */
-static void md_band_pack(int n, int bw, const double *rows, double *packed)
-{
-    int n8 = md_band_round(n), wf = md_band_round(bw) + MD_BLOCK, w = bw + 1;
-    double *F = packed, *B = packed + (size_t)n8 * wf;
-    memset(packed, 0, md_band_doubles(n, bw) * sizeof(double));
-    for (int i = 0; i < n; ++i) {
-        for (int c = 0; c < w; ++c) {
-            int j = i - bw + c;
-            if (j < 0)
-                continue;
-            double value = rows[(size_t)i * w + c];
-            F[(size_t)j * wf + (i - j)] = value;
-            B[(size_t)i * wf + (wf - 1) - (i - j)] = value;
-        }
-    }
-    for (int i = n; i < n8; ++i) {
-        F[(size_t)i * wf] = 1.0;
-        B[(size_t)i * wf + wf - 1] = 1.0;
-    }
-}
-
 /* x = (L L^T)^-1 b for one (two = 0) or two right-hand sides; x may alias b. */
 MD_INLINE void md_band_solve_k(int n, int bw, const double *packed, const double *b1, const double *b2,
                                double *x1, double *x2, double *scratch, const int two)
@@ -277,25 +255,46 @@ MD_CLONES double md_dot(const double *a, const double *b, int n)
     return md_dot_inline(a, b, n);
 }
 
-/* Cholesky of an assembled row-major band in place (L[i*(bw+1) + bw - (i-j)] = A[i, j] on entry,
- * L[i, j] on return, the diagonal slot 1 / L[i, i]); row by row, each entry a dot product of two
- * contiguous row segments. -1 when a pivot is not positive. */
-MD_CLONES int md_band_cholesky_rows(int n, int bw, double *L)
+/* Cholesky of the band matrix given row-major (rows[i*(bw+1) + bw - (i-j)] = A[i, j]) into the
+ * packed layout. Left-looking by columns, in F: column j is A's column less, for every earlier
+ * column m that reaches row j, L[j, m] times column m from row j down, an axpy over contiguous
+ * entries; then divided by its pivot, and B filled from F. (Row by row, each entry a dot product
+ * of two short row segments, it spent its time adding up the partial sums of 34,000 dot products;
+ * measured on 32 x 32, one core: 320 us row by row, 250-290 us this way, packing included.)
+ * -1 when a pivot is not positive. */
+MD_CLONES int md_band_factor(int n, int bw, const double *restrict rows, double *restrict packed)
 {
-    const int w = bw + 1;
-    for (int i = 0; i < n; ++i) {
-        int lo = i - bw < 0 ? 0 : i - bw;
-        for (int j = lo; j <= i; ++j) {
-            double s = L[(size_t)i * w + bw - (i - j)] -
-                       md_dot_inline(&L[(size_t)i * w + bw - (i - lo)], &L[(size_t)j * w + bw - (j - lo)], j - lo);
-            if (j < i) {
-                L[(size_t)i * w + bw - (i - j)] = s * L[(size_t)j * w + bw];
-            } else {
-                if (!(s > 0.0))
-                    return -1;
-                L[(size_t)i * w + bw] = 1.0 / sqrt(s);
-            }
+    const int n8 = md_band_round(n), wf = md_band_round(bw) + MD_BLOCK, w = bw + 1;
+    double *F = packed, *B = packed + (size_t)n8 * wf;
+    double column[wf];
+    memset(packed, 0, md_band_doubles(n, bw) * sizeof(double));
+    for (int i = 0; i < n; ++i)
+        for (int c = 0; c < w; ++c)
+            if (i - bw + c >= 0)
+                F[(size_t)(i - bw + c) * wf + (bw - c)] = rows[(size_t)i * w + c];
+    for (int j = 0; j < n; ++j) {
+        double *fj = F + (size_t)j * wf;
+        memcpy(column, fj, (size_t)(bw + 1) * sizeof(double));
+        for (int m = j - bw < 0 ? 0 : j - bw; m < j; ++m) {
+            const double *below = F + (size_t)m * wf + (j - m); /* L[j + r, m], r = 0 .. bw - (j - m) */
+            const double f = below[0];
+            const int len = bw - (j - m) + 1;
+            for (int r = 0; r < len; ++r)
+                column[r] -= below[r] * f;
         }
+        if (!(column[0] > 0.0))
+            return -1;
+        const double inv = 1.0 / sqrt(column[0]);
+        fj[0] = inv;
+        for (int r = 1; r <= bw; ++r)
+            fj[r] = j + r < n ? column[r] * inv : 0.0;
+    }
+    for (int j = 0; j < n; ++j)
+        for (int r = 0; r <= bw && j + r < n; ++r)
+            B[(size_t)(j + r) * wf + (wf - 1) - r] = F[(size_t)j * wf + r];
+    for (int i = n; i < n8; ++i) {
+        F[(size_t)i * wf] = 1.0;
+        B[(size_t)i * wf + wf - 1] = 1.0;
     }
     return 0;
 }

@@ -72,7 +72,11 @@ MD_INLINE void md_band_solve_k(int n, int bw, const double *packed, const double
     const size_t len = (size_t)n8 + 2 * (size_t)bwp;
     const double *F = packed, *B = packed + (size_t)n8 * wf;
     double *X1 = scratch + bwp, *X2 = scratch + len + bwp;
-    memset(scratch, 0, (two ? 2 : 1) * len * sizeof(double));
+    /* only the margins and the padding past n need zeros: the rest is b */
+    for (int k = 0; k < (two ? 2 : 1); ++k) {
+        memset(scratch + k * len, 0, (size_t)bwp * sizeof(double));
+        memset(scratch + k * len + bwp + n, 0, (len - (size_t)bwp - (size_t)n) * sizeof(double));
+    }
     memcpy(X1, b1, (size_t)n * sizeof(double));
     if (two)
         memcpy(X2, b2, (size_t)n * sizeof(double));

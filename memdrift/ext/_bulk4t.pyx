@@ -30,6 +30,10 @@ cdef extern from "_bulk4t_hops.h" nogil:
     void md_bulk_rates(int nx, int ny, double hx_m, double hy_m, double a_m, double nu0_hz, double ea_ev, double z,
                        double nmax, const double *n_cells, const double *phi, const double *temp, double *forward,
                        double *back)
+    void md_face_totals(int nx, int ny, const double *first, const double *second, double *total)
+    void md_expected_counts(int nx, int ny, const double *n_cells, const double *rate_f, const double *rate_b,
+                            double dt_s, double *forward, double *back)
+    void md_apply_hops(int nx, int ny, const double *forward, const double *back, double *n_cells)
 
 cdef extern from "_poisson_lanes.h" nogil:
     int MD_DRAW_BITS
@@ -553,12 +557,7 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
             peak = temp[i]
     while remaining > 0.0:
         _rates(g, row, n_cells, w.phi, temp, w.rf, w.rb)
-        memset(outr, 0, g.n * sizeof(double))
-        for k in range(nf):
-            i = g.fi[k]
-            j = g.fj[k]
-            outr[i] += w.rf[k]
-            outr[j] += w.rb[k]
+        md_face_totals(g.nx, g.ny, w.rf, w.rb, outr)
         omax = 0.0
         for i in range(g.n):
             if outr[i] > omax:
@@ -570,23 +569,14 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
         if steps >= max_steps - 1:
             dt = remaining
         # expected counts -> (Poisson) counts, in place over the rate arrays
-        for k in range(nf):
-            i = g.fi[k]
-            j = g.fj[k]
-            w.cf[k] = n_cells[i] * w.rf[k] * dt
-            w.cb[k] = n_cells[j] * w.rb[k] * dt
+        md_expected_counts(g.nx, g.ny, n_cells, w.rf, w.rb, dt, w.cf, w.cb)
         if not deterministic:
             # every draw of the step has its own block of the device's counters (_poisson_lanes.h), forward
             # counts first, so the draws are independent of one another and run side by side in SIMD lanes
             md_poisson_lanes(w.cf, w.cf, nf, key, counter[0])
             md_poisson_lanes(w.cb, w.cb, nf, key, counter[0] + (<uint64_t>nf << MD_DRAW_BITS))
             counter[0] += <uint64_t>(2 * nf) << MD_DRAW_BITS
-            memset(outr, 0, g.n * sizeof(double))
-            for k in range(nf):
-                i = g.fi[k]
-                j = g.fj[k]
-                outr[i] += w.cf[k]
-                outr[j] += w.cb[k]
+            md_face_totals(g.nx, g.ny, w.cf, w.cb, outr)
             over = 0
             for i in range(g.n):
                 if outr[i] > n_cells[i]:
@@ -599,11 +589,7 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
                     w.cf[k] = floor(w.cf[k] * (n_cells[i] / outr[i]))
                 if outr[j] > n_cells[j]:
                     w.cb[k] = floor(w.cb[k] * (n_cells[j] / outr[j]))
-        for k in range(nf):
-            i = g.fi[k]
-            j = g.fj[k]
-            n_cells[i] += w.cb[k] - w.cf[k]
-            n_cells[j] += w.cf[k] - w.cb[k]
+        md_apply_hops(g.nx, g.ny, w.cf, w.cb, n_cells)
         energy += power * dt
         tmean = 0.0
         for i in range(g.n):

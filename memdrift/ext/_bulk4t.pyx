@@ -34,6 +34,9 @@ cdef extern from "_bulk4t_hops.h" nogil:
     void md_expected_counts(int nx, int ny, const double *n_cells, const double *rate_f, const double *rate_b,
                             double dt_s, double *forward, double *back)
     void md_apply_hops(int nx, int ny, const double *forward, const double *back, double *n_cells)
+    void md_conductivity(int n, const double *n_cells, const double *temp, double base_s_per_m,
+                         double vacancy_s_per_m, double exponent, double activation_ev, double ambient_k,
+                         double n_mean, double *sigma)
 
 cdef extern from "_poisson_lanes.h" nogil:
     int MD_DRAW_BITS
@@ -337,20 +340,10 @@ cdef int _alloc(Work *w, const Geo *g) noexcept nogil:
     return 0
 
 
-cdef void _conductivity(const Geo *g, const double *row, const double *n_cells, const double *temp,
-                        double *sigma) noexcept nogil:
-    cdef int i
-    cdef double x, s, ea = row[C_SEA], t0 = row[C_T0]
-    for i in range(g.n):
-        x = n_cells[i] if n_cells[i] > 0.0 else 0.0
-        x = x / row[C_NMEAN]
-        if row[C_SEXP] == 1.0:
-            s = row[C_SBASE] + row[C_SVAC] * x
-        else:
-            s = row[C_SBASE] + row[C_SVAC] * (x ** row[C_SEXP])
-        if ea > 0.0:
-            s = s * exp(-ea / BOLTZMANN_EV * (1.0 / temp[i] - 1.0 / t0))
-        sigma[i] = s
+cdef inline void _conductivity(const Geo *g, const double *row, const double *n_cells, const double *temp,
+                               double *sigma) noexcept nogil:
+    md_conductivity(g.n, n_cells, temp, row[C_SBASE], row[C_SVAC], row[C_SEXP], row[C_SEA], row[C_T0], row[C_NMEAN],
+                    sigma)
 
 
 cdef inline double _ratio(const double *volts, const double *stored) noexcept nogil:

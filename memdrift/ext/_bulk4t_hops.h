@@ -1,11 +1,13 @@
-/* Hop rates of the bulk film kernel (included by _bulk4t.pyx; twin: face_rates in
- * memdrift/emulator/bulk4t.py). Two exps per face per step, about 4,000 a step on 32 x 32:
- * with libm's exp the loop stays scalar; md_exp (_lanes_math.h, within 2 ulp of libm) lets GCC
- * turn the loops over a column of faces into SIMD code, in clones per instruction set that
- * round alike (the extension is built with -ffp-contract=off). */
+/* The film's local physics per step (included by _bulk4t.pyx; twins: face_rates, conductivity,
+ * apply_hops in memdrift/emulator/bulk4t.py): hop rates, the face sums and updates of a step,
+ * and sigma(n, T). Two exps per face per step, about 4,000 a step on 32 x 32: with libm's exp the
+ * loop stays scalar; md_exp (_lanes_math.h, within 2 ulp of libm) lets GCC turn the loops over a
+ * column of faces into SIMD code, in clones per instruction set that round alike (the extension
+ * is built with -ffp-contract=off). */
 #ifndef MEMDRIFT_BULK4T_HOPS_H
 #define MEMDRIFT_BULK4T_HOPS_H
 
+#include <math.h>
 #include <string.h>
 
 #include "_lanes_math.h"
@@ -124,6 +126,29 @@ MD_CLONES void md_apply_hops(int nx, int ny, const double *restrict forward, con
         for (int iy = 0; iy < ny - 1; ++iy)
             nc[iy] += b[iy] - f[iy];
     }
+}
+
+/* sigma(n, T) of every cell (twin: conductivity in memdrift/emulator/bulk4t.py): base plus the
+ * vacancy term (n / n_mean)^exponent, times an Arrhenius factor when activation_ev > 0. The
+ * exponent 1 of the presets takes the branch-free loop; any other goes through libm's pow. */
+MD_CLONES void md_conductivity(int n, const double *restrict n_cells, const double *restrict temp,
+                               double base_s_per_m, double vacancy_s_per_m, double exponent, double activation_ev,
+                               double ambient_k, double n_mean, double *restrict sigma)
+{
+    if (exponent == 1.0) {
+        for (int i = 0; i < n; ++i) {
+            double x = (n_cells[i] > 0.0 ? n_cells[i] : 0.0) / n_mean;
+            sigma[i] = base_s_per_m + vacancy_s_per_m * x;
+        }
+    } else {
+        for (int i = 0; i < n; ++i) {
+            double x = (n_cells[i] > 0.0 ? n_cells[i] : 0.0) / n_mean;
+            sigma[i] = base_s_per_m + vacancy_s_per_m * pow(x, exponent);
+        }
+    }
+    if (activation_ev > 0.0)
+        for (int i = 0; i < n; ++i)
+            sigma[i] *= md_exp(-activation_ev / MD_BOLTZMANN_EV_BULK * (1.0 / temp[i] - 1.0 / ambient_k));
 }
 
 #endif

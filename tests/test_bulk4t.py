@@ -418,7 +418,7 @@ def test_heating_off_removes_the_n512_skips():
     The Joule heating adds to every write of the table the extra diffusion of a film a few kelvin above
     ambient; without it the same pulses make events below the n = 512 level spacing (0.274 ohm) and
     every level gets one. (Mapping the unheated film anew aims its events at the same 0.28-ohm target,
-    just above the spacing, and then levels are lost to event size alone: 503 / 498 events, 15 / 14
+    just above the spacing, and then levels are lost to event size alone: 503 / 496 events, 14 / 16
     skipped, seed 0.)
     """
     heated = simulate_scheme("tio2x-4t", "ffp-segmentation", devices=1, seed=0, levels=(512,))

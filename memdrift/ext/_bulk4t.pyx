@@ -862,12 +862,9 @@ def band_solves(int nx, int ny, double[:, ::1] gx, double[:, ::1] gy, double[:, 
                 double[::1] b2):
     """Factor the five-point matrix of (gx (nx-1, ny), gy (nx, ny-1), diag_extra (nx, ny)) and solve it for b1
     alone and for (b1, b2) paired: (x1, x1 paired, x2 paired), for tests of the factor and the solves."""
-    cdef Geo g
-    cdef int i
-    g.nx = nx
-    g.ny = ny
-    g.n = nx * ny
-    g.bw = ny
+    # geometry and electrodes play no part in the factor of a given matrix: unit spacings, no terminals
+    no_terminals = np.full(max(nx * ny, 1), -1, dtype=np.int8)
+    cdef Geo g = _geo(nx, ny, 1.0, 1.0, 1.0, np.ones(4), no_terminals)
     if nx < 2 or ny < 2 or gx.shape[0] != nx - 1 or gx.shape[1] != ny or gy.shape[0] != nx or gy.shape[1] != ny - 1 \
             or diag_extra.shape[0] != nx or diag_extra.shape[1] != ny or b1.shape[0] != g.n or b2.shape[0] != g.n:
         raise ValueError("band_solves: shapes do not match the grid")

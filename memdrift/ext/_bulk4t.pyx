@@ -3,7 +3,14 @@
 
 Everything per device runs without the GIL; devices are spread over threads with
 prange. Each device draws from its own counter-based stream (``_streams.pxd``,
-shared with the filament kernel), so results do not depend on the thread count.
+shared with the filament kernel), so results do not depend on the thread count;
+the hop counts of a step give every draw its own block of that stream's counters
+(``_poisson_lanes.h``), so the draws are independent and run in SIMD lanes.
+
+This file keeps the structure (FFP events, pulses, steps, the paired PCG); the
+arithmetic is C, cloned per instruction set: ``_bulk4t_linalg.h`` (matrix, band
+Cholesky and its blocked solves, CG reductions) and ``_bulk4t_hops.h`` (rates,
+the face sums of a step, sigma).
 
 Linear solves: the potential matrix A(sigma) is factorised by a banded Cholesky
 (bandwidth ny) and the factor is kept per device; later solves run preconditioned
@@ -16,7 +23,7 @@ The heat matrix is constant and factorised once.
 """
 
 from cython.parallel cimport prange
-from libc.math cimport exp, log, sqrt, fabs, floor, lgamma
+from libc.math cimport sqrt, fabs, floor
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset, memcmp
 from libc.stdint cimport uint64_t, int8_t

@@ -63,7 +63,6 @@ cdef extern from "_bulk4t_linalg.h" nogil:
     void md_band_solve2(int n, int bw, const double *packed, const double *b1, const double *b2, double *x1,
                         double *x2, double *scratch)
 
-cdef double BOLTZMANN_EV = 8.617333262e-5
 # CG iterations beyond which the stale band factor is rebuilt before the next solve (set by measurement,
 # bench/bench_bulk4t.py: a factorisation costs about as much as fourteen CG iterations on 32 x 32; with
 # warm starts 4 gives 33 factorisations and 4131 iterations over the bench's 555 events, 3 gives 158 and 2937).

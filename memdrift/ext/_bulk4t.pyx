@@ -132,7 +132,8 @@ cdef inline void _matvec(const Geo *g, const double *gx, const double *gy, const
     md_matvec(g.nx, g.ny, gx, gy, dg, x, y)
 
 
-cdef int _band_cholesky(const Geo *g, const double *gx, const double *gy, const double *dg, double *packed) noexcept nogil:
+cdef int _band_cholesky(const Geo *g, const double *gx, const double *gy, const double *dg,
+                        double *packed) noexcept nogil:
     """Lower band Cholesky of the matrix (gx, gy, dg) into ``packed`` (md_band_factor's layout, _bulk4t_linalg.h).
 
     The matrix is assembled row-major, A[i*(bw+1) + bw - (i-j)] = A_ij for 0 <= i-j <= bw; the factor's
@@ -527,7 +528,7 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
                     double *out) noexcept nogil:
     """One pulse on one device; out = (peak T, mean T, energy, steps)."""
     cdef Work w
-    cdef int i, j, k, nf = (g.nx - 1) * g.ny + g.nx * (g.ny - 1), moved, over
+    cdef int i, j, k, nf = (g.nx - 1) * g.ny + g.nx * (g.ny - 1), over
     cdef double t0 = row[C_T0], remaining = width, dt, omax, power = 0.0, peak, mean_acc = 0.0
     cdef double energy = 0.0, tmean
     cdef long steps = 0
@@ -600,12 +601,7 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
             remaining = 0.0
         if remaining > 0.0:
             _conductivity(g, row, n_cells, temp, w.tmp)
-            moved = 0
-            for i in range(g.n):
-                if fabs(w.tmp[i] / sig_solved[i] - 1.0) > tol:
-                    moved = 1
-                    break
-            if moved:
+            if md_max_rel_change(w.tmp, sig_solved, g.n) > tol:
                 if _fields(g, &w, row, n_cells, temp, L, state, HL, volts, refactor_tol, &power) != 0:
                     free(w.sigma)
                     free(temp)

@@ -242,7 +242,7 @@ MD_INLINE double md_block_sum(md_block_v acc)
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-MD_INLINE double md_dot_inline(const double *a, const double *b, int n)
+MD_CLONES double md_dot(const double *a, const double *b, int n)
 {
     md_block_v acc = {0.0};
     int i = 0;
@@ -252,11 +252,6 @@ MD_INLINE double md_dot_inline(const double *a, const double *b, int n)
     for (; i < n; ++i)
         rest += a[i] * b[i];
     return md_block_sum(acc) + rest;
-}
-
-MD_CLONES double md_dot(const double *a, const double *b, int n)
-{
-    return md_dot_inline(a, b, n);
 }
 
 /* Cholesky of the band matrix given row-major (rows[i*(bw+1) + bw - (i-j)] = A[i, j]) into the

@@ -17,9 +17,16 @@
 /* clones need the loader's ifunc support: GCC on x86-64 glibc Linux; elsewhere one baseline build */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__)
 #define MD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+/* for code whose AVX-512 form needs more than F: 64-bit integer multiplies are one instruction
+ * with AVX-512DQ (in x86-64-v4) and three without; integer products are exact, so the bits are
+ * those of every other clone */
+#define MD_CLONES_DQ __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define MD_CLONES
 #endif
+#endif
+#ifndef MD_CLONES_DQ /* MD_CLONES given (or no clones here): the same for both */
+#define MD_CLONES_DQ MD_CLONES
 #endif
 
 /* exp(x) to about 1 ulp: x = k ln2 + r with |r| <= ln2/2 (Cody-Waite, the high half of ln2

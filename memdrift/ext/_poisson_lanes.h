@@ -479,15 +479,7 @@ MD_INLINE void md_pl_ptrs_list(int64_t *d_q, double *lam_q, int n, uint64_t key,
  * patterns, with +inf and then NaN above every number, and everything negative (sign bit set) lies
  * above those, so one unsigned compare tests a range. Means that are no numbers go to the inversion
  * as 0 and are overwritten after it (a branch never taken in practice). */
-/* The uniforms' 64-bit multiplies are one instruction with AVX-512DQ and three without (plain
- * AVX-512F), so the AVX-512 clone asks for x86-64-v4 (F, DQ, BW, VL); integer products are exact, so
- * the bits are those of every other clone. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && !defined(MD_NO_CLONES_DQ)
-#define MD_CLONES_DQ __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
-#else
-#define MD_CLONES_DQ MD_CLONES
-#endif
-
+/* The uniforms' 64-bit multiplies want AVX-512DQ: the AVX-512 clone is x86-64-v4's (MD_CLONES_DQ). */
 MD_CLONES_DQ void md_poisson_lanes(const double *lam, double *k_out, int count, uint64_t key, uint64_t base)
 {
     const uint64_t bits_10 = 0x4024000000000000ULL, bits_inf = 0x7FF0000000000000ULL;

@@ -350,21 +350,12 @@ int main(int argc, char **argv) {
 """
 
 
-def test_lane_kernel_gives_the_same_bits_on_every_instruction_set(preset_params, tmp_path):
+def test_lane_kernel_gives_the_same_bits_on_every_instruction_set(preset_params, tmp_path, isa_builds):
     """The extension carries AVX-512, AVX2 and baseline clones of the lane kernel and picks one at
     load time; built once per instruction set this CPU runs, the same inputs give the same bits
     (no FMA contraction, no reassociation), so a result does not depend on the machine."""
-    import shutil
-    import subprocess
-    from pathlib import Path
-
     from memdrift.emulator import engine
 
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no C compiler to build the per-instruction-set harness")
-    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
-    isas = [[]] + [[f"-m{isa}"] for isa in ("avx2", "avx512f") if isa in flags]
     n = 37
     keys = engine.device_keys(5, n)
     table, gap0 = engine.parameter_table(preset_params.replace(variation={"tunnel_current_a": 0.05}), keys)
@@ -372,17 +363,8 @@ def test_lane_kernel_gives_the_same_bits_on_every_instruction_set(preset_params,
     segments = engine.segment_table(ramp())
     inputs = tmp_path / "inputs.bin"
     inputs.write_bytes(b"".join(np.ascontiguousarray(a).tobytes() for a in (table, state, segments, keys)))
-    source = tmp_path / "harness.c"
-    source.write_text("#include <stdlib.h>\n" + ISA_HARNESS)
-    include = Path(filament.__file__).resolve().parents[1] / "ext"
-    outputs = []
-    for isa in isas:
-        exe = tmp_path / ("harness" + "".join(isa))
-        subprocess.run([cc, "-std=c11", "-O3", "-ffp-contract=off", "-fno-trapping-math", *isa, "-DMD_CLONES=",
-                        f"-I{include}", str(source), "-lm", "-o", str(exe)], check=True, capture_output=True)
-        run = subprocess.run([str(exe), str(n), str(len(segments)), "40", str(inputs)], check=True,
-                             capture_output=True)
-        outputs.append(np.frombuffer(run.stdout, dtype=np.float64))
-    assert np.all(np.isfinite(outputs[0])) and outputs[0].size == 4 * n * 40 + 5 * n
-    for isa, out in zip(isas[1:], outputs[1:]):
-        assert np.array_equal(out, outputs[0]), f"{isa} differs from the baseline build"
+    (_, baseline), *others = isa_builds("#include <stdlib.h>\n" + ISA_HARNESS,
+                                        (str(n), str(len(segments)), "40", str(inputs)))
+    assert np.all(np.isfinite(baseline)) and baseline.size == 4 * n * 40 + 5 * n
+    for isa, out in others:
+        assert np.array_equal(out, baseline), f"{isa} differs from the baseline build"

@@ -896,7 +896,7 @@ def poisson_lanes(double[::1] lam, uint64_t key, uint64_t base):
 
 def poisson_sequence(double[::1] lam, uint64_t key, uint64_t counter):
     """Poisson(lam[d]) drawn one after another from one counter with the shared scalar sampler of
-    _streams.pxd (the film kernel's sampler before the lanes; for the sampler benchmark)."""
+    _streams.pxd (the filament kernel's sampler, and the film's before the lanes; for its tests and benchmark)."""
     out = np.empty(lam.shape[0])
     cdef double[::1] o = out
     cdef uint64_t c = counter
@@ -920,15 +920,4 @@ def uniforms(uint64_t key, uint64_t counter, Py_ssize_t count):
     cdef Py_ssize_t i
     for i in range(count):
         o[i] = next_uniform(key, &c)
-    return out
-
-
-def poisson(double lam, uint64_t key, uint64_t counter, Py_ssize_t count):
-    """Poisson draws of the device stream (for tests of the sampler)."""
-    out = np.empty(count)
-    cdef double[::1] o = out
-    cdef uint64_t c = counter
-    cdef Py_ssize_t i
-    for i in range(count):
-        o[i] = stream_poisson(lam, key, &c)
     return out

@@ -63,7 +63,7 @@ MD_INLINE void MD_W(md_solve_cell)(const MD_W(md_batch) *B, double volts, const 
             double lo_n = f <= 0.0 ? x[l] : lo[l];
             double hi_n = f <= 0.0 ? hi[l] : x[l];
             double xn = x[l] - st;
-            xn = (!fin & ((xn <= lo_n) | (xn >= hi_n))) ? 0.5 * (lo_n + hi_n) : xn;
+            xn = ((!fin) & ((xn <= lo_n) | (xn >= hi_n))) ? 0.5 * (lo_n + hi_n) : xn;
             int64_t keep = done[l];
             x[l] = keep ? x[l] : xn;
             lo[l] = keep ? lo[l] : lo_n;
@@ -181,8 +181,11 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
             t_ss[l] = t0[l] + vc[l] * cur[l] * rth[l];
             hot[l] = B->temp[l] > t_ss[l] ? B->temp[l] : t_ss[l];
         }
+        /* md_rates reads gamma only under bias; zeros keep the unbiased lanes defined */
         if (biased)
             MD_W(md_enhancement)(B, B->gap, reset, gamma);
+        else
+            LANES gamma[l] = 0.0;
         MD_W(md_rates)(B, biased, vc, gamma, hot, fwd, bwd, dis);
         LANES {
             double drift = a[l] * fabs(bwd[l] + dis[l] - fwd[l]);
@@ -263,7 +266,8 @@ MD_CLONES void MD_W(memdrift_filament_batch)(ptrdiff_t first, int n_lanes, const
                                        const ptrdiff_t *pulse_stride, int noise, md_hops_fn hops)
 {
     MD_W(md_batch) B;
-    double peak[MD_LANES], energy[MD_LANES], cur[MD_LANES];
+    /* cur is zeroed because md_segment leaves it untouched when no lane is active */
+    double peak[MD_LANES], energy[MD_LANES], cur[MD_LANES] = {0.0};
     state += first * N_STATE;
     table += first * N_COLUMNS;
     keys += first;

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 
@@ -142,6 +144,24 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
             raise Boom
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path, umask):
+    # The temporary file starts 0600; a lab shares datasets, so the result must
+    # carry the mode the user's umask gives any new file, as open() would.
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "note.txt", "x")
+        write_dataset(xr.Dataset({"r_ohm": ("pulse", np.arange(3.0))}), tmp_path / "d.nc")
+        with open(tmp_path / "plain.txt", "w") as plain:
+            plain.write("x")
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == expected
+    for name in ("note.txt", "d.nc"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name
 
 
 def test_custom_preset_file_via_cli(tmp_path):

@@ -18,6 +18,23 @@ import xarray as xr
 from memdrift.errors import MemdriftError
 
 
+def _new_file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0o666 less the process umask."""
+    # mkstemp creates its file 0600, and the rename would carry that mode to the
+    # result, leaving datasets unreadable to the rest of a lab's group. Linux
+    # reports the umask without changing it; elsewhere set-and-restore.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``."""
@@ -28,6 +45,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _new_file_mode())
         os.replace(tmp, final)
     finally:
         if tmp.exists():

@@ -326,8 +326,8 @@ def test_in_memory_training_config_builds_a_working_tile():
         loss = ((layer(x) - target) ** 2).mean()
         loss.backward()
         opt.step()
-        first = float(loss) if first is None else first
-    assert float(loss) < 0.5 * first  # pulsed updates on the record's device do learn
+        first = loss.item() if first is None else first
+    assert loss.item() < 0.5 * first  # pulsed updates on the record's device do learn
 
 
 def test_programming_cost_known_answer():

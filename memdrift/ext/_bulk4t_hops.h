@@ -12,8 +12,6 @@
 
 #include "_lanes_math.h"
 
-#define MD_BOLTZMANN_EV_BULK 8.617333262e-5
-
 /* Per-vacancy crossing rates of one face, forward (first cell to second) and back, between
  * cells of potential phi1, phi2 (V), temperature t1, t2 (K) and counts n1, n2. */
 MD_INLINE void md_face_rates(double a_m, double nu0_hz, double ea_ev, double z, double nmax, double h_m,
@@ -22,7 +20,7 @@ MD_INLINE void md_face_rates(double a_m, double nu0_hz, double ea_ev, double z, 
 {
     /* one division for 1/kT where the textbook form takes four (vector divisions are the slowest
      * instructions of the loop); the face's constants fold at compile time in md_bulk_rates */
-    double inv_kt = 1.0 / (MD_BOLTZMANN_EV_BULK * 0.5 * (t1 + t2));
+    double inv_kt = 1.0 / (MD_BOLTZMANN_EV * 0.5 * (t1 + t2));
     double r0 = nu0_hz * md_exp(-ea_ev * inv_kt);
     double x = (0.5 * z * a_m / h_m) * (phi1 - phi2) * inv_kt;
     double ex = md_exp(x);
@@ -73,7 +71,7 @@ MD_CLONES void md_bulk_rates(int nx, int ny, double hx_m, double hy_m, double a_
 MD_CLONES void md_face_totals(int nx, int ny, const double *restrict first, const double *restrict second,
                               double *restrict total)
 {
-    const int nxf = (nx - 1) * ny, off = nxf;
+    const int nxf = (nx - 1) * ny;
     memset(total, 0, (size_t)nx * ny * sizeof(double));
     for (int i = 0; i < nxf; ++i)
         total[i + ny] += second[i];
@@ -81,7 +79,7 @@ MD_CLONES void md_face_totals(int nx, int ny, const double *restrict first, cons
         total[i] += first[i];
     for (int ix = 0; ix < nx; ++ix) {
         double *t = total + (size_t)ix * ny;
-        const double *f = first + off + (size_t)ix * (ny - 1), *b = second + off + (size_t)ix * (ny - 1);
+        const double *f = first + nxf + (size_t)ix * (ny - 1), *b = second + nxf + (size_t)ix * (ny - 1);
         for (int iy = 0; iy < ny - 1; ++iy)
             t[iy + 1] += b[iy];
         for (int iy = 0; iy < ny - 1; ++iy)
@@ -94,14 +92,14 @@ MD_CLONES void md_expected_counts(int nx, int ny, const double *restrict n_cells
                                   const double *restrict rate_b, double dt_s, double *restrict forward,
                                   double *restrict back)
 {
-    const int nxf = (nx - 1) * ny, off = nxf;
+    const int nxf = (nx - 1) * ny;
     for (int i = 0; i < nxf; ++i) {
         forward[i] = n_cells[i] * rate_f[i] * dt_s;
         back[i] = n_cells[i + ny] * rate_b[i] * dt_s;
     }
     for (int ix = 0; ix < nx; ++ix) {
         const double *nc = n_cells + (size_t)ix * ny;
-        const int k0 = off + ix * (ny - 1);
+        const int k0 = nxf + ix * (ny - 1);
         for (int iy = 0; iy < ny - 1; ++iy) {
             forward[k0 + iy] = nc[iy] * rate_f[k0 + iy] * dt_s;
             back[k0 + iy] = nc[iy + 1] * rate_b[k0 + iy] * dt_s;
@@ -113,14 +111,14 @@ MD_CLONES void md_expected_counts(int nx, int ny, const double *restrict n_cells
 MD_CLONES void md_apply_hops(int nx, int ny, const double *restrict forward, const double *restrict back,
                              double *restrict n_cells)
 {
-    const int nxf = (nx - 1) * ny, off = nxf;
+    const int nxf = (nx - 1) * ny;
     for (int i = 0; i < nxf; ++i)
         n_cells[i + ny] += forward[i] - back[i];
     for (int i = 0; i < nxf; ++i)
         n_cells[i] += back[i] - forward[i];
     for (int ix = 0; ix < nx; ++ix) {
         double *nc = n_cells + (size_t)ix * ny;
-        const double *f = forward + off + (size_t)ix * (ny - 1), *b = back + off + (size_t)ix * (ny - 1);
+        const double *f = forward + nxf + (size_t)ix * (ny - 1), *b = back + nxf + (size_t)ix * (ny - 1);
         for (int iy = 0; iy < ny - 1; ++iy)
             nc[iy + 1] += f[iy] - b[iy];
         for (int iy = 0; iy < ny - 1; ++iy)
@@ -148,7 +146,7 @@ MD_CLONES void md_conductivity(int n, const double *restrict n_cells, const doub
     }
     if (activation_ev > 0.0)
         for (int i = 0; i < n; ++i)
-            sigma[i] *= md_exp(-activation_ev / MD_BOLTZMANN_EV_BULK * (1.0 / temp[i] - 1.0 / ambient_k));
+            sigma[i] *= md_exp(-activation_ev / MD_BOLTZMANN_EV * (1.0 / temp[i] - 1.0 / ambient_k));
 }
 
 #endif

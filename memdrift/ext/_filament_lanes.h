@@ -26,7 +26,6 @@
 
 #include "_lanes_math.h"
 
-#define MD_BOLTZMANN_EV 8.617333262e-5
 #define MD_NEWTON_MAX_ITER 60
 #define MD_NEWTON_RTOL 1e-13
 

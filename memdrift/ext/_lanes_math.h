@@ -1,13 +1,15 @@
-/* Vectorisable elementary functions shared by the lane kernels (_filament_lanes.h,
- * _bulk4t_lanes.h): exp and log as branch-free polynomials, because libm's calls stop GCC from
- * turning a loop over lanes into SIMD code; and the attribute that clones a function per
- * instruction set. Build with -ffp-contract=off so that every clone rounds alike. */
+/* What the C kernels share (_filament_lanes.h, _bulk4t_hops.h, _bulk4t_linalg.h,
+ * _poisson_lanes.h): exp and log as branch-free polynomials, because libm's calls stop GCC from
+ * turning a loop over lanes into SIMD code; the attribute that clones a function per instruction
+ * set; and Boltzmann's constant. Build with -ffp-contract=off so that every clone rounds alike. */
 #ifndef MEMDRIFT_LANES_MATH_H
 #define MEMDRIFT_LANES_MATH_H
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+#define MD_BOLTZMANN_EV 8.617333262e-5 /* k_B in eV/K, for every kernel's kT */
 
 #ifndef MD_INLINE
 #define MD_INLINE static inline __attribute__((always_inline))

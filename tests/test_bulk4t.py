@@ -273,6 +273,37 @@ def test_joule_heating_raises_temperature_and_can_be_switched_off():
     assert hot.energy[0] > 0
 
 
+@pytest.mark.parametrize("backend", ["reference", "compiled"])
+def test_per_device_read_voltages_give_each_device_its_own_currents(backend):
+    # two devices, two different biases: each row of currents must be the single-bias read of that device
+    params = preset_params(**SMALL)
+    dev = Bulk4TDevices(params, 2, seed=0, backend=backend)
+    dev.n = rough_film(params, 2)
+    volts = np.array([[0.1, 0.0, 0.0, 0.0], [0.0, 0.3, 0.0, -0.2]])
+    both = dev.currents(volts)
+    for d in range(2):
+        alone = dev.currents(volts[d])[d]
+        np.testing.assert_allclose(both[d], alone, rtol=1e-9, atol=1e-15)
+    assert not np.allclose(both[0], both[1])
+    r, _ = dev.engine.read(dev.n, dev._ambient, volts)
+    assert r[0] == pytest.approx(volts[0, 0] / -both[0, 2], rel=1e-12)
+    with pytest.raises(MemdriftError, match="volts"):
+        dev.currents(np.zeros((3, 4)))
+
+
+@pytest.mark.parametrize("backend", ["reference", "compiled"])
+def test_device_masked_out_reports_ambient_not_the_heated_peak(backend):
+    dev = Bulk4TDevices(preset_params(**SMALL), 2, seed=0, backend=backend)
+    before = dev.n.copy()
+    rec = dev.write(6.0, 1.0, active=np.array([True, False]))
+    assert rec.temperature_peak[0] > 300.5
+    assert rec.temperature_peak[1] == pytest.approx(300.0)
+    assert rec.temperature_mean[1] == pytest.approx(300.0)
+    assert rec.energy[1] == 0.0 and rec.steps[1] == 0
+    np.testing.assert_array_equal(dev.n[1], before[1])
+    assert not np.array_equal(dev.n[0], before[0])
+
+
 def test_zero_bias_relaxation_is_arrhenius():
     params = preset_params(**SMALL, joule_heating=0.0)
     changes = {}

@@ -344,6 +344,15 @@ def limit_outflow(n: np.ndarray, counts: list[np.ndarray]) -> list[np.ndarray]:
             np.floor(fy * scale[:, :, :-1]), np.floor(by * scale[:, :, 1:])]
 
 
+def read_volts(volts: np.ndarray | None, devices: int) -> np.ndarray:
+    """Terminal voltages (devices, 4) of a read: the default read bias, one (4,) vector or one row per device."""
+    volts = np.array([READ_VOLTAGE_V, 0.0, 0.0, 0.0]) if volts is None else np.asarray(volts, float)
+    if volts.shape not in ((4,), (devices, 4)):
+        raise MemdriftError(f"volts has shape {volts.shape}; allowed: (4,) or ({devices}, 4), one voltage per "
+                            f"terminal {', '.join(TERMINALS)}")
+    return np.broadcast_to(volts, (devices, 4)).astype(np.float64, order="C")
+
+
 @dataclass
 class PulseRecord:
     """What one pulse did to each device."""
@@ -366,10 +375,10 @@ class ReferenceEngine:
 
     def read(self, n: np.ndarray, temperature: np.ndarray, volts: np.ndarray | None = None):
         """Resistance V1 / |I3| and terminal currents (devices, 4) under the read bias."""
-        volts = np.array([READ_VOLTAGE_V, 0.0, 0.0, 0.0]) if volts is None else np.asarray(volts, float)
+        vv = read_volts(volts, n.shape[0])
         sigma = conductivity(n, temperature, self.table)
-        currents = np.stack([solve_potential(s, volts, self.geom)[1] for s in sigma])
-        return volts[0] / -currents[:, 2], currents
+        currents = np.stack([solve_potential(s, v, self.geom)[1] for s, v in zip(sigma, vv)])
+        return vv[:, 0] / -currents[:, 2], currents
 
     def _fields(self, n, temperature, volts, idx):
         """phi, theta = T - T0, and delivered power for the devices ``idx``; sigma at ``temperature``."""
@@ -434,8 +443,12 @@ class ReferenceEngine:
                 sigma_solved[idx], phi[idx], theta[idx], power[idx] = self._fields(n, temperature, volts, idx)
                 temperature = t_base + theta
                 peak = np.maximum(peak, temperature.max(axis=(1, 2)))
-        width = np.asarray(width_s, dtype=float)
-        return n, PulseRecord(peak, mean_acc / np.where(width > 0, width, 1.0), energy, steps)
+        width = np.broadcast_to(np.asarray(width_s, dtype=float), (d,))
+        # a device given no pulse was never heated: it reports its ambient, not the field solve's peak
+        idle = width <= 0
+        peak = np.where(idle, t0, peak)
+        mean_t = np.where(idle, t0, mean_acc / np.where(idle, 1.0, width))
+        return n, PulseRecord(peak, mean_t, energy, steps)
 
 
 class CompiledEngine:
@@ -470,15 +483,14 @@ class CompiledEngine:
         return np.ascontiguousarray(n.reshape(n.shape[0], -1), dtype=np.float64)
 
     def read(self, n: np.ndarray, temperature: np.ndarray | None = None, volts: np.ndarray | None = None):
-        volts = np.array([READ_VOLTAGE_V, 0.0, 0.0, 0.0]) if volts is None else np.asarray(volts, float)
         d = n.shape[0]
-        vv = np.broadcast_to(volts, (d, 4)).astype(np.float64, order="C")
+        vv = read_volts(volts, d)
         currents = np.zeros((d, 4))
         status = self._k.read(*self._geo, self.table, self._flat(n), self.band, self.state, vv,
                               self.refactor_tolerance, currents, self.threads)
         if np.any(status < 0):
             raise ArithmeticError("potential matrix is not positive definite")
-        return volts[0] / -currents[:, 2], currents
+        return vv[:, 0] / -currents[:, 2], currents
 
     def pulse(self, n: np.ndarray, volts: np.ndarray, width_s: np.ndarray, *, deterministic: bool = False,
               ambient_k: np.ndarray | None = None) -> tuple[np.ndarray, PulseRecord]:

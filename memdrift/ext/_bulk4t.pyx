@@ -611,7 +611,8 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
                     temp[i] = t0 + w.theta[i]
                     if temp[i] > peak:
                         peak = temp[i]
-    out[0] = peak
+    # a device given no pulse was never heated: it reports its ambient, not the field solve's peak
+    out[0] = peak if width > 0.0 else t0
     out[1] = mean_acc / width if width > 0.0 else t0
     out[2] = energy
     out[3] = <double>steps

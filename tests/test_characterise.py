@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from memdrift.data.io import open_dataset
 from memdrift.emulator import engine
 from memdrift.emulator.params import load_preset
 from memdrift.emulator.protocols import Options, characterise, write_characterisation
@@ -61,7 +62,7 @@ def test_protocol_dataset_contract_and_atomic_write(protocol, tmp_path):
     assert ds.sizes["device"] == opts.devices
     path = write_characterisation(ds, tmp_path / "out.nc", progress=False)
     assert [p.name for p in tmp_path.iterdir()] == ["out.nc"]  # no temporary left behind
-    back = xr.open_dataset(path).load()
+    back = open_dataset(path).load()
     assert back.attrs["protocol"] == protocol
     for name, (dims, units) in variables.items():
         assert back[name].attrs["units"] == units

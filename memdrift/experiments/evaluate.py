@@ -16,6 +16,7 @@ Analog modes:
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -225,6 +226,9 @@ def _result(acc: np.ndarray, modes: Sequence[str], s: Settings, record: Mapping[
                         networks.build(network, data.input_shape, data.classes)) if network != "resnet34" else -1)
     ds.attrs.update(netcdf_attrs({k: v for k, v in vars(s).items() if k not in ("extra", "progress")}, "settings."))
     ds.attrs.update(netcdf_attrs(describe(record), "device."))
+    ds.attrs["title"] = f"memdrift evaluate: {study} study, {network} on {data.name}"
+    # The record itself, not only its path: the file says which device it evaluated.
+    ds.attrs["record_json"] = json.dumps(record, sort_keys=True, default=str)
     return ds
 
 

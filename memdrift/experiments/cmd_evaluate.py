@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     evaluate.torch_device(settings.device)
     # validate the record before the (long) training starts
     aihwkit_bridge.describe(record)
+    evaluate.check_study_inputs(args.study, record)
     data = datasets.load(args.dataset, args.data_dir).subset(args.train_samples, args.test_samples)
     ds = evaluate.run_study(args.study, record, args.network, data, settings)
     ds.attrs["record_file"] = str(Path(args.record).resolve())

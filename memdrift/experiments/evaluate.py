@@ -387,9 +387,24 @@ RUNNERS: dict[str, Callable[..., xr.Dataset]] = {
 }
 
 
-def run_study(study: str, record: Mapping[str, Any], network: str, data: Split, s: Settings) -> xr.Dataset:
+def check_study_inputs(study: str, record: Mapping[str, Any]) -> None:
+    """Raise, before any training, when ``record`` lacks a quantity ``study`` is about.
+
+    The drift study on a record without drift would print an accuracy flat in time, which reads
+    as a device that does not drift; it ends here instead, naming the key and where it comes from.
+    """
     if study not in RUNNERS:
         raise MemdriftError(f"study = {study!r} is unknown; allowed: {', '.join(STUDIES)}")
+    if study == "drift":
+        drift = record.get("drift")
+        if not isinstance(drift, Mapping) or drift.get("nu") is None:
+            raise MemdriftError("the drift study needs the record's 'drift.nu', which is null or missing: drift "
+                                "comes from retention data (memdrift characterise --protocol retention -o "
+                                "retention.nc; then memdrift extract CYCLING.nc retention.nc -o DEVICE.json)")
+
+
+def run_study(study: str, record: Mapping[str, Any], network: str, data: Split, s: Settings) -> xr.Dataset:
+    check_study_inputs(study, record)
     t0 = time.perf_counter()
     ds = RUNNERS[study](record, network, data, s)
     ds.attrs["wall_time_s"] = time.perf_counter() - t0

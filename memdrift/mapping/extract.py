@@ -29,8 +29,13 @@ delta_g                   per branch ΔG-vs-G nodes {conductance, mean, std, cou
 pulse_width, read_time    s, mean programming pulse width and read duration
 device_to_device          relative spread of slopes and of g_min/g_max
 pulse_table               amplitude (V), width (s), branch per pulse
-notes                     why any field is null
+notes                     why any field is null; for several datasets, which file gave what
+sources                   several datasets: per file its name, what it provided and its attributes
 ========================  ====================================================
+
+:func:`extract_datasets` builds one record from several datasets of one device
+(programming metrics from a cycling file, drift from a retention file; see
+:func:`merge_records`) and refuses datasets of different devices.
 
 Quantities that the dataset cannot give (drift without retention data, σ with a
 single cycle, …) are ``None`` and the reason is in ``notes``; nothing is
@@ -649,3 +654,114 @@ def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MemdriftError(f"record file {str(p)!r} is not valid JSON ({exc})") from None
     return validate_record(record, source=f"record file {str(p)!r}")
+
+
+# --------------------------------------------------------------------------- one record from several datasets
+
+#: Global attributes that say which device a dataset is of: files that differ in one are two devices.
+IDENTITY_KEYS = ("model", "preset")
+IDENTITY_PREFIXES = ("param.", "parameters.", "variation.")
+
+#: What each kind of measurement provides. A record takes each group whole from one dataset, so a
+#: state σ and the bin width it is compared with always come from the same programming scheme.
+DRIFT_KEYS = ("drift",)
+#: Keys that describe the record, not a measurement.
+META_KEYS = ("schema", "units", "levels", "notes", "source", "sources")
+#: how to obtain a group the record lacks
+PROVIDED_BY = {"programming": "a programming dataset (memdrift pulse, or characterise --protocol pd-cycling)",
+               "drift": "retention data (memdrift characterise --protocol retention)"}
+
+
+def device_identity(ds: xr.Dataset) -> dict[str, Any]:
+    """The model, preset and every parameter a dataset records (empty for a lab file without them)."""
+    return {k: _jsonable(v) for k, v in ds.attrs.items() if k in IDENTITY_KEYS or k.startswith(IDENTITY_PREFIXES)}
+
+
+def check_same_device(named: list[tuple[str, xr.Dataset]]) -> None:
+    """Raise unless every dataset records the same model, preset and parameters as the first."""
+    first_name, first = named[0][0], device_identity(named[0][1])
+    for name, ds in named[1:]:
+        other = device_identity(ds)
+        keys = sorted(set(first) | set(other), key=lambda k: (k not in IDENTITY_KEYS, k))
+        differ = [f"{k} = {other.get(k, 'absent')!r} there, {first.get(k, 'absent')!r} in {first_name}"
+                  for k in keys if first.get(k, "absent") != other.get(k, "absent")]
+        if differ:
+            more = f" (and {len(differ) - 3} more)" if len(differ) > 3 else ""
+            raise MemdriftError(f"{name} is not the device of {first_name}: {'; '.join(differ[:3])}{more}; "
+                                "allowed: datasets of one device (same model, preset and parameters) in one record")
+
+
+def _measured(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, dict):
+        return any(_measured(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return len(value) > 0
+    return True
+
+
+def _group(key: str) -> str:
+    return "drift" if key in DRIFT_KEYS else "programming"
+
+
+def _note_group(note: str) -> str:
+    return "drift" if note.startswith("drift") else "programming"
+
+
+def merge_records(parts: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """One record from the records of several datasets of one device (see :func:`extract_datasets`).
+
+    Each group of quantities (programming metrics; drift) comes whole from the first dataset, in the
+    order given, that measures it; ``notes`` say which file gave what, and keep each file's notes on
+    the group it gave (or, for a group none gave, every file's reason). ``sources`` lists the files.
+    """
+    if not parts:
+        raise MemdriftError("no datasets to merge; allowed: one or more extraction records")
+    levels = [p[1].get("levels") for p in parts]
+    if any(lv != levels[0] for lv in levels):
+        raise MemdriftError(f"records were extracted at different level counts {levels}; allowed: one --levels")
+    provider: dict[str, int] = {}
+    for i, (_name, rec) in enumerate(parts):
+        for key, value in rec.items():
+            if key not in META_KEYS and _measured(value):
+                provider.setdefault(_group(key), i)
+    merged: dict[str, Any] = {key: None for key in REQUIRED_KEYS}
+    merged.update(schema=SCHEMA, units=UNITS, levels=levels[0], linear_r2={POTENTIATION: None, DEPRESSION: None},
+                  drift={"nu": None, "activation_energy_eV": None})
+    notes: list[str] = []
+    for group in ("programming", "drift"):
+        if group in provider:
+            name, rec = parts[provider[group]]
+            for key, value in rec.items():
+                if key not in META_KEYS and _group(key) == group:
+                    merged[key] = value
+            notes.append(f"{group} metrics from {name}")
+            notes += [f"{name}: {n}" for n in rec.get("notes") or [] if _note_group(n) == group]
+            others = [parts[i][0] for i in range(len(parts)) if i != provider[group]
+                      and any(_measured(v) for k, v in parts[i][1].items() if k not in META_KEYS and _group(k) == group)]
+            if others:
+                notes.append(f"{group} metrics also in {', '.join(others)}: not used (the first file given that "
+                             "measures them provides them whole)")
+        else:
+            notes.append(f"{group}: none of {', '.join(p[0] for p in parts)} measures it (null); it comes from "
+                         f"{PROVIDED_BY[group]}")
+            notes += [f"{name}: {n}" for name, rec in parts for n in rec.get("notes") or [] if _note_group(n) == group]
+    merged["notes"] = notes
+    merged["sources"] = [dict(file=name, provides=sorted(g for g, i in provider.items() if i == k),
+                              **(rec.get("source") or {})) for k, (name, rec) in enumerate(parts)]
+    merged["source"] = parts[provider.get("programming", provider.get("drift", 0))][1].get("source")
+    return merged
+
+
+def extract_datasets(named: list[tuple[str, xr.Dataset]], **options: Any) -> dict[str, Any]:
+    """The record of one device from several datasets (cycling, retention, ...), each extracted by
+    :func:`extract_record` with ``options`` and merged by :func:`merge_records`.
+
+    Datasets that record different models, presets or parameters are two devices: refused, naming
+    the first differing attribute.
+    """
+    if len(named) == 1:
+        return extract_record(named[0][1], **options)
+    check_same_device(named)
+    return merge_records([(name, extract_record(ds, **options)) for name, ds in named])

@@ -13,7 +13,7 @@ bin_width                 S, mean of the two branches' bin widths
 state_sigma               S, mean cycle-to-cycle σ over every state of both branches
 differential_bins         reliable G+ − G− bins (BW > 2σ), fewer of the two branches
 linear_r2                 {potentiation, depression}: R² of the linear-range fit
-linear_fit                per branch: slope (S/pulse), intercept (S), range
+linear_fit                per branch: slope (S/pulse), intercept (S), their standard errors, R², range
 symmetry                  |slope_d| / |slope_p|
 nu                        {"<n>": {p, d, p_std, d_std, p_processes, d_processes, p_end_matched,
                           d_end_matched}} eqns 2-3, paper indexing (``metrics.fit_nonlinearity``);
@@ -21,7 +21,8 @@ nu                        {"<n>": {p, d, p_std, d_std, p_processes, d_processes,
 pearson                   mean cycle-to-cycle Pearson (eqn 1), both branches
 program_error_t           {"<n>": {conductance, loc, scale, df, branch}} per level, S
 skipped_levels            {"<n>": {potentiation, depression}} at CPD 80 %
-drift                     {nu, nu_std, activation_energy_eV, reference_temperature_K}
+drift                     {nu, nu_stderr (fit), nu_std (device spread), nu_r2, activation_energy_eV,
+                          activation_energy_eV_stderr, reference_temperature_K}
 energy_per_pulse          J; energy_per_cycle {mean, std} J
 g_min, g_max              S, extremes of the ensemble-mean cycle
 branches                  per-branch details (states, σ, means, bins, ...)
@@ -130,7 +131,8 @@ def _branch_linear(g: xr.DataArray, idx: np.ndarray, branch: str, mean_curve: np
     fit = metrics.linear_fit(curve[start:stop], x)
     out.update(range_start=int(start), range_stop=int(stop), states=int(stop - start),
                pulse_index=[int(i) for i in idx[start:stop]],
-               slope=fit.slope, intercept=fit.intercept, r2=fit.r2,
+               slope=fit.slope, intercept=fit.intercept, r2=fit.r2, slope_stderr=fit.slope_stderr,
+               intercept_stderr=fit.intercept_stderr,
                g_low=float(curve[start:stop].min()), g_high=float(curve[start:stop].max()),
                bin_width=metrics.bin_width(curve[start:stop]),
                state_mean=[float(v) for v in curve[start:stop]])
@@ -337,7 +339,8 @@ def _drift(ds: xr.Dataset, notes: list[str]) -> dict[str, Any]:
         fit = metrics.drift_exponent(time[ok], gm[ok])
         per_trace = [metrics.drift_exponent(time[ok], c[ok]).nu for c in traces.T
                      if np.all(np.isfinite(c[ok])) and np.all(c[ok] > 0)]
-        rows.append({"temperature_K": _float(temp), "nu": fit.nu, "g0": fit.g0, "t0": fit.t0, "r2": fit.r2,
+        rows.append({"temperature_K": _float(temp), "nu": fit.nu, "nu_stderr": fit.nu_stderr, "g0": fit.g0,
+                     "t0": fit.t0, "r2": fit.r2,
                      "nu_std": float(np.std(per_trace, ddof=1)) if len(per_trace) > 1 else None,
                      "rate": metrics.relative_drift_rate(time[ok], gm[ok]),
                      "rate_r2": metrics.linear_fit(np.log(gm[ok]), time[ok]).r2})
@@ -349,6 +352,8 @@ def _drift(ds: xr.Dataset, notes: list[str]) -> dict[str, Any]:
     known = [r for r in rows if r["temperature_K"] is not None]
     ref = min(known, key=lambda r: abs(r["temperature_K"] - 300.0)) if known else rows[0]
     out["nu"] = ref["nu"]
+    out["nu_stderr"] = ref["nu_stderr"]
+    out["nu_r2"] = ref["r2"]
     out["nu_std"] = ref["nu_std"]
     if ref["temperature_K"] is not None:  # left out, not null, when the file does not say
         out["reference_temperature_K"] = ref["temperature_K"]
@@ -373,7 +378,11 @@ def _drift(ds: xr.Dataset, notes: list[str]) -> dict[str, Any]:
             notes.append("drift: ln G is not linear in time at every temperature (saturation); the activation "
                          f"energy is from the time for ln G to fall by {criterion:.3g}")
         out["activation_energy_eV"] = arr.activation_energy_eV
+        out["activation_energy_eV_stderr"] = arr.activation_energy_stderr_eV
         out["arrhenius_r2"] = arr.r2
+        if arr.activation_energy_stderr_eV is None:
+            notes.append("drift: the activation energy is from 2 temperatures (a line through 2 points): no "
+                         "standard error; bake at 3 or more for one")
     else:
         notes.append("drift: the activation energy needs a decaying conductance at 2 or more known temperatures "
                      "(null)")
@@ -509,7 +518,8 @@ def _programming_metrics(ds, record, notes, idx_of, labels, levels, r2_min, step
     record["g_max"] = _float(np.nanmax(mean_curve[pd_idx]))
     linear = {b: _branch_linear(g, idx_of[b], b, mean_curve, notes, r2_min, step_ratio) for b in BRANCHES}
     record["branches"] = linear
-    record["linear_fit"] = {b: {k: linear[b].get(k) for k in ("slope", "intercept", "r2", "range_start", "range_stop")}
+    record["linear_fit"] = {b: {k: linear[b].get(k) for k in ("slope", "slope_stderr", "intercept",
+                                                              "intercept_stderr", "r2", "range_start", "range_stop")}
                             for b in BRANCHES}
     record["linear_r2"] = {b: linear[b].get("r2") for b in BRANCHES}
     with_states = [linear[b] for b in BRANCHES if "states" in linear[b]]

@@ -398,6 +398,9 @@ def check_study_inputs(study: str, record: Mapping[str, Any]) -> None:
     if study == "drift":
         drift = record.get("drift")
         if not isinstance(drift, Mapping) or drift.get("nu") is None:
+            why = next((n for n in record.get("notes") or [] if "drift: nu is null" in n), None)
+            if why is not None:
+                raise MemdriftError(f"the drift study needs the record's 'drift.nu', which is null: {why}")
             raise MemdriftError("the drift study needs the record's 'drift.nu', which is null or missing: drift "
                                 "comes from retention data (memdrift characterise --protocol retention -o "
                                 "retention.nc; then memdrift extract CYCLING.nc retention.nc -o DEVICE.json)")

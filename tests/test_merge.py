@@ -52,6 +52,9 @@ def test_cycling_and_retention_merge_into_one_record(files, tmp_path, capsys):
     # neither file's reason for what it lacks survives into the record that has it
     assert not [n for n in notes if "no retention data" in n or "no programming pulses" in n]
     assert [s["provides"] for s in merged["sources"]] == [["programming"], ["drift"]]
+    # a fixed 20-pulse ramp defines no FFP skipped levels: null, with the reason
+    assert merged["skipped_levels"] is None
+    assert any(n.startswith(f"{files['ramp']}: skipped_levels: defined for feedforward") for n in notes)
     assert "drift ν / Ea" in capsys.readouterr().out
 
 
@@ -96,3 +99,9 @@ def test_drift_study_without_drift_names_the_key_and_the_protocol(files, tmp_pat
     err = capsys.readouterr().err.strip()
     assert "'drift.nu'" in err and "characterise --protocol retention" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "drift.nc").exists()
+
+
+def test_summary_prints_energies_with_their_si_prefix():
+    from memdrift.experiments.cmd_extract import si
+
+    assert si(0.2489, "J") == "248.9 mJ" and si(5.935e-10, "J") == "593.5 pJ" and si(None, "J") == "—"

@@ -67,6 +67,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def si(value: float | None, unit: str) -> str:
+    """``value`` with the SI prefix that puts it in [1, 1000) (4 significant digits)."""
+    if value is None:
+        return "—"
+    import math
+
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g} {unit}"
+    exp3 = max(-5, min(4, math.floor(math.log10(abs(value)) / 3)))
+    prefix = {-5: "f", -4: "p", -3: "n", -2: "µ", -1: "m", 0: "", 1: "k", 2: "M", 3: "G", 4: "T"}[exp3]
+    return f"{value / 10 ** (3 * exp3):.4g} {prefix}{unit}"
+
+
 def summary(record: dict) -> str:
     """A short table of the headline numbers (SI, with engineering units for reading)."""
     def num(v, scale=1.0, fmt="{:.4g}"):
@@ -84,7 +97,7 @@ def summary(record: dict) -> str:
         ("symmetry |s_d|/|s_p|", num(record.get("symmetry"))),
         ("Pearson cycle-to-cycle", num(record.get("pearson"), fmt="{:.5f}")),
         ("g_min / g_max", f"{num(record.get('g_min'), 1e6)} / {num(record.get('g_max'), 1e6)} µS"),
-        ("energy per pulse", f"{num(record.get('energy_per_pulse'), 1e9)} nJ"),
+        ("energy per pulse", si(record.get("energy_per_pulse"), "J")),
         ("drift ν / Ea", f"{num(drift.get('nu'))} / {num(drift.get('activation_energy_eV'))} eV"),
     ]
     for n, v in (record.get("nu") or {}).items():

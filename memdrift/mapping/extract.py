@@ -568,6 +568,13 @@ def _programming_metrics(ds, record, notes, idx_of, labels, levels, r2_min, step
             nu[key][f"{SHORT[b]}_end_matched"] = seg.get("nu_end_matched")
             skipped[key][b] = seg.get("skipped")
             perr[key][b] = seg.get("program_error_t")
+    scheme = str(ds.attrs.get("scheme", ""))
+    if scheme and not scheme.startswith("ffp"):
+        # the TiO2-x paper's count for a closed-loop FFP trace; a fixed pulse table that reaches fewer
+        # reads than levels "skips" by construction (128 of 128 for a 20-pulse ramp)
+        skipped = None
+        notes.append(f"skipped_levels: defined for feedforward (FFP) traces segmented into n levels; this "
+                     f"dataset's scheme {scheme!r} is a fixed pulse table (null)")
     record["nu"], record["skipped_levels"] = nu, skipped
     # The TiO2 paper samples the program error of the worse branch ("considered the worst
     # case"); the record's program_error_t is that branch's table, both are kept aside.

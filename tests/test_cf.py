@@ -144,3 +144,25 @@ def test_string_labelled_dimension_round_trips(tmp_path):
     back = open_dataset(tmp_path / "e.nc").load()
     xr.testing.assert_equal(back, ds)
     assert float(back["accuracy"].sel(mode="analog", repeat=1)) == 1.0
+
+
+def test_float32_reads_halve_the_reads_and_stay_within_single_precision(tmp_path, capsys):
+    args = ["pulse", "--device", "hfoxsy-hfs2", "--scheme", "ramp", "--devices", "16", "--cycles", "4", "--quiet"]
+    assert main([*args, "-o", str(tmp_path / "f64.nc")]) == 0
+    assert main([*args, "--float32", "-o", str(tmp_path / "f32.nc")]) == 0
+    assert "%|" not in capsys.readouterr().err  # --quiet: no bar
+    f64, f32 = open_dataset(tmp_path / "f64.nc").load(), open_dataset(tmp_path / "f32.nc").load()
+    assert f32["conductance"].encoding["dtype"] == np.float32 and f32.attrs["reads_stored_as"] == "float32"
+    assert f32["energy"].encoding["dtype"] == np.float64  # only the reads
+    np.testing.assert_allclose(f32["conductance"].values, f64["conductance"].values, rtol=2 ** -23, atol=0)
+    assert not np.array_equal(f32["conductance"].values, f64["conductance"].values)
+    assert_clean(tmp_path / "f32.nc")
+
+
+def test_threads_default_to_the_cores_this_process_may_use():
+    import os
+
+    from memdrift.experiments.cli import build_parser
+
+    args = build_parser().parse_args(["pulse", "--device", "hfoxsy-hfs2", "-o", "x.nc"])
+    assert args.threads == len(os.sched_getaffinity(0)) and args.quiet is False

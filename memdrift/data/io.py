@@ -62,13 +62,16 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def write_dataset(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
+def write_dataset(ds: xr.Dataset, path: str | os.PathLike[str], *, float32: bool = False) -> Path:
     """Write ``ds`` as netCDF4 atomically, with zlib compression on the data variables and
-    CF-1.10 metadata (:func:`memdrift.data.schema.for_file`)."""
+    CF-1.10 metadata (:func:`memdrift.data.schema.for_file`); ``float32`` stores the reads in
+    single precision (attribute ``reads_stored_as``)."""
     from memdrift.data.schema import for_file, netcdf_encoding
 
     ds = for_file(ds)
-    encoding = netcdf_encoding(ds)
+    if float32:
+        ds.attrs["reads_stored_as"] = "float32"
+    encoding = netcdf_encoding(ds, float32=float32)
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
     return Path(path)

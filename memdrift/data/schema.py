@@ -168,10 +168,20 @@ def for_file(ds: xr.Dataset) -> xr.Dataset:
     return out
 
 
-def netcdf_encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
-    """zlib on numeric data variables; no ``_FillValue`` on coordinates (CF §2.5.1)."""
+#: the variables ``float32=True`` stores in single precision (7 significant digits: far below the
+#: cycle-to-cycle spread of any read)
+FLOAT32_VARIABLES = ("conductance", "resistance")
+
+
+def netcdf_encoding(ds: xr.Dataset, *, float32: bool = False) -> dict[str, dict[str, Any]]:
+    """zlib on numeric data variables; no ``_FillValue`` on coordinates (CF §2.5.1); with
+    ``float32``, the reads (:data:`FLOAT32_VARIABLES`) in single precision."""
     encoding: dict[str, dict[str, Any]] = {name: {"zlib": True, "complevel": 4} for name, var in ds.data_vars.items()
                                            if var.dtype.kind in "fiu"}
+    if float32:
+        for name in FLOAT32_VARIABLES:
+            if name in encoding and ds[name].dtype.kind == "f":
+                encoding[name]["dtype"] = "float32"
     for name in ds.coords:
         encoding.setdefault(str(name), {})["_FillValue"] = None
     return encoding

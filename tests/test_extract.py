@@ -407,3 +407,16 @@ def test_drift_nu_is_null_when_the_decay_is_not_a_power_law_and_errors_are_repor
     # the activation energy is still there, with its standard error (3 temperatures)
     assert rec["drift"]["activation_energy_eV"] == pytest.approx(0.5, rel=1e-3)
     assert rec["drift"]["activation_energy_eV_stderr"] is not None
+
+
+def test_student_t_table_says_which_df_were_not_estimated():
+    from memdrift.mapping.extract import DF_BOUNDS, _program_error_table
+
+    rng = np.random.default_rng(1)
+    # many heavy-tailed samples: df is estimated, inside the bounds
+    heavy = _program_error_table(np.array([1e-4, 2e-4]), 1e-6 * rng.standard_t(3.0, size=(2, 4000)))
+    assert heavy["df_at_bound"] == 0 and all(2.0 < d < 5.0 for d in heavy["df"]) and heavy["samples"] == 4000
+    # six Gaussian samples a level: the likelihood often rises all the way to a Gaussian (df at its bound)
+    few = _program_error_table(np.linspace(1e-4, 2e-4, 40), 1e-6 * rng.standard_normal((40, 6)))
+    at_bound = sum(d >= 0.99 * DF_BOUNDS[1] or d <= 1.01 * DF_BOUNDS[0] for d in few["df"])
+    assert few["df_at_bound"] == at_bound > 0

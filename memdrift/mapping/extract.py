@@ -170,15 +170,27 @@ def _processes(g: xr.DataArray, idx: np.ndarray, max_processes: int) -> np.ndarr
     return 1.0 / traces
 
 
+#: Student-t degrees of freedom are searched within these bounds (a Gaussian at the upper one)
+DF_BOUNDS = (0.05, 1e7)
+#: fewer samples per level than this: no Student-t fit (three parameters need more than a handful)
+STUDENT_T_MIN_SAMPLES = 5
+
+
 def _program_error_table(levels_s: np.ndarray, errors: np.ndarray) -> dict[str, list]:
     """The record's Student-t table: per level (conductance aimed at, S) the fit of ``errors``
     (level, sample) of G reached − G aimed at."""
-    loc, scale, df = metrics.fit_student_t_levels(errors)
+    lo, hi = DF_BOUNDS
+    loc, scale, df = metrics.fit_student_t_levels(errors, df_bounds=DF_BOUNDS)
     # A level reached identically every time has no spread: scale 0, and df is irrelevant;
     # it is stored at the fit's upper bound (normal) so that consumers get a number.
-    df = np.where(np.isfinite(df), df, 1e7)
+    df = np.where(np.isfinite(df), df, hi)
+    spread = np.isfinite(scale) & (scale > 0)
+    # df at a bound was not estimated: the samples do not tell a Gaussian (upper) or an
+    # arbitrarily heavy tail (lower) apart
+    at_bound = int(np.sum(spread & ((df >= 0.99 * hi) | (df <= 1.01 * lo))))
     return {"conductance": [float(v) for v in levels_s], "loc": [_float(v) for v in loc],
-            "scale": [_float(v) for v in scale], "df": [_float(v) for v in df]}
+            "scale": [_float(v) for v in scale], "df": [_float(v) for v in df],
+            "samples": int(errors.shape[1]), "df_at_bound": at_bound}
 
 
 def _segmentation(traces: np.ndarray, branch: str, n_levels: int, notes: list[str]) -> dict[str, Any]:
@@ -202,11 +214,14 @@ def _segmentation(traces: np.ndarray, branch: str, n_levels: int, notes: list[st
         "nu_end_matched": float(np.mean(curvature)),
         "processes": len(clean), "skipped": metrics.skipped_levels(np.array([seg.offset for seg in segs])),
     }
-    if len(clean) >= 5:
-        out["program_error_t"] = _program_error_table(1.0 / targets, np.array(errors).T)
+    if len(clean) >= STUDENT_T_MIN_SAMPLES:
+        out["program_error_t"] = table = _program_error_table(1.0 / targets, np.array(errors).T)
+        if table["df_at_bound"]:
+            notes.append(f"{branch}, n={n_levels}: df of {table['df_at_bound']} of {n_levels} levels sits at a bound "
+                         f"of {DF_BOUNDS} ({len(clean)} samples a level): not estimated, only bounded")
     else:
         notes.append(f"{branch}, n={n_levels}: {len(clean)} programming processes; the Student-t program error "
-                     "needs at least 5 (null)")
+                     f"needs at least {STUDENT_T_MIN_SAMPLES} (null)")
     return out
 
 
@@ -496,10 +511,11 @@ def _write_verify_metrics(ds: xr.Dataset, record: dict[str, Any], notes: list[st
         record["differential_bins"] = metrics.differential_bins(means, sigma) if n >= 2 else None
     else:
         notes.append("write-verify: one device; state_sigma and differential_bins need at least 2 (null)")
-    if final.shape[1] >= 5:
+    if final.shape[1] >= STUDENT_T_MIN_SAMPLES:
         record["program_error_t"] = {str(n): _program_error_table(targets, final - targets[:, None])}
     else:
-        notes.append(f"write-verify: {final.shape[1]} devices; the Student-t program error needs at least 5 (null)")
+        notes.append(f"write-verify: {final.shape[1]} devices; the Student-t program error needs at least "
+                     f"{STUDENT_T_MIN_SAMPLES} (null)")
     converged = np.asarray(ds["converged"].transpose("level", "device").values, dtype=float)[order]
     record["skipped_levels"] = {str(n): {"write-verify": int(np.sum(converged.mean(axis=1) < 0.8))}}
     energy = np.asarray(ds["energy"].values, dtype=float)

@@ -47,6 +47,11 @@ def test_filament_round_trip_noise_off_via_csv(tmp_path, capsys):
     cal = fitted.calibration
     assert cal["free"] == list(free) and cal["data_file"] == "measured.csv" and cal["model"] == "filament"
     assert cal["mean_curve_rms_relative"] < 1e-3 < cal["mean_curve_rms_relative_start"]
+    # noise-free data pin every parameter: standard errors exist and are small
+    for name in free:
+        assert 0 < cal["relative_standard_error"][name] < 0.02, name
+        assert cal["standard_error"][name] == pytest.approx(cal["relative_standard_error"][name]
+                                                            * getattr(fitted.params, name))
     # the written preset round-trips through the preset machinery unchanged
     assert preset_from_toml(out.read_text(), str(out)) == fitted
     assert preset_from_toml(fitted.to_toml()) == fitted
@@ -99,6 +104,9 @@ def test_bulk4t_round_trip_levels(tmp_path):
     for name, value in result.fitted.items():
         assert value == pytest.approx(getattr(true, name), rel=0.10), name
     assert preset.calibration["hrs_ohm"] == pytest.approx(hrs) and preset.calibration["lrs_ohm"] == pytest.approx(lrs)
+    # two levels, two parameters: nothing is left to estimate an uncertainty from, and it says so
+    assert "no degree of freedom" in preset.calibration["uncertainty_note"]
+    assert "standard_error" not in preset.calibration or not preset.calibration["standard_error"]
     assert preset.model == "bulk4t" and preset_from_toml(preset.to_toml()) == preset
 
 
@@ -151,3 +159,30 @@ def test_retention_data_cannot_calibrate_programming(tmp_path):
     ds = xr.Dataset({"conductance": (("device", "time"), np.ones((1, 3)) * 1e-3)}, coords={"time": [1.0, 2.0, 3.0]})
     with pytest.raises(MemdriftError, match="pulse"):
         calibrate(ds, "filament")
+
+
+def test_standard_errors_match_curve_fit_covariance():
+    """The calibration's standard errors are curve_fit's (absolute_sigma=False) for the same model."""
+    from scipy.optimize import curve_fit, least_squares
+
+    from memdrift.mapping.calibrate import standard_errors
+
+    rng = np.random.default_rng(3)
+    t = np.linspace(0.0, 4.0, 40)
+    truth = (2.0, 0.7)
+    y = truth[0] * np.exp(-truth[1] * t) + 0.02 * rng.standard_normal(t.size)
+    start = np.array([1.5, 1.0])
+    fit = least_squares(lambda x: start[0] * np.exp(x[0]) * np.exp(-start[1] * np.exp(x[1]) * t) - y, np.zeros(2))
+    fitted = {"a": start[0] * np.exp(fit.x[0]), "b": start[1] * np.exp(fit.x[1])}
+    popt, pcov = curve_fit(lambda tt, a, b: a * np.exp(-b * tt), t, y, p0=start)
+    se = standard_errors(fit, ["a", "b"], fitted)
+    for k, (name, value) in enumerate(fitted.items()):
+        assert value == pytest.approx(popt[k], rel=1e-5)
+        assert se["standard_error"][name] == pytest.approx(np.sqrt(pcov[k, k]), rel=1e-3)
+    # the interval covers the truth (about 2 sigma here), and a parameter at its bound gets none
+    assert abs(fitted["b"] - truth[1]) < 3 * se["standard_error"]["b"]
+    assert standard_errors(fit, ["a", "b"], fitted, at_bound=["b"])["standard_error"]["b"] is None
+    # a product a*b alone cannot be split: J^T J is singular and the error is null, with the reason
+    degenerate = least_squares(lambda x: np.exp(x[0] + x[1]) * t - 1.4 * t, np.zeros(2))
+    se = standard_errors(degenerate, ["a", "b"], {"a": 1.0, "b": 1.4})
+    assert se["standard_error"] == {"a": None, "b": None} and "singular" in se["uncertainty_note"]

@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 from hypothesis import given, settings, strategies as st
 
-from memdrift.data.io import atomic_write_text, write_dataset
+from memdrift.data.io import atomic_write_text, open_dataset, write_dataset
 from memdrift.emulator.engine import params_from_attrs, run_pulses, train_from_dataset
 from memdrift.emulator.params import FilamentParams, Preset, load_preset, preset_from_toml, save_preset
 from memdrift.emulator.pulses import PAPER_RAMP, PulseTrain, from_name, identical, ramp
@@ -42,11 +42,25 @@ def test_dataset_contract_and_roundtrip(tmp_path):
         assert key in ds.attrs
     path = write_dataset(ds, tmp_path / "run.nc")
     assert not list(tmp_path.glob(".*part"))  # no temporary left behind
+    # memdrift's reader gives back the in-memory names; the file adds CF metadata only
+    mine = open_dataset(path).load()
+    xr.testing.assert_equal(mine, ds)
+    assert {k: mine.attrs[k] for k in ds.attrs} == ds.attrs
+    for name in ds.variables:
+        assert ds[name].attrs.items() <= mine[name].attrs.items(), name
+    # the file alone (CF names, read by plain xarray) is enough to regenerate itself
     back = xr.open_dataset(path)
-    xr.testing.assert_identical(back.load(), ds)
-    # the file alone is enough to regenerate itself
+    assert not [k for k in back.attrs if "." in k]
     again = run_pulses(params_from_attrs(back.attrs), train_from_dataset(back), devices=back.sizes["device"],
                        cycles=back.sizes["cycle"], seed=int(back.attrs["seed"]), preset=back.attrs["preset"])
+    assert np.array_equal(again["conductance"].values, ds["conductance"].values)
+    # a file written before the attribute names were CF-legal (dotted) still loads and regenerates
+    old = tmp_path / "dotted.nc"
+    ds.to_netcdf(old)
+    dotted = open_dataset(old)
+    assert dotted.attrs == ds.attrs
+    again = run_pulses(params_from_attrs(dotted.attrs), train_from_dataset(dotted), devices=4, cycles=3, seed=7,
+                       preset=preset.name)
     assert np.array_equal(again["conductance"].values, ds["conductance"].values)
 
 
@@ -170,5 +184,5 @@ def test_custom_preset_file_via_cli(tmp_path):
     save_preset(custom, tmp_path / "mine.toml")
     res = _cli("pulse", "--device", str(tmp_path / "mine.toml"), "--devices", "2", "-o", str(tmp_path / "m.nc"))
     assert res.returncode == 0, res.stderr
-    ds = xr.open_dataset(tmp_path / "m.nc")
+    ds = open_dataset(tmp_path / "m.nc")
     assert ds.attrs["scheme"] == "identical" and ds.attrs["param.site_population"] == 5e4

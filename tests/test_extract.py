@@ -385,3 +385,38 @@ def test_per_run_layout_out_of_order_is_named():
     ds = _ffp_like().assign_coords(branch=("cycle", np.array(["depression", "potentiation"])))
     with pytest.raises(MemdriftError, match="branch over cycle"):
         normalise_dataset(ds)
+
+
+def test_drift_nu_is_null_when_the_decay_is_not_a_power_law_and_errors_are_reported():
+    t = np.logspace(0, 8.5, 30)
+    temps = np.array([300.0, 350.0, 400.0])
+    # power law plus measurement scatter: ν and its standard error, which covers the truth
+    rng = np.random.default_rng(0)
+    g = 2e-4 * (t / t[0]) ** -0.02 * np.exp(1e-3 * rng.standard_normal((3, 30)))
+    ds = xr.Dataset({"conductance": (("temperature", "time"), g)}, coords={"temperature": temps, "time": t})
+    drift = extract_record(ds, levels=(8,))["drift"]
+    assert drift["nu_r2"] > 0.99 and drift["nu"] == pytest.approx(0.02, abs=4 * drift["nu_stderr"])
+    assert 0 < drift["nu_stderr"] < 1e-3
+    # ln G linear in t (the dissolution decay of the filament): no power law; ν null with the reason
+    k = 1e-9 * np.exp(-0.5 / (metrics.K_B_EV * temps) + 0.5 / (metrics.K_B_EV * 300.0))
+    g = 2e-4 * np.exp(-k[:, None] * t)
+    rec = extract_record(xr.Dataset({"conductance": (("temperature", "time"), g)},
+                                    coords={"temperature": temps, "time": t}), levels=(8,))
+    assert rec["drift"]["nu"] is None and rec["drift"]["nu_fit"]["r2"] < 0.9
+    assert any("drift: nu is null" in n and "R^2" in n for n in rec["notes"])
+    # the activation energy is still there, with its standard error (3 temperatures)
+    assert rec["drift"]["activation_energy_eV"] == pytest.approx(0.5, rel=1e-3)
+    assert rec["drift"]["activation_energy_eV_stderr"] is not None
+
+
+def test_student_t_table_says_which_df_were_not_estimated():
+    from memdrift.mapping.extract import DF_BOUNDS, _program_error_table
+
+    rng = np.random.default_rng(1)
+    # many heavy-tailed samples: df is estimated, inside the bounds
+    heavy = _program_error_table(np.array([1e-4, 2e-4]), 1e-6 * rng.standard_t(3.0, size=(2, 4000)))
+    assert heavy["df_at_bound"] == 0 and all(2.0 < d < 5.0 for d in heavy["df"]) and heavy["samples"] == 4000
+    # six Gaussian samples a level: the likelihood often rises all the way to a Gaussian (df at its bound)
+    few = _program_error_table(np.linspace(1e-4, 2e-4, 40), 1e-6 * rng.standard_normal((40, 6)))
+    at_bound = sum(d >= 0.99 * DF_BOUNDS[1] or d <= 1.01 * DF_BOUNDS[0] for d in few["df"])
+    assert few["df_at_bound"] == at_bound > 0

@@ -62,10 +62,16 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def write_dataset(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
-    """Write ``ds`` as netCDF4 atomically, with zlib compression on the data variables."""
-    encoding = {name: {"zlib": True, "complevel": 4} for name, var in ds.data_vars.items()
-                if var.dtype.kind in "fiu"}
+def write_dataset(ds: xr.Dataset, path: str | os.PathLike[str], *, float32: bool = False) -> Path:
+    """Write ``ds`` as netCDF4 atomically, with zlib compression on the data variables and
+    CF-1.10 metadata (:func:`memdrift.data.schema.for_file`); ``float32`` stores the reads in
+    single precision (attribute ``reads_stored_as``)."""
+    from memdrift.data.schema import for_file, netcdf_encoding
+
+    ds = for_file(ds)
+    if float32:
+        ds.attrs["reads_stored_as"] = "float32"
+    encoding = netcdf_encoding(ds, float32=float32)
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
     return Path(path)
@@ -77,6 +83,9 @@ def open_dataset(path: str | os.PathLike[str], *, chunks: dict | None = None) ->
     if not p.exists():
         raise MemdriftError(f"input file {str(p)!r} does not exist")
     try:
-        return xr.open_dataset(p, engine="netcdf4", chunks=chunks)
+        ds = xr.open_dataset(p, engine="netcdf4", chunks=chunks)
     except (OSError, ValueError) as exc:
         raise MemdriftError(f"input file {str(p)!r} is not a readable netCDF file ({exc})") from None
+    from memdrift.data.schema import from_file
+
+    return from_file(ds)

@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from memdrift import __version__
-from memdrift.data.schema import BRANCH, CYCLE, DEVICE, PULSE as PULSE_DIM, annotate, netcdf_attrs
+from memdrift.data.schema import BRANCH, CYCLE, DEVICE, PULSE as PULSE_DIM, annotate, from_file_attrs, netcdf_attrs
 from memdrift.emulator import filament
 from memdrift.emulator.params import FilamentParams
 from memdrift.emulator.pulses import PulseTrain
@@ -167,7 +167,9 @@ def build_dataset(out: dict[str, np.ndarray], params: FilamentParams, train: Pul
 
 
 def params_from_attrs(attrs: dict) -> FilamentParams:
-    """Rebuild the parameters recorded in a dataset's global attributes."""
+    """Rebuild the parameters recorded in a dataset's global attributes (as read by
+    ``memdrift.data.io.open_dataset``, or straight from a file by xarray)."""
+    attrs = from_file_attrs(attrs)
     scalars = {k.split(".", 1)[1]: float(v) for k, v in attrs.items() if k.startswith("param.")}
     variation = {k.split(".", 1)[1]: float(v) for k, v in attrs.items() if k.startswith("variation.")}
     return FilamentParams(**scalars, variation=variation)
@@ -175,6 +177,7 @@ def params_from_attrs(attrs: dict) -> FilamentParams:
 
 def train_from_dataset(ds: xr.Dataset) -> PulseTrain:
     """Rebuild the pulse train recorded in a dataset."""
-    return PulseTrain(ds["amplitude"].values, ds["width"].values, float(ds.attrs["scheme.read_voltage_v"]),
-                      float(ds.attrs["scheme.read_width_s"]), float(ds.attrs["scheme.read_gap_s"]),
-                      tuple(str(b) for b in ds[BRANCH].values), name=str(ds.attrs.get("scheme", "custom")))
+    attrs = from_file_attrs(ds.attrs)
+    return PulseTrain(ds["amplitude"].values, ds["width"].values, float(attrs["scheme.read_voltage_v"]),
+                      float(attrs["scheme.read_width_s"]), float(attrs["scheme.read_gap_s"]),
+                      tuple(str(b) for b in ds[BRANCH].values), name=str(attrs.get("scheme", "custom")))

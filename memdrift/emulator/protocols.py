@@ -177,7 +177,8 @@ def characterise(preset: str | Preset, protocol: str, options: Options | None = 
     raise MemdriftError(f"model = {p.model!r} has no characterisation protocols; allowed: filament, bulk4t")
 
 
-def write_characterisation(ds: xr.Dataset, path: str | os.PathLike[str], *, progress: bool = True) -> Path:
+def write_characterisation(ds: xr.Dataset, path: str | os.PathLike[str], *, progress: bool = True,
+                           float32: bool = False) -> Path:
     """Write ``ds`` atomically, computing its device chunks one at a time (tqdm bar per device)."""
     import dask
 
@@ -185,7 +186,7 @@ def write_characterisation(ds: xr.Dataset, path: str | os.PathLike[str], *, prog
 
     total = int(ds.sizes.get("device", 0))
     with dask.config.set(scheduler="synchronous"), _ChunkProgress(total, progress and bool(ds.chunks)):
-        written = write_dataset(ds, path)
+        written = write_dataset(ds, path, float32=float32)
     return written
 
 

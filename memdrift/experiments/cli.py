@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "memdrift.experiments.cmd_sweep",
     "memdrift.experiments.cmd_evaluate",
     "memdrift.experiments.cmd_extract",
+    "memdrift.experiments.cmd_export",
     "memdrift.experiments.cmd_characterise",
     "memdrift.experiments.cmd_calibrate",
     "memdrift.experiments.cmd_reproduce",

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from memdrift.errors import MemdriftError
+from memdrift.experiments.cmd_pulse import available_cores
 
 PROTOCOLS = ("pd-cycling", "dr-map", "ffp-segmentation", "retention", "iv", "endurance")
 
@@ -18,7 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", required=True, metavar="NAME", help=f"one of: {', '.join(PROTOCOLS)}")
     p.add_argument("--devices", type=int, default=16, help="ensemble size (default 16)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--threads", type=int, default=1, help="compute threads (results do not depend on it)")
+    p.add_argument("--threads", type=int, default=available_cores(),
+                   help="compute threads (default: this machine's cores; results do not depend on it)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--float32", action="store_true",
+                   help="store conductance/resistance in single precision (7 significant digits; the other variables stay float64)")
     p.add_argument("--chunk-devices", type=int, default=None, metavar="N",
                    help="devices computed and written at a time (default: chunks of about 64 MiB)")
     p.add_argument("--no-noise", action="store_true", help="expected hop counts instead of Poisson counts")
@@ -76,6 +81,6 @@ def run(args: argparse.Namespace) -> int:
                    voltage_max_v=args.v_max, steps=args.steps, dwell_s=args.dwell, record=args.record,
                    levels=parse_levels(args.levels) if args.levels is not None else None)
     ds = characterise(args.device, args.protocol, opts)
-    write_characterisation(ds, args.output, progress=True)
+    write_characterisation(ds, args.output, progress=not args.quiet, float32=args.float32)
     print(f"wrote {args.output} ({args.protocol}; {', '.join(f'{k}={v}' for k, v in ds.sizes.items())})")
     return 0

@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--test-samples", type=int, default=None, help="use only the first N test samples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--progress", action="store_true", help="show epoch progress bars")
+    p.add_argument("--progress", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    p.add_argument("--quiet", action="store_true", help="no epoch progress bars")
     p.set_defaults(func=run)
 
 
@@ -103,10 +104,11 @@ def run(args: argparse.Namespace) -> int:
                                  lr=args.lr, hwat_lr=args.hwat_lr, analog_lr=args.analog_lr,
                                  repeats=args.repeats, seed=args.seed, device=args.device, dtod=args.dtod,
                                  ir_drop=args.ir_drop, tile=args.tile, bits_weight_range=_weight_range(args),
-                                 progress=args.progress).checked()
+                                 progress=not args.quiet).checked()
     evaluate.torch_device(settings.device)
     # validate the record before the (long) training starts
     aihwkit_bridge.describe(record)
+    evaluate.check_study_inputs(args.study, record)
     data = datasets.load(args.dataset, args.data_dir).subset(args.train_samples, args.test_samples)
     ds = evaluate.run_study(args.study, record, args.network, data, settings)
     ds.attrs["record_file"] = str(Path(args.record).resolve())

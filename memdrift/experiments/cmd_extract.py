@@ -10,9 +10,13 @@ from memdrift.errors import MemdriftError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("extract", help="extract device metrics from a dataset into DEVICE.json",
-                       description="Extract the device metrics of a netCDF dataset or a measured CSV (layout in "
-                                   "memdrift/mapping/README.md) into an extraction record (JSON).")
-    p.add_argument("data", type=Path, metavar="DATA.(nc|csv)", help="dataset with the contract names, or a CSV")
+                       description="Extract the device metrics of netCDF datasets or measured CSVs (layout in "
+                                   "memdrift/mapping/README.md) into one extraction record (JSON). Several "
+                                   "datasets of one device (e.g. cycling and retention) merge: each group of "
+                                   "metrics comes from the first file that measures it, and the record's notes "
+                                   "say which.")
+    p.add_argument("data", type=Path, nargs="+", metavar="DATA.(nc|csv)",
+                   help="datasets of one device with the contract names, or CSVs")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="DEVICE.json", help="record to write")
     p.add_argument("--levels", default="32,128,512", metavar="N,N,...",
                    help="level counts for nonlinearity, skipped levels and program error (default 32,128,512)")
@@ -39,7 +43,7 @@ def parse_levels(text: str) -> tuple[int, ...]:
 
 def run(args: argparse.Namespace) -> int:
     from memdrift.errors import check_range
-    from memdrift.mapping.extract import extract_record, save_record
+    from memdrift.mapping.extract import extract_datasets, save_record
     from memdrift.mapping.measured import read_measured
 
     if args.output.suffix.lower() != ".json":
@@ -47,15 +51,33 @@ def run(args: argparse.Namespace) -> int:
     levels = parse_levels(args.levels)
     check_range("r2-min", args.r2_min, 0.0, 1.0)
     check_range("max-processes", args.max_processes, 1, 1 << 20)
-    # Files above 1 GiB are opened dask-backed (reductions stream over chunks); smaller
-    # ones are read into memory once, which is much faster for the per-trace fits.
-    big = args.data.suffix.lower() != ".csv" and args.data.exists() and args.data.stat().st_size > 1 << 30
-    ds = read_measured(args.data, chunks={} if big else None)
-    record = extract_record(ds, levels=levels, r2_min=args.r2_min, max_processes=args.max_processes)
+    names = [str(path) for path in args.data]
+    if len(set(names)) != len(names):
+        raise MemdriftError(f"data = {names}: a file is given twice; allowed: distinct datasets of one device")
+    named = []
+    for path in args.data:
+        # Files above 1 GiB are opened dask-backed (reductions stream over chunks); smaller
+        # ones are read into memory once, which is much faster for the per-trace fits.
+        big = path.suffix.lower() != ".csv" and path.exists() and path.stat().st_size > 1 << 30
+        named.append((str(path), read_measured(path, chunks={} if big else None)))
+    record = extract_datasets(named, levels=levels, r2_min=args.r2_min, max_processes=args.max_processes)
     save_record(record, args.output)
     print(summary(record))
     print(f"wrote {args.output}")
     return 0
+
+
+def si(value: float | None, unit: str) -> str:
+    """``value`` with the SI prefix that puts it in [1, 1000) (4 significant digits)."""
+    if value is None:
+        return "—"
+    import math
+
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g} {unit}"
+    exp3 = max(-5, min(4, math.floor(math.log10(abs(value)) / 3)))
+    prefix = {-5: "f", -4: "p", -3: "n", -2: "µ", -1: "m", 0: "", 1: "k", 2: "M", 3: "G", 4: "T"}[exp3]
+    return f"{value / 10 ** (3 * exp3):.4g} {prefix}{unit}"
 
 
 def summary(record: dict) -> str:
@@ -75,7 +97,7 @@ def summary(record: dict) -> str:
         ("symmetry |s_d|/|s_p|", num(record.get("symmetry"))),
         ("Pearson cycle-to-cycle", num(record.get("pearson"), fmt="{:.5f}")),
         ("g_min / g_max", f"{num(record.get('g_min'), 1e6)} / {num(record.get('g_max'), 1e6)} µS"),
-        ("energy per pulse", f"{num(record.get('energy_per_pulse'), 1e9)} nJ"),
+        ("energy per pulse", si(record.get("energy_per_pulse"), "J")),
         ("drift ν / Ea", f"{num(drift.get('nu'))} / {num(drift.get('activation_energy_eV'))} eV"),
     ]
     for n, v in (record.get("nu") or {}).items():

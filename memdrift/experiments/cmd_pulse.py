@@ -8,6 +8,16 @@ from pathlib import Path
 from memdrift.errors import MemdriftError
 
 
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 #: 0-based FFP events whose vacancy and temperature maps ``--plot`` shows for a bulk device (the start,
 #: and points along a ~500-event branch; events a branch does not reach are marked so on the figure).
 BULK_PLOT_SNAPSHOT_EVENTS = (0, 99, 249, 449)
@@ -21,7 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", type=int, default=100, help="ensemble size (default 100)")
     p.add_argument("--cycles", type=int, default=None, help="programming cycles (default 100 for ramp, else 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--threads", type=int, default=1, help="compute threads (results do not depend on it)")
+    p.add_argument("--threads", type=int, default=available_cores(),
+                   help="compute threads (default: this machine's cores; results do not depend on it)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--float32", action="store_true",
+                   help="store conductance/resistance in single precision (7 significant digits; the other variables stay float64)")
     p.add_argument("--backend", choices=("compiled", "reference"), default="compiled",
                    help="compiled core (default) or the NumPy reference")
     p.add_argument("--no-noise", action="store_true", help="expected hop counts instead of Poisson counts")
@@ -61,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
             # the maps the plot shows must be captured while the run is under way
             options["snapshot_events"] = BULK_PLOT_SNAPSHOT_EVENTS
         ds = bulk4t_schemes.simulate_scheme(preset, scheme, devices=args.devices, seed=args.seed,
-                                            threads=args.threads, backend=args.backend, progress=True, **options)
-    write_dataset(ds, args.output)
+                                            threads=args.threads, backend=args.backend, progress=not args.quiet, **options)
+    write_dataset(ds, args.output, float32=args.float32)
     print(f"wrote {args.output} ({', '.join(f'{k}={v}' for k, v in ds.sizes.items())})")
     if args.plot is not None:
         if preset.model == "filament":
@@ -117,5 +131,5 @@ def _run_filament(preset, scheme: str, args: argparse.Namespace):
     train = from_name(scheme)
     cycles = args.cycles if args.cycles is not None else (100 if scheme == "ramp" else 1)
     return run_pulses(preset.params, train, devices=args.devices, cycles=cycles, seed=args.seed,
-                      threads=args.threads, backend=args.backend, noise=not args.no_noise, progress=True,
+                      threads=args.threads, backend=args.backend, noise=not args.no_noise, progress=not args.quiet,
                       preset=preset.name)

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     where.add_argument("--serial", action="store_true", help="compute in this process, without Dask")
     p.add_argument("--plot", metavar="OUT.png", help="Pareto plot (PNG)")
     p.add_argument("--best", type=int, default=10, metavar="K", help="rows of the best-schemes table (default 10)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 

@@ -16,6 +16,7 @@ Analog modes:
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -225,6 +226,9 @@ def _result(acc: np.ndarray, modes: Sequence[str], s: Settings, record: Mapping[
                         networks.build(network, data.input_shape, data.classes)) if network != "resnet34" else -1)
     ds.attrs.update(netcdf_attrs({k: v for k, v in vars(s).items() if k not in ("extra", "progress")}, "settings."))
     ds.attrs.update(netcdf_attrs(describe(record), "device."))
+    ds.attrs["title"] = f"memdrift evaluate: {study} study, {network} on {data.name}"
+    # The record itself, not only its path: the file says which device it evaluated.
+    ds.attrs["record_json"] = json.dumps(record, sort_keys=True, default=str)
     return ds
 
 
@@ -383,9 +387,27 @@ RUNNERS: dict[str, Callable[..., xr.Dataset]] = {
 }
 
 
-def run_study(study: str, record: Mapping[str, Any], network: str, data: Split, s: Settings) -> xr.Dataset:
+def check_study_inputs(study: str, record: Mapping[str, Any]) -> None:
+    """Raise, before any training, when ``record`` lacks a quantity ``study`` is about.
+
+    The drift study on a record without drift would print an accuracy flat in time, which reads
+    as a device that does not drift; it ends here instead, naming the key and where it comes from.
+    """
     if study not in RUNNERS:
         raise MemdriftError(f"study = {study!r} is unknown; allowed: {', '.join(STUDIES)}")
+    if study == "drift":
+        drift = record.get("drift")
+        if not isinstance(drift, Mapping) or drift.get("nu") is None:
+            why = next((n for n in record.get("notes") or [] if "drift: nu is null" in n), None)
+            if why is not None:
+                raise MemdriftError(f"the drift study needs the record's 'drift.nu', which is null: {why}")
+            raise MemdriftError("the drift study needs the record's 'drift.nu', which is null or missing: drift "
+                                "comes from retention data (memdrift characterise --protocol retention -o "
+                                "retention.nc; then memdrift extract CYCLING.nc retention.nc -o DEVICE.json)")
+
+
+def run_study(study: str, record: Mapping[str, Any], network: str, data: Split, s: Settings) -> xr.Dataset:
+    check_study_inputs(study, record)
     t0 = time.perf_counter()
     ds = RUNNERS[study](record, network, data, s)
     ds.attrs["wall_time_s"] = time.perf_counter() - t0

@@ -213,6 +213,32 @@ class StudentTProgramNoise(BaseNoiseModel):
     Drift: ``G(t) = G_prog (t_eff / t0)^-nu`` with per-device ``nu ~ N(nu, nu_std)``
     and ``t_eff = t · exp(Ea/k (1/T_ref − 1/T))`` (Arrhenius acceleration).
     All conductances in µS (aihwkit's unit).
+
+    Fields (as ``PCMLikeNoiseModel`` documents its own), with the record key each comes from:
+
+    ==========================  ======  ===============================================================
+    field                       unit    meaning (record key)
+    ==========================  ======  ===============================================================
+    ``g_min``, ``g_max``        µS      programmable window of one device (``g_min``, ``g_max``)
+    ``levels``                  1       evenly spaced levels a device is programmed to (``states``,
+                                        or the level count asked for)
+    ``loc``                     µS      per level (tensor, length ``levels``): mean of G reached − G
+                                        aimed at (``program_error_t[].loc``)
+    ``scale``                   µS      per level: Student-t scale of that error
+                                        (``program_error_t[].scale``)
+    ``df``                      1       per level: Student-t degrees of freedom; small df = heavy
+                                        tails, df → ∞ a Gaussian of σ = scale (``program_error_t[].df``)
+    ``nu``, ``nu_std``          1       drift exponent and its device-to-device σ (``drift.nu``,
+                                        ``drift.nu_std``); ``G(t) = G_prog (t/t0)^-nu``, t0 = 20 s
+    ``activation_energy_ev``    eV      Arrhenius energy of the drift (``drift.activation_energy_eV``)
+    ``reference_temperature_k`` K       temperature ``nu`` was measured at
+                                        (``drift.reference_temperature_K``)
+    ``temperature_k``           K       operating temperature (argument)
+    ``dtod``                    1       relative device-to-device σ of the window (argument)
+    ``program_error``           bool    False: quantisation only (argument)
+    ``clip_to_window``          bool    one device per weight: programmed G held in [g_min, g_max]
+    ``g_converter``             —       weights ↔ conductances (aihwkit's single pair by default)
+    ==========================  ======  ===============================================================
     """
 
     def __init__(self, g_min_us: float, g_max_us: float, levels: int, table: ProgramErrorTable, *,
@@ -586,3 +612,66 @@ def describe(record: Mapping[str, Any]) -> dict[str, Any]:
 
 def copy_record(record: Mapping[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(dict(record))
+
+
+# --------------------------------------------------------------------------- export
+
+#: what :func:`save_configs` writes: a dict with these keys
+EXPORT_KEYS = ("inference", "training", "record", "memdrift_version", "aihwkit_version", "torch_version")
+
+
+def export_configs(record: Mapping[str, Any], *, tile: str = "torch", levels: int | None = None,
+                   dtod: float = 0.0, training_dtod: float = DEFAULT_DTOD) -> dict[str, Any]:
+    """The record's aihwkit configurations, ready for aihwkit's own functions.
+
+    ``inference``: :func:`inference_config` (an ``InferenceRPUConfig``, or its torch-tile subclass
+    for ``tile="torch"``) — use it in ``aihwkit.nn.conversion.convert_to_analog``, then
+    ``program_analog_weights()`` and ``drift_analog_weights(t_s)``; ``training``:
+    :func:`training_config` (a ``SingleRPUConfig`` with the record's ``PiecewiseStepDevice``) —
+    use it for in-memory training with ``aihwkit.optim.AnalogSGD``. ``levels``/``dtod`` are
+    those of :func:`inference_config`, ``training_dtod`` the training device's
+    device-to-device variation.
+    """
+    from importlib.metadata import version
+
+    return {"inference": inference_config(record, levels=levels, dtod=dtod, tile=tile),
+            "training": training_config(record, dtod=training_dtod),
+            "record": copy_record(record), "memdrift_version": version("memdrift"),
+            "aihwkit_version": version("aihwkit"), "torch_version": torch.__version__}
+
+
+def save_configs(configs: Mapping[str, Any], path: str) -> None:
+    """Write :func:`export_configs`' dict with ``torch.save`` (atomically)."""
+    import io
+
+    from memdrift.data.io import atomic_write_bytes
+
+    missing = [k for k in EXPORT_KEYS if k not in configs]
+    if missing:
+        raise MemdriftError(f"configs has no {missing[0]!r}; allowed: the dict of export_configs "
+                            f"({', '.join(EXPORT_KEYS)})")
+    buf = io.BytesIO()
+    torch.save(dict(configs), buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_configs(path: str) -> dict[str, Any]:
+    """Read a file written by :func:`save_configs`.
+
+    Plain ``torch.load(path, weights_only=False)`` gives the same dict: the file holds aihwkit
+    objects (and this module's noise model), which ``weights_only`` loading refuses, so load
+    only files you trust.
+    """
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        raise MemdriftError(f"aihwkit config file {str(p)!r} does not exist")
+    try:
+        configs = torch.load(p, weights_only=False)
+    except Exception as exc:  # torch raises many kinds for a file that is not its own
+        raise MemdriftError(f"aihwkit config file {str(p)!r} is not a memdrift export ({exc})") from None
+    if not isinstance(configs, dict) or any(k not in configs for k in EXPORT_KEYS):
+        raise MemdriftError(f"aihwkit config file {str(p)!r} is not a memdrift export; allowed: a file of "
+                            "memdrift export --aihwkit")
+    return configs

@@ -30,7 +30,8 @@ switching dynamics (FFP event counts, ν) are not fitted — the model is too
 slow for that inside a least-squares loop.
 
 The fit (and everything needed to judge it) goes into the preset's
-``[calibration]`` table.
+``[calibration]`` table, with the standard error of every parameter fitted by
+least squares (:func:`standard_errors`).
 """
 
 from __future__ import annotations
@@ -254,6 +255,11 @@ def calibrate_filament(ds: xr.Dataset, start: Any, free: Sequence[str], *, fit_c
                       at_bound=[n for n, v, a, b in zip(curve_free, x, lo, hi) if np.isclose(v, a) or np.isclose(v, b)])
     fitted = {n: float(getattr(params, n)) for n in free}
     record.update(start={n: x_start[n] for n in free}, fitted=fitted)
+    if fit is not None:
+        record.update(standard_errors(fit, curve_free, fitted, record["at_bound"]))
+    if measured_sigma is not None:
+        record["site_population_uncertainty"] = ("set by matching the cycle-to-cycle σ (secant), not by least "
+                                                 "squares: its error is the sampling error of the measured σ")
     return CalibrationResult(params=params, record=record, start=start, fitted=fitted)
 
 
@@ -337,7 +343,49 @@ def calibrate_bulk4t(ds: xr.Dataset, start: Any, free: Sequence[str], *, span: f
               "hrs_ohm": float(target[0]), "lrs_ohm": float(target[1]),
               "fits": "HRS/LRS after the +-6 V, 100 s conditioning only; switching dynamics not fitted",
               "start": x_start, "fitted": fitted}
+    record.update(standard_errors(fit, free, fitted, [n for n, v, a, b in zip(free, fit.x, lo, hi)
+                                                      if np.isclose(v, a) or np.isclose(v, b)]))
     return CalibrationResult(params=params, record=record, start=start, fitted=fitted)
+
+
+# --------------------------------------------------------------------------- uncertainty
+
+
+def standard_errors(fit: Any, names: Sequence[str], fitted: dict[str, float],
+                    at_bound: Sequence[str] = ()) -> dict[str, Any]:
+    """Standard errors of a :func:`scipy.optimize.least_squares` fit in ``x = log(p / p_start)``.
+
+    The covariance of x is ``s² (JᵀJ)⁻¹`` with ``s² = Σ r² / (m − n)`` (m residuals, n
+    parameters): the estimate :func:`scipy.optimize.curve_fit` reports with
+    ``absolute_sigma=False``. Since ``p = p_start eˣ``, the relative standard error of p
+    is σ_x (to first order). It assumes independent residuals; reads of one cycle are
+    correlated, so read it as a lower bound. Null, with the reason, where it is not
+    defined: no more residuals than parameters, a singular JᵀJ (parameters the data
+    cannot tell apart), or a parameter at its bound.
+    """
+    names = list(names)
+    m, n = int(np.size(fit.fun)), len(names)
+    out: dict[str, Any] = {"uncertainty_method": "s^2 (J^T J)^-1 of least_squares in log(p/p_start), "
+                                                 "s^2 = sum(r^2)/(m - n); assumes independent residuals"}
+    none = {k: None for k in names}
+    if m <= n:
+        return dict(out, standard_error=none, relative_standard_error=none,
+                    uncertainty_note=f"{m} residuals for {n} parameters: no degree of freedom, no uncertainty")
+    jac = np.asarray(fit.jac, dtype=np.float64)
+    jtj = jac.T @ jac
+    cond = float(np.linalg.cond(jtj)) if n else 1.0
+    if not np.isfinite(cond) or cond > 1e12:
+        return dict(out, standard_error=none, relative_standard_error=none,
+                    uncertainty_note=f"J^T J is singular (condition number {cond:.3g}): the data do not "
+                                     "separate the free parameters")
+    s2 = float(np.sum(np.asarray(fit.fun) ** 2)) / (m - n)
+    rel = np.sqrt(np.clip(np.diag(np.linalg.inv(jtj)) * s2, 0.0, None))
+    relative = {k: (None if k in at_bound else float(v)) for k, v in zip(names, rel)}
+    result = dict(out, relative_standard_error=relative,
+                  standard_error={k: (None if relative[k] is None else relative[k] * abs(fitted[k])) for k in names})
+    if at_bound:
+        result["uncertainty_note"] = f"{', '.join(at_bound)} at a bound: no standard error"
+    return result
 
 
 # --------------------------------------------------------------------------- entry point

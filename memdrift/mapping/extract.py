@@ -13,7 +13,7 @@ bin_width                 S, mean of the two branches' bin widths
 state_sigma               S, mean cycle-to-cycle σ over every state of both branches
 differential_bins         reliable G+ − G− bins (BW > 2σ), fewer of the two branches
 linear_r2                 {potentiation, depression}: R² of the linear-range fit
-linear_fit                per branch: slope (S/pulse), intercept (S), range
+linear_fit                per branch: slope (S/pulse), intercept (S), their standard errors, R², range
 symmetry                  |slope_d| / |slope_p|
 nu                        {"<n>": {p, d, p_std, d_std, p_processes, d_processes, p_end_matched,
                           d_end_matched}} eqns 2-3, paper indexing (``metrics.fit_nonlinearity``);
@@ -21,7 +21,8 @@ nu                        {"<n>": {p, d, p_std, d_std, p_processes, d_processes,
 pearson                   mean cycle-to-cycle Pearson (eqn 1), both branches
 program_error_t           {"<n>": {conductance, loc, scale, df, branch}} per level, S
 skipped_levels            {"<n>": {potentiation, depression}} at CPD 80 %
-drift                     {nu, nu_std, activation_energy_eV, reference_temperature_K}
+drift                     {nu, nu_stderr (fit), nu_std (device spread), nu_r2, activation_energy_eV,
+                          activation_energy_eV_stderr, reference_temperature_K}
 energy_per_pulse          J; energy_per_cycle {mean, std} J
 g_min, g_max              S, extremes of the ensemble-mean cycle
 branches                  per-branch details (states, σ, means, bins, ...)
@@ -29,8 +30,13 @@ delta_g                   per branch ΔG-vs-G nodes {conductance, mean, std, cou
 pulse_width, read_time    s, mean programming pulse width and read duration
 device_to_device          relative spread of slopes and of g_min/g_max
 pulse_table               amplitude (V), width (s), branch per pulse
-notes                     why any field is null
+notes                     why any field is null; for several datasets, which file gave what
+sources                   several datasets: per file its name, what it provided and its attributes
 ========================  ====================================================
+
+:func:`extract_datasets` builds one record from several datasets of one device
+(programming metrics from a cycling file, drift from a retention file; see
+:func:`merge_records`) and refuses datasets of different devices.
 
 Quantities that the dataset cannot give (drift without retention data, σ with a
 single cycle, …) are ``None`` and the reason is in ``notes``; nothing is
@@ -125,7 +131,8 @@ def _branch_linear(g: xr.DataArray, idx: np.ndarray, branch: str, mean_curve: np
     fit = metrics.linear_fit(curve[start:stop], x)
     out.update(range_start=int(start), range_stop=int(stop), states=int(stop - start),
                pulse_index=[int(i) for i in idx[start:stop]],
-               slope=fit.slope, intercept=fit.intercept, r2=fit.r2,
+               slope=fit.slope, intercept=fit.intercept, r2=fit.r2, slope_stderr=fit.slope_stderr,
+               intercept_stderr=fit.intercept_stderr,
                g_low=float(curve[start:stop].min()), g_high=float(curve[start:stop].max()),
                bin_width=metrics.bin_width(curve[start:stop]),
                state_mean=[float(v) for v in curve[start:stop]])
@@ -163,15 +170,27 @@ def _processes(g: xr.DataArray, idx: np.ndarray, max_processes: int) -> np.ndarr
     return 1.0 / traces
 
 
+#: Student-t degrees of freedom are searched within these bounds (a Gaussian at the upper one)
+DF_BOUNDS = (0.05, 1e7)
+#: fewer samples per level than this: no Student-t fit (three parameters need more than a handful)
+STUDENT_T_MIN_SAMPLES = 5
+
+
 def _program_error_table(levels_s: np.ndarray, errors: np.ndarray) -> dict[str, list]:
     """The record's Student-t table: per level (conductance aimed at, S) the fit of ``errors``
     (level, sample) of G reached − G aimed at."""
-    loc, scale, df = metrics.fit_student_t_levels(errors)
+    lo, hi = DF_BOUNDS
+    loc, scale, df = metrics.fit_student_t_levels(errors, df_bounds=DF_BOUNDS)
     # A level reached identically every time has no spread: scale 0, and df is irrelevant;
     # it is stored at the fit's upper bound (normal) so that consumers get a number.
-    df = np.where(np.isfinite(df), df, 1e7)
+    df = np.where(np.isfinite(df), df, hi)
+    spread = np.isfinite(scale) & (scale > 0)
+    # df at a bound was not estimated: the samples do not tell a Gaussian (upper) or an
+    # arbitrarily heavy tail (lower) apart
+    at_bound = int(np.sum(spread & ((df >= 0.99 * hi) | (df <= 1.01 * lo))))
     return {"conductance": [float(v) for v in levels_s], "loc": [_float(v) for v in loc],
-            "scale": [_float(v) for v in scale], "df": [_float(v) for v in df]}
+            "scale": [_float(v) for v in scale], "df": [_float(v) for v in df],
+            "samples": int(errors.shape[1]), "df_at_bound": at_bound}
 
 
 def _segmentation(traces: np.ndarray, branch: str, n_levels: int, notes: list[str]) -> dict[str, Any]:
@@ -195,11 +214,14 @@ def _segmentation(traces: np.ndarray, branch: str, n_levels: int, notes: list[st
         "nu_end_matched": float(np.mean(curvature)),
         "processes": len(clean), "skipped": metrics.skipped_levels(np.array([seg.offset for seg in segs])),
     }
-    if len(clean) >= 5:
-        out["program_error_t"] = _program_error_table(1.0 / targets, np.array(errors).T)
+    if len(clean) >= STUDENT_T_MIN_SAMPLES:
+        out["program_error_t"] = table = _program_error_table(1.0 / targets, np.array(errors).T)
+        if table["df_at_bound"]:
+            notes.append(f"{branch}, n={n_levels}: df of {table['df_at_bound']} of {n_levels} levels sits at a bound "
+                         f"of {DF_BOUNDS} ({len(clean)} samples a level): not estimated, only bounded")
     else:
         notes.append(f"{branch}, n={n_levels}: {len(clean)} programming processes; the Student-t program error "
-                     "needs at least 5 (null)")
+                     f"needs at least {STUDENT_T_MIN_SAMPLES} (null)")
     return out
 
 
@@ -332,7 +354,8 @@ def _drift(ds: xr.Dataset, notes: list[str]) -> dict[str, Any]:
         fit = metrics.drift_exponent(time[ok], gm[ok])
         per_trace = [metrics.drift_exponent(time[ok], c[ok]).nu for c in traces.T
                      if np.all(np.isfinite(c[ok])) and np.all(c[ok] > 0)]
-        rows.append({"temperature_K": _float(temp), "nu": fit.nu, "g0": fit.g0, "t0": fit.t0, "r2": fit.r2,
+        rows.append({"temperature_K": _float(temp), "nu": fit.nu, "nu_stderr": fit.nu_stderr, "g0": fit.g0,
+                     "t0": fit.t0, "r2": fit.r2,
                      "nu_std": float(np.std(per_trace, ddof=1)) if len(per_trace) > 1 else None,
                      "rate": metrics.relative_drift_rate(time[ok], gm[ok]),
                      "rate_r2": metrics.linear_fit(np.log(gm[ok]), time[ok]).r2})
@@ -343,8 +366,19 @@ def _drift(ds: xr.Dataset, notes: list[str]) -> dict[str, Any]:
         return out
     known = [r for r in rows if r["temperature_K"] is not None]
     ref = min(known, key=lambda r: abs(r["temperature_K"] - 300.0)) if known else rows[0]
-    out["nu"] = ref["nu"]
-    out["nu_std"] = ref["nu_std"]
+    out["nu_r2"] = ref["r2"]
+    if ref["r2"] >= DRIFT_NU_MIN_R2:
+        out["nu"] = ref["nu"]
+        out["nu_stderr"] = ref["nu_stderr"]
+        out["nu_std"] = ref["nu_std"]
+    else:
+        # aihwkit's drift model is this power law: a ν that does not describe the decay would
+        # mispredict when (not only how much) the conductance moves.
+        out["nu_fit"] = {"nu": ref["nu"], "nu_stderr": ref["nu_stderr"], "r2": ref["r2"]}
+        change = float(np.exp(curves_ln[rows.index(ref)][1][-1] - curves_ln[rows.index(ref)][1][0]) - 1.0)
+        notes.append(f"drift: nu is null: the power law G ~ t^-nu explains R^2 = {ref['r2']:.2f} of log G at "
+                     f"{ref['temperature_K']} K (threshold {DRIFT_NU_MIN_R2}); G changed by {100 * change:.3g} % "
+                     "over the bake; the fitted value is under drift.nu_fit")
     if ref["temperature_K"] is not None:  # left out, not null, when the file does not say
         out["reference_temperature_K"] = ref["temperature_K"]
     else:
@@ -368,12 +402,19 @@ def _drift(ds: xr.Dataset, notes: list[str]) -> dict[str, Any]:
             notes.append("drift: ln G is not linear in time at every temperature (saturation); the activation "
                          f"energy is from the time for ln G to fall by {criterion:.3g}")
         out["activation_energy_eV"] = arr.activation_energy_eV
+        out["activation_energy_eV_stderr"] = arr.activation_energy_stderr_eV
         out["arrhenius_r2"] = arr.r2
+        if arr.activation_energy_stderr_eV is None:
+            notes.append("drift: the activation energy is from 2 temperatures (a line through 2 points): no "
+                         "standard error; bake at 3 or more for one")
     else:
         notes.append("drift: the activation energy needs a decaying conductance at 2 or more known temperatures "
                      "(null)")
     return out
 
+
+#: ν is reported only when the power law explains at least this fraction of the variance of log G.
+DRIFT_NU_MIN_R2 = 0.9
 
 #: ln G vs t fits at least this good at every temperature: the Arrhenius energy uses the drift rates.
 LINEAR_DECAY_R2 = 0.99
@@ -470,10 +511,11 @@ def _write_verify_metrics(ds: xr.Dataset, record: dict[str, Any], notes: list[st
         record["differential_bins"] = metrics.differential_bins(means, sigma) if n >= 2 else None
     else:
         notes.append("write-verify: one device; state_sigma and differential_bins need at least 2 (null)")
-    if final.shape[1] >= 5:
+    if final.shape[1] >= STUDENT_T_MIN_SAMPLES:
         record["program_error_t"] = {str(n): _program_error_table(targets, final - targets[:, None])}
     else:
-        notes.append(f"write-verify: {final.shape[1]} devices; the Student-t program error needs at least 5 (null)")
+        notes.append(f"write-verify: {final.shape[1]} devices; the Student-t program error needs at least "
+                     f"{STUDENT_T_MIN_SAMPLES} (null)")
     converged = np.asarray(ds["converged"].transpose("level", "device").values, dtype=float)[order]
     record["skipped_levels"] = {str(n): {"write-verify": int(np.sum(converged.mean(axis=1) < 0.8))}}
     energy = np.asarray(ds["energy"].values, dtype=float)
@@ -504,7 +546,8 @@ def _programming_metrics(ds, record, notes, idx_of, labels, levels, r2_min, step
     record["g_max"] = _float(np.nanmax(mean_curve[pd_idx]))
     linear = {b: _branch_linear(g, idx_of[b], b, mean_curve, notes, r2_min, step_ratio) for b in BRANCHES}
     record["branches"] = linear
-    record["linear_fit"] = {b: {k: linear[b].get(k) for k in ("slope", "intercept", "r2", "range_start", "range_stop")}
+    record["linear_fit"] = {b: {k: linear[b].get(k) for k in ("slope", "slope_stderr", "intercept",
+                                                              "intercept_stderr", "r2", "range_start", "range_stop")}
                             for b in BRANCHES}
     record["linear_r2"] = {b: linear[b].get("r2") for b in BRANCHES}
     with_states = [linear[b] for b in BRANCHES if "states" in linear[b]]
@@ -541,6 +584,13 @@ def _programming_metrics(ds, record, notes, idx_of, labels, levels, r2_min, step
             nu[key][f"{SHORT[b]}_end_matched"] = seg.get("nu_end_matched")
             skipped[key][b] = seg.get("skipped")
             perr[key][b] = seg.get("program_error_t")
+    scheme = str(ds.attrs.get("scheme", ""))
+    if scheme and not scheme.startswith("ffp"):
+        # the TiO2-x paper's count for a closed-loop FFP trace; a fixed pulse table that reaches fewer
+        # reads than levels "skips" by construction (128 of 128 for a 20-pulse ramp)
+        skipped = None
+        notes.append(f"skipped_levels: defined for feedforward (FFP) traces segmented into n levels; this "
+                     f"dataset's scheme {scheme!r} is a fixed pulse table (null)")
     record["nu"], record["skipped_levels"] = nu, skipped
     # The TiO2 paper samples the program error of the worse branch ("considered the worst
     # case"); the record's program_error_t is that branch's table, both are kept aside.
@@ -649,3 +699,114 @@ def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MemdriftError(f"record file {str(p)!r} is not valid JSON ({exc})") from None
     return validate_record(record, source=f"record file {str(p)!r}")
+
+
+# --------------------------------------------------------------------------- one record from several datasets
+
+#: Global attributes that say which device a dataset is of: files that differ in one are two devices.
+IDENTITY_KEYS = ("model", "preset")
+IDENTITY_PREFIXES = ("param.", "parameters.", "variation.")
+
+#: What each kind of measurement provides. A record takes each group whole from one dataset, so a
+#: state σ and the bin width it is compared with always come from the same programming scheme.
+DRIFT_KEYS = ("drift",)
+#: Keys that describe the record, not a measurement.
+META_KEYS = ("schema", "units", "levels", "notes", "source", "sources")
+#: how to obtain a group the record lacks
+PROVIDED_BY = {"programming": "a programming dataset (memdrift pulse, or characterise --protocol pd-cycling)",
+               "drift": "retention data (memdrift characterise --protocol retention)"}
+
+
+def device_identity(ds: xr.Dataset) -> dict[str, Any]:
+    """The model, preset and every parameter a dataset records (empty for a lab file without them)."""
+    return {k: _jsonable(v) for k, v in ds.attrs.items() if k in IDENTITY_KEYS or k.startswith(IDENTITY_PREFIXES)}
+
+
+def check_same_device(named: list[tuple[str, xr.Dataset]]) -> None:
+    """Raise unless every dataset records the same model, preset and parameters as the first."""
+    first_name, first = named[0][0], device_identity(named[0][1])
+    for name, ds in named[1:]:
+        other = device_identity(ds)
+        keys = sorted(set(first) | set(other), key=lambda k: (k not in IDENTITY_KEYS, k))
+        differ = [f"{k} = {other.get(k, 'absent')!r} there, {first.get(k, 'absent')!r} in {first_name}"
+                  for k in keys if first.get(k, "absent") != other.get(k, "absent")]
+        if differ:
+            more = f" (and {len(differ) - 3} more)" if len(differ) > 3 else ""
+            raise MemdriftError(f"{name} is not the device of {first_name}: {'; '.join(differ[:3])}{more}; "
+                                "allowed: datasets of one device (same model, preset and parameters) in one record")
+
+
+def _measured(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, dict):
+        return any(_measured(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return len(value) > 0
+    return True
+
+
+def _group(key: str) -> str:
+    return "drift" if key in DRIFT_KEYS else "programming"
+
+
+def _note_group(note: str) -> str:
+    return "drift" if note.startswith("drift") else "programming"
+
+
+def merge_records(parts: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """One record from the records of several datasets of one device (see :func:`extract_datasets`).
+
+    Each group of quantities (programming metrics; drift) comes whole from the first dataset, in the
+    order given, that measures it; ``notes`` say which file gave what, and keep each file's notes on
+    the group it gave (or, for a group none gave, every file's reason). ``sources`` lists the files.
+    """
+    if not parts:
+        raise MemdriftError("no datasets to merge; allowed: one or more extraction records")
+    levels = [p[1].get("levels") for p in parts]
+    if any(lv != levels[0] for lv in levels):
+        raise MemdriftError(f"records were extracted at different level counts {levels}; allowed: one --levels")
+    provider: dict[str, int] = {}
+    for i, (_name, rec) in enumerate(parts):
+        for key, value in rec.items():
+            if key not in META_KEYS and _measured(value):
+                provider.setdefault(_group(key), i)
+    merged: dict[str, Any] = {key: None for key in REQUIRED_KEYS}
+    merged.update(schema=SCHEMA, units=UNITS, levels=levels[0], linear_r2={POTENTIATION: None, DEPRESSION: None},
+                  drift={"nu": None, "activation_energy_eV": None})
+    notes: list[str] = []
+    for group in ("programming", "drift"):
+        if group in provider:
+            name, rec = parts[provider[group]]
+            for key, value in rec.items():
+                if key not in META_KEYS and _group(key) == group:
+                    merged[key] = value
+            notes.append(f"{group} metrics from {name}")
+            notes += [f"{name}: {n}" for n in rec.get("notes") or [] if _note_group(n) == group]
+            others = [parts[i][0] for i in range(len(parts)) if i != provider[group]
+                      and any(_measured(v) for k, v in parts[i][1].items() if k not in META_KEYS and _group(k) == group)]
+            if others:
+                notes.append(f"{group} metrics also in {', '.join(others)}: not used (the first file given that "
+                             "measures them provides them whole)")
+        else:
+            notes.append(f"{group}: none of {', '.join(p[0] for p in parts)} measures it (null); it comes from "
+                         f"{PROVIDED_BY[group]}")
+            notes += [f"{name}: {n}" for name, rec in parts for n in rec.get("notes") or [] if _note_group(n) == group]
+    merged["notes"] = notes
+    merged["sources"] = [dict(file=name, provides=sorted(g for g, i in provider.items() if i == k),
+                              **(rec.get("source") or {})) for k, (name, rec) in enumerate(parts)]
+    merged["source"] = parts[provider.get("programming", provider.get("drift", 0))][1].get("source")
+    return merged
+
+
+def extract_datasets(named: list[tuple[str, xr.Dataset]], **options: Any) -> dict[str, Any]:
+    """The record of one device from several datasets (cycling, retention, ...), each extracted by
+    :func:`extract_record` with ``options`` and merged by :func:`merge_records`.
+
+    Datasets that record different models, presets or parameters are two devices: refused, naming
+    the first differing attribute.
+    """
+    if len(named) == 1:
+        return extract_record(named[0][1], **options)
+    check_same_device(named)
+    return merge_records([(name, extract_record(ds, **options)) for name, ds in named])

@@ -57,6 +57,9 @@ class LinearFit:
     slope: float
     intercept: float
     r2: float
+    #: standard errors of slope and intercept (:func:`scipy.stats.linregress`); None with 2 points
+    slope_stderr: float | None = None
+    intercept_stderr: float | None = None
 
 
 def linear_fit(y, x=None) -> LinearFit:
@@ -66,6 +69,7 @@ def linear_fit(y, x=None) -> LinearFit:
     variance of ``y`` explained by the line; it lies in [0, 1] by construction.
     A perfectly flat ``y`` has no variance to explain: R² is reported as 1 when
     the line fits exactly (slope 0), since the data are then exactly linear.
+    Standard errors need a degree of freedom: None for two points.
     """
     y = _as_1d("y", y, min_size=2)
     x = np.arange(y.size, dtype=np.float64) if x is None else _as_1d("x", x, min_size=2)
@@ -73,10 +77,12 @@ def linear_fit(y, x=None) -> LinearFit:
         raise MemdriftError(f"x has {x.size} values but y has {y.size}; allowed: equal lengths")
     if np.ptp(x) == 0:
         raise MemdriftError("x is constant; allowed: at least two distinct x values")
+    exact = 0.0 if y.size > 2 else None
     if np.ptp(y) == 0:
-        return LinearFit(0.0, float(y[0]), 1.0)
+        return LinearFit(0.0, float(y[0]), 1.0, exact, exact)
     res = stats.linregress(x, y)
-    return LinearFit(float(res.slope), float(res.intercept), float(min(1.0, res.rvalue ** 2)))
+    se = (float(res.stderr), float(res.intercept_stderr)) if y.size > 2 else (None, None)
+    return LinearFit(float(res.slope), float(res.intercept), float(min(1.0, res.rvalue ** 2)), *se)
 
 
 def _window_r2(y: np.ndarray, start: np.ndarray, length: int) -> np.ndarray:
@@ -431,6 +437,8 @@ class DriftFit:
     g0: float
     t0: float
     r2: float
+    #: standard error of ν (of the log-log slope); None with 2 times
+    nu_stderr: float | None = None
 
 
 def drift_exponent(time_s, conductance, *, t0: float | None = None) -> DriftFit:
@@ -449,7 +457,7 @@ def drift_exponent(time_s, conductance, *, t0: float | None = None) -> DriftFit:
         raise MemdriftError("conductance has an entry <= 0; allowed: (0, inf) S")
     t0 = float(t.min()) if t0 is None else float(t0)
     fit = linear_fit(np.log(g), np.log(t / t0))
-    return DriftFit(nu=-fit.slope, g0=float(np.exp(fit.intercept)), t0=t0, r2=fit.r2)
+    return DriftFit(nu=-fit.slope, g0=float(np.exp(fit.intercept)), t0=t0, r2=fit.r2, nu_stderr=fit.slope_stderr)
 
 
 def relative_drift_rate(time_s, conductance) -> float:
@@ -474,6 +482,8 @@ class ArrheniusFit:
     activation_energy_eV: float
     prefactor: float
     r2: float
+    #: standard error of the energy (slope of ln rate vs 1/kT); None with 2 temperatures
+    activation_energy_stderr_eV: float | None = None
 
 
 def arrhenius_activation_energy(temperature_k, rate) -> ArrheniusFit:
@@ -493,7 +503,8 @@ def arrhenius_activation_energy(temperature_k, rate) -> ArrheniusFit:
     if np.unique(temp).size < 2:
         raise MemdriftError("temperature_k has fewer than 2 distinct values; allowed: at least two temperatures")
     fit = linear_fit(np.log(k), 1.0 / (K_B_EV * temp))
-    return ArrheniusFit(activation_energy_eV=-fit.slope, prefactor=float(np.exp(fit.intercept)), r2=fit.r2)
+    return ArrheniusFit(activation_energy_eV=-fit.slope, prefactor=float(np.exp(fit.intercept)), r2=fit.r2,
+                        activation_energy_stderr_eV=fit.slope_stderr)
 
 
 # --------------------------------------------------------------------------- energy

@@ -38,3 +38,23 @@ def check_range(field: str, value: float, low: float | None = None, high: float 
         hi = "inf" if high is None else f"{high:g}"
         raise field_error(field, value, f"{left}{lo}, {hi}{right}{' ' + unit if unit else ''}")
     return value
+
+
+#: seeds feed numpy's SeedSequence and are stored as an unsigned 64-bit attribute
+SEED_LIMIT = 2**64
+
+
+def check_seed(field: str, value: Any) -> int:
+    """Return ``value`` as int when it is an integer seed in [0, 2**64), else raise naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MemdriftError(f"{field} = {value!r} has the wrong type; allowed: an integer in [0, 2**64)")
+    if not 0 <= value < SEED_LIMIT:
+        raise field_error(field, value, "an integer in [0, 2**64)")
+    return int(value)
+
+
+def check_memory(what: str, estimate_bytes: float, limit_bytes: float) -> None:
+    """Refuse a request whose memory estimate is above the limit, naming both."""
+    if estimate_bytes > limit_bytes:
+        raise MemdriftError(f"{what} needs about {estimate_bytes / 2**30:.3g} GiB of memory; allowed: at most "
+                            f"{limit_bytes / 2**30:.3g} GiB (raise it with --max-memory-gb, or ask for less)")

@@ -8,7 +8,9 @@ the final name (rename is atomic within one filesystem).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,17 +41,88 @@ def _new_file_mode() -> int:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``."""
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    created = _missing_parents(final)
+    ok = False
     try:
-        yield tmp
-        os.chmod(tmp, _new_file_mode())
-        os.replace(tmp, final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            yield tmp
+            os.chmod(tmp, _new_file_mode())
+            os.replace(tmp, final)
+            ok = True
+        finally:
+            if tmp.exists():
+                tmp.unlink()
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if not ok:
+            # a failed write leaves no empty folder it made behind
+            remove_empty_dirs(created)
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """The folders above ``path`` that do not exist yet, deepest first."""
+    missing = []
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    return missing
+
+
+def remove_empty_dirs(dirs: list[Path]) -> None:
+    """Remove each folder of ``dirs`` (deepest first) that is empty; leave the rest."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:
+            break
+
+
+def check_output_path(path: str | os.PathLike[str], suffix: str, field: str = "output") -> Path:
+    """Refuse an output path before any work: wrong suffix, a folder, or a place no file can be made.
+
+    The nearest existing folder above ``path`` is probed by creating (and removing)
+    a temporary file there, which is the one test that sees read-only mounts,
+    ``/proc`` and permissions alike.
+    """
+    p = Path(path)
+    if p.suffix.lower() != suffix:
+        raise MemdriftError(f"{field} = {str(p)!r} is not allowed; allowed: a path ending in {suffix}")
+    if p.is_dir():
+        raise MemdriftError(f"{field} = {str(p)!r} is a directory; allowed: a file path ending in {suffix}")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise MemdriftError(f"{field} = {str(p)!r} lies under {str(parent)!r}, which is not a directory; "
+                            "allowed: a path in a writable directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".memdrift-probe.", suffix=".part", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise MemdriftError(f"{field} = {str(p)!r} cannot be written ({exc.strerror or exc} in {str(parent)!r}); "
+                            "allowed: a path in a writable directory") from None
+    return p
+
+
+def write_error(path: str | os.PathLike[str], exc: BaseException) -> MemdriftError:
+    """A write that failed (netCDF reports a full disk as an HDF error): the path, the cause, the free space."""
+    p = Path(path)
+    where = p.parent if p.parent.exists() else Path(".")
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        free = None
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        reason = "no space left on the device"
+    else:
+        reason = str(getattr(exc, "strerror", None) or exc)
+    room = "" if free is None else f"; {free / 2**20:.1f} MiB free there"
+    return MemdriftError(f"could not write {str(p)!r} ({reason}{room}); allowed: a path with room for the file")
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -72,8 +145,11 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike[str], *, float32: bool
     if float32:
         ds.attrs["reads_stored_as"] = "float32"
     encoding = netcdf_encoding(ds, float32=float32)
-    with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
+    try:
+        with atomic_path(path) as tmp:
+            ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
+    except (OSError, RuntimeError) as exc:
+        raise write_error(path, exc) from None
     return Path(path)
 
 

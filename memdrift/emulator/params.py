@@ -68,15 +68,31 @@ class ModelParams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
+        """Parameters from a preset's tables: every key known, every value a number (no booleans)."""
         model = data.get("model", cls.model)
         if model != cls.model:
             raise MemdriftError(f"model = {model!r} does not match; allowed: {cls.model!r}")
         known = {f.name for f in fields(cls)} - {"variation"}
-        parameters = dict(data.get("parameters", {}))
-        unknown = sorted(set(parameters) - known)
-        if unknown:
-            raise MemdriftError(f"parameters.{unknown[0]} is unknown; allowed keys: {', '.join(sorted(known))}")
-        return cls(**parameters, variation=dict(data.get("variation", {})))
+        parameters = _number_table("parameters", data.get("parameters", {}), known)
+        variation = _number_table("variation", data.get("variation", {}), set(cls.variable_fields))
+        return cls(**parameters, variation=variation)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number_table(section: str, table: Any, known: set[str]) -> dict[str, float]:
+    """A TOML table of numbers: unknown keys and non-numbers (booleans, strings, lists) refused by name."""
+    if not isinstance(table, dict):
+        raise MemdriftError(f"{section} = {table!r} has the wrong type; allowed: a table [{section}] of numbers")
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise MemdriftError(f"{section}.{unknown[0]} is unknown; allowed keys: {', '.join(sorted(known))}")
+    for key, value in table.items():
+        if not _is_number(value):
+            raise MemdriftError(f"{section}.{key} = {value!r} has the wrong type; allowed: a number")
+    return {k: float(v) for k, v in table.items()}
 
 
 @dataclass(frozen=True)
@@ -173,21 +189,46 @@ def register_model(name: str, params_type: type) -> None:
     MODELS[name] = params_type
 
 
+#: the top-level keys of a preset TOML, with the type each must have
+PRESET_KEYS: dict[str, type] = {"name": str, "description": str, "scheme": str, "model": str,
+                                "parameters": dict, "variation": dict, "calibration": dict}
+_TYPE_WORDS = {str: "a string", dict: "a table"}
+
+
 def preset_from_toml(text: str, source: str = "<string>") -> Preset:
+    """Parse a preset strictly: known keys of their declared types, ``model`` and ``[parameters]`` present."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise MemdriftError(f"{source}: not valid TOML ({exc})") from None
+    unknown = sorted(set(data) - set(PRESET_KEYS))
+    if unknown:
+        raise MemdriftError(f"{source}: {unknown[0]} is unknown; allowed keys: {', '.join(PRESET_KEYS)}")
+    for key, kind in PRESET_KEYS.items():
+        if key in data and not isinstance(data[key], kind):
+            raise MemdriftError(f"{source}: {key} = {data[key]!r} has the wrong type; allowed: {_TYPE_WORDS[kind]}")
     model = data.get("model")
+    if model is None:
+        raise MemdriftError(f"{source}: model is missing; allowed: model = one of "
+                            f"{', '.join(sorted({*MODELS, *_MODEL_MODULES}))}")
     if model not in MODELS and model in _MODEL_MODULES:
         import importlib
 
         importlib.import_module(_MODEL_MODULES[model])
     if model not in MODELS:
         raise MemdriftError(f"{source}: model = {model!r} is unknown; allowed: {', '.join(sorted(MODELS))}")
-    params = MODELS[model].from_dict(data)
-    return Preset(name=str(data.get("name", Path(source).stem)), params=params,
-                  description=str(data.get("description", "")), scheme=str(data.get("scheme", "ramp")),
+    if "parameters" not in data:
+        # a preset is a complete device: silently running on the defaults would hide a truncated file
+        raise MemdriftError(f"{source}: the [parameters] table is missing; allowed: a preset with [parameters] "
+                            f"giving the {model} fields (see `memdrift presets` and memdrift/data/presets/)")
+    try:
+        params = MODELS[model].from_dict(data)
+    except MemdriftError as exc:
+        raise MemdriftError(f"{source}: {exc}") from None
+    except TypeError as exc:  # a model's own constructor refusing a combination
+        raise MemdriftError(f"{source}: {exc}") from None
+    return Preset(name=data.get("name", Path(source).stem), params=params,
+                  description=data.get("description", ""), scheme=data.get("scheme", "ramp"),
                   calibration=dict(data.get("calibration", {})))
 
 
@@ -199,7 +240,17 @@ def load_preset(name_or_path: str | os.PathLike[str]) -> Preset:
     """A shipped preset by name, or any preset TOML file by path."""
     path = Path(name_or_path)
     if path.suffix == ".toml" and path.exists():
-        return preset_from_toml(path.read_text(), str(path))
+        if not path.is_file():
+            raise MemdriftError(f"preset = {str(path)!r} is not a file; allowed: a shipped preset name or the path "
+                                "of a preset .toml file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise MemdriftError(f"preset = {str(path)!r} is not UTF-8 text (byte {exc.start}); allowed: a TOML "
+                                "file, which is UTF-8") from None
+        except OSError as exc:
+            raise MemdriftError(f"preset = {str(path)!r} cannot be read ({exc.strerror or exc})") from None
+        return preset_from_toml(text, str(path))
     shipped = list_presets()
     if str(name_or_path) not in shipped:
         raise MemdriftError(f"preset = {str(name_or_path)!r} is unknown; allowed: {', '.join(shipped)} "

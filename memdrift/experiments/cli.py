@@ -9,8 +9,12 @@ and never a file under the output name.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import traceback
+from collections.abc import Iterator
 
 from memdrift import __version__
 from memdrift.errors import MemdriftError
@@ -29,8 +33,21 @@ COMMAND_MODULES = (
 )
 
 
+class UsageError(Exception):
+    """A command line argparse rejects; reported as one line rather than the usage block."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so ``finally`` blocks remove temporaries as for Ctrl-C."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memdrift", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="memdrift", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"memdrift {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -40,18 +57,78 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM ends the run like Ctrl-C does (temporaries removed on the way out), then exit 143."""
+    def handler(signum, frame):
+        raise Terminated()
+
     try:
-        result = args.func(args)
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. called from a worker): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _drop_progress_bars() -> None:
+    """Close open progress bars without leaving their last line, so an error stays one line."""
+    tqdm_module = sys.modules.get("tqdm.std")
+    if tqdm_module is None:
+        return
+    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+        bar.leave = False
+        bar.close()
+
+
+def _os_error_line(exc: OSError) -> str:
+    where = exc.filename if exc.filename is not None else "a file"
+    return f"{where}: {exc.strerror or exc} ({type(exc).__name__}); allowed: a readable input and a writable output"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; every expected failure is one stderr line and exit 2 (130 on SIGINT, 143 on SIGTERM)."""
+    command = "memdrift"
+    try:
+        with _sigterm_raises():
+            try:
+                args = build_parser().parse_args(argv)
+            except UsageError as exc:
+                print(exc, file=sys.stderr)
+                return 2
+            command = f"memdrift {args.command}"
+            result = args.func(args)
     except MemdriftError as exc:
-        print(f"memdrift {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        line = f"{command}: error: {exc}"
+    except OSError as exc:
+        line = f"{command}: error: {_os_error_line(exc)}"
+    except UnicodeDecodeError as exc:
+        line = f"{command}: error: an input file is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    except MemoryError:
+        line = (f"{command}: error: out of memory; allowed: a smaller request (fewer devices, cycles or points, "
+                "or a chunked run)")
     except KeyboardInterrupt:
-        print(f"memdrift {args.command}: interrupted", file=sys.stderr)
+        _drop_progress_bars()
+        print(f"{command}: interrupted (SIGINT); temporary files removed", file=sys.stderr)
         return 130
-    return int(result or 0)
+    except Terminated:
+        _drop_progress_bars()
+        print(f"{command}: terminated (SIGTERM); temporary files removed", file=sys.stderr)
+        return 143
+    except Exception:  # a bug: show it, and ask for the report that lets it be fixed
+        _drop_progress_bars()
+        traceback.print_exc()
+        print(f"{command}: internal error (a bug in memdrift {__version__}); please report it with the command "
+              "line and the traceback above", file=sys.stderr)
+        return 1
+    else:
+        return int(result or 0)
+    _drop_progress_bars()
+    print(line.replace("\n", " "), file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -45,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from memdrift.errors import check_range
     from memdrift.mapping.calibrate import calibrate
 
-    if args.output.suffix != ".toml":
-        raise MemdriftError(f"output = {str(args.output)!r} is not allowed; allowed: a path ending in .toml")
+    from memdrift.data.io import check_output_path
+
+    check_output_path(args.output, ".toml", "output")
     if args.model not in MODELS:
         raise MemdriftError(f"model = {args.model!r} is unknown; allowed: {', '.join(MODELS)}")
     check_range("fit-cycles", args.fit_cycles, 1, 10_000)

@@ -62,6 +62,9 @@ def _floats(name: str, text: str | None) -> tuple[float, ...] | None:
         except ValueError:
             raise MemdriftError(f"{name} = {text!r}: {part.strip()!r} is not a number; allowed: a comma-separated "
                                 "list of numbers") from None
+    if len(set(out)) != len(out):
+        # each value becomes a coordinate of the dataset, and a coordinate must be unique
+        raise MemdriftError(f"{name} = {text!r} repeats a value; allowed: distinct values")
     return tuple(out)
 
 
@@ -69,8 +72,11 @@ def run(args: argparse.Namespace) -> int:
     from memdrift.emulator.protocols import Options, characterise, write_characterisation
     from memdrift.experiments.cmd_extract import parse_levels
 
-    if args.output.suffix != ".nc":
-        raise MemdriftError(f"output = {str(args.output)!r} is not allowed; allowed: a path ending in .nc")
+    from memdrift.data.io import check_output_path
+    from memdrift.errors import check_seed
+
+    check_output_path(args.output, ".nc", "output")
+    check_seed("seed", args.seed)
     if args.protocol not in PROTOCOLS:
         raise MemdriftError(f"protocol = {args.protocol!r} is unknown; allowed: {', '.join(PROTOCOLS)}")
     opts = Options(devices=args.devices, cycles=args.cycles, seed=args.seed, threads=args.threads,

@@ -8,7 +8,6 @@ prints a table. Heavy imports (torch, aihwkit) stay inside ``run``.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -56,30 +55,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_record(path: str | Path) -> dict[str, Any]:
-    """The extraction record (JSON), through the extractor's loader when it is installed."""
-    from memdrift.errors import MemdriftError
+    """The extraction record (JSON), checked by the extractor's one strict loader."""
+    from memdrift.mapping.extract import load_record as strict_load
 
-    p = Path(path)
-    if not p.exists():
-        raise MemdriftError(f"record file {str(p)!r} does not exist")
-    try:
-        from memdrift.mapping.extract import load_record as extract_load
-    except ImportError:
-        extract_load = None
-    if extract_load is not None:
-        return dict(extract_load(p))
-    try:
-        record = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MemdriftError(f"record file {str(p)!r} is not valid JSON ({exc})") from None
-    if not isinstance(record, dict):
-        raise MemdriftError(f"record file {str(p)!r} must hold a JSON object, got {type(record).__name__}")
-    return record
+    return dict(strict_load(path))
 
 
 def run(args: argparse.Namespace) -> int:
     from memdrift.errors import MemdriftError, check_range
 
+    from memdrift.data.io import check_output_path
+    from memdrift.errors import check_seed
+
+    if args.output is not None:
+        check_output_path(args.output, ".nc", "output")
+    if args.plot is not None:
+        check_output_path(args.plot, ".png", "plot")
+    check_seed("seed", args.seed)
     record = load_record(args.record)
     for name in ("train_samples", "test_samples"):
         if getattr(args, name) is not None:

@@ -46,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
     from memdrift.mapping.extract import extract_datasets, save_record
     from memdrift.mapping.measured import read_measured
 
-    if args.output.suffix.lower() != ".json":
-        raise MemdriftError(f"output = {str(args.output)!r} is not allowed; allowed: a path ending in .json")
+    from memdrift.data.io import check_output_path
+
+    check_output_path(args.output, ".json", "output")
     levels = parse_levels(args.levels)
     check_range("r2-min", args.r2_min, 0.0, 1.0)
     check_range("max-processes", args.max_processes, 1, 1 << 20)

@@ -47,17 +47,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pulses", type=int, default=None, help="write-verify: pulses allowed per target (default 100)")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.nc", help="netCDF file to write")
     p.add_argument("--plot", type=Path, default=None, metavar="OUT.png", help="also write a PNG summary")
+    p.add_argument("--max-memory-gb", type=float, default=DEFAULT_MAX_MEMORY_GB, metavar="GB",
+                   help=f"refuse a run whose arrays need more than this (default {DEFAULT_MAX_MEMORY_GB:g} GiB)")
     p.set_defaults(func=run)
 
 
+#: what a run may allocate unless the user raises it: a laptop's share, not a cluster node's
+DEFAULT_MAX_MEMORY_GB = 8.0
+#: float64 outputs per pulse of the filament engine (conductance, temperature_peak, energy, gap)
+FILAMENT_BYTES_PER_PULSE = 4 * 8
+
+
+def memory_limit_bytes(args: argparse.Namespace) -> float:
+    from memdrift.errors import check_range
+
+    return check_range("max-memory-gb", args.max_memory_gb, 0.0, 1e6, low_open=True, unit="GiB") * 2**30
+
+
 def run(args: argparse.Namespace) -> int:
+    from memdrift.data import envelope
     from memdrift.data.io import write_dataset
     from memdrift.emulator.params import load_preset
 
-    if args.output.suffix != ".nc":
-        raise MemdriftError(f"output = {str(args.output)!r} is not allowed; allowed: a path ending in .nc")
-    if args.plot is not None and args.plot.suffix != ".png":
-        raise MemdriftError(f"plot = {str(args.plot)!r} is not allowed; allowed: a path ending in .png")
+    from memdrift.data.io import check_output_path
+    from memdrift.errors import check_range, check_seed
+
+    check_output_path(args.output, ".nc", "output")
+    if args.plot is not None:
+        check_output_path(args.plot, ".png", "plot")
+        if args.plot.resolve() == args.output.resolve():
+            raise MemdriftError(f"plot = {str(args.plot)!r} is the output path; allowed: a different file")
+    check_seed("seed", args.seed)
+    check_range("devices", args.devices, 1, 10**9)
+    if args.cycles is not None:
+        check_range("cycles", args.cycles, 1, 10**9)
+    memory_limit_bytes(args)
     preset = load_preset(args.device)
     scheme = args.scheme or preset.scheme
     if preset.model == "filament":
@@ -76,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
             options["snapshot_events"] = BULK_PLOT_SNAPSHOT_EVENTS
         ds = bulk4t_schemes.simulate_scheme(preset, scheme, devices=args.devices, seed=args.seed,
                                             threads=args.threads, backend=args.backend, progress=not args.quiet, **options)
+    envelope.warn(ds, preset.model, f"pulse {preset.name}")
     write_dataset(ds, args.output, float32=args.float32)
     print(f"wrote {args.output} ({', '.join(f'{k}={v}' for k, v in ds.sizes.items())})")
     if args.plot is not None:
@@ -128,8 +153,12 @@ def _run_filament(preset, scheme: str, args: argparse.Namespace):
         raise MemdriftError(f"--targets/--tolerance/--max-pulses are write-verify options; scheme = {scheme!r} "
                             "does not use them; allowed: --scheme write-verify")
 
+    from memdrift.errors import check_memory
+
     train = from_name(scheme)
     cycles = args.cycles if args.cycles is not None else (100 if scheme == "ramp" else 1)
+    check_memory(f"pulse --devices {args.devices} --cycles {cycles} ({train.n_pulses} pulses a cycle)",
+                 float(args.devices) * cycles * train.n_pulses * FILAMENT_BYTES_PER_PULSE, memory_limit_bytes(args))
     return run_pulses(preset.params, train, devices=args.devices, cycles=cycles, seed=args.seed,
                       threads=args.threads, backend=args.backend, noise=not args.no_noise, progress=not args.quiet,
                       preset=preset.name)

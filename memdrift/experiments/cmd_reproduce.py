@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from memdrift.errors import MemdriftError
+
 EXPERIMENTS = ("hfoxsy-ramp", "tio2x-ffp")
 
 
@@ -19,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="directory for the files (default ./reproduce)")
     p.add_argument("--devices", type=int, default=None,
                    help="ensemble size (default 200 for hfoxsy-ramp, the preset's calibration check; 1 for tio2x-ffp)")
-    p.add_argument("--cycles", type=int, default=100, help="ramp cycles (hfoxsy-ramp; default 100)")
+    p.add_argument("--cycles", type=int, default=None, help="ramp cycles (hfoxsy-ramp; default 100)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=run)
@@ -31,12 +33,17 @@ def run(args: argparse.Namespace) -> int:
 
     check_range("threads", args.threads, 1, 1024)
     check_range("seed", args.seed, 0, 2**63 - 1)
+    if args.output.exists() and not args.output.is_dir():
+        raise MemdriftError(f"output = {str(args.output)!r} is a file; allowed: a directory (made when missing)")
+    if args.experiment == "tio2x-ffp" and args.cycles is not None:
+        raise MemdriftError(f"cycles = {args.cycles!r} is not used by tio2x-ffp (one FFP branch pair per device); "
+                            "allowed: omit --cycles")
     options: dict = {"seed": args.seed, "threads": args.threads}
     if args.devices is not None:
         check_range("devices", args.devices, 1, 10**8)
         options["devices"] = args.devices
     if args.experiment == "hfoxsy-ramp":
-        options["cycles"] = args.cycles
+        options["cycles"] = 100 if args.cycles is None else args.cycles
     result = reproduce(args.experiment, args.output, **options)
     print(result.table())
     for path in result.files:

@@ -34,11 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from memdrift.experiments import sweep
 
-    out = Path(args.output)
-    if out.suffix != ".nc":
-        raise MemdriftError(f"--output = {str(out)!r} has the wrong suffix; allowed: a .nc path")
-    if args.plot is not None and Path(args.plot).suffix != ".png":
-        raise MemdriftError(f"--plot = {args.plot!r} has the wrong suffix; allowed: a .png path")
+    from memdrift.data.io import check_output_path
+
+    out = check_output_path(args.output, ".nc", "output")
+    if args.plot is not None:
+        check_output_path(args.plot, ".png", "plot")
     if args.workers is not None and args.workers < 1:
         raise MemdriftError(f"--workers = {args.workers!r} is out of range; allowed: >= 1")
     if args.best < 0:

@@ -135,7 +135,7 @@ import xarray as xr
 from memdrift import __version__
 from memdrift.emulator import pulses
 from memdrift.emulator.params import FilamentParams, VARIABLE_FIELDS, load_preset
-from memdrift.errors import MemdriftError
+from memdrift.errors import MemdriftError, check_seed
 
 # ----------------------------------------------------------------------------- spec
 
@@ -273,6 +273,18 @@ _TOP_LEVEL = {"sweep", "scheme", "device", "axes", "metrics"}
 _SWEEP_KEYS = {"name", "seed", "devices", "cycles", "description"}
 _METRIC_KEYS = {"store", "maximise", "minimise", "accuracy"}
 _RANGE_KEYS = {"start", "stop", "num", "log"}
+#: values one axis may hold (checked before a range is laid out)
+MAX_AXIS_VALUES = 10_000
+#: grid points one sweep may hold (checked before the grid is enumerated)
+MAX_POINTS = 100_000
+#: a count option (pulses, levels, events) beyond this is a typo, not a design point
+MAX_COUNT_OPTION = 1_000_000
+#: a pulse longer than this is a DC stress, outside what the pulse models describe
+MAX_WIDTH_S = 1.0
+#: memory one point's run may need, unless the user raises it (--max-memory-gb)
+DEFAULT_POINT_MEMORY_BYTES = 8 * 2**30
+#: float64 outputs per pulse the engines keep (conductance, temperature, energy, gap)
+BYTES_PER_PULSE = 4 * 8
 
 DEFAULT_RUNNER = "memdrift.emulator.engine:run_pulses"
 #: The engine each model runs on (a test or bench may name another with the same signature).
@@ -370,6 +382,8 @@ def _number(where: str, value: Any, integer: bool) -> float | int:
 
 def _axis_values(where: str, raw: Any, integer: bool) -> tuple[float | int, ...]:
     if isinstance(raw, list):
+        if len(raw) > MAX_AXIS_VALUES:
+            raise MemdriftError(f"{where} has {len(raw)} values; allowed: at most {MAX_AXIS_VALUES}")
         if not raw:
             raise MemdriftError(f"{where} = [] is an empty range; allowed: at least one value")
         values = [_number(f"{where}[{i}]", v, integer) for i, v in enumerate(raw)]
@@ -387,6 +401,8 @@ def _axis_values(where: str, raw: Any, integer: bool) -> tuple[float | int, ...]
             raise MemdriftError(f"{where}.num = {num!r} has the wrong type; allowed: an integer >= 1")
         if num < 1:
             raise MemdriftError(f"{where}.num = {num!r} is an empty range; allowed: >= 1")
+        if num > MAX_AXIS_VALUES:
+            raise MemdriftError(f"{where}.num = {num!r} is out of range; allowed: [1, {MAX_AXIS_VALUES}]")
         log = raw.get("log", False)
         if not isinstance(log, bool):
             raise MemdriftError(f"{where}.log = {log!r} has the wrong type; allowed: true or false")
@@ -453,14 +469,12 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
     description = sweep.get("description", "")
     if not isinstance(description, str):
         raise MemdriftError(f"sweep.description = {description!r} has the wrong type; allowed: a string")
-    seed = _number("sweep.seed", sweep.get("seed", 0), True)
-    if seed < 0:
-        raise MemdriftError(f"sweep.seed = {seed!r} is out of range; allowed: >= 0")
+    seed = check_seed("sweep.seed", sweep.get("seed", 0))
     if "devices" not in sweep:
         raise MemdriftError("sweep.devices is missing; allowed: an integer >= 1 (ensemble size)")
     devices = _number("sweep.devices", sweep["devices"], True)
-    if devices < 1:
-        raise MemdriftError(f"sweep.devices = {devices!r} is out of range; allowed: >= 1")
+    if not 1 <= devices <= MAX_COUNT_OPTION:
+        raise MemdriftError(f"sweep.devices = {devices!r} is out of range; allowed: [1, {MAX_COUNT_OPTION}]")
     scheme_table = _table(data, "scheme")
     base = scheme_table.pop("base", None)
     if base not in SCHEMES:
@@ -483,8 +497,8 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
         cycles = 1
     else:
         cycles = _number("sweep.cycles", sweep.get("cycles", 10), True)
-        if cycles < 2:
-            raise MemdriftError(f"sweep.cycles = {cycles!r} is out of range; allowed: >= 2 "
+        if not 2 <= cycles <= MAX_COUNT_OPTION:
+            raise MemdriftError(f"sweep.cycles = {cycles!r} is out of range; allowed: [2, {MAX_COUNT_OPTION}] "
                                 "(a state's cycle-to-cycle sigma needs two cycles)")
 
     option_kinds = _scheme_option_kinds(base)
@@ -501,7 +515,7 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
         if key not in option_kinds:
             raise MemdriftError(f"scheme.{key} is unknown for base {base!r}; allowed keys: base, "
                                 f"{', '.join(option_kinds)}")
-        scheme_options[key] = _number(f"scheme.{key}", value, option_kinds[key][0])
+        scheme_options[key] = _scheme_option(f"scheme.{key}", key, value, option_kinds[key][0])
     scheme_options = {**defaults, **scheme_options}
 
     device = _table(data, "device")
@@ -576,7 +590,14 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
                 f"{where} is unknown{hint}; allowed: options of scheme {base!r} ({', '.join(option_kinds)}), "
                 f"device parameters ({', '.join(sorted(field_units))}), or variation.<field> with field one of "
                 f"{', '.join(sorted(variable_fields))}")
-        axes.append(Axis(axis_name, kind, _axis_values(where, raw, integer), units, integer))
+        values = _axis_values(where, raw, integer)
+        if kind == "scheme":
+            values = tuple(_scheme_option(f"{where}[{i}]", axis_name, v, integer) for i, v in enumerate(values))
+        axes.append(Axis(axis_name, kind, values, units, integer))
+    n_points = math.prod(len(a.values) for a in axes)
+    if n_points > MAX_POINTS:
+        raise MemdriftError(f"axes span {' x '.join(str(len(a.values)) for a in axes)} = {n_points} points; "
+                            f"allowed: at most {MAX_POINTS} points a sweep")
 
     metrics_table = _table(data, "metrics", required=False)
     unknown = sorted(set(metrics_table) - _METRIC_KEYS)
@@ -623,14 +644,40 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
                      metrics=tuple(metrics), maximise=maximise, minimise=tuple(minimise), description=description,
                      source_text=text, accuracy=accuracy)
     # Build every point's parameters and pulse train now, so an axis value out of
-    # a physical range fails before anything is computed or written.
+    # a physical range (or a point too large to hold) fails before anything is computed or written.
     for point in enumerate_points(spec):
+        where = ", ".join(f"{k} = {v!r}" for k, v in point.coords.items())
         try:
-            build_point(point.task)
+            _, scheme_run = build_point(point.task)
         except MemdriftError as exc:
-            where = ", ".join(f"{k} = {v!r}" for k, v in point.coords.items())
             raise MemdriftError(f"axes ({where}): {exc}") from None
+        estimate = point_memory_bytes(spec.devices, spec.cycles, scheme_run)
+        if estimate > DEFAULT_POINT_MEMORY_BYTES:
+            raise MemdriftError(f"the point ({where}) needs about {estimate / 2**30:.3g} GiB; allowed: at most "
+                                f"{DEFAULT_POINT_MEMORY_BYTES / 2**30:.3g} GiB a point (fewer devices, cycles or "
+                                "pulses)")
     return spec
+
+
+def _scheme_option(where: str, key: str, value: Any, integer: bool) -> float | int:
+    """A scheme option's value: a number, a count up to MAX_COUNT_OPTION, a width up to MAX_WIDTH_S."""
+    number = _number(where, value, integer)
+    if integer and not -MAX_COUNT_OPTION <= number <= MAX_COUNT_OPTION:
+        raise MemdriftError(f"{where} = {number!r} is out of range; allowed: at most {MAX_COUNT_OPTION}")
+    if "width" in key and key.endswith("_s") and not 0 < number <= MAX_WIDTH_S:
+        raise MemdriftError(f"{where} = {number!r} is out of range; allowed: (0, {MAX_WIDTH_S:g}] s")
+    return number
+
+
+def point_memory_bytes(devices: int, cycles: int, scheme_run: Any) -> float:
+    """The arrays one point's run holds: devices x pulses x the per-pulse outputs."""
+    if isinstance(scheme_run, pulses.PulseTrain):
+        per_device = cycles * scheme_run.n_pulses
+    elif isinstance(scheme_run, dict):  # ffp: events of both branches plus the map pulses
+        per_device = 2 * (scheme_run["max_events"] + scheme_run["map_pulses"])
+    else:  # write-verify: at most max_pulses a target
+        per_device = len(scheme_run.targets_s) * scheme_run.max_pulses
+    return float(devices) * per_device * BYTES_PER_PULSE
 
 
 def _variable_fields(model: str) -> frozenset[str]:
@@ -709,7 +756,14 @@ def load_spec(path: str | os.PathLike[str]) -> SweepSpec:
     """A spec file by path, or a shipped example by name (``memdrift/data/sweeps/NAME.toml``)."""
     p = Path(path)
     if p.is_file():
-        return parse_spec(p.read_text(), str(p))
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise MemdriftError(f"sweep spec {str(p)!r} is not UTF-8 text (byte {exc.start}); allowed: a TOML "
+                                "file") from None
+        except OSError as exc:
+            raise MemdriftError(f"sweep spec {str(p)!r} cannot be read ({exc.strerror or exc})") from None
+        return parse_spec(text, str(p))
     if str(path) in shipped_specs():
         from importlib import resources
 
@@ -1141,12 +1195,46 @@ def load_part(parts: Path, point: Point) -> dict[str, float] | None:
     """A finished point's metrics, or None if absent, unreadable or from a different point."""
     path = _part_path(parts, point.key)
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if record.get("key") != point.key or set(record.get("metrics", {})) < set(point.task["metrics"]):
+    # a part edited by hand (or cut short) is recomputed, never trusted or a crash
+    if not isinstance(record, dict) or record.get("key") != point.key:
         return None
-    return {m: float(record["metrics"][m]) for m in point.task["metrics"]}
+    metrics = record.get("metrics")
+    if not isinstance(metrics, dict) or not set(point.task["metrics"]) <= set(metrics):
+        return None
+    if not all(_is_number(metrics[m]) for m in point.task["metrics"]):
+        return None
+    return {m: float(metrics[m]) for m in point.task["metrics"]}
+
+
+@contextlib.contextmanager
+def claim_parts(parts: Path) -> Iterator[None]:
+    """Hold ``parts/.lock`` while this run computes, so a second run on the same output waits for the
+    first and then reuses its parts rather than computing every point again. The lock is the kernel's
+    (``flock``): it dies with its process, so a killed run never leaves a stale one. A run that stored
+    nothing leaves no ``.parts`` folder behind."""
+    import fcntl
+    import sys
+
+    created = not parts.exists()
+    parts.mkdir(parents=True, exist_ok=True)
+    fd = os.open(parts / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another run computing into {str(parts)!r}", file=sys.stderr)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+        if created and not any(parts.glob("*.json")):
+            for leftover in (parts / ".lock", parts / "computed.log"):
+                leftover.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                parts.rmdir()
 
 
 def store_part(parts: Path, point: Point, result: Mapping[str, Any]) -> None:
@@ -1224,6 +1312,16 @@ def run_sweep(spec: SweepSpec, out_path: str | os.PathLike[str] | None, *, mode:
     nothing is stored (and nothing is resumed). ``runner``: the engine as ``module:function`` (default:
     the scheme's). With an accuracy metric, the digital network is trained once, here, before any point.
     """
+    options = dict(mode=mode, workers=workers, scheduler=scheduler, client=client, progress=progress,
+                   runner=runner)
+    if out_path is None:
+        return _run_sweep(spec, None, **options)
+    with claim_parts(parts_dir(out_path)):
+        return _run_sweep(spec, out_path, **options)
+
+
+def _run_sweep(spec: SweepSpec, out_path: str | os.PathLike[str] | None, *, mode: str, workers: int | None,
+               scheduler: str | None, client: Any, progress: bool, runner: str | None) -> SweepRun:
     if mode not in ("local", "scheduler", "client", "serial"):
         raise MemdriftError(f"mode = {mode!r} is unknown; allowed: local, scheduler, client, serial")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
@@ -1252,7 +1350,7 @@ def run_sweep(spec: SweepSpec, out_path: str | os.PathLike[str] | None, *, mode:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(points), initial=reused, unit="point", desc=f"sweep {spec.name}",
-                   disable=not progress, dynamic_ncols=True)
+                   disable=not progress, dynamic_ncols=True, leave=False)
         cluster = own_client = None
         begin = time.perf_counter()
         try:

@@ -226,6 +226,11 @@ def calibrate_filament(ds: xr.Dataset, start: Any, free: Sequence[str], *, fit_c
     x = np.zeros(len(curve_free))
     correction = np.zeros_like(target)
     measured_sigma = cycle_sigma(_values(g)) if SPREAD_PARAMETER in free else None
+    if measured_sigma is not None and not (math.isfinite(measured_sigma) and measured_sigma > 0):
+        # the site population is fitted to the spread; a file without one (e.g. a constant
+        # conductance) has nothing for it to match
+        raise MemdriftError(f"the measured conductance has no cycle-to-cycle spread (sigma = {measured_sigma!r} S); "
+                            f"allowed: data whose cycles differ, or --free without {SPREAD_PARAMETER}")
     fit = None
     for rnd in range(int(rounds)):
         if curve_free:

@@ -686,7 +686,43 @@ def validate_record(record: Any, *, source: str = "record") -> dict[str, Any]:
         v = record[key]
         if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)):
             raise MemdriftError(f"{source}: {key!r} = {v!r} is out of range; allowed: a finite number or null")
+    unknown = sorted(set(record) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    if unknown:
+        raise MemdriftError(f"{source}: key {unknown[0]!r} is unknown; allowed: "
+                            f"{', '.join(sorted({*REQUIRED_KEYS, *OPTIONAL_KEYS}))}")
+    for key in ("symmetry", "pulse_width", "read_time"):
+        _check_leaves(source, key, record.get(key), 0)
+    for key, value in record["linear_r2"].items():
+        _check_leaves(source, f"linear_r2.{key}", value, 0)
+    for key, value in record["drift"].items():
+        _check_leaves(source, f"drift.{key}", value, 0)
+    # per level count n: {"p": ν, "d": ν, ...} and {"potentiation": count, ...}
+    _check_leaves(source, "nu", record["nu"], 2)
+    _check_leaves(source, "skipped_levels", record["skipped_levels"], 2)
+    notes = record["notes"]
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise MemdriftError(f"{source}: 'notes' = {notes!r} has the wrong type; allowed: a list of strings")
     return record
+
+
+#: Keys a record may have besides REQUIRED_KEYS (what extract_record writes on some paths).
+OPTIONAL_KEYS = ("schema", "units", "levels", "source", "branches", "linear_fit", "symmetry", "pearson_branch",
+                 "program_error_t_branch", "delta_g", "device_to_device", "pulse_table", "pulse_width", "read_time",
+                 "energy_per_cycle", "energy_per_pulse_branch", "write_verify")
+
+
+def _check_leaves(source: str, where: str, value: Any, depth: int) -> None:
+    """``value`` is null, a finite number, or (``depth`` > 0) an object of such values ``depth`` levels deep."""
+    if value is None:
+        return
+    if depth > 0:
+        if not isinstance(value, dict):
+            raise MemdriftError(f"{source}: {where!r} = {value!r} has the wrong type; allowed: an object or null")
+        for key, inner in value.items():
+            _check_leaves(source, f"{where}.{key}", inner, depth - 1)
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise MemdriftError(f"{source}: {where!r} = {value!r} has the wrong type; allowed: a finite number or null")
 
 
 def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -695,8 +731,8 @@ def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not p.exists():
         raise MemdriftError(f"record file {str(p)!r} does not exist")
     try:
-        record = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        record = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise MemdriftError(f"record file {str(p)!r} is not valid JSON ({exc})") from None
     return validate_record(record, source=f"record file {str(p)!r}")
 

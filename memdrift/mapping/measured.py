@@ -253,6 +253,13 @@ def normalise_dataset(ds: xr.Dataset, *, source: str = "dataset") -> xr.Dataset:
         raise MemdriftError(f"{source}: no 'conductance' (S) or 'resistance' (ohm) variable; "
                             f"found: {', '.join(map(str, ds.data_vars)) or 'none'}")
     da = ds[quantity]
+    if da.dtype.kind not in "fiu":
+        raise MemdriftError(f"{source}: {quantity} holds {da.dtype} values; allowed: numbers "
+                            f"({'S' if quantity == 'conductance' else 'ohm'})")
+    empty = [str(d) for d in da.dims if ds.sizes[d] == 0]
+    if empty:
+        raise MemdriftError(f"{source}: {quantity} has an empty dimension {empty[0]!r}; allowed: at least one "
+                            "entry along every dimension")
     if ds.attrs.get("scheme") == "write-verify" and "conductance_final" in ds:
         return ds  # memdrift's write-verify layout (device, level, attempt): the extraction reads it as is
     if "pulse" not in da.dims:

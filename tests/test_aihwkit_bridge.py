@@ -43,7 +43,7 @@ def hfoxsy_record(df: float = 5.0, states: int = 16) -> dict:
         "linear_r2": {"potentiation": 0.99898, "depression": 0.99925},
         "nu": {"p": {"16": 0.01}, "d": {"16": 0.01}}, "pearson": 0.99,
         "program_error_t": [{"conductance": float(g), "loc": 0.0, "scale": scale, "df": df} for g in levels],
-        "skipped_levels": {"potentiation": 0, "depression": 0},
+        "skipped_levels": {"32": {"potentiation": 0, "depression": 0}},
         "drift": {"nu": 0.0049, "activation_energy_eV": 0.6},
         "energy_per_pulse": 23.74e-9 / 40, "pulse_width": 255e-9, "read_time": 30e-6,
         "g_min": G_MIN_S, "g_max": float(g_max),

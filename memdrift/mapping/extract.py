@@ -695,7 +695,19 @@ def validate_record(record: Any, *, source: str = "record") -> dict[str, Any]:
     for key, value in record["linear_r2"].items():
         _check_leaves(source, f"linear_r2.{key}", value, 0)
     for key, value in record["drift"].items():
-        _check_leaves(source, f"drift.{key}", value, 0)
+        if key == "per_temperature":
+            # one row of fit results per bake temperature
+            if not isinstance(value, list):
+                raise MemdriftError(f"{source}: 'drift.per_temperature' = {value!r} has the wrong type; "
+                                    "allowed: a list of objects")
+            for i, row in enumerate(value):
+                _check_leaves(source, f"drift.per_temperature[{i}]", row, 1)
+        elif key.endswith("_method"):
+            if not isinstance(value, str):
+                raise MemdriftError(f"{source}: 'drift.{key}' = {value!r} has the wrong type; allowed: a string")
+        else:
+            # a number, or an object of numbers for a fit kept aside (``nu_fit``)
+            _check_leaves(source, f"drift.{key}", value, 1 if isinstance(value, dict) else 0)
     # per level count n: {"p": ν, "d": ν, ...} and {"potentiation": count, ...}
     _check_leaves(source, "nu", record["nu"], 2)
     _check_leaves(source, "skipped_levels", record["skipped_levels"], 2)
@@ -708,7 +720,7 @@ def validate_record(record: Any, *, source: str = "record") -> dict[str, Any]:
 #: Keys a record may have besides REQUIRED_KEYS (what extract_record writes on some paths).
 OPTIONAL_KEYS = ("schema", "units", "levels", "source", "branches", "linear_fit", "symmetry", "pearson_branch",
                  "program_error_t_branch", "delta_g", "device_to_device", "pulse_table", "pulse_width", "read_time",
-                 "energy_per_cycle", "energy_per_pulse_branch", "write_verify")
+                 "energy_per_cycle", "energy_per_pulse_branch", "write_verify", "sources")
 
 
 def _check_leaves(source: str, where: str, value: Any, depth: int) -> None:

@@ -1,6 +1,6 @@
 """Device metrics with the papers' definitions, as pure functions on NumPy arrays.
 
-Two papers fix the definitions (``shared/papers``):
+Two papers fix the definitions (cited in ``docs/design.md``, "References"):
 
 * HfOxSy/HfS2 (Fig. 2d-f): linear range of the mean potentiation/depression
   curves, linear fits and their R², states in the linear range, per-state

@@ -369,6 +369,37 @@ def test_envelope_is_quiet_inside_and_catches_nan():
 
 # ----------------------------------------------------------------------------- signals
 
+@pytest.mark.parametrize("sig, exc_type", [(signal.SIGTERM, cli.Terminated), (signal.SIGINT, KeyboardInterrupt)])
+def test_a_signal_inside_the_netcdf_write_waits_for_it_and_leaves_no_file(tmp_path, monkeypatch, sig, exc_type):
+    """A signal landing inside xarray's locked file operations must not raise there (the close on the
+    way out would wait on the lock forever): it arrives after the write, and the temporary goes."""
+    from memdrift.data.io import write_dataset
+
+    original = xr.Dataset.to_netcdf
+    finished = []
+
+    def to_netcdf_hit_by_a_signal(self, *args, **kwargs):
+        signal.raise_signal(sig)  # the handler runs here, in the middle of the write
+        result = original(self, *args, **kwargs)
+        finished.append(True)
+        return result
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", to_netcdf_hit_by_a_signal)
+    ds = xr.Dataset({"conductance": (("device",), np.linspace(1e-4, 2e-4, 5))})
+
+    def raise_terminated(signum, frame):
+        raise cli.Terminated()
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        with pytest.raises(exc_type):
+            write_dataset(ds, tmp_path / "out.nc")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert finished == [True]
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signals_end_cleanly_and_remove_temporaries(tmp_path, sig, code):
     out = tmp_path / "big.nc"

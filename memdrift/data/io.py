@@ -11,7 +11,9 @@ import contextlib
 import errno
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,6 +137,63 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+#: Open :func:`signals_deferred` blocks, innermost last: the signals each holds and the handlers
+#: in force before it.
+_DEFERRED: list[tuple[list[int], dict[int, object]]] = []
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM inside the block; act on them, as the handlers in force before it
+    would have, at the next :func:`check_signals` or when the block ends.
+
+    xarray's netCDF writer takes a non-reentrant lock around each file operation and takes it
+    again to close the file on the way out of an error: an exception raised by a signal handler
+    between the two leaves the process waiting on itself forever. Held, the signal is acted on
+    where memdrift's own code asks (at the start of each computed chunk, outside any lock) or
+    when the write is done, and the temporary file is removed as on any other error. Only the
+    main thread may set handlers; elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum, frame):
+        pending.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _DEFERRED.append((pending, previous))
+    try:
+        yield
+    finally:
+        _DEFERRED.remove((pending, previous))
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _act_on(pending, previous)
+
+
+def check_signals() -> None:
+    """Act now on a signal held by the innermost :func:`signals_deferred` block, if one came.
+
+    Call it only where no library lock is held (between chunks of a computation)."""
+    if _DEFERRED and _DEFERRED[-1][0]:
+        _act_on(*_DEFERRED[-1])
+
+
+def _act_on(pending: list[int], previous: dict[int, object]) -> None:
+    if not pending:
+        return
+    signum = pending[0]
+    pending.clear()
+    handler = previous[signum]
+    if callable(handler):
+        handler(signum, None)
+    elif handler == signal.SIG_DFL:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+
 def write_dataset(ds: xr.Dataset, path: str | os.PathLike[str], *, float32: bool = False) -> Path:
     """Write ``ds`` as netCDF4 atomically, with zlib compression on the data variables and
     CF-1.10 metadata (:func:`memdrift.data.schema.for_file`); ``float32`` stores the reads in
@@ -146,7 +205,7 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike[str], *, float32: bool
         ds.attrs["reads_stored_as"] = "float32"
     encoding = netcdf_encoding(ds, float32=float32)
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path) as tmp, signals_deferred():
             ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
     except (OSError, RuntimeError) as exc:
         raise write_error(path, exc) from None

@@ -182,6 +182,13 @@ def netcdf_encoding(ds: xr.Dataset, *, float32: bool = False) -> dict[str, dict[
         for name in FLOAT32_VARIABLES:
             if name in encoding and ds[name].dtype.kind == "f":
                 encoding[name]["dtype"] = "float32"
+    for name, enc in encoding.items():
+        var = ds[name]
+        # HDF5 refuses chunks of 4 GiB or more: such a block is left to netCDF's own chunking
+        if var.chunks and var.ndim and np.prod([c[0] for c in var.chunks]) * var.dtype.itemsize < 2**31:
+            # one HDF5 chunk per computed block: each block is compressed once and leaves the
+            # chunk cache as it is written, so an interrupted write has nothing left to flush
+            enc["chunksizes"] = tuple(int(c[0]) for c in var.chunks)
     for name in ds.coords:
         encoding.setdefault(str(name), {})["_FillValue"] = None
     return encoding

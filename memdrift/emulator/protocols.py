@@ -220,6 +220,11 @@ def _advance(devices: float) -> None:
 
 def _run_chunk(compute: Callable[[int, int], dict[str, np.ndarray]], first: int, n: int) -> dict[str, np.ndarray]:
     """``compute(first, n)``, then the bar topped up to ``n`` devices (long protocols advance it inside)."""
+    from memdrift.data.io import check_signals
+
+    # a Ctrl-C or SIGTERM held during the write ends the run here, between chunks, not inside
+    # the writer's file lock
+    check_signals()
     before = _BARS[-1].n if _BARS else 0.0
     out = compute(first, n)
     if _BARS:

@@ -257,6 +257,43 @@ def test_a_runaway_sink_ends_the_pulse_at_the_thermal_ceiling(backend):
     assert rec.temperature_peak[0] > 2041.0 and rec.elapsed_s[0] < 0.8
 
 
+@settings(max_examples=60, deadline=None)
+@given(pe=st.one_of(st.floats(-800.0, 800.0), st.floats(-0.02, 0.02)))
+def test_bernoulli_weights_match_expm1_and_carry_the_exact_drift(pe):
+    b_minus, b_plus = b.bernoulli_pair(np.array([pe]))
+    def exact(t):
+        with np.errstate(over="ignore"):
+            return 1.0 if t == 0 else t / np.expm1(t)
+
+    assert b_minus[0] == pytest.approx(exact(-pe), rel=1e-12, abs=1e-300)
+    assert b_plus[0] == pytest.approx(exact(pe), rel=1e-12, abs=1e-300)
+    # the net rate is the drift alone, whatever the Peclet number
+    assert b_minus[0] - b_plus[0] == pytest.approx(pe, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("sg", [0.0, 1.0])
+def test_face_fluxes_vanish_at_their_equilibrium_ratio(sg):
+    # two cells under a constant field: Scharfetter-Gummel's zero-flux ratio n2 / n1 is exp(Pe), the
+    # continuum's Boltzmann factor over one cell; upwind's is 1 + Pe, far from it at large cell Peclet numbers
+    params = preset_params(grid_x=4.0, grid_y=4.0, scharfetter_gummel=sg, max_occupancy_ratio=1e6, variation={})
+    table = b.device_table(params, 1, 0)
+    geom = b.Geometry.from_params(params)
+    n = np.ones((1, 4, 4))
+    temp = np.full((1, 4, 4), 300.0)
+    for volts_per_cell in (1e-4, 0.05, 0.3):   # Pe = zqV / kT: 0.008, 3.9, 23
+        phi = -volts_per_cell * np.arange(4.0)[None, :, None] * np.ones((1, 4, 4))
+        fx, bx, _, _ = b.face_rates(n, phi, temp, table, geom)
+        kt = b.BOLTZMANN_EV * 300.0
+        x = params.charge_number * params.hop_distance_m * (volts_per_cell / geom.hx) / (2 * kt)
+        pe = 2 * (geom.hx / params.hop_distance_m) * np.tanh(x)
+        expected = np.exp(pe) if sg else 1.0 + pe
+        np.testing.assert_allclose(fx / bx, expected, rtol=1e-9)
+        # the same net drift either way: v / h per vacancy
+        v = params.hop_distance_m * 2 * np.sinh(x) * params.attempt_frequency_hz * np.exp(
+            -params.activation_energy_ev / kt)
+        np.testing.assert_allclose(fx - bx, v / geom.hx, rtol=1e-9)
+
+
 @pytest.mark.parametrize("backend", ["compiled", "reference"])
 def test_positive_write_lowers_r13_negative_raises_it(backend):
     dev = Bulk4TDevices(preset_params(**SMALL), 1, seed=2, backend=backend)
@@ -269,9 +306,11 @@ def test_positive_write_lowers_r13_negative_raises_it(backend):
     assert r2[0] > r1[0] + 1.0
 
 
-def test_compiled_matches_reference_in_deterministic_mode():
+@pytest.mark.parametrize("scharfetter_gummel", [0.0, 1.0])
+def test_compiled_matches_reference_in_deterministic_mode(scharfetter_gummel):
     # small step and re-solve tolerances so every pulse takes many steps and several phi/T re-solves
-    params = preset_params(**SMALL, max_outflow_fraction=5e-5, sigma_tolerance=2e-5)
+    params = preset_params(**SMALL, max_outflow_fraction=5e-5, sigma_tolerance=2e-5,
+                           scharfetter_gummel=scharfetter_gummel)
     devs = [Bulk4TDevices(params, 2, seed=1, backend=bk, deterministic=True) for bk in ("compiled", "reference")]
     steps = 0
     for amp, width in ((6.0, 30.0), (-4.0, 4.0), (7.0, 2.0)):
@@ -771,7 +810,7 @@ static double next(uint64_t *s) { *s = *s * 6364136223846793005ULL + 14426950408
 int main(void) {
     enum { NX = 13, NY = 11, N = NX * NY, NF = (NX - 1) * NY + NX * (NY - 1), DRAWS = 5000 };
     uint64_t s = 42;
-    static double lam[DRAWS], k[DRAWS], n_cells[N], phi[N], temp[N], fw[NF], bk[NF], sigma[N];
+    static double lam[DRAWS], k[DRAWS], n_cells[N], phi[N], temp[N], fw[NF], bk[NF], fw_sg[NF], bk_sg[NF], sigma[N];
     static double gx[N], gy[N], gb[N], dg[N], y[N], x1[N], x2[N], r[N];
     signed char term[N];
     double bfac[4] = {2.0, 1.5, 2.0, 1.5};
@@ -781,7 +820,8 @@ int main(void) {
         n_cells[i] = 1000.0 * (0.5 + next(&s)); phi[i] = next(&s) - 0.5; temp[i] = 300.0 + 20.0 * next(&s);
         sigma[i] = 1e4 * (0.5 + next(&s)); term[i] = i < NY ? 0 : (i >= N - NY ? 2 : -1);
     }
-    md_bulk_rates(NX, NY, 1e-7, 1e-7, 3e-10, 1e13, 0.6, 2.0, 3000.0, n_cells, phi, temp, fw, bk);
+    md_bulk_rates(NX, NY, 1e-7, 1e-7, 3e-10, 1e13, 0.6, 2.0, 3000.0, 0, n_cells, phi, temp, fw, bk);
+    md_bulk_rates(NX, NY, 1e-7, 1e-7, 3e-10, 1e13, 0.6, 2.0, 3000.0, 1, n_cells, phi, temp, fw_sg, bk_sg);
     md_faces(NX, NY, 1.0, 1.1, sigma, term, bfac, gx, gy, gb);
     for (int i = 0; i < N; i++) dg[i] = gb[i];
     for (int i = 0; i < (NX - 1) * NY; i++) { dg[i] += gx[i]; dg[i + NY] += gx[i]; }
@@ -801,7 +841,7 @@ int main(void) {
     for (int i = 0; i < N; i++) r[i] = y[i];
     double rr = md_cg_advance(x1, r, phi, y, 0.37, N), dot = md_dot(x1, x2, N);
     fwrite(k, 8, DRAWS, stdout); fwrite(fw, 8, NF, stdout); fwrite(bk, 8, NF, stdout);
-    fwrite(gx, 8, N, stdout);
+    fwrite(fw_sg, 8, NF, stdout); fwrite(bk_sg, 8, NF, stdout); fwrite(gx, 8, N, stdout);
     fwrite(gy, 8, N, stdout); fwrite(gb, 8, N, stdout); fwrite(y, 8, N, stdout); fwrite(x1, 8, N, stdout);
     fwrite(x2, 8, N, stdout); fwrite(r, 8, N, stdout); fwrite(&rr, 8, 1, stdout); fwrite(&dot, 8, 1, stdout);
     return 0;

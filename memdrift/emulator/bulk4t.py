@@ -93,6 +93,9 @@ class Bulk4TParams(ModelParams):
     max_steps_per_pulse: float = quantity(20000.0, "1", 1.0, 1e8,
                                           "step budget per pulse (a pulse not ended within it stops there, flagged "
                                           "step_budget_exhausted)")
+    scharfetter_gummel: float = quantity(0.0, "1", 0.0, 1.0,
+                                         "face fluxes: 0 first-order upwind, 1 Scharfetter-Gummel exponential "
+                                         "fitting (exact for a constant field between cell centres)")
     # Pt (the electrodes) melts at 2,041 K, rutile TiO2 at 2,116 K: above the lower of the two the stack is
     # no longer the film the equations describe
     thermal_ceiling_k: float = quantity(2041.0, "K", 1.0, 5000.0,
@@ -106,6 +109,8 @@ class Bulk4TParams(ModelParams):
             value = getattr(self, name)
             if value != int(value):
                 raise field_error(name, value, "an integer in [4, 1024]")
+        if self.scharfetter_gummel not in (0.0, 1.0):
+            raise field_error("scharfetter_gummel", self.scharfetter_gummel, "0 (upwind) or 1 (Scharfetter-Gummel)")
         for name in ("grid_x", "grid_y"):
             n = int(getattr(self, name))
             start = _segment_start(n, self.electrode_fraction)
@@ -144,7 +149,7 @@ DEVICE_COLUMNS = (
     "hop_distance_m", "attempt_frequency_hz", "activation_energy_ev", "charge_number", "n_mean", "n_max",
     "conductivity_base_s_per_m", "conductivity_vacancy_s_per_m", "conductivity_exponent",
     "conductivity_activation_ev", "thermal_conductivity_w_per_mk", "substrate_conductance_w_per_m2k",
-    "joule_heating", "ambient_temperature_k", "thermal_ceiling_k",
+    "joule_heating", "ambient_temperature_k", "thermal_ceiling_k", "scharfetter_gummel",
 )
 COL = {name: i for i, name in enumerate(DEVICE_COLUMNS)}
 
@@ -294,6 +299,24 @@ def heat_matrix(row: np.ndarray, geom: Geometry) -> sp.csc_matrix:
     return _laplacian(gx, gy, sink)
 
 
+def bernoulli_pair(pe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """B(-pe), B(pe) with B(t) = t / (exp(t) - 1), the weights of the Scharfetter-Gummel flux.
+
+    From one exponential of -|pe| (no overflow at any Peclet number); a series below |pe| = 1e-2, where the
+    quotient loses digits to cancellation. Twin of md_bernoulli_pair in ``_bulk4t_hops.h``.
+    """
+    pe = np.asarray(pe, dtype=float)
+    ap = np.abs(pe)
+    small = ap < 1e-2
+    u = np.exp(-ap)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = ap / (1.0 - u)
+    even = 1.0 + pe * pe * (1.0 / 12.0) - pe * pe * pe * pe * (1.0 / 720.0)
+    b_minus = np.where(small, even + 0.5 * pe, np.where(pe > 0, g, g * u))
+    b_plus = np.where(small, even - 0.5 * pe, np.where(pe > 0, g * u, g))
+    return b_minus, b_plus
+
+
 def face_rates(n: np.ndarray, phi: np.ndarray, temperature: np.ndarray, table: np.ndarray, geom: Geometry):
     """Per-vacancy crossing rates (1/s) for all devices: (x forward, x backward, y forward, y backward).
 
@@ -302,6 +325,7 @@ def face_rates(n: np.ndarray, phi: np.ndarray, temperature: np.ndarray, table: n
     c = lambda name: table[:, COL[name], None, None]  # noqa: E731
     a, nu0, ea, z = c("hop_distance_m"), c("attempt_frequency_hz"), c("activation_energy_ev"), c("charge_number")
     n_max = c("n_max")
+    sg = bool(np.any(table[:, COL["scharfetter_gummel"]] > 0))
     out = []
     for axis, h in ((1, geom.hx), (2, geom.hy)):
         lo = [slice(None)] * 3
@@ -315,9 +339,13 @@ def face_rates(n: np.ndarray, phi: np.ndarray, temperature: np.ndarray, table: n
         rp, rm = r0 * np.exp(x), r0 * np.exp(-x)
         diffusion = (a / h) ** 2 * 0.5 * (rp + rm)
         drift = (a / h) * (rp - rm)
-        fwd = (diffusion + np.maximum(drift, 0.0)) * np.clip(1.0 - n[hi] / n_max, 0.0, 1.0)
-        bwd = (diffusion + np.maximum(-drift, 0.0)) * np.clip(1.0 - n[lo] / n_max, 0.0, 1.0)
-        out += [fwd, bwd]
+        if sg:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                b_minus, b_plus = bernoulli_pair(np.where(diffusion > 0, drift / diffusion, 0.0))
+            fwd, bwd = diffusion * b_minus, diffusion * b_plus
+        else:
+            fwd, bwd = diffusion + np.maximum(drift, 0.0), diffusion + np.maximum(-drift, 0.0)
+        out += [fwd * np.clip(1.0 - n[hi] / n_max, 0.0, 1.0), bwd * np.clip(1.0 - n[lo] / n_max, 0.0, 1.0)]
     return tuple(out)
 
 

@@ -35,7 +35,7 @@ from memdrift.ext._streams cimport next_uniform, poisson as stream_poisson
 
 cdef extern from "_bulk4t_hops.h" nogil:
     void md_bulk_rates(int nx, int ny, double hx_m, double hy_m, double a_m, double nu0_hz, double ea_ev, double z,
-                       double nmax, const double *n_cells, const double *phi, const double *temp, double *forward,
+                       double nmax, int sg, const double *n_cells, const double *phi, const double *temp, double *forward,
                        double *back)
     void md_face_totals(int nx, int ny, const double *first, const double *second, double *total)
     void md_expected_counts(int nx, int ny, const double *n_cells, const double *rate_f, const double *rate_b,
@@ -85,7 +85,8 @@ cdef enum:
     C_HEAT = 12
     C_T0 = 13
     C_TMAX = 14
-    NCOL = 15
+    C_SG = 15
+    NCOL = 16
 
 # Per-pulse quality bits (memdrift.data.flags: the same values).
 cdef enum:
@@ -568,7 +569,8 @@ cdef int _fields(const Geo *g, Work *w, const double *row, const double *n_cells
 cdef inline void _rates(const Geo *g, const double *row, const double *n_cells, const double *phi,
                         const double *temp, double *rf, double *rb) noexcept nogil:
     """Per-vacancy face crossing rates; x faces in [0, (nx-1)*ny), y faces after them (_bulk4t_hops.h)."""
-    md_bulk_rates(g.nx, g.ny, g.hx, g.hy, row[C_A], row[C_NU0], row[C_EA], row[C_Z], row[C_NMAX], n_cells, phi,
+    md_bulk_rates(g.nx, g.ny, g.hx, g.hy, row[C_A], row[C_NU0], row[C_EA], row[C_Z], row[C_NMAX],
+                  1 if row[C_SG] > 0.0 else 0, n_cells, phi,
                   temp, rf, rb)
 
 

@@ -17,19 +17,27 @@ module is its SciPy twin, kept for tests and the benchmark):
    terminal k into the film (the four sum to zero).
 2. -div(kappa grad T) + g_sub (T - T0) = sigma |grad phi|^2, with the Joule power
    of each face split between its two cells (quasi-static: the film's thermal
-   time constant is microseconds, the pulses are seconds).
+   time constant is microseconds, the pulses are seconds). sigma(n, T) and T are
+   iterated to a fixed point (within THERMAL_TOLERANCE_K); a cell above
+   ``thermal_ceiling_k`` (runaway or breakdown) ends the pulse, flagged.
 3. Hops across every inner face by the hopping law r+- = nu0 exp(-(Ea -+ z q a E/2)/kT),
    E the face field and T the face temperature. The lattice law is coarse-grained
-   to cells of size h: a vacancy crosses a face at rate (a/h)^2 (r+ + r-)/2
-   (diffusion D = a^2 r0) plus, upwind, (a/h)(r+ - r-) (drift v = a (r+ - r-)),
-   so the cell model has the lattice's drift velocity and diffusivity. Site
-   exclusion (1 - n_dest / n_max) keeps a cell from filling past ``n_max``.
-   Counts are Poisson (tau-leaping) or, in deterministic mode, the expected
-   values. Electrodes and film edges pass no vacancies: the total is conserved
-   exactly (integers in float64).
+   to cells of size h: the face has diffusivity D = a^2 (r+ + r-)/2 and drift
+   velocity v = a (r+ - r-); per vacancy it is crossed at D/h^2 both ways plus,
+   upwind, v/h (``scharfetter_gummel = 0``), or at D/h^2 B(-Pe) forward and
+   D/h^2 B(Pe) back, Pe = v h / D, B(x) = x / (e^x - 1) (Scharfetter-Gummel,
+   ``scharfetter_gummel = 1``). Site exclusion (1 - n_dest / n_max) slows arrivals
+   at a filling cell, and arrivals are thinned to the room under the cap so no
+   cell ever holds more than n_max. Counts are Poisson (tau-leaping) or, in
+   deterministic mode, the expected values. Electrodes and film edges pass no
+   vacancies: the total is conserved exactly (integers in float64).
 4. Adaptive dt: no cell sends out more than ``max_outflow_fraction`` of its
    content in one step; phi and T are re-solved when any sigma has moved by more
-   than ``sigma_tolerance`` (relative) since the last solve.
+   than ``sigma_tolerance`` (relative) since the last solve. Steps are bounded to
+   the end of the pulse; a pulse that would need more than
+   ``max_steps_per_pulse`` stops there, flagged ``step_budget_exhausted``.
+
+Physics, numerics and the measured grid dependence: docs/physics-film.md.
 """
 
 from __future__ import annotations

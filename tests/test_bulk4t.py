@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from memdrift.data import flags
 from memdrift.emulator import bulk4t as b
 from memdrift.emulator.bulk4t_schemes import Bulk4TDevices, simulate_scheme
 from memdrift.emulator.segmentation import segment_levels, skipped_levels
@@ -102,6 +103,197 @@ def test_total_vacancy_count_conserved_exactly(backend):
         assert dev.n.min() >= 0
 
 
+#: a film whose site cap binds: few sites above the mean, fast hops, the largest step the control allows
+CROWDED = dict(grid_x=8.0, grid_y=8.0, max_occupancy_ratio=1.2, activation_energy_ev=0.45, vacancy_density_m3=2e23,
+               max_outflow_fraction=0.25)
+
+
+@settings(max_examples=12, deadline=None)
+@given(train=st.lists(st.tuples(st.floats(-7.0, 7.0), st.floats(0.1, 50.0)), min_size=2, max_size=4),
+       budget=st.sampled_from([3.0, 20000.0]), seed=st.integers(0, 2**16),
+       backend=st.sampled_from(["compiled", "reference"]), deterministic=st.booleans())
+def test_pulse_trains_conserve_whole_vacancies_under_the_site_cap(train, budget, seed, backend, deterministic):
+    params = preset_params(**CROWDED, max_steps_per_pulse=budget)
+    dev = Bulk4TDevices(params, 2, seed=seed, backend=backend, deterministic=deterministic)
+    total = dev.n.sum(axis=(1, 2)).copy()
+    n_max = dev.table[:, b.COL["n_max"], None, None]
+    cap = n_max if deterministic else np.floor(n_max)
+    for amp, width in train:
+        rec = dev.write(amp, width)
+        if deterministic:
+            np.testing.assert_allclose(dev.n.sum(axis=(1, 2)), total, rtol=1e-12)
+        else:
+            assert np.array_equal(dev.n.sum(axis=(1, 2)), total)
+            assert np.array_equal(dev.n, np.round(dev.n))
+        assert dev.n.min() >= 0
+        assert np.all(dev.n <= cap * (1 + 1e-12))
+        # a pulse either ran its width or says why not
+        ran = np.isclose(rec.elapsed_s, width, rtol=1e-9)
+        assert np.all(ran | (rec.flag & flags.STEP_BUDGET).astype(bool))
+
+
+def test_the_cap_binds_in_the_crowded_film():
+    # the site-cap test above is only worth something if cells do reach the cap
+    params = preset_params(**CROWDED)
+    dev = Bulk4TDevices(params, 2, seed=1, backend="reference")
+    for amp, width in ((6.0, 20.0), (-6.0, 20.0), (7.0, 5.0), (6.0, 50.0)):
+        dev.write(amp, width)
+    assert np.all(dev.n.max(axis=(1, 2)) >= 0.995 * np.floor(dev.table[:, b.COL["n_max"]]))
+
+
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+def test_step_budget_ends_the_pulse_flagged_not_in_one_leap(backend):
+    params = preset_params(**CROWDED, max_steps_per_pulse=4.0)
+    dev = Bulk4TDevices(params, 2, seed=0, backend=backend, deterministic=True)
+    rec = dev.write(6.0, 50.0)
+    assert np.all(rec.steps == 4)
+    assert np.all(rec.flag == flags.STEP_BUDGET)
+    assert np.all(rec.elapsed_s < 50.0) and np.all(rec.elapsed_s > 0)
+    # the same film with room in the budget runs the whole pulse, unflagged, in bounded steps
+    free = Bulk4TDevices(params.replace(max_steps_per_pulse=1e5), 2, seed=0, backend=backend, deterministic=True)
+    full = free.write(6.0, 50.0)
+    assert np.all(full.flag == 0) and np.all(full.steps > 4)
+    np.testing.assert_allclose(full.elapsed_s, 50.0, rtol=1e-12)
+
+
+def test_twins_agree_on_a_pulse_the_step_budget_ends():
+    params = preset_params(**CROWDED, max_steps_per_pulse=5.0)
+    devs = [Bulk4TDevices(params, 2, seed=4, backend=bk, deterministic=True) for bk in ("compiled", "reference")]
+    recs = [d.write(6.5, 40.0) for d in devs]
+    np.testing.assert_allclose(devs[0].n, devs[1].n, rtol=1e-8, atol=1e-6)
+    np.testing.assert_allclose(recs[0].elapsed_s, recs[1].elapsed_s, rtol=1e-9)
+    np.testing.assert_array_equal(recs[0].flag, recs[1].flag)
+
+
+# -- temperature: self-consistent sigma(n, T), the thermal ceiling ----------------------------------------
+
+#: a weaker heat sink than the preset's, so Joule heating reaches tens of kelvin
+WARM = dict(grid_x=12.0, grid_y=12.0, substrate_conductance_w_per_m2k=2.5e8)
+
+
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+def test_thermal_activation_of_sigma_changes_a_strongly_heated_pulse(backend):
+    out = {}
+    for ea in (0.0, 0.2):
+        dev = Bulk4TDevices(preset_params(**WARM, conductivity_activation_ev=ea), 1, seed=0, backend=backend,
+                            deterministic=True)
+        rec = dev.write(6.0, 2.0)
+        assert rec.flag[0] == 0
+        out[ea] = (rec.temperature_peak[0], rec.energy[0], dev.read()[0])
+    # a hotter film conducts more, draws more power at the same bias and heats further
+    assert out[0.2][0] > out[0.0][0] + 20.0
+    assert out[0.2][1] > 1.5 * out[0.0][1]
+    assert out[0.2][2] != out[0.0][2]
+
+
+def test_field_temperature_is_self_consistent_with_sigma_of_t():
+    params = preset_params(**WARM, conductivity_activation_ev=0.2)
+    table = b.device_table(params, 1, 0)
+    eng = b.ReferenceEngine(params, table, b.device_streams(0, 1)[0])
+    n = rough_film(params, 1)
+    volts = np.array([[0.0, 5.0, 0.0, 5.0]])
+    sigma, phi, temp, _, flag = eng._fields(n, np.full(n.shape, 300.0), volts, np.arange(1))
+    assert flag[0] == 0 and temp.max() > 340.0
+    # one more field solve at the returned temperature gives that temperature back
+    s = b.conductivity(n, temp, table)[0]
+    ph, _ = b.solve_potential(s, volts[0], eng.geom)
+    again = 300.0 + eng._heat[0].solve(b.joule_power(s, ph, volts[0], eng.geom).ravel()).reshape(s.shape)
+    assert np.abs(again - temp[0]).max() < 10 * b.THERMAL_TOLERANCE_K
+    # the lagged field (sigma at the ambient) is far from it: the iteration is what makes it consistent
+    s0 = b.conductivity(n, np.full(n.shape, 300.0), table)[0]
+    ph0, _ = b.solve_potential(s0, volts[0], eng.geom)
+    lagged = 300.0 + eng._heat[0].solve(b.joule_power(s0, ph0, volts[0], eng.geom).ravel()).reshape(s.shape)
+    assert np.abs(lagged - temp[0]).max() > 5.0
+
+
+def test_thermal_tolerance_is_converged(monkeypatch):
+    params = preset_params(**WARM, conductivity_activation_ev=0.2)
+    runs = []
+    for tol in (b.THERMAL_TOLERANCE_K, b.THERMAL_TOLERANCE_K / 100):
+        monkeypatch.setattr(b, "THERMAL_TOLERANCE_K", tol)
+        dev = Bulk4TDevices(params, 1, seed=0, backend="reference", deterministic=True)
+        rec = dev.write(6.0, 2.0)
+        runs.append((rec.temperature_peak[0] - 300.0, rec.energy[0], dev.read()[0]))
+    (h1, e1, r1), (h2, e2, r2) = runs
+    # heating and energy within 1e-4, R within 1e-6 (under a milliohm against 0.28-ohm events)
+    assert abs(h1 / h2 - 1) < 1e-4 and abs(e1 / e2 - 1) < 1e-4 and abs(r1 / r2 - 1) < 1e-6
+
+
+def test_twins_agree_with_thermally_activated_sigma():
+    params = preset_params(**WARM, conductivity_activation_ev=0.2, max_outflow_fraction=2e-3, sigma_tolerance=2e-3)
+    devs = [Bulk4TDevices(params, 2, seed=1, backend=bk, deterministic=True) for bk in ("compiled", "reference")]
+    for amp, width in ((6.0, 4.0), (-5.0, 3.0)):
+        recs = [d.write(amp, width) for d in devs]
+        assert np.all(recs[0].steps >= 3)
+        np.testing.assert_allclose(devs[0].n, devs[1].n, rtol=1e-8, atol=1e-6)
+        np.testing.assert_allclose(recs[0].temperature_peak, recs[1].temperature_peak, rtol=1e-9)
+        np.testing.assert_allclose(recs[0].energy, recs[1].energy, rtol=1e-9)
+        np.testing.assert_array_equal(recs[0].steps, recs[1].steps)
+
+
+@settings(max_examples=15, deadline=None)
+@given(sink=st.floats(1e6, 1e10), ea=st.sampled_from([0.0, 0.2, 0.5]), amp=st.floats(0.5, 7.0),
+       backend=st.sampled_from(["compiled", "reference"]))
+def test_no_temperature_above_the_thermal_ceiling_goes_unflagged(sink, ea, amp, backend):
+    params = preset_params(grid_x=8.0, grid_y=8.0, substrate_conductance_w_per_m2k=sink,
+                           conductivity_activation_ev=ea)
+    dev = Bulk4TDevices(params, 1, seed=0, backend=backend, deterministic=True)
+    before = dev.n.copy()
+    rec = dev.write(amp, 1.0)
+    hot = rec.temperature_peak > params.thermal_ceiling_k
+    assert np.all(~hot | (rec.flag & flags.THERMAL_CEILING).astype(bool))
+    if rec.flag[0] & flags.THERMAL_CEILING and rec.steps[0] == 0:
+        # ended at its first field solve: nothing moved, no energy booked
+        np.testing.assert_array_equal(dev.n, before)
+        assert rec.energy[0] == 0.0 and rec.elapsed_s[0] == 0.0
+
+
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+def test_a_runaway_sink_ends_the_pulse_at_the_thermal_ceiling(backend):
+    # a local sink of 1e6 W/(m2 K) under the preset's film: the quasi-static field is far past any melting point
+    dev = Bulk4TDevices(preset_params(**SMALL, substrate_conductance_w_per_m2k=1e6), 1, seed=0, backend=backend)
+    rec = dev.write(4.0, 0.8)
+    assert rec.flag[0] & flags.THERMAL_CEILING
+    assert rec.temperature_peak[0] > 2041.0 and rec.elapsed_s[0] < 0.8
+
+
+@settings(max_examples=60, deadline=None)
+@given(pe=st.one_of(st.floats(-800.0, 800.0), st.floats(-0.02, 0.02)))
+def test_bernoulli_weights_match_expm1_and_carry_the_exact_drift(pe):
+    b_minus, b_plus = b.bernoulli_pair(np.array([pe]))
+    def exact(t):
+        with np.errstate(over="ignore"):
+            return 1.0 if t == 0 else t / np.expm1(t)
+
+    assert b_minus[0] == pytest.approx(exact(-pe), rel=1e-12, abs=1e-300)
+    assert b_plus[0] == pytest.approx(exact(pe), rel=1e-12, abs=1e-300)
+    # the net rate is the drift alone, whatever the Peclet number
+    assert b_minus[0] - b_plus[0] == pytest.approx(pe, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("sg", [0.0, 1.0])
+def test_face_fluxes_vanish_at_their_equilibrium_ratio(sg):
+    # two cells under a constant field: Scharfetter-Gummel's zero-flux ratio n2 / n1 is exp(Pe), the
+    # continuum's Boltzmann factor over one cell; upwind's is 1 + Pe, far from it at large cell Peclet numbers
+    params = preset_params(grid_x=4.0, grid_y=4.0, scharfetter_gummel=sg, max_occupancy_ratio=1e6, variation={})
+    table = b.device_table(params, 1, 0)
+    geom = b.Geometry.from_params(params)
+    n = np.ones((1, 4, 4))
+    temp = np.full((1, 4, 4), 300.0)
+    for volts_per_cell in (1e-4, 0.05, 0.3):   # Pe = zqV / kT: 0.008, 3.9, 23
+        phi = -volts_per_cell * np.arange(4.0)[None, :, None] * np.ones((1, 4, 4))
+        fx, bx, _, _ = b.face_rates(n, phi, temp, table, geom)
+        kt = b.BOLTZMANN_EV * 300.0
+        x = params.charge_number * params.hop_distance_m * (volts_per_cell / geom.hx) / (2 * kt)
+        pe = 2 * (geom.hx / params.hop_distance_m) * np.tanh(x)
+        expected = np.exp(pe) if sg else 1.0 + pe
+        np.testing.assert_allclose(fx / bx, expected, rtol=1e-9)
+        # the same net drift either way: v / h per vacancy
+        v = params.hop_distance_m * 2 * np.sinh(x) * params.attempt_frequency_hz * np.exp(
+            -params.activation_energy_ev / kt)
+        np.testing.assert_allclose(fx - bx, v / geom.hx, rtol=1e-9)
+
+
 @pytest.mark.parametrize("backend", ["compiled", "reference"])
 def test_positive_write_lowers_r13_negative_raises_it(backend):
     dev = Bulk4TDevices(preset_params(**SMALL), 1, seed=2, backend=backend)
@@ -114,9 +306,11 @@ def test_positive_write_lowers_r13_negative_raises_it(backend):
     assert r2[0] > r1[0] + 1.0
 
 
-def test_compiled_matches_reference_in_deterministic_mode():
+@pytest.mark.parametrize("scharfetter_gummel", [0.0, 1.0])
+def test_compiled_matches_reference_in_deterministic_mode(scharfetter_gummel):
     # small step and re-solve tolerances so every pulse takes many steps and several phi/T re-solves
-    params = preset_params(**SMALL, max_outflow_fraction=5e-5, sigma_tolerance=2e-5)
+    params = preset_params(**SMALL, max_outflow_fraction=5e-5, sigma_tolerance=2e-5,
+                           scharfetter_gummel=scharfetter_gummel)
     devs = [Bulk4TDevices(params, 2, seed=1, backend=bk, deterministic=True) for bk in ("compiled", "reference")]
     steps = 0
     for amp, width in ((6.0, 30.0), (-4.0, 4.0), (7.0, 2.0)):
@@ -164,9 +358,33 @@ def test_ffp_loop_in_the_kernel_matches_the_python_loop(devices, branches):
     (fast, n_fast), (slow, n_slow) = runs
     assert np.all(fast["events"] > 1)
     np.testing.assert_array_equal(fast["events"], slow["events"])
-    for key in ("resistance", "amplitude", "temperature_peak", "temperature_mean", "energy"):
+    for key in ("resistance", "amplitude", "temperature_peak", "temperature_mean", "energy", "pulse_flag"):
         np.testing.assert_array_equal(fast[key], slow[key])
     np.testing.assert_array_equal(n_fast, n_slow)
+
+
+def test_ffp_events_the_thermal_ceiling_ends_are_flagged_in_the_kernel_and_the_python_loop():
+    from memdrift.emulator.bulk4t_schemes import run_ffp
+
+    # a ceiling between the heating of the potentiating (4-4.5 V) and depressing (3 V) writes on this film
+    params = preset_params(grid_x=8.0, grid_y=8.0, thermal_ceiling_k=301.0)
+    r0 = Bulk4TDevices(params, 1).read()[0]
+    r_grid = np.linspace(r0 - 1.0, r0 + 1.0, 7)
+    vw = np.vstack([np.linspace(3.0, 6.0, 7), np.linspace(2.0, 5.0, 7)])
+    runs = []
+    for snapshots in ((), (10**6,)):
+        dev = Bulk4TDevices(params, 2, seed=5)
+        runs.append(run_ffp(dev, vw, r_grid, max_events=30, hrs_ohm=r0 + 0.05, lrs_ohm=r0 - 0.4,
+                            initialise=False, snapshot_events=snapshots))
+    fast, slow = runs
+    np.testing.assert_array_equal(fast["pulse_flag"], slow["pulse_flag"])
+    taken = np.isfinite(fast["amplitude"])
+    hot = taken & (fast["temperature_peak"] > 301.0)
+    assert np.any(hot) and np.any(taken & ~hot)
+    np.testing.assert_array_equal(fast["pulse_flag"][hot], flags.THERMAL_CEILING)
+    np.testing.assert_array_equal(fast["pulse_flag"][taken & ~hot], 0)
+    # a write stopped at its first field solve moved nothing and booked no energy
+    np.testing.assert_array_equal(fast["energy"][hot], 0.0)
 
 
 def _poisson_chi2_pvalue(draws: np.ndarray, lam: float) -> float:
@@ -369,6 +587,10 @@ def test_ffp_scheme_dataset_contract(tmp_path):
     assert ds.attrs["model"] == "bulk4t" and ds.attrs["scheme"] == "ffp-segmentation"
     assert ds.attrs["preset"] == "tio2x-4t" and ds.attrs["seed"] == 4
     assert "parameters.activation_energy_ev" in ds.attrs
+    # every event carries its quality bits; the preset's film stays far below its ceiling and budget
+    assert ds.pulse_flag.dims == ds.resistance.dims and ds.pulse_flag.dtype == np.uint8
+    assert "thermal_ceiling" in ds.pulse_flag.attrs["flag_meanings"]
+    assert int(ds.pulse_flag.max()) == 0
     events = ds.events.values
     assert np.all(events >= 1)
     pot = ds.resistance.isel(device=0, cycle=0).values[: events[0, 0]]
@@ -588,7 +810,7 @@ static double next(uint64_t *s) { *s = *s * 6364136223846793005ULL + 14426950408
 int main(void) {
     enum { NX = 13, NY = 11, N = NX * NY, NF = (NX - 1) * NY + NX * (NY - 1), DRAWS = 5000 };
     uint64_t s = 42;
-    static double lam[DRAWS], k[DRAWS], n_cells[N], phi[N], temp[N], fw[NF], bk[NF], sigma[N];
+    static double lam[DRAWS], k[DRAWS], n_cells[N], phi[N], temp[N], fw[NF], bk[NF], fw_sg[NF], bk_sg[NF], sigma[N];
     static double gx[N], gy[N], gb[N], dg[N], y[N], x1[N], x2[N], r[N];
     signed char term[N];
     double bfac[4] = {2.0, 1.5, 2.0, 1.5};
@@ -598,7 +820,8 @@ int main(void) {
         n_cells[i] = 1000.0 * (0.5 + next(&s)); phi[i] = next(&s) - 0.5; temp[i] = 300.0 + 20.0 * next(&s);
         sigma[i] = 1e4 * (0.5 + next(&s)); term[i] = i < NY ? 0 : (i >= N - NY ? 2 : -1);
     }
-    md_bulk_rates(NX, NY, 1e-7, 1e-7, 3e-10, 1e13, 0.6, 2.0, 3000.0, n_cells, phi, temp, fw, bk);
+    md_bulk_rates(NX, NY, 1e-7, 1e-7, 3e-10, 1e13, 0.6, 2.0, 3000.0, 0, n_cells, phi, temp, fw, bk);
+    md_bulk_rates(NX, NY, 1e-7, 1e-7, 3e-10, 1e13, 0.6, 2.0, 3000.0, 1, n_cells, phi, temp, fw_sg, bk_sg);
     md_faces(NX, NY, 1.0, 1.1, sigma, term, bfac, gx, gy, gb);
     for (int i = 0; i < N; i++) dg[i] = gb[i];
     for (int i = 0; i < (NX - 1) * NY; i++) { dg[i] += gx[i]; dg[i + NY] += gx[i]; }
@@ -618,7 +841,7 @@ int main(void) {
     for (int i = 0; i < N; i++) r[i] = y[i];
     double rr = md_cg_advance(x1, r, phi, y, 0.37, N), dot = md_dot(x1, x2, N);
     fwrite(k, 8, DRAWS, stdout); fwrite(fw, 8, NF, stdout); fwrite(bk, 8, NF, stdout);
-    fwrite(gx, 8, N, stdout);
+    fwrite(fw_sg, 8, NF, stdout); fwrite(bk_sg, 8, NF, stdout); fwrite(gx, 8, N, stdout);
     fwrite(gy, 8, N, stdout); fwrite(gb, 8, N, stdout); fwrite(y, 8, N, stdout); fwrite(x1, 8, N, stdout);
     fwrite(x2, 8, N, stdout); fwrite(r, 8, N, stdout); fwrite(&rr, 8, 1, stdout); fwrite(&dot, 8, 1, stdout);
     return 0;

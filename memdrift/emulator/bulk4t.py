@@ -17,19 +17,27 @@ module is its SciPy twin, kept for tests and the benchmark):
    terminal k into the film (the four sum to zero).
 2. -div(kappa grad T) + g_sub (T - T0) = sigma |grad phi|^2, with the Joule power
    of each face split between its two cells (quasi-static: the film's thermal
-   time constant is microseconds, the pulses are seconds).
+   time constant is microseconds, the pulses are seconds). sigma(n, T) and T are
+   iterated to a fixed point (within THERMAL_TOLERANCE_K); a cell above
+   ``thermal_ceiling_k`` (runaway or breakdown) ends the pulse, flagged.
 3. Hops across every inner face by the hopping law r+- = nu0 exp(-(Ea -+ z q a E/2)/kT),
    E the face field and T the face temperature. The lattice law is coarse-grained
-   to cells of size h: a vacancy crosses a face at rate (a/h)^2 (r+ + r-)/2
-   (diffusion D = a^2 r0) plus, upwind, (a/h)(r+ - r-) (drift v = a (r+ - r-)),
-   so the cell model has the lattice's drift velocity and diffusivity. Site
-   exclusion (1 - n_dest / n_max) keeps a cell from filling past ``n_max``.
-   Counts are Poisson (tau-leaping) or, in deterministic mode, the expected
-   values. Electrodes and film edges pass no vacancies: the total is conserved
-   exactly (integers in float64).
+   to cells of size h: the face has diffusivity D = a^2 (r+ + r-)/2 and drift
+   velocity v = a (r+ - r-); per vacancy it is crossed at D/h^2 both ways plus,
+   upwind, v/h (``scharfetter_gummel = 0``), or at D/h^2 B(-Pe) forward and
+   D/h^2 B(Pe) back, Pe = v h / D, B(x) = x / (e^x - 1) (Scharfetter-Gummel,
+   ``scharfetter_gummel = 1``). Site exclusion (1 - n_dest / n_max) slows arrivals
+   at a filling cell, and arrivals are thinned to the room under the cap so no
+   cell ever holds more than n_max. Counts are Poisson (tau-leaping) or, in
+   deterministic mode, the expected values. Electrodes and film edges pass no
+   vacancies: the total is conserved exactly (integers in float64).
 4. Adaptive dt: no cell sends out more than ``max_outflow_fraction`` of its
    content in one step; phi and T are re-solved when any sigma has moved by more
-   than ``sigma_tolerance`` (relative) since the last solve.
+   than ``sigma_tolerance`` (relative) since the last solve. Steps are bounded to
+   the end of the pulse; a pulse that would need more than
+   ``max_steps_per_pulse`` stops there, flagged ``step_budget_exhausted``.
+
+Physics, numerics and the measured grid dependence: docs/physics-film.md.
 """
 
 from __future__ import annotations
@@ -41,8 +49,14 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from memdrift.data import flags
 from memdrift.emulator.params import BOLTZMANN_EV, ModelParams, quantity, register_model
 from memdrift.errors import MemdriftError, field_error
+
+#: sigma(n, T) and T are iterated until no cell's temperature moves by more than this between two field
+#: solves (K); twins: THERMAL_TOLERANCE_K and MAX_THERMAL_ITERATIONS in ``_bulk4t.pyx``.
+THERMAL_TOLERANCE_K = 1e-3
+MAX_THERMAL_ITERATIONS = 500
 
 #: Terminal order of every voltage/current array: T1 (left), T2 (top), T3 (right), T4 (bottom).
 TERMINALS = ("T1", "T2", "T3", "T4")
@@ -79,11 +93,22 @@ class Bulk4TParams(ModelParams):
                                                       "heat sink to the substrate g_sub", low_open=True)
     joule_heating: float = quantity(1.0, "1", 0.0, 1.0, "Joule power multiplier (0: isothermal)")
     ambient_temperature_k: float = quantity(300.0, "K", 1.0, 2000.0, "ambient temperature T0")
-    max_outflow_fraction: float = quantity(0.05, "1", 0.0, 0.5, "largest fraction of a cell leaving in one step",
+    # at most a quarter: a cell's four neighbours then cannot send it more than its free room in one step
+    max_outflow_fraction: float = quantity(0.05, "1", 0.0, 0.25, "largest fraction of a cell leaving in one step",
                                            low_open=True)
     sigma_tolerance: float = quantity(0.01, "1", 0.0, 1.0, "relative sigma change before phi, T are re-solved",
                                       low_open=True)
-    max_steps_per_pulse: float = quantity(20000.0, "1", 1.0, 1e8, "step cap per pulse (the rest is one step)")
+    max_steps_per_pulse: float = quantity(20000.0, "1", 1.0, 1e8,
+                                          "step budget per pulse (a pulse not ended within it stops there, flagged "
+                                          "step_budget_exhausted)")
+    scharfetter_gummel: float = quantity(0.0, "1", 0.0, 1.0,
+                                         "face fluxes: 0 first-order upwind, 1 Scharfetter-Gummel exponential "
+                                         "fitting (exact for a constant field between cell centres)")
+    # Pt (the electrodes) melts at 2,041 K, rutile TiO2 at 2,116 K: above the lower of the two the stack is
+    # no longer the film the equations describe
+    thermal_ceiling_k: float = quantity(2041.0, "K", 1.0, 5000.0,
+                                        "hottest cell a pulse may reach; beyond it the pulse ends, flagged "
+                                        "thermal_ceiling")
     variation: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -92,6 +117,8 @@ class Bulk4TParams(ModelParams):
             value = getattr(self, name)
             if value != int(value):
                 raise field_error(name, value, "an integer in [4, 1024]")
+        if self.scharfetter_gummel not in (0.0, 1.0):
+            raise field_error("scharfetter_gummel", self.scharfetter_gummel, "0 (upwind) or 1 (Scharfetter-Gummel)")
         for name in ("grid_x", "grid_y"):
             n = int(getattr(self, name))
             start = _segment_start(n, self.electrode_fraction)
@@ -130,7 +157,7 @@ DEVICE_COLUMNS = (
     "hop_distance_m", "attempt_frequency_hz", "activation_energy_ev", "charge_number", "n_mean", "n_max",
     "conductivity_base_s_per_m", "conductivity_vacancy_s_per_m", "conductivity_exponent",
     "conductivity_activation_ev", "thermal_conductivity_w_per_mk", "substrate_conductance_w_per_m2k",
-    "joule_heating", "ambient_temperature_k",
+    "joule_heating", "ambient_temperature_k", "thermal_ceiling_k", "scharfetter_gummel",
 )
 COL = {name: i for i, name in enumerate(DEVICE_COLUMNS)}
 
@@ -280,6 +307,24 @@ def heat_matrix(row: np.ndarray, geom: Geometry) -> sp.csc_matrix:
     return _laplacian(gx, gy, sink)
 
 
+def bernoulli_pair(pe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """B(-pe), B(pe) with B(t) = t / (exp(t) - 1), the weights of the Scharfetter-Gummel flux.
+
+    From one exponential of -|pe| (no overflow at any Peclet number); a series below |pe| = 1e-2, where the
+    quotient loses digits to cancellation. Twin of md_bernoulli_pair in ``_bulk4t_hops.h``.
+    """
+    pe = np.asarray(pe, dtype=float)
+    ap = np.abs(pe)
+    small = ap < 1e-2
+    u = np.exp(-ap)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = ap / (1.0 - u)
+    even = 1.0 + pe * pe * (1.0 / 12.0) - pe * pe * pe * pe * (1.0 / 720.0)
+    b_minus = np.where(small, even + 0.5 * pe, np.where(pe > 0, g, g * u))
+    b_plus = np.where(small, even - 0.5 * pe, np.where(pe > 0, g * u, g))
+    return b_minus, b_plus
+
+
 def face_rates(n: np.ndarray, phi: np.ndarray, temperature: np.ndarray, table: np.ndarray, geom: Geometry):
     """Per-vacancy crossing rates (1/s) for all devices: (x forward, x backward, y forward, y backward).
 
@@ -288,6 +333,7 @@ def face_rates(n: np.ndarray, phi: np.ndarray, temperature: np.ndarray, table: n
     c = lambda name: table[:, COL[name], None, None]  # noqa: E731
     a, nu0, ea, z = c("hop_distance_m"), c("attempt_frequency_hz"), c("activation_energy_ev"), c("charge_number")
     n_max = c("n_max")
+    sg = bool(np.any(table[:, COL["scharfetter_gummel"]] > 0))
     out = []
     for axis, h in ((1, geom.hx), (2, geom.hy)):
         lo = [slice(None)] * 3
@@ -301,9 +347,13 @@ def face_rates(n: np.ndarray, phi: np.ndarray, temperature: np.ndarray, table: n
         rp, rm = r0 * np.exp(x), r0 * np.exp(-x)
         diffusion = (a / h) ** 2 * 0.5 * (rp + rm)
         drift = (a / h) * (rp - rm)
-        fwd = (diffusion + np.maximum(drift, 0.0)) * np.clip(1.0 - n[hi] / n_max, 0.0, 1.0)
-        bwd = (diffusion + np.maximum(-drift, 0.0)) * np.clip(1.0 - n[lo] / n_max, 0.0, 1.0)
-        out += [fwd, bwd]
+        if sg:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                b_minus, b_plus = bernoulli_pair(np.where(diffusion > 0, drift / diffusion, 0.0))
+            fwd, bwd = diffusion * b_minus, diffusion * b_plus
+        else:
+            fwd, bwd = diffusion + np.maximum(drift, 0.0), diffusion + np.maximum(-drift, 0.0)
+        out += [fwd * np.clip(1.0 - n[hi] / n_max, 0.0, 1.0), bwd * np.clip(1.0 - n[lo] / n_max, 0.0, 1.0)]
     return tuple(out)
 
 
@@ -344,6 +394,23 @@ def limit_outflow(n: np.ndarray, counts: list[np.ndarray]) -> list[np.ndarray]:
             np.floor(fy * scale[:, :, :-1]), np.floor(by * scale[:, :, 1:])]
 
 
+def limit_inflow(n: np.ndarray, counts: list[np.ndarray], cap: np.ndarray, *, integer: bool) -> list[np.ndarray]:
+    """Thin the counts arriving at each cell to the room under ``cap`` (devices, 1, 1) it has now.
+
+    None of the step's departures is counted, so the cap holds whatever order the hops take. ``integer``:
+    the thinned counts are rounded down (Poisson counts stay whole vacancies).
+    """
+    fx, bx, fy, by = counts
+    arriving = outflow_rate(bx, fx, by, fy)   # a face's backward count lands in its first cell, forward in its second
+    room = cap - n
+    over = arriving > room
+    if not np.any(over):
+        return counts
+    scale = np.where(over, np.clip(room, 0.0, None) / np.where(arriving > 0, arriving, 1.0), 1.0)
+    out = [fx * scale[:, 1:, :], bx * scale[:, :-1, :], fy * scale[:, :, 1:], by * scale[:, :, :-1]]
+    return [np.floor(c) for c in out] if integer else out
+
+
 def read_volts(volts: np.ndarray | None, devices: int) -> np.ndarray:
     """Terminal voltages (devices, 4) of a read: the default read bias, one (4,) vector or one row per device."""
     volts = np.array([READ_VOLTAGE_V, 0.0, 0.0, 0.0]) if volts is None else np.asarray(volts, float)
@@ -355,12 +422,30 @@ def read_volts(volts: np.ndarray | None, devices: int) -> np.ndarray:
 
 @dataclass
 class PulseRecord:
-    """What one pulse did to each device."""
+    """What one pulse did to each device.
+
+    ``flag``: the bits of :mod:`memdrift.data.flags` (0: the pulse ran its full width with trusted fields);
+    ``elapsed_s``: the time simulated, shorter than the width when a flag ended the pulse early.
+    """
 
     temperature_peak: np.ndarray
     temperature_mean: np.ndarray
     energy: np.ndarray
     steps: np.ndarray
+    flag: np.ndarray
+    elapsed_s: np.ndarray
+
+
+def _settled(change: float, last: float) -> bool:
+    """Has the Picard iteration of T come within THERMAL_TOLERANCE_K of its fixed point?
+
+    The iteration contracts by q = change / last per sweep, so the error left after a sweep of ``change`` is
+    change q / (1 - q): near the onset of runaway q approaches 1 and the last change alone understates it.
+    """
+    if change > THERMAL_TOLERANCE_K:
+        return False
+    q = change / last if last > 0 else 0.0
+    return q < 1.0 and change * q <= THERMAL_TOLERANCE_K * (1.0 - q)
 
 
 class ReferenceEngine:
@@ -380,45 +465,89 @@ class ReferenceEngine:
         currents = np.stack([solve_potential(s, v, self.geom)[1] for s, v in zip(sigma, vv)])
         return vv[:, 0] / -currents[:, 2], currents
 
-    def _fields(self, n, temperature, volts, idx):
-        """phi, theta = T - T0, and delivered power for the devices ``idx``; sigma at ``temperature``."""
-        sigma = conductivity(n[idx], temperature[idx], self.table[idx])
+    def _fields(self, n, guess, volts, idx):
+        """sigma, phi, T and delivered power for the devices ``idx``, sigma(n, T) and T self-consistent.
+
+        ``guess`` is the first temperature of the Picard iteration; also returns the flag bits of each
+        device (THERMAL_CEILING: a cell above the ceiling or no finite temperature; SOLVE_NOT_CONVERGED: no
+        fixed point within MAX_THERMAL_ITERATIONS). The twin of ``_fields`` in ``_bulk4t.pyx``.
+        """
+        sigma = np.empty((idx.size, *n.shape[1:]))
         phi = np.empty_like(sigma)
-        theta = np.zeros_like(sigma)
+        temperature = np.empty_like(sigma)
         power = np.zeros(idx.size)
+        flag = np.zeros(idx.size, dtype=np.uint8)
         for k, d in enumerate(idx):
-            phi[k], cur = solve_potential(sigma[k], volts[d], self.geom)
-            power[k] = float(volts[d] @ cur)
-            heating = self.table[d, COL["joule_heating"]]
-            if heating > 0:
-                p = heating * joule_power(sigma[k], phi[k], volts[d], self.geom)
-                theta[k] = self._heat[d].solve(p.ravel()).reshape(p.shape)
-        return sigma, phi, theta, power
+            row = self.table[d]
+            t0, heating = row[COL["ambient_temperature_k"]], row[COL["joule_heating"]]
+            coupled = heating > 0 and row[COL["conductivity_activation_ev"]] > 0
+            temp = np.array(guess[d], dtype=float)
+            last = -1.0
+            for it in range(1, MAX_THERMAL_ITERATIONS + 1):
+                sigma[k] = conductivity(n[d][None], temp[None], self.table[d][None])[0]
+                phi[k], cur = solve_potential(sigma[k], volts[d], self.geom)
+                power[k] = float(volts[d] @ cur)
+                theta = np.zeros_like(temp)
+                if heating > 0:
+                    p = heating * joule_power(sigma[k], phi[k], volts[d], self.geom)
+                    theta = self._heat[d].solve(p.ravel()).reshape(p.shape)
+                new = t0 + theta
+                change = np.abs(new - temp).max()
+                temp = new
+                if not temp.max() <= row[COL["thermal_ceiling_k"]]:
+                    flag[k] = flags.THERMAL_CEILING
+                    break
+                if not coupled or _settled(change, last):
+                    break
+                last = change
+            else:
+                flag[k] = flags.SOLVE_NOT_CONVERGED
+            temperature[k] = temp
+        return sigma, phi, temperature, power, flag
 
     def pulse(self, n: np.ndarray, volts: np.ndarray, width_s: np.ndarray, *, deterministic: bool = False,
               ambient_k: np.ndarray | None = None) -> tuple[np.ndarray, PulseRecord]:
         """Apply terminal voltages ``volts`` (devices, 4) for ``width_s`` (devices,); returns new counts."""
         n = n.astype(np.float64, copy=True)
         d = n.shape[0]
-        t0 = self.table[:, COL["ambient_temperature_k"]] if ambient_k is None else np.asarray(ambient_k, float)
-        remaining = np.asarray(width_s, dtype=float).copy()
+        table = self.table
+        if ambient_k is not None:
+            table = table.copy()
+            table[:, COL["ambient_temperature_k"]] = ambient_k
+        saved, self.table = self.table, table
+        try:
+            return self._pulse(n, volts, np.broadcast_to(np.asarray(width_s, dtype=float), (d,)).copy(),
+                               deterministic)
+        finally:
+            self.table = saved
+
+    def _pulse(self, n, volts, width, deterministic):
+        d = n.shape[0]
+        t0 = self.table[:, COL["ambient_temperature_k"]]
+        remaining = width.copy()
         f_max = self.params.max_outflow_fraction
         tol = self.params.sigma_tolerance
         max_steps = int(self.params.max_steps_per_pulse)
+        n_max = self.table[:, COL["n_max"], None, None]
+        cap = n_max if deterministic else np.floor(n_max)
         t_base = np.broadcast_to(t0[:, None, None], n.shape)
-        sigma_solved, phi, theta, power = self._fields(n, t_base, volts, np.arange(d))
-        temperature = t_base + theta
+        sigma_solved, phi, temperature, power, flag = self._fields(n, t_base, volts, np.arange(d))
         peak = temperature.max(axis=(1, 2))
         mean_acc = np.zeros(d)
         energy = np.zeros(d)
         steps = np.zeros(d, dtype=np.int64)
-        while np.any(remaining > 0):
+        while True:
+            running = (remaining > 0) & (flag == 0)
+            budget = running & (steps >= max_steps)
+            flag[budget] |= flags.STEP_BUDGET
+            running &= ~budget
+            if not np.any(running):
+                break
             rates = face_rates(n, phi, temperature, self.table, self.geom)
             out = outflow_rate(*rates).max(axis=(1, 2))
             with np.errstate(divide="ignore"):
                 dt = np.where(out > 0, np.minimum(remaining, f_max / out), remaining)
-            dt = np.where(steps >= max_steps - 1, remaining, dt)
-            dt = np.where(remaining > 0, dt, 0.0)
+            dt = np.where(running, dt, 0.0)
             expected = []
             for k, r in enumerate(rates):
                 src = (n[:, :-1, :], n[:, 1:, :], n[:, :, :-1], n[:, :, 1:])[k]
@@ -429,26 +558,31 @@ class ReferenceEngine:
                 counts = [np.stack([self.rngs[i].poisson(e[i]) for i in range(d)]).astype(np.float64)
                           for e in expected]
                 counts = limit_outflow(n, counts)
+            counts = limit_inflow(n, counts, cap, integer=not deterministic)
             n = apply_hops(n, *counts)
             energy += power * dt
             mean_acc += temperature.mean(axis=(1, 2)) * dt
-            steps += remaining > 0
-            remaining = np.where(remaining > 0, remaining - dt, 0.0)
-            remaining[remaining < 1e-12 * np.asarray(width_s)] = 0.0
-            # sigma at the temperature of the last solve: phi and T are lagged by one re-solve
+            steps += running
+            remaining = np.where(running, remaining - dt, remaining)
+            remaining[remaining < 1e-12 * width] = 0.0
+            # phi and T are re-solved when sigma at the present temperatures has moved past the tolerance
             sigma = conductivity(n, temperature, self.table)
-            moved = (np.abs(sigma / sigma_solved - 1.0).max(axis=(1, 2)) > tol) & (remaining > 0)
+            moved = (np.abs(sigma / sigma_solved - 1.0).max(axis=(1, 2)) > tol) & running & (remaining > 0)
             if np.any(moved):
                 idx = np.flatnonzero(moved)
-                sigma_solved[idx], phi[idx], theta[idx], power[idx] = self._fields(n, temperature, volts, idx)
-                temperature = t_base + theta
+                sigma_solved[idx], phi[idx], temperature[idx], power[idx], fl = self._fields(
+                    n, temperature, volts, idx)
+                flag[idx] |= fl
                 peak = np.maximum(peak, temperature.max(axis=(1, 2)))
-        width = np.broadcast_to(np.asarray(width_s, dtype=float), (d,))
+        elapsed = width - remaining
         # a device given no pulse was never heated: it reports its ambient, not the field solve's peak
         idle = width <= 0
         peak = np.where(idle, t0, peak)
-        mean_t = np.where(idle, t0, mean_acc / np.where(idle, 1.0, width))
-        return n, PulseRecord(peak, mean_t, energy, steps)
+        mean_t = np.where(elapsed > 0, mean_acc / np.where(elapsed > 0, elapsed, 1.0),
+                          temperature.mean(axis=(1, 2)))
+        mean_t = np.where(idle, t0, mean_t)
+        flag = np.where(idle, 0, flag).astype(np.uint8)
+        return n, PulseRecord(peak, mean_t, energy, steps, flag, np.where(idle, 0.0, elapsed))
 
 
 class CompiledEngine:
@@ -500,7 +634,7 @@ class CompiledEngine:
         if ambient_k is not None:
             table = table.copy()
             table[:, COL["ambient_temperature_k"]] = ambient_k
-        out = np.zeros((d, 4))
+        out = np.zeros((d, 6))
         status = self._k.pulse(*self._geo, table, flat, self.band, self.state, self.heat_band,
                                np.asarray(volts).astype(np.float64, order="C"),
                                np.broadcast_to(width_s, (d,)).astype(np.float64, order="C"),
@@ -509,7 +643,8 @@ class CompiledEngine:
                                int(self.params.max_steps_per_pulse), out, self.threads)
         if np.any(status < 0):
             raise ArithmeticError("potential matrix is not positive definite")
-        return flat.reshape(n.shape), PulseRecord(out[:, 0], out[:, 1], out[:, 2], out[:, 3].astype(np.int64))
+        return flat.reshape(n.shape), PulseRecord(out[:, 0], out[:, 1], out[:, 2], out[:, 3].astype(np.int64),
+                                                  out[:, 4].astype(np.uint8), out[:, 5])
 
 
     def ffp(self, n: np.ndarray, r_grid: np.ndarray, vw: np.ndarray, sign: float, width_s: float, r_stop: float,
@@ -519,7 +654,7 @@ class CompiledEngine:
         is above (sign > 0) or below (sign < 0) ``r_stop`` and ``events[d] < limit``.
 
         ``r_now`` (devices,) and ``events`` (devices, C long) are updated in place; ``record`` (devices,
-        max_events, 5) receives (r, amplitude, peak T, mean T, energy) of each event. Returns the new counts.
+        max_events, 6) receives (r, amplitude, peak T, mean T, energy, flag bits) of each event. Returns the new counts.
         The same pulses and reads as ``pulse``/``read`` called from Python, without returning between events.
         """
         flat = self._flat(n).copy()

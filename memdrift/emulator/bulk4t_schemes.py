@@ -23,6 +23,7 @@ import numpy as np
 import xarray as xr
 
 from memdrift import __version__
+from memdrift.data import flags
 from memdrift.data.schema import BRANCH, annotate, netcdf_attrs
 from memdrift.emulator import bulk4t as b
 from memdrift.emulator.pulses import DEPRESSION, POTENTIATION
@@ -158,6 +159,7 @@ def run_identical(dev: Bulk4TDevices, amplitudes_v=PAPER_AMPLITUDES_V, width_s: 
     runs = [(a, POTENTIATION) for a in amps] + [(a, DEPRESSION) for a in amps]
     shape = (dev.devices, len(runs), pulses)
     out = {k: np.full(shape, np.nan) for k in ("resistance", "temperature_peak", "temperature_mean", "energy")}
+    out["pulse_flag"] = np.zeros(shape, dtype=np.uint8)
     initial = np.empty((dev.devices, len(runs)))
     iterator = _progress(runs, progress, "identical")
     for c, (a, branch) in enumerate(iterator):
@@ -171,6 +173,7 @@ def run_identical(dev: Bulk4TDevices, amplitudes_v=PAPER_AMPLITUDES_V, width_s: 
             out["temperature_peak"][:, c, k] = rec.temperature_peak
             out["temperature_mean"][:, c, k] = rec.temperature_mean
             out["energy"][:, c, k] = rec.energy
+            out["pulse_flag"][:, c, k] = rec.flag
     out["resistance_initial"] = initial
     out["run_amplitude"] = np.array([a for a, _ in runs])
     out["run_branch"] = np.array([br for _, br in runs])
@@ -240,7 +243,7 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
         raise field_error("max_events", max_events, ">= 1")
     shape = (dev.devices, len(branches), max_events)
     out = {k: np.full(shape, np.nan) for k in ("resistance", "amplitude", "temperature_peak", "temperature_mean",
-                                               "energy")}
+                                               "energy", "pulse_flag")}
     events = np.zeros((dev.devices, len(branches)), dtype=np.int64)
     if initialise:
         # the same full-swing initialisation as the map's runs, so the map describes the state FFP starts from
@@ -270,7 +273,8 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
             r_new = dev.read()
             r = np.where(active, r_new, r)
             for key, val in (("resistance", r), ("amplitude", v), ("temperature_peak", rec.temperature_peak),
-                             ("temperature_mean", rec.temperature_mean), ("energy", rec.energy)):
+                             ("temperature_mean", rec.temperature_mean), ("energy", rec.energy),
+                             ("pulse_flag", rec.flag)):
                 out[key][:, c, e] = np.where(active, val, np.nan)
             events[:, c] += active
             if e in snaps:
@@ -296,7 +300,7 @@ def _ffp_in_kernel(dev: Bulk4TDevices, vw: np.ndarray, r_grid: np.ndarray, sign:
     width = check_range("width_s", width_s, 0.0, None, low_open=True, unit="s")
     r_now = np.array(r, dtype=np.float64)
     events = np.zeros(dev.devices, dtype=np.dtype("l"))
-    record = np.full((dev.devices, max_events, 5), np.nan)
+    record = np.full((dev.devices, max_events, 6), np.nan)
     chunk = 50 if progress else max_events
     ends = range(chunk, max_events + chunk, chunk)
     for limit in _progress(ends, progress, "ffp " + ("HRS->LRS" if sign > 0 else "LRS->HRS")):
@@ -305,14 +309,20 @@ def _ffp_in_kernel(dev: Bulk4TDevices, vw: np.ndarray, r_grid: np.ndarray, sign:
                                deterministic=dev.deterministic)
         if np.all(events < limit):
             break
-    for k, key in enumerate(("resistance", "amplitude", "temperature_peak", "temperature_mean", "energy")):
+    for k, key in enumerate(("resistance", "amplitude", "temperature_peak", "temperature_mean", "energy",
+                             "pulse_flag")):
         out[key][:, c] = record[:, :, k]
     return r_now, events.astype(np.int64)
 
 
 def run_retention(dev: Bulk4TDevices, temperatures_k=(300.0, 350.0, 400.0, 450.0), times_s=None, *,
-                  hrs_ohm: float, lrs_ohm: float, init_amplitude_v: float = 6.0) -> dict[str, np.ndarray]:
-    """From LRS, zero bias at each temperature; R read (at the ambient) at log-spaced times."""
+                  hrs_ohm: float, lrs_ohm: float, init_amplitude_v: float = 6.0,
+                  progress: bool = False) -> dict[str, np.ndarray]:
+    """From LRS, zero bias at each temperature; R read (at the ambient) at log-spaced times.
+
+    Hot, long relaxations take many bounded steps (the step control follows the fastest cell): ``progress``
+    shows one tick per relaxation interval. An interval that ran out of its step budget is flagged.
+    """
     temps = np.atleast_1d(np.asarray(temperatures_k, dtype=float))
     for i, t in enumerate(temps):
         check_range(f"temperatures_k[{i}]", t, 1.0, 2000.0, unit="K")
@@ -320,16 +330,20 @@ def run_retention(dev: Bulk4TDevices, temperatures_k=(300.0, 350.0, 400.0, 450.0
     if np.any(np.diff(times) <= 0) or times[0] <= 0:
         raise MemdriftError("times_s is out of range; allowed: increasing positive times (s)")
     res = np.empty((dev.devices, temps.size, times.size))
+    flag = np.zeros(res.shape, dtype=np.uint8)
     start = dev.n.copy()
+    ticks = iter(_progress(range(temps.size * times.size), progress, "retention"))
     for i, t in enumerate(temps):
         dev.n = start.copy()
         dev.approach(lrs_ohm, +1.0, init_amplitude_v, reset_ohm=hrs_ohm)
         elapsed = 0.0
         for j, tj in enumerate(times):
-            dev.apply(np.zeros((dev.devices, 4)), tj - elapsed, ambient_k=np.full(dev.devices, t))
+            rec = dev.apply(np.zeros((dev.devices, 4)), tj - elapsed, ambient_k=np.full(dev.devices, t))
+            flag[:, i, j] = rec.flag
             elapsed = tj
             res[:, i, j] = dev.read()
-    return {"resistance": res, "temperature": temps, "time": times}
+            next(ticks, None)
+    return {"resistance": res, "temperature": temps, "time": times, "pulse_flag": flag}
 
 
 def _progress(iterable, enabled: bool, desc: str):
@@ -454,13 +468,14 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
     else:
         kw = {k: opts.pop(k) for k in ("temperatures_k", "times_s") if k in opts}
         _no_leftovers(opts)
-        res = run_retention(dev, **kw, **init)
+        res = run_retention(dev, **kw, **init, progress=progress)
         ds = xr.Dataset(
             {"resistance": (("device", "temperature", "time"), res["resistance"])},
             coords={"device": np.arange(dev.devices), "temperature": ("temperature", res["temperature"],
                                                                         {"units": "K"}),
                     "time": ("time", res["time"], {"units": "s"})})
         ds["resistance"].attrs.update(units="ohm", long_name="read resistance after zero-bias relaxation")
+        ds = flags.attach(ds, res["pulse_flag"], ("device", "temperature", "time"))
     ds.attrs.update(_attrs(params, name, scheme, seed, attrs_extra))
     return annotate(ds)
 
@@ -483,7 +498,7 @@ def _identical_dataset(res: dict[str, np.ndarray], width: float) -> xr.Dataset:
     ds["resistance_initial"] = (("device", "cycle"), res["resistance_initial"],
                                 {"units": "ohm", "long_name": "resistance after re-initialisation"})
     ds["temperature_mean"].attrs.update(units="K", long_name="time-averaged mean film temperature")
-    return ds
+    return flags.attach(ds, res["pulse_flag"], dims)
 
 
 def _ffp_dataset(res: dict[str, np.ndarray], width: float, hrs: float, lrs: float) -> xr.Dataset:
@@ -504,7 +519,8 @@ def _ffp_dataset(res: dict[str, np.ndarray], width: float, hrs: float, lrs: floa
         ds["temperature_map"] = (sdims, res["temperature_map"],
                                  {"units": "K", "long_name": "cell temperature during the event's write pulse"})
     ds["temperature_mean"].attrs.update(units="K", long_name="time-averaged mean film temperature")
-    return ds
+    # events a device did not take carry no flag
+    return flags.attach(ds, np.nan_to_num(res["pulse_flag"], nan=0.0).astype(np.uint8), dims)
 
 
 def _map_vars(m: dict[str, np.ndarray]) -> dict[str, Any]:

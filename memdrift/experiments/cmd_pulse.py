@@ -64,6 +64,22 @@ def memory_limit_bytes(args: argparse.Namespace) -> float:
     return check_range("max-memory-gb", args.max_memory_gb, 0.0, 1e6, low_open=True, unit="GiB") * 2**30
 
 
+def _warn_kernel_flags(ds, where: str) -> None:
+    """One stderr line for pulses the kernel itself flagged (step budget, thermal ceiling, unsettled solve)."""
+    import sys
+
+    import numpy as np
+
+    from memdrift.data import flags
+
+    if flags.VARIABLE not in ds:
+        return
+    own = ds[flags.VARIABLE].values & ~np.uint8(flags.OUTSIDE_ENVELOPE)
+    phrases = flags.describe(own)
+    if phrases:
+        print(f"warning: {where}: {'; '.join(phrases)} (see {flags.VARIABLE})", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from memdrift.data import envelope
     from memdrift.data.io import write_dataset
@@ -101,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         ds = bulk4t_schemes.simulate_scheme(preset, scheme, devices=args.devices, seed=args.seed,
                                             threads=args.threads, backend=args.backend, progress=not args.quiet, **options)
     envelope.warn(ds, preset.model, f"pulse {preset.name}")
+    _warn_kernel_flags(ds, f"pulse {preset.name}")
     write_dataset(ds, args.output, float32=args.float32)
     print(f"wrote {args.output} ({', '.join(f'{k}={v}' for k, v in ds.sizes.items())})")
     if args.plot is not None:

@@ -35,7 +35,7 @@ from memdrift.ext._streams cimport next_uniform, poisson as stream_poisson
 
 cdef extern from "_bulk4t_hops.h" nogil:
     void md_bulk_rates(int nx, int ny, double hx_m, double hy_m, double a_m, double nu0_hz, double ea_ev, double z,
-                       double nmax, const double *n_cells, const double *phi, const double *temp, double *forward,
+                       double nmax, int sg, const double *n_cells, const double *phi, const double *temp, double *forward,
                        double *back)
     void md_face_totals(int nx, int ny, const double *first, const double *second, double *total)
     void md_expected_counts(int nx, int ny, const double *n_cells, const double *rate_f, const double *rate_b,
@@ -84,7 +84,22 @@ cdef enum:
     C_GSUB = 11
     C_HEAT = 12
     C_T0 = 13
-    NCOL = 14
+    C_TMAX = 14
+    C_SG = 15
+    NCOL = 16
+
+# Per-pulse quality bits (memdrift.data.flags: the same values).
+cdef enum:
+    FLAG_NOT_CONVERGED = 1
+    FLAG_THERMAL_CEILING = 2
+    FLAG_STEP_BUDGET = 4
+
+# sigma(n, T) and T are iterated (Picard, from below: the first guess is the ambient or the last field) until
+# the temperature is within this of the fixed point (K), the error estimated from the contraction of the last
+# two sweeps (tested against a tolerance a hundred times finer). A field that has not settled after
+# MAX_THERMAL_ITERATIONS is not a solution.
+cdef double THERMAL_TOLERANCE_K = 1e-3
+cdef int MAX_THERMAL_ITERATIONS = 500
 
 
 cdef struct Geo:
@@ -497,28 +512,65 @@ cdef void _joule(const Geo *g, Work *w, const double *volts, double scale) noexc
         w.pw[i] *= scale
 
 
-cdef int _fields(const Geo *g, Work *w, const double *row, const double *n_cells, const double *temp,
+cdef inline int _settled(double change, double last) noexcept nogil:
+    """Within THERMAL_TOLERANCE_K of the fixed point: the error after a sweep is change q / (1 - q), q the
+    contraction change / last (twin: _settled in bulk4t.py; ``last`` < 0 before the second sweep)."""
+    cdef double q
+    if change > THERMAL_TOLERANCE_K:
+        return 0
+    q = change / last if last > 0.0 else 0.0
+    return q < 1.0 and change * q <= THERMAL_TOLERANCE_K * (1.0 - q)
+
+
+cdef int _fields(const Geo *g, Work *w, const double *row, const double *n_cells, double *temp,
                  double *L, double *state, const double *HL, const double *volts, double refactor_tol,
                  double *power) noexcept nogil:
+    """phi, theta and temp = T0 + theta, self-consistent with sigma(n, T); ``temp`` holds the first guess.
+
+    Returns -1 (solve failed), 0, FLAG_THERMAL_CEILING (a cell above the thermal ceiling, or no finite
+    temperature: the iteration is stopped there) or FLAG_NOT_CONVERGED (no fixed point within
+    MAX_THERMAL_ITERATIONS). Without heating or without thermal activation sigma does not depend on T and
+    one solve is the answer.
+    """
     cdef double cur[4]
-    cdef int i
-    _conductivity(g, row, n_cells, temp, w.sigma)
-    if _solve_potential(g, w, L, state, volts, refactor_tol, cur, 0) < 0:
-        return -1
-    power[0] = volts[0] * cur[0] + volts[1] * cur[1] + volts[2] * cur[2] + volts[3] * cur[3]
-    if row[C_HEAT] > 0.0:
-        _joule(g, w, volts, row[C_HEAT])
-        _band_solve(g, HL, w.pw, w.theta, w.scratch)
-    else:
+    cdef int i, it = 0
+    cdef double t0 = row[C_T0], tnew, dmax, tmax, last = -1.0
+    cdef int coupled = row[C_HEAT] > 0.0 and row[C_SEA] > 0.0
+    while True:
+        _conductivity(g, row, n_cells, temp, w.sigma)
+        if _solve_potential(g, w, L, state, volts, refactor_tol, cur, 0) < 0:
+            return -1
+        power[0] = volts[0] * cur[0] + volts[1] * cur[1] + volts[2] * cur[2] + volts[3] * cur[3]
+        if row[C_HEAT] > 0.0:
+            _joule(g, w, volts, row[C_HEAT])
+            _band_solve(g, HL, w.pw, w.theta, w.scratch)
+        else:
+            for i in range(g.n):
+                w.theta[i] = 0.0
+        dmax = 0.0
+        tmax = t0
         for i in range(g.n):
-            w.theta[i] = 0.0
-    return 0
+            tnew = t0 + w.theta[i]
+            if fabs(tnew - temp[i]) > dmax:
+                dmax = fabs(tnew - temp[i])
+            if not (tnew <= tmax):
+                tmax = tnew
+            temp[i] = tnew
+        if not (tmax <= row[C_TMAX]):
+            return FLAG_THERMAL_CEILING
+        if not coupled or _settled(dmax, last):
+            return 0
+        last = dmax
+        it += 1
+        if it >= MAX_THERMAL_ITERATIONS:
+            return FLAG_NOT_CONVERGED
 
 
 cdef inline void _rates(const Geo *g, const double *row, const double *n_cells, const double *phi,
                         const double *temp, double *rf, double *rb) noexcept nogil:
     """Per-vacancy face crossing rates; x faces in [0, (nx-1)*ny), y faces after them (_bulk4t_hops.h)."""
-    md_bulk_rates(g.nx, g.ny, g.hx, g.hy, row[C_A], row[C_NU0], row[C_EA], row[C_Z], row[C_NMAX], n_cells, phi,
+    md_bulk_rates(g.nx, g.ny, g.hx, g.hy, row[C_A], row[C_NU0], row[C_EA], row[C_Z], row[C_NMAX],
+                  1 if row[C_SG] > 0.0 else 0, n_cells, phi,
                   temp, rf, rb)
 
 
@@ -526,36 +578,49 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
                     const double *HL, const double *volts, double width, int deterministic, uint64_t key,
                     uint64_t *counter, double f_max, double tol, double refactor_tol, long max_steps,
                     double *out) noexcept nogil:
-    """One pulse on one device; out = (peak T, mean T, energy, steps)."""
+    """One pulse on one device; out = (peak T, mean T, energy, steps, flag bits, time simulated).
+
+    Every step is bounded by f_max; a pulse that has not ended after max_steps steps stops there with
+    FLAG_STEP_BUDGET, and one whose field passes the thermal ceiling (or has no self-consistent temperature)
+    stops at that solve with its flag: the time simulated is then shorter than the width.
+    """
     cdef Work w
-    cdef int i, j, k, nf = (g.nx - 1) * g.ny + g.nx * (g.ny - 1), over
+    cdef int i, j, k, nf = (g.nx - 1) * g.ny + g.nx * (g.ny - 1), over, st, flag = 0
     cdef double t0 = row[C_T0], remaining = width, dt, omax, power = 0.0, peak, mean_acc = 0.0
-    cdef double energy = 0.0, tmean
+    cdef double energy = 0.0, tmean, cap, room
     cdef long steps = 0
     cdef double *temp
     cdef double *sig_solved
     cdef double *outr
+    cdef double *inr
     if _alloc(&w, g) != 0:
         return -2
-    temp = <double *> malloc(3 * g.n * sizeof(double))
+    temp = <double *> malloc(4 * g.n * sizeof(double))
     if temp == NULL:
         free(w.sigma)
         return -2
     sig_solved = temp + g.n
     outr = temp + 2 * g.n
+    inr = temp + 3 * g.n
+    # site exclusion: a cell never holds more than n_max (whole vacancies when the counts are integers)
+    cap = row[C_NMAX] if deterministic else floor(row[C_NMAX])
     for i in range(g.n):
         temp[i] = t0
-    if _fields(g, &w, row, n_cells, temp, L, state, HL, volts, refactor_tol, &power) != 0:
+    st = _fields(g, &w, row, n_cells, temp, L, state, HL, volts, refactor_tol, &power)
+    if st < 0:
         free(w.sigma)
         free(temp)
         return -1
+    flag |= st
     memcpy(sig_solved, w.sigma, g.n * sizeof(double))
     peak = t0
     for i in range(g.n):
-        temp[i] = t0 + w.theta[i]
         if temp[i] > peak:
             peak = temp[i]
-    while remaining > 0.0:
+    while remaining > 0.0 and flag == 0:
+        if steps >= max_steps:
+            flag |= FLAG_STEP_BUDGET
+            break
         _rates(g, row, n_cells, w.phi, temp, w.rf, w.rb)
         md_face_totals(g.nx, g.ny, w.rf, w.rb, outr)
         omax = 0.0
@@ -565,8 +630,6 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
         if omax > 0.0 and f_max / omax < remaining:
             dt = f_max / omax
         else:
-            dt = remaining
-        if steps >= max_steps - 1:
             dt = remaining
         # expected counts -> (Poisson) counts, in place over the rate arrays
         md_expected_counts(g.nx, g.ny, n_cells, w.rf, w.rb, dt, w.cf, w.cb)
@@ -589,6 +652,28 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
                     w.cf[k] = floor(w.cf[k] * (n_cells[i] / outr[i]))
                 if outr[j] > n_cells[j]:
                     w.cb[k] = floor(w.cb[k] * (n_cells[j] / outr[j]))
+        # arrivals are thinned to the room left under the cap (counting none of the step's departures, so the
+        # cap holds whatever order the hops take); the exclusion factor of the rates alone bounds the expected
+        # arrivals only while dt is small against the rate into a nearly full cell
+        md_face_totals(g.nx, g.ny, w.cb, w.cf, inr)
+        over = 0
+        for i in range(g.n):
+            if inr[i] > cap - n_cells[i]:
+                over = 1
+                break
+        for k in range(nf if over else 0):
+            i = g.fi[k]
+            j = g.fj[k]
+            room = cap - n_cells[j]
+            if inr[j] > room:
+                w.cf[k] = w.cf[k] * (room / inr[j]) if room > 0.0 else 0.0
+                if not deterministic:
+                    w.cf[k] = floor(w.cf[k])
+            room = cap - n_cells[i]
+            if inr[i] > room:
+                w.cb[k] = w.cb[k] * (room / inr[i]) if room > 0.0 else 0.0
+                if not deterministic:
+                    w.cb[k] = floor(w.cb[k])
         md_apply_hops(g.nx, g.ny, w.cf, w.cb, n_cells)
         energy += power * dt
         tmean = 0.0
@@ -602,20 +687,32 @@ cdef int _pulse_one(const Geo *g, const double *row, double *n_cells, double *L,
         if remaining > 0.0:
             _conductivity(g, row, n_cells, temp, w.tmp)
             if md_max_rel_change(w.tmp, sig_solved, g.n) > tol:
-                if _fields(g, &w, row, n_cells, temp, L, state, HL, volts, refactor_tol, &power) != 0:
+                st = _fields(g, &w, row, n_cells, temp, L, state, HL, volts, refactor_tol, &power)
+                if st < 0:
                     free(w.sigma)
                     free(temp)
                     return -1
+                flag |= st
                 memcpy(sig_solved, w.sigma, g.n * sizeof(double))
                 for i in range(g.n):
-                    temp[i] = t0 + w.theta[i]
                     if temp[i] > peak:
                         peak = temp[i]
     # a device given no pulse was never heated: it reports its ambient, not the field solve's peak
+    if width > 0.0 and width - remaining > 0.0:
+        out[1] = mean_acc / (width - remaining)
+    elif width > 0.0:
+        # stopped at the first solve: the field it reached
+        tmean = 0.0
+        for i in range(g.n):
+            tmean += temp[i]
+        out[1] = tmean / g.n
+    else:
+        out[1] = t0
     out[0] = peak if width > 0.0 else t0
-    out[1] = mean_acc / width if width > 0.0 else t0
     out[2] = energy
     out[3] = <double>steps
+    out[4] = <double>(flag if width > 0.0 else 0)
+    out[5] = width - remaining if width > 0.0 else 0.0
     free(w.sigma)
     free(temp)
     return 0
@@ -672,12 +769,13 @@ cdef int _ffp_one(const Geo *g, const double *row, double *n_cells, double *L, d
                   double *rec) noexcept nogil:
     """Feedforward loop of one device: read r -> Vw(r) write -> read, while r is on the far side of r_stop.
 
-    rec[e] = (r after the event, signed amplitude, peak T, mean T, energy), from event events[0] up to limit.
+    rec[e] = (r after the event, signed amplitude, peak T, mean T, energy, flag bits), from event events[0] up
+    to limit.
     """
     cdef double volts[4]
     cdef double rvolts[4]
     cdef double cur[4]
-    cdef double pout[4]
+    cdef double pout[6]
     cdef double r = r_now[0], v
     cdef long e = events[0]
     cdef int st
@@ -699,11 +797,12 @@ cdef int _ffp_one(const Geo *g, const double *row, double *n_cells, double *L, d
         if st < 0:
             return st
         r = rvolts[0] / -cur[2]
-        rec[5 * e] = r
-        rec[5 * e + 1] = v
-        rec[5 * e + 2] = pout[0]
-        rec[5 * e + 3] = pout[1]
-        rec[5 * e + 4] = pout[2]
+        rec[6 * e] = r
+        rec[6 * e + 1] = v
+        rec[6 * e + 2] = pout[0]
+        rec[6 * e + 3] = pout[1]
+        rec[6 * e + 4] = pout[2]
+        rec[6 * e + 5] = pout[4]
         e += 1
     r_now[0] = r
     events[0] = e
@@ -813,6 +912,9 @@ def pulse(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8
     _check_state(state, nd, g.n)
     _check_band(band, nd, &g)
     _check_band(heat_band, nd, &g)
+    if table.shape[0] != nd or table.shape[1] != NCOL or volts.shape[0] != nd or width.shape[0] != nd \
+            or out.shape[0] != nd or out.shape[1] != 6:
+        raise ValueError(f"pulse: table ({nd}, {NCOL}), volts ({nd}, 4), width ({nd},) and out ({nd}, 6) expected")
     faces = _face_table(&g)
     for d in prange(nd, nogil=True, num_threads=threads, schedule="static"):
         status[d] = _pulse_one(&g, &table[d, 0], &n_cells[d, 0], &band[d, 0], &state[d, 0],
@@ -848,7 +950,7 @@ def ffp(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t
     cdef int[::1] status = np.zeros(nd, dtype=np.intc)
     cdef int det = 1 if deterministic else 0
     cdef int m = r_grid.shape[0]
-    if vw.shape[0] != m or m < 1 or rec.shape[2] != 5 or rec.shape[1] < limit:
+    if vw.shape[0] != m or m < 1 or rec.shape[2] != 6 or rec.shape[1] < limit:
         raise ValueError("ffp: table or record shapes do not match")
     _check_state(state, nd, g.n)
     _check_band(band, nd, &g)

@@ -59,7 +59,8 @@ DEFAULT_FREE = {
 DEFAULT_START = {"filament": "hfoxsy-hfs2", "bulk4t": "tio2x-4t"}
 # Step control and bookkeeping fields: not physics, never fitted.
 NOT_FITTABLE = {"max_gap_step_m", "max_substeps", "max_outflow_fraction", "sigma_tolerance", "max_steps_per_pulse",
-                "grid_x", "grid_y", "ambient_temperature_k", "charge_number", "joule_heating"}
+                "grid_x", "grid_y", "ambient_temperature_k", "charge_number", "joule_heating",
+                "thermal_ceiling_k", "scharfetter_gummel"}
 SPREAD_PARAMETER = "site_population"
 # Read settings of the paper ramp; used when the measured file does not record them.
 DEFAULT_READ = {"read_voltage_v": -0.1, "read_width_s": 30e-6, "read_gap_s": 20e-6}

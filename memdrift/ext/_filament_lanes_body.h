@@ -87,10 +87,17 @@ MD_INLINE void MD_W(md_solve_cell)(const MD_W(md_batch) *B, double volts, const 
         LANES pending |= done[l] == 0;
         if (!pending)
             break;
+        double ys[MD_LANES], es[MD_LANES], hs[MD_LANES], hps[MD_LANES], as[MD_LANES], rs_[MD_LANES];
+        double lons[MD_LANES], hins[MD_LANES], wns[MD_LANES], dos[MD_LANES], ds[MD_LANES];
+        int64_t fins[MD_LANES];
         LANES {
-            double y = md_exp(w[l]);
+            ys[l] = md_exp(w[l]);
+            es[l] = md_exp(-fabs(w[l] - lnk[l]));
+        }
+        LANES {
+            double y = ys[l];
             double zl = w[l] - lnk[l];
-            double e = md_exp(-fabs(zl));
+            double e = es[l];
             int small = zl < 0.0;
             double zs = small ? e : 1.0;
             double root_s = sqrt(1.0 + zs * zs);
@@ -100,10 +107,18 @@ MD_INLINE void MD_W(md_solve_cell)(const MD_W(md_batch) *B, double volts, const 
             double lq = md_log(q);
             double qm1 = q - 1.0;
             /* log1p(t) = log(1 + t) t / ((1 + t) - 1): the rounding of 1 + t cancels */
-            double a = small ? (qm1 == 0.0 ? t : lq * (t / qm1)) : zl + lq;
+            double lp = lq * (t / (qm1 == 0.0 ? 1.0 : qm1));
+            lp = qm1 == 0.0 ? t : lp;
+            double a = small ? lp : zl + lq;
             double r = small ? zs / root_s : 1.0 / root_l;
-            double h = y + v0[l] * a - target;
-            double hp = y + v0[l] * r;
+            hs[l] = y + v0[l] * a - target;
+            hps[l] = y + v0[l] * r;
+            ys[l] = y;
+            as[l] = a;
+            rs_[l] = r;
+        }
+        LANES {
+            double h = hs[l], hp = hps[l], y = ys[l], a = as[l], r = rs_[l];
             double d = h / hp;
             int64_t fin = d * d <= MD_SOLVE_TOL;
             double lo_n = h <= 0.0 ? w[l] : lo[l];
@@ -115,10 +130,21 @@ MD_INLINE void MD_W(md_solve_cell)(const MD_W(md_batch) *B, double volts, const 
             int64_t out = !((wn > lo_n) & (wn < hi_n));
             int64_t bisect = (out | slow) & !fin;
             wn = bisect ? 0.5 * (lo_n + hi_n) : wn;
+            fins[l] = fin;
+            lons[l] = lo_n;
+            hins[l] = hi_n;
+            wns[l] = wn;
+            dos[l] = bisect ? 0.5 * (hi_n - lo_n) : d;
+            ds[l] = d;
+        }
+        LANES {
+            double h = hs[l], hp = hps[l], y = ys[l], a = as[l], r = rs_[l];
+            double lo_n = lons[l], hi_n = hins[l], wn = wns[l], d = ds[l];
+            int64_t fin = fins[l];
             int64_t keep = done[l];
             lo[l] = keep ? lo[l] : lo_n;
             hi[l] = keep ? hi[l] : hi_n;
-            d_old[l] = keep ? d_old[l] : (bisect ? 0.5 * (hi_n - lo_n) : d);
+            d_old[l] = keep ? d_old[l] : dos[l];
             w[l] = keep ? w[l] : wn;
             yf[l] = keep ? yf[l] : y;
             af[l] = keep ? af[l] : a;
@@ -129,14 +155,15 @@ MD_INLINE void MD_W(md_solve_cell)(const MD_W(md_batch) *B, double volts, const 
             done[l] = keep | fin;
         }
     }
+    /* R_s = 0: I = I0 e^(-g/g0) sinh(|V|/V0) with the prefactor inside the exponentials, so that a
+     * small prefactor does not underflow against a large sinh (only in a batch that has such a lane) */
+    double free_i[MD_LANES];
+    int64_t any_direct = 0;
     LANES {
-        /* y and asinh at the last step's end from their values at its start: |d| <= 3.2e-7, so
-         * y e^-d to d^2 and asinh - r d are within 1e-13 relative */
-        double d = df[l];
-        double y = yf[l] * (1.0 - d + 0.5 * d * d);
-        double x = direct[l] ? target : v0[l] * (af[l] - rf[l] * d);
-        /* R_s = 0: I = I0 e^(-g/g0) sinh(|V|/V0) with the prefactor inside the exponentials, so that
-         * a small prefactor does not underflow against a large sinh */
+        free_i[l] = 0.0;
+        any_direct |= direct[l];
+    }
+    if (any_direct) LANES {
         double u = target * B->inv_v0[l];
         double lnpref = B->ln_i0[l] - gap[l] * B->inv_g0[l];
         double uc = u < 0.5 ? 0.5 : u;
@@ -144,9 +171,15 @@ MD_INLINE void MD_W(md_solve_cell)(const MD_W(md_batch) *B, double volts, const 
         double series = u * (1.0 + u2 * (1.0 / 6.0) * (1.0 + u2 * (1.0 / 20.0) * (1.0 + u2 * (1.0 / 42.0) *
                         (1.0 + u2 * (1.0 / 72.0) * (1.0 + u2 * (1.0 / 110.0) * (1.0 + u2 * (1.0 / 156.0) *
                         (1.0 + u2 * (1.0 / 210.0))))))));
-        double free_i = u < 0.5 ? md_exp(lnpref) * series
-                                : 0.5 * (md_exp(lnpref + uc) - md_exp(lnpref - uc));
-        double i = direct[l] ? free_i : y / (direct[l] ? 1.0 : rs[l]);
+        free_i[l] = u < 0.5 ? md_exp(lnpref) * series : 0.5 * (md_exp(lnpref + uc) - md_exp(lnpref - uc));
+    }
+    LANES {
+        /* y and asinh at the last step's end from their values at its start: |d| <= 3.2e-7, so
+         * y e^-d to d^2 and asinh - r d are within 1e-13 relative */
+        double d = df[l];
+        double y = yf[l] * (1.0 - d + 0.5 * d * d);
+        double x = direct[l] ? target : v0[l] * (af[l] - rf[l] * d);
+        double i = direct[l] ? free_i[l] : y / (direct[l] ? 1.0 : rs[l]);
         int64_t on = mask[l] != 0;
         int64_t finite = (fabs(i) <= DBL_MAX) & (fabs(x) <= DBL_MAX);
         bad[l] = on & ((conv[l] == 0) | (finite == 0));
@@ -232,6 +265,7 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
         double vc[MD_LANES], cur[MD_LANES], dwdg[MD_LANES], gamma[MD_LANES], temp_mid[MD_LANES];
         double fwd[MD_LANES], bwd[MD_LANES], dis[MD_LANES], dt[MD_LANES], decay[MD_LANES];
         double g_mid[MD_LANES], share_mid[MD_LANES];
+        double h_arr[MD_LANES];
         int64_t last[MD_LANES], forced[MD_LANES], bad[MD_LANES], fail[MD_LANES], reach[MD_LANES], retry[MD_LANES];
         MD_W(md_solve_cell)(B, volts, B->gap, lnshare, active, vc, cur, dwdg, bad);
         if (first && first_current != NULL) LANES {
@@ -260,36 +294,55 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
             double drift = a[l] * fabs(bwd[l] + dis[l] - fwd[l]);
             double spread = a[l] * a[l] * (fwd[l] + bwd[l] + dis[l]) / m[l];
             int64_t overflow = !((drift <= DBL_MAX) & (spread <= DBL_MAX));
-            double rest = duration - elapsed[l];
-            double h = rest;
+            double h = INFINITY; /* the rest of the segment caps it below */
             /* a device at a gap bound whose hops are biased outward (net over total >= 1/2) stays within
              * about a hop quantum of it for any step: its gap bounds nothing, only its heating does */
             double net = bwd[l] + dis[l] - fwd[l], total = fwd[l] + bwd[l] + dis[l];
             int64_t pinned = ((B->gap[l] >= gmax[l]) & (net > 0.5 * total)) | ((B->gap[l] <= gmin[l]) & (-net > 0.5 * total));
             double h_g = drift * h > cap[l] ? cap[l] / drift : h;
             h_g = spread * h_g > cap[l] * cap[l] ? cap[l] * cap[l] / spread : h_g;
-            h = pinned ? h : h_g;
-            /* the temperature moves by |T_ss - T| (1 - e^(-h/tau)) in a sub-step: at most dt_max */
+            h_arr[l] = pinned ? h : h_g;
+            fail[l] = bad[l] ? MD_FLAG_SOLVE : (overflow ? MD_FLAG_RATES : 0);
+        }
+        /* the temperature moves by |T_ss - T| (1 - e^(-h/tau)) in a sub-step: at most dt_max; heading
+         * past the ceiling, the step stops where T(t) = T_ss + (T - T_ss) e^(-t/tau) meets it. Their
+         * logarithms are taken only in a batch where some lane needs one (the others compute along
+         * on dummies and keep their step) */
+        int64_t warming[MD_LANES], beyond[MD_LANES], any_t = 0;
+        LANES {
+            double rest = duration - elapsed[l];
+            h_arr[l] = h_arr[l] < rest ? h_arr[l] : rest;
+            warming[l] = (tau[l] > 0.0) & (fabs(t_ss[l] - B->temp[l]) > dt_max[l]);
+            beyond[l] = (tau[l] > 0.0) & (t_ss[l] > ceil_k[l]) & (B->temp[l] < ceil_k[l]);
+            any_t |= warming[l] | beyond[l];
+            reach[l] = 0;
+        }
+        if (any_t) LANES {
+            double h = h_arr[l];
             double span = fabs(t_ss[l] - B->temp[l]);
             double safe_tau = tau[l] > 0.0 ? tau[l] : 1.0;
-            int64_t warming = (tau[l] > 0.0) & (span > dt_max[l]);
-            double h_t = -safe_tau * md_log(1.0 - (warming ? dt_max[l] / span : 0.5));
-            h = warming & (h_t < h) ? h_t : h;
-            /* heading past the ceiling: stop where T(t) = T_ss + (T - T_ss) e^(-t/tau) meets it */
-            int64_t beyond = (tau[l] > 0.0) & (t_ss[l] > ceil_k[l]) & (B->temp[l] < ceil_k[l]);
-            double h_c = safe_tau * md_log(beyond ? (t_ss[l] - B->temp[l]) / (t_ss[l] - ceil_k[l]) : 2.0);
-            reach[l] = beyond & (h_c <= h);
-            h = reach[l] ? h_c : h;
+            double h_t = -safe_tau * md_log(1.0 - (warming[l] ? dt_max[l] / span : 0.5));
+            h = warming[l] & (h_t < h) ? h_t : h;
+            double h_c = safe_tau * md_log(beyond[l] ? (t_ss[l] - B->temp[l]) / (t_ss[l] - ceil_k[l]) : 2.0);
+            reach[l] = beyond[l] & (h_c <= h);
+            h_arr[l] = reach[l] ? h_c : h;
+        }
+        LANES {
+            double rest = duration - elapsed[l];
+            double h = h_arr[l];
             h = h < h_lim[l] ? h : h_lim[l];
             last[l] = steps[l] >= B->p[C_MAXSTEPS][l] - 1.0;
             forced[l] = last[l] & (h < rest);
             h = last[l] ? rest : h;
             dt[l] = h;
+        }
+        LANES {
+            double h = dt[l];
+            double safe_tau = tau[l] > 0.0 ? tau[l] : 1.0;
             /* exp(-750) underflows to 0 in libm too (reads are ~800 time constants long) */
             int relaxing = (tau[l] > 0.0) & (0.5 * h < 750.0 * tau[l]);
             decay[l] = relaxing ? md_exp(-0.5 * h / safe_tau) : 0.0;
             temp_mid[l] = t_ss[l] + (B->temp[l] - t_ss[l]) * decay[l];
-            fail[l] = bad[l] ? MD_FLAG_SOLVE : (overflow ? MD_FLAG_RATES : 0);
         }
         /* midpoint tau-leap: rates at the state half a step ahead, the temperature relaxed
          * exactly towards the steady state */
@@ -318,6 +371,8 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
             n_bwd[l] = m[l] * bwd[l] * dt[l];
             n_dis[l] = m[l] * dis[l] * dt[l];
             temp_new[l] = t_ss[l] + (B->temp[l] - t_ss[l]) * decay[l] * decay[l];
+        }
+        LANES {
             int64_t overflow = !((n_fwd[l] + n_bwd[l] + n_dis[l]) <= DBL_MAX);
             int64_t hot_end = !(temp_new[l] <= ceil_k[l]);
             /* past the ceiling (the midpoint power exceeded the first estimate): the step is taken

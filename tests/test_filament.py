@@ -331,19 +331,19 @@ static double hops(double mean, uint64_t key, uint64_t *counter) {
 int main(int argc, char **argv) {
     int n = atoi(argv[1]), n_seg = atoi(argv[2]), n_pulses = atoi(argv[3]);
     double *table = malloc(sizeof(double) * n * N_COLUMNS), *state = malloc(sizeof(double) * n * N_STATE);
-    double *seg = malloc(sizeof(double) * n_seg * 3), *out = malloc(sizeof(double) * 4 * n * n_pulses);
+    double *seg = malloc(sizeof(double) * n_seg * 3), *out = malloc(sizeof(double) * 5 * n * n_pulses);
     uint64_t *keys = malloc(8 * n), *counters = calloc(n, 8);
     FILE *f = fopen(argv[4], "rb");
     if (!f || fread(table, 8, n * N_COLUMNS, f) != (size_t)(n * N_COLUMNS) || fread(state, 8, n * N_STATE, f)
         != (size_t)(n * N_STATE) || fread(seg, 8, n_seg * 3, f) != (size_t)(n_seg * 3) || fread(keys, 8, n, f)
         != (size_t)n) return 1;
-    double *o[4] = {out, out + n * n_pulses, out + 2 * n * n_pulses, out + 3 * n * n_pulses};
-    ptrdiff_t rows[4] = {n_pulses, n_pulses, n_pulses, n_pulses}, cols[4] = {1, 1, 1, 1};
+    double *o[5] = {out, out + n * n_pulses, out + 2 * n * n_pulses, out + 3 * n * n_pulses, out + 4 * n * n_pulses};
+    ptrdiff_t rows[5] = {n_pulses, n_pulses, n_pulses, n_pulses, n_pulses}, cols[5] = {1, 1, 1, 1, 1};
     for (int cycle = 0; cycle < 3; ++cycle)
         for (int first = 0; first < n; first += 16)  /* the last batch has 5 devices: padding lanes */
             memdrift_filament_batch_16(first, n - first < 16 ? n - first : 16, seg, n_seg, state, table,
                                        keys, counters, o, rows, cols, 1, hops);
-    fwrite(out, 8, 4 * n * n_pulses, stdout);
+    fwrite(out, 8, 5 * n * n_pulses, stdout);
     fwrite(state, 8, n * N_STATE, stdout);
     return 0;
 }
@@ -365,6 +365,238 @@ def test_lane_kernel_gives_the_same_bits_on_every_instruction_set(preset_params,
     inputs.write_bytes(b"".join(np.ascontiguousarray(a).tobytes() for a in (table, state, segments, keys)))
     (_, baseline), *others = isa_builds("#include <stdlib.h>\n" + ISA_HARNESS,
                                         (str(n), str(len(segments)), "40", str(inputs)))
-    assert np.all(np.isfinite(baseline)) and baseline.size == 4 * n * 40 + 5 * n
+    assert np.all(np.isfinite(baseline)) and baseline.size == 5 * n * 40 + 5 * n
     for isa, out in others:
         assert np.array_equal(out, baseline), f"{isa} differs from the baseline build"
+
+
+# --------------------------------------------------------------------------- the cell solve and its flags
+
+def _brentq_current(volts: float, gap_m: float, params: FilamentParams) -> float:
+    """|I| from scipy's brentq on V_cell = V0 asinh((|V| - V_cell) / k) (a rearranged form of the same
+    equation, finite for every V_cell), independent of the kernel's Newton in ln I."""
+    from scipy.optimize import brentq
+
+    target = abs(volts)
+    v0, rs = params.tunnel_voltage_v, params.series_resistance_ohm
+    ln_pref = np.log(params.tunnel_current_a) - gap_m / params.tunnel_length_m
+    if target == 0.0:
+        return 0.0
+    if rs == 0.0:
+        with np.errstate(over="ignore"):
+            return float(0.5 * np.exp(ln_pref + target / v0) * -np.expm1(-2.0 * target / v0))
+    k = rs * np.exp(ln_pref)
+    x = brentq(lambda x: v0 * np.arcsinh((target - x) / k) - x, 0.0, target, xtol=1e-300, rtol=1e-15, maxiter=500)
+    if target - x > 0.5 * target:
+        return (target - x) / rs
+    return float(0.5 * np.exp(ln_pref + x / v0) * -np.expm1(-2.0 * x / v0))
+
+
+def _kernel_solves(volts, gaps, params_list, share):
+    from memdrift.ext import _filament
+
+    table = np.array([[p.scalars()[name] for name in filament.COLUMNS] for p in params_list])
+    n = len(params_list)
+    vc, cur, bad = np.empty(n), np.empty(n), np.empty(n, dtype=np.uint8)
+    _filament.solve_cells(np.asarray(volts, float), np.asarray(gaps, float), table, np.full(n, share), vc, cur, bad)
+    ref_vc, ref_cur, _, _, ref_bad = filament.cell_solve(np.asarray(volts, float), np.asarray(gaps, float), table,
+                                                        np.full(n, share))
+    return (vc, cur, bad.astype(bool)), (ref_vc, ref_cur, ref_bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(volts=st.floats(-10.0, 10.0), rs=st.one_of(st.just(0.0), st.floats(1e-3, 1000.0)),
+       log_v0=st.floats(np.log10(0.015), 0.0), log_i0=st.floats(-6.0, 0.0), gap_nm=st.floats(0.1, 5.0),
+       share=st.floats(-700.0, 0.0))
+def test_cell_solve_matches_brentq_on_both_backends(volts, rs, log_v0, log_i0, gap_nm, share):
+    """Any bias in [-10, 10] V, R_s in [0, 1] kOhm, V0 from 15 mV (the preset's regime) to 1 V, any warm
+    start: the current is within 1e-9 relative of brentq's root, V = V_cell + I R_s holds, and the solve
+    is flagged exactly where no finite current exists (R_s = 0 and sinh(|V|/V0) beyond double range)."""
+    p = FilamentParams(series_resistance_ohm=rs, tunnel_voltage_v=10 ** log_v0, tunnel_current_a=10 ** log_i0,
+                       gap_max_m=5e-9, gap_initial_m=1e-9)
+    gap = gap_nm * 1e-9
+    want = _brentq_current(volts, gap, p)
+    for vc, cur, bad in _kernel_solves([volts], [gap], [p], share):
+        if not np.isfinite(want):
+            assert bad[0]
+            continue
+        assert not bad[0]
+        assert abs(cur[0]) == pytest.approx(want, rel=1e-9, abs=1e-300)
+        assert np.sign(cur[0]) == np.sign(volts) or want == 0.0
+        assert vc[0] + cur[0] * rs == pytest.approx(volts, rel=1e-9, abs=1e-12)
+
+
+def test_cell_solve_grid_where_the_old_newton_failed(preset_params):
+    """The preset's V0 = 19 mV on a grid of 0 to +-10 V and R_s 0 to 1 kOhm, gap from g_min to g_max:
+    both backends give brentq's current to 1e-9 (the Newton on V_cell stopped ~60 V0 short above ~3 V)."""
+    volts = np.concatenate([-np.logspace(-3, 1, 9), [0.0], np.logspace(-3, 1, 9)])
+    cases = [(v, g, preset_params.replace(series_resistance_ohm=rs, variation={}))
+             for v in volts for rs in (1.0, 10.0, 123.6, 1000.0)
+             for g in (preset_params.gap_min_m, 1.5e-9, preset_params.gap_max_m)]
+    want = np.array([_brentq_current(v, g, p) for v, g, p in cases])
+    for vc, cur, bad in _kernel_solves([c[0] for c in cases], [c[1] for c in cases], [c[2] for c in cases],
+                                       filament.INITIAL_SHARE):
+        assert not bad.any()
+        np.testing.assert_allclose(np.abs(cur), want, rtol=1e-9, atol=0)
+    # 5 V on the preset at g_max: the cell takes ~0.2 V, the resistor the rest, the current is ~40 mA
+    i5 = _brentq_current(5.0, preset_params.gap_max_m, preset_params)
+    assert 0.9 * 4.8 / 123.6 < i5 < 5.0 / 123.6
+
+
+def test_pulse_with_no_finite_solution_is_flagged_not_reported(preset_params):
+    """R_s = 0 and 10 V across V0 = 10 mV: I0 e^(-g/g0) sinh(1000) A has no double; the pulse ends there,
+    flagged, a warning names it, and nothing infinite reaches the dataset (both backends)."""
+    from memdrift.data import flags
+    from memdrift.emulator.engine import FlaggedPulseWarning
+
+    params = preset_params.replace(series_resistance_ohm=0.0, tunnel_voltage_v=0.01, variation={})
+    train = PulseTrain(np.array([10.0, 0.5]), np.array([1e-9, 1e-9]), read_voltage_v=-0.1, read_width_s=1e-9,
+                       read_gap_s=0.0)
+    for backend in ("compiled", "reference"):
+        with pytest.warns(FlaggedPulseWarning, match="solve_not_converged"):
+            ds = run_pulses(params, train, devices=2, noise=False, backend=backend)
+        bits = ds[flags.VARIABLE].values[:, 0]
+        assert np.all(bits[:, 0] & flags.SOLVE_NOT_CONVERGED) and not np.any(bits[:, 1] & flags.SOLVE_NOT_CONVERGED)
+        for name in ("conductance", "temperature_peak", "energy", "gap"):
+            assert np.all(np.isfinite(ds[name].values)), name
+        assert np.all(ds["gap"].values[:, 0, 0] == params.gap_initial_m)  # the failed sub-step moved nothing
+        assert ds[flags.VARIABLE].attrs["flag_meanings"].split()[0] == "solve_not_converged"
+
+
+def test_reference_reports_a_solve_that_runs_out_of_iterations(preset_params, monkeypatch):
+    """The iteration cap is a flag, not a number: with one iteration allowed the twin's cold solve cannot
+    converge; the read is NaN and the pulse's bit is set."""
+    from memdrift.data import flags
+
+    monkeypatch.setattr(filament, "NEWTON_MAX_ITER", 1)
+    with pytest.warns(UserWarning, match="solve_not_converged"):
+        ds = run_pulses(preset_params, single_pulse(0.8, 100e-9), devices=2, noise=False, backend="reference")
+    assert np.all(ds[flags.VARIABLE].values & flags.SOLVE_NOT_CONVERGED)
+    assert np.all(np.isnan(ds["conductance"].values))
+
+
+# --------------------------------------------------------------------------- the thermal ceiling
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(amplitudes=st.lists(st.floats(-10, 10), min_size=1, max_size=3),
+       log_width=st.floats(np.log10(1e-9), np.log10(10.0)), ambient=st.floats(250.0, 600.0),
+       backend=st.sampled_from(["compiled", "reference"]))
+def test_preset_stays_finite_and_below_its_thermal_ceiling(preset_params, amplitudes, log_width, ambient, backend):
+    """The shipped preset with its variation, 0 to +-10 V, 1 ns to 10 s, 250 to 600 K: every output finite,
+    no temperature above ``thermal_ceiling_k``; a pulse that would heat past it carries THERMAL_CEILING."""
+    import warnings
+
+    from memdrift.data import flags
+
+    params = preset_params.replace(ambient_temperature_k=ambient)
+    train = PulseTrain(np.array(amplitudes), np.full(len(amplitudes), 10 ** log_width), read_voltage_v=-0.1,
+                       read_width_s=1e-6, read_gap_s=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = run_pulses(params, train, devices=3, seed=2, noise=True, backend=backend)
+    for name in ("conductance", "temperature_peak", "energy", "gap"):
+        assert np.all(np.isfinite(ds[name].values)), name
+    assert np.all(ds["temperature_peak"].values <= params.thermal_ceiling_k)
+    bits = ds[flags.VARIABLE].values
+    assert not np.any(bits & (flags.SOLVE_NOT_CONVERGED | flags.RATE_OVERFLOW))
+
+
+def test_runaway_pulse_ends_at_the_ceiling_flagged(preset_params):
+    """-10 V on the preset's open cell (pinned at g_max, RESET pushing outward) puts ~0.019 W into the cell,
+    a steady state of ~4,700 K: the pulse ends at the 3,031 K ceiling, flagged, on both backends alike;
+    -2 V does not reach it. A lower ceiling ends the same pulse sooner, with less energy delivered."""
+    from memdrift.data import flags
+
+    params = preset_params.replace(variation={}, gap_initial_m=preset_params.gap_max_m)
+    train = PulseTrain(np.array([-10.0, -2.0]), np.array([1e-6, 1e-6]), read_voltage_v=-0.1, read_width_s=1e-9,
+                       read_gap_s=1e-6)
+    out = {}
+    for backend in ("compiled", "reference"):
+        with pytest.warns(UserWarning, match="thermal_ceiling"):
+            ds = run_pulses(params, train, devices=1, noise=False, backend=backend)
+        bits = ds[flags.VARIABLE].values[0, 0]
+        assert bits[0] == flags.THERMAL_CEILING and bits[1] == 0
+        peak = ds["temperature_peak"].values[0, 0]
+        assert params.thermal_ceiling_k - 5.0 < peak[0] <= params.thermal_ceiling_k
+        assert peak[1] < params.thermal_ceiling_k - 500
+        out[backend] = ds
+    for name in ("conductance", "temperature_peak", "energy", "gap"):
+        np.testing.assert_allclose(out["compiled"][name].values, out["reference"][name].values, rtol=1e-6)
+    with pytest.warns(UserWarning, match="thermal_ceiling"):
+        low = run_pulses(params.replace(thermal_ceiling_k=1500.0), train, devices=1, noise=False)
+    assert 1495.0 < low["temperature_peak"].values[0, 0, 0] <= 1500.0
+    assert low["energy"].values[0, 0, 0] < 0.5 * out["compiled"]["energy"].values[0, 0, 0]
+
+
+def test_temperature_step_bound_is_honoured(preset_params):
+    """max_temperature_step_k caps the heating per sub-step: a tighter cap takes more sub-steps, and the
+    trajectory converges to the capped one (the midpoint already integrates the relaxation exactly for
+    the power held over a step, so the change is small)."""
+    from memdrift.ext import _filament
+    from memdrift.emulator import engine
+
+    params = preset_params.replace(variation={})
+    train = single_pulse(0.9, 200e-9)
+    subs = {}
+    for cap_k in (1e4, 5.0):
+        p = params.replace(max_temperature_step_k=cap_k)
+        keys = engine.device_keys(0, 1)
+        table, gap0 = engine.parameter_table(p, keys)
+        state = engine.kernel_state(gap0, table[:, filament.COL["ambient_temperature_k"]].copy())
+        outs = [np.empty((1, 1)) for _ in range(4)]
+        _filament.run_cycle(engine.segment_table(train), state, table, keys, np.zeros(1, np.uint64), *outs, 0, 1)
+        subs[cap_k] = state[0, 3]
+    heating = params.thermal_resistance_k_per_w * 0.9 * 0.9 / 1e3  # order of the rise, K
+    assert subs[5.0] > subs[1e4] + 0.5 * min(heating, 200.0) / 5.0
+
+
+# --------------------------------------------------------------------------- Joule heating in a switching pulse
+
+def _coupled_gap_ode(p: FilamentParams, volts: float, width_s: float, heating: bool) -> float:
+    """The gap after a pulse from scipy's LSODA on the mean dynamics with T as a state:
+    dg/dt = a (r- + r_d - r+), tau dT/dt = V_cell I R_th - (T - T0), V_cell from brentq each call."""
+    from scipy.optimize import brentq
+
+    a, z, v0, rs = p.hop_distance_m, p.charge_number, p.tunnel_voltage_v, p.series_resistance_ohm
+
+    def rhs(_t, y):
+        g, temp = y
+        k = rs * p.tunnel_current_a * np.exp(-g / p.tunnel_length_m)
+        vc = brentq(lambda x: v0 * np.arcsinh((volts - x) / k) - x, 0.0, volts, xtol=1e-15, rtol=1e-14)
+        current = (volts - vc) / rs
+        gamma = max(p.field_enhancement - p.field_enhancement_slope * (g / 1e-9) ** p.field_enhancement_power, 0.0)
+        field = gamma * vc / p.oxide_thickness_m
+        field = 0.0 if abs(field) < p.min_field_v_per_m else field
+        kt = BOLTZMANN_EV * temp
+        base = p.attempt_frequency_hz * np.exp(-p.activation_energy_ev / kt)
+        tilt = np.exp(z * a * field / (2.0 * kt))
+        dis = p.dissolution_frequency_hz * np.exp(-p.dissolution_energy_ev / kt)
+        power = vc * current * p.thermal_resistance_k_per_w if heating else 0.0
+        return [a * (base / tilt + dis - base * tilt),
+                (p.ambient_temperature_k + power - temp) / p.thermal_time_constant_s]
+
+    sol = solve_ivp(rhs, (0.0, width_s), [p.gap_initial_m, p.ambient_temperature_k], method="LSODA",
+                    rtol=1e-9, atol=[1e-16, 1e-6])
+    return float(sol.y[0, -1])
+
+
+def test_joule_heating_drives_a_set_pulse_beyond_the_isothermal_switch(preset_params):
+    """At 600 K ambient, 0.6 V for 200 ns from a 2.6 nm gap: without heating the device does switch
+    (0.17 nm), with it the filament heats by ~120 K and the gap closes three times as far. The kernels
+    follow an independent integration of the coupled (g, T) equations to 2 % of the move, which they
+    could not if the heating term were missing (they would give the isothermal move)."""
+    p = preset_params.replace(variation={}, ambient_temperature_k=600.0, gap_initial_m=2.6e-9,
+                              max_gap_step_m=5e-12, max_temperature_step_k=5.0)
+    volts, width = 0.6, 200e-9
+    train = PulseTrain(np.array([volts]), np.array([width]), read_voltage_v=0.1, read_width_s=1e-9, read_gap_s=0.0)
+    moved_hot = p.gap_initial_m - _coupled_gap_ode(p, volts, width, heating=True)
+    moved_iso = p.gap_initial_m - _coupled_gap_ode(p, volts, width, heating=False)
+    assert moved_iso > 0.1e-9 and moved_hot > 2.5 * moved_iso  # both switch; heating makes the difference
+    for backend in ("compiled", "reference"):
+        ds = run_pulses(p, train, devices=1, noise=False, backend=backend)
+        moved = p.gap_initial_m - float(ds["gap"].values[0, 0, 0])
+        assert moved == pytest.approx(moved_hot, rel=0.02), backend
+        assert float(ds["temperature_peak"].values.max()) > p.ambient_temperature_k + 80.0
+    # the same pulse with the heating removed from the parameters: the kernel gives the isothermal move
+    cold = run_pulses(p.replace(thermal_resistance_k_per_w=0.0), train, devices=1, noise=False)
+    assert p.gap_initial_m - float(cold["gap"].values[0, 0, 0]) == pytest.approx(moved_iso, rel=0.02)

@@ -19,12 +19,16 @@ THERMAL_CEILING = 2
 STEP_BUDGET = 4
 #: an output lies outside the model's documented physical envelope (temperature, current, field)
 OUTSIDE_ENVELOPE = 8
+#: a rate of the model left double range (a field or temperature far outside what its law describes); the
+#: pulse was ended there
+RATE_OVERFLOW = 16
 
 MEANINGS = {
     SOLVE_NOT_CONVERGED: "solve_not_converged",
     THERMAL_CEILING: "thermal_ceiling",
     STEP_BUDGET: "step_budget_exhausted",
     OUTSIDE_ENVELOPE: "outside_physical_envelope",
+    RATE_OVERFLOW: "rate_overflow",
 }
 VARIABLE = "pulse_flag"
 

@@ -9,12 +9,14 @@ contract names of DESIGN.md.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Literal
 
 import numpy as np
 import xarray as xr
 
 from memdrift import __version__
+from memdrift.data import flags
 from memdrift.data.schema import BRANCH, CYCLE, DEVICE, PULSE as PULSE_DIM, annotate, from_file_attrs, netcdf_attrs
 from memdrift.emulator import filament
 from memdrift.emulator.params import FilamentParams
@@ -58,11 +60,12 @@ def _initial_gap_factor(params: FilamentParams, keys: np.ndarray) -> np.ndarray:
 
 
 def kernel_state(gap_m: np.ndarray, temperature_k: np.ndarray) -> np.ndarray:
-    """The compiled kernel's per-device state rows at rest: (gap m, temperature K, V_cell/V of the last
-    write, sub-steps taken, V_cell/V of the last read); the ratios start Newton at ``INITIAL_RATIO``."""
+    """The compiled kernel's per-device state rows at rest: (gap m, temperature K, ln(I R_s/|V|) of the
+    last write, sub-steps taken, ln(I R_s/|V|) of the last read); the shares, which warm-start the cell
+    solve, start at ``INITIAL_SHARE``."""
     n = np.size(gap_m)
-    return np.stack([gap_m, temperature_k, np.full(n, filament.INITIAL_RATIO), np.zeros(n),
-                     np.full(n, filament.INITIAL_RATIO)], axis=1)
+    return np.stack([gap_m, temperature_k, np.full(n, filament.INITIAL_SHARE), np.zeros(n),
+                     np.full(n, filament.INITIAL_SHARE)], axis=1)
 
 
 def segment_table(train: PulseTrain) -> np.ndarray:
@@ -104,6 +107,7 @@ def run_pulses(params: FilamentParams, train: PulseTrain, *, devices: int, cycle
     segments = segment_table(train)
     shape = (int(devices), int(cycles), train.n_pulses)
     out = {name: np.empty(shape) for name in ("conductance", "temperature_peak", "energy", "gap")}
+    pulse_flags = np.zeros(shape)
     temperature0 = table[:, filament.COL["ambient_temperature_k"]].copy()
     bar = _progress(cycles, devices * train.n_pulses, progress)
     if backend == "compiled":
@@ -114,19 +118,33 @@ def run_pulses(params: FilamentParams, train: PulseTrain, *, devices: int, cycle
         for cycle in range(cycles):
             _filament.run_cycle(segments, state, table, keys, counters, out["conductance"][:, cycle],
                                 out["temperature_peak"][:, cycle], out["energy"][:, cycle], out["gap"][:, cycle],
-                                int(bool(noise)), int(threads))
+                                int(bool(noise)), int(threads), pulse_flags[:, cycle])
             bar.update(1)
     else:
         ref_state = filament.DeviceState(gap0, temperature0)
         rng = np.random.default_rng(np.random.SeedSequence(int(seed))) if noise else None
         for cycle in range(cycles):
-            res = filament.run_cycle_reference(segments, ref_state, table, rng)
+            res = filament.run_cycle_reference(segments, ref_state, table, rng, pulse_flags[:, cycle])
             for name, value in zip(("conductance", "temperature_peak", "energy", "gap"), res):
                 out[name][:, cycle] = value
             bar.update(1)
     bar.close()
     ds = build_dataset(out, params, train, seed=seed, noise=noise, preset=preset, backend=backend)
+    ds = flags.attach(ds, pulse_flags.astype(np.uint8), (DEVICE, CYCLE, PULSE_DIM))
+    _warn_flags(ds[flags.VARIABLE].values)
     return ds.assign_coords({DEVICE: np.arange(first_device, first_device + devices)})
+
+
+def _warn_flags(pulse_flags: np.ndarray) -> None:
+    """One warning naming the count of each flag the kernel set (the numbers of those pulses are not results)."""
+    phrases = flags.describe(pulse_flags)
+    if phrases:
+        warnings.warn(f"filament kernel: {', '.join(phrases)} (see {flags.VARIABLE})", FlaggedPulseWarning,
+                      stacklevel=3)
+
+
+class FlaggedPulseWarning(UserWarning):
+    """Some pulses ended early or could not be solved; their bits are in ``pulse_flag``."""
 
 
 def _progress(total_cycles: int, work_per_cycle: int, enabled: bool):

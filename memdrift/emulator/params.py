@@ -135,10 +135,17 @@ class FilamentParams(ModelParams):
         0.0, "1", 0.0, 100.0, "beta_R: under RESET bias gamma = gamma0 + delta_R - (beta + beta_R) (g/1 nm)^alpha")
     reset_field_enhancement_offset: float = quantity(
         0.0, "1", -100.0, 100.0, "delta_R: under RESET bias gamma = gamma0 + delta_R - (beta + beta_R) (g/1 nm)^alpha")
+    thermal_ceiling_k: float = quantity(
+        3031.0, "K", 300.0, 1e4, "filament temperature that ends a pulse, flagged (HfO2 melts at 3,031 K)")
+    max_temperature_step_k: float = quantity(
+        10.0, "K", 0.0, 1e4, "largest filament temperature change in one sub-step", low_open=True)
     variation: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._validate()
+        if self.ambient_temperature_k >= self.thermal_ceiling_k:
+            raise MemdriftError(f"thermal_ceiling_k = {self.thermal_ceiling_k!r} is out of range; allowed: > "
+                                f"ambient_temperature_k ({self.ambient_temperature_k!r} K)")
         if self.gap_min_m > self.gap_max_m:
             raise MemdriftError(
                 f"gap_min_m = {self.gap_min_m!r} is out of range; allowed: <= gap_max_m ({self.gap_max_m!r} m)")

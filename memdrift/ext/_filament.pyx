@@ -11,7 +11,9 @@ bit-identical for any thread count and any grouping of devices.
 """
 
 from cython.parallel cimport prange
-from libc.stdint cimport uint64_t
+from libc.stdint cimport int64_t, uint64_t
+
+import numpy as np
 
 from memdrift.ext._streams cimport poisson
 
@@ -31,6 +33,8 @@ cdef extern from "_filament_lanes.h" nogil:
                                    double* state, const double* table, const uint64_t* keys, uint64_t* counters,
                                    double** out, const Py_ssize_t* row_stride,
                                    const Py_ssize_t* pulse_stride, int noise, md_hops_fn hops)
+    void memdrift_filament_solve(const double* table_row, double volts, double gap, double lnshare, double* vc,
+                                 double* cur, int64_t* bad)
     double md_exp(double x)
     double md_log(double x)
 
@@ -52,6 +56,23 @@ def elementary(const double[::1] x, double[::1] exp_out, double[::1] log_out):
         log_out[i] = md_log(x[i])
 
 
+def solve_cells(const double[::1] volts, const double[::1] gap, const double[:, ::1] table, const double[::1] lnshare,
+                double[::1] vc_out, double[::1] current_out, unsigned char[::1] bad_out):
+    """The kernel's cell solve, one element per row of ``table`` (tests hold it against an independent root)."""
+    cdef Py_ssize_t i, n = volts.shape[0]
+    cdef double vc, cur
+    cdef int64_t bad
+    if table.shape[1] != N_COLUMNS:
+        raise ValueError(f"parameter table has {table.shape[1]} columns; the kernel expects {N_COLUMNS}")
+    if gap.shape[0] != n or lnshare.shape[0] != n or vc_out.shape[0] != n or current_out.shape[0] != n:
+        raise ValueError("volts, gap, lnshare and the outputs must have the same length")
+    if table.shape[0] != n or bad_out.shape[0] != n:
+        raise ValueError("table and bad_out must have one row per element")
+    for i in range(n):
+        memdrift_filament_solve(&table[i, 0], volts[i], gap[i], lnshare[i], &vc, &cur, &bad)
+        vc_out[i], current_out[i], bad_out[i] = vc, cur, <unsigned char>(bad != 0)
+
+
 def n_columns():
     return N_COLUMNS
 
@@ -64,19 +85,21 @@ cdef double _hops(double mean, uint64_t key, uint64_t* counter) noexcept nogil:
 def run_cycle(const double[:, ::1] segments, double[:, ::1] state, const double[:, ::1] table,
               const uint64_t[::1] keys, uint64_t[::1] counters,
               double[:, :] conductance, double[:, :] temperature_peak, double[:, :] energy, double[:, :] gap_out,
-              int noise, int threads):
+              int noise, int threads, double[:, :] flags=None):
     """Advance every device through one cycle.
 
-    ``state`` rows are (gap m, temperature K, V_cell/V of the last write, sub-steps
-    taken, V_cell/V of the last read; the ratios warm-start Newton) and are updated
-    in place; ``counters`` are the devices' stream positions, also updated. The
-    output arrays are (device, pulse).
+    ``state`` rows are (gap m, temperature K, ln(I R_s/|V|) of the last write,
+    sub-steps taken, ln(I R_s/|V|) of the last read; the two shares warm-start the
+    cell solve) and are updated in place; ``counters`` are the devices' stream
+    positions, also updated. The output arrays are (device, pulse); ``flags``
+    (optional) receives each pulse's ``memdrift.data.flags`` bits as floats.
     """
     cdef Py_ssize_t n = state.shape[0], n_seg = segments.shape[0], n_items, n16, n_single, b, first, s, n_pulses = 0
-    cdef double* out[4]
-    cdef Py_ssize_t row_stride[4]
-    cdef Py_ssize_t pulse_stride[4]
+    cdef double* out[5]
+    cdef Py_ssize_t row_stride[5]
+    cdef Py_ssize_t pulse_stride[5]
     cdef int j
+    cdef double[:, :] flag_out
     if segments.shape[1] != 3:
         raise ValueError(f"segments has {segments.shape[1]} columns; the kernel expects 3 (voltage, duration, kind)")
     if state.shape[1] != N_STATE:
@@ -90,16 +113,21 @@ def run_cycle(const double[:, ::1] segments, double[:, ::1] state, const double[
             n_pulses += 1
         elif <int>segments[s, 2] == K_READ and n_pulses == 0:
             raise ValueError(f"segment {s} reads before the first pulse; a read belongs to the pulse before it")
-    for j, arr in enumerate((conductance, temperature_peak, energy, gap_out)):
-        if arr.shape[0] != n or arr.shape[1] != n_pulses:
+    if flags is None:
+        flag_out = np.empty((n, n_pulses))
+    else:
+        flag_out = flags
+    for j, arr in enumerate((conductance, temperature_peak, energy, gap_out, flags)):
+        if arr is not None and (arr.shape[0] != n or arr.shape[1] != n_pulses):
             raise ValueError(f"output {j} has shape ({arr.shape[0]}, {arr.shape[1]}); expected ({n}, {n_pulses})")
     if n == 0 or n_seg == 0:
         return
     if n_pulses > 0:
         out[0], out[1], out[2], out[3] = &conductance[0, 0], &temperature_peak[0, 0], &energy[0, 0], &gap_out[0, 0]
+        out[4] = &flag_out[0, 0]
     else:
-        out[0] = out[1] = out[2] = out[3] = NULL
-    for j, arr in enumerate((conductance, temperature_peak, energy, gap_out)):
+        out[0] = out[1] = out[2] = out[3] = out[4] = NULL
+    for j, arr in enumerate((conductance, temperature_peak, energy, gap_out, flag_out)):
         row_stride[j] = arr.strides[0] // sizeof(double)
         pulse_stride[j] = arr.strides[1] // sizeof(double)
     if threads < 1:

@@ -19,6 +19,7 @@
 #ifndef MEMDRIFT_FILAMENT_LANES_H
 #define MEMDRIFT_FILAMENT_LANES_H
 
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,21 +28,36 @@
 #include "_lanes_math.h"
 
 #define MD_NEWTON_MAX_ITER 60
-#define MD_NEWTON_RTOL 1e-13
+/* squared last Newton step in ln I below which the solve stops: the error left is below half of it */
+#define MD_SOLVE_TOL 1e-13
+#define MD_LN2 0.6931471805599453
+/* a pulse ends once T is this close (K) below the ceiling; a step past it is retried at half length
+ * while longer than this fraction of tau (filament.CEILING_BAND_K, CEILING_MIN_STEP) */
+#define MD_CEILING_BAND 1.0
+#define MD_CEILING_MIN_STEP 1e-9
+/* |V| below which the cell solve is linear (filament.LINEAR_V) */
+#define MD_LINEAR_V 1e-100
+
+/* pulse flag bits (memdrift/data/flags.py) */
+#define MD_FLAG_SOLVE 1
+#define MD_FLAG_CEILING 2
+#define MD_FLAG_BUDGET 4
+#define MD_FLAG_RATES 16
 
 /* Column indices of the per-device parameter table: keep in step with
  * memdrift.emulator.filament.COLUMNS (run_cycle checks the count; the twin-agreement test
  * would see a swapped column). */
 enum {
     C_A = 0, C_NU0, C_EA, C_Z, C_TOX, C_GAMMA0, C_BETA, C_ALPHA, C_FMIN, C_M, C_I0, C_G0, C_V0, C_RS,
-    C_RTH, C_TAU, C_T0, C_GMIN, C_GMAX, C_NUR, C_EAR, C_CAP, C_MAXSTEPS, C_BETA_R, C_GAMMA0_R, N_COLUMNS
+    C_RTH, C_TAU, C_T0, C_GMIN, C_GMAX, C_NUR, C_EAR, C_CAP, C_MAXSTEPS, C_BETA_R, C_GAMMA0_R, C_TCEIL,
+    C_DTMAX, N_COLUMNS
 };
 
 enum { K_PULSE = 0, K_IDLE = 1, K_READ = 2 };
 
-/* Per-device state row: gap m, temperature K, V_cell/V of the last write, sub-steps taken,
- * V_cell/V of the last read (engine.kernel_state). */
-enum { S_GAP = 0, S_TEMP, S_WRATIO, S_SUBSTEPS, S_RRATIO, N_STATE };
+/* Per-device state row: gap m, temperature K, ln(I R_s / |V|) of the last write, sub-steps
+ * taken, ln(I R_s / |V|) of the last read (engine.kernel_state; the solve's warm starts). */
+enum { S_GAP = 0, S_TEMP, S_WSHARE, S_SUBSTEPS, S_RSHARE, N_STATE };
 
 typedef double (*md_hops_fn)(double mean, uint64_t key, uint64_t *counter);
 
@@ -49,22 +65,6 @@ typedef double (*md_hops_fn)(double mean, uint64_t key, uint64_t *counter);
 #define MD_PASTE(name, width) name##_##width
 #define MD_NAME(name, width) MD_PASTE(name, width)
 
-
-/* sinh and cosh for u >= 0 from one exp; below u = 0.5, where e - 1/e would cancel digits,
- * their series to u^15 / u^14 (next terms < 4e-20 relative). Branch-free, so it vectorises. */
-MD_INLINE void md_sinh_cosh(double u, double *s, double *c)
-{
-    double e = md_exp(u);
-    double inv = 1.0 / e;
-    double u2 = u * u;
-    double ss = u * (1.0 + u2 * (1.0 / 6.0) * (1.0 + u2 * (1.0 / 20.0) * (1.0 + u2 * (1.0 / 42.0) *
-                (1.0 + u2 * (1.0 / 72.0) * (1.0 + u2 * (1.0 / 110.0) * (1.0 + u2 * (1.0 / 156.0) *
-                (1.0 + u2 * (1.0 / 210.0))))))));
-    double cs = 1.0 + u2 * 0.5 * (1.0 + u2 * (1.0 / 12.0) * (1.0 + u2 * (1.0 / 30.0) * (1.0 + u2 * (1.0 / 56.0) *
-                (1.0 + u2 * (1.0 / 90.0) * (1.0 + u2 * (1.0 / 132.0) * (1.0 + u2 * (1.0 / 182.0)))))));
-    *s = u < 0.5 ? ss : 0.5 * (e - inv);
-    *c = u < 0.5 ? cs : 0.5 * (e + inv);
-}
 
 /* Widths: 16 lanes for the bulk of an ensemble (two AVX-512 vectors per quantity, so that two
  * independent chains overlap; measured on one thread, 20,000 devices, ramp cycle: 4 lanes 728,
@@ -83,5 +83,22 @@ MD_INLINE void md_sinh_cosh(double u, double *s, double *c)
 #include "_filament_lanes_body.h"
 #undef MD_W
 #undef MD_LANES
+
+/* The cell solve of one device (parameter row table_row) at bias volts and gap, from the warm
+ * start ln(I R_s / |V|) = lnshare: the kernel's own solve, for tests against an independent root. */
+static void memdrift_filament_solve(const double *table_row, double volts, double gap, double lnshare, double *vc,
+                                    double *cur, int64_t *bad)
+{
+    md_batch_1 B;
+    for (int c = 0; c < N_COLUMNS; ++c)
+        B.p[c][0] = table_row[c];
+    B.inv_v0[0] = 1.0 / B.p[C_V0][0];
+    B.inv_g0[0] = 1.0 / B.p[C_G0][0];
+    B.ln_i0[0] = md_log(B.p[C_I0][0]);
+    B.ln_v0[0] = md_log(B.p[C_V0][0]);
+    B.ln_rs_i0[0] = B.p[C_RS][0] > 0.0 ? md_log(B.p[C_RS][0] * B.p[C_I0][0]) : 0.0;
+    int64_t mask = 1;
+    md_solve_cell_1(&B, volts, &gap, &lnshare, &mask, vc, cur, NULL, bad);
+}
 
 #endif

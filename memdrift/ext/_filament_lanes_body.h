@@ -5,100 +5,189 @@
 /* The batch's parameters, one array per column so that a column is contiguous over lanes. */
 typedef struct {
     double p[N_COLUMNS][MD_LANES];
-    double inv_v0[MD_LANES];
-    double gap[MD_LANES], temp[MD_LANES], wratio[MD_LANES], rratio[MD_LANES], substeps[MD_LANES];
+    double inv_v0[MD_LANES], inv_g0[MD_LANES], ln_v0[MD_LANES], ln_i0[MD_LANES], ln_rs_i0[MD_LANES];
+    double gap[MD_LANES], temp[MD_LANES], wshare[MD_LANES], rshare[MD_LANES], substeps[MD_LANES];
     uint64_t key[MD_LANES], counter[MD_LANES];
-    int64_t valid[MD_LANES];
+    int64_t valid[MD_LANES], flag[MD_LANES];
 } MD_W(md_batch);
 
-/* V_cell of every lane with V = V_cell + I R_s, I = I0 exp(-g/g0) sinh(V_cell/V0): safeguarded
- * Newton on |V| from ratio * |V|, stopped once the error bound step^2/(2 V0) of the step just
- * taken is below half the tolerance (f''/f' < 1/V0). Writes I and, if slope is not NULL,
- * d|V_cell|/dg at the solution (twin: filament.cell_voltage, cell_voltage_slope). Lanes with
- * mask 0 iterate no further than their start. */
-MD_INLINE void MD_W(md_solve_cell)(const MD_W(md_batch) *B, double volts, const double *gap, const double *ratio,
-                             const int64_t *mask, double *vc, double *cur, double *slope)
+/* The cell solve of every lane: V = V_cell + I R_s with I = I0 exp(-g/g0) sinh(V_cell/V0).
+ *
+ * Unknown: w = ln y, y = I R_s = |V| - |V_cell| the voltage across R_s. With k = R_s I0 exp(-g/g0)
+ * the equation is h(w) = e^w + V0 asinh(e^w / k) - |V| = 0, and h is increasing and convex in w
+ * (both terms are), so Newton from the right of the root descends to it monotonically and a step
+ * from the left lands on the right of it: iterates are clamped to w <= ln|V| (where h > 0) and
+ * need no lower bracket. Unlike Newton on V_cell, whose step is ~V0 wherever sinh dominates (60
+ * iterations did not reach the root above ~3 V at V0 = 19 mV), a step in w is the step of Newton
+ * on ln y where e^w dominates and exact where the logarithmic term does: at most ~17 iterations
+ * over |V| in [1e-4, 10] V, V0 in [1e-3, 10] V, ln k in [-700, 20] from the cold start, 2-3 warm.
+ * h''/h' <= 1, so after a step d the error in w (relative in I) is below d^2/2: a lane stops once
+ * d^2 <= MD_SOLVE_TOL and takes that last step. asinh(z), z = e^(w - ln k), is taken as
+ * log1p(z + z^2/(1 + sqrt(1 + z^2))) below z = 1 and as ln z + ln(1 + sqrt(1 + z^-2)) above, with
+ * one md_log either way and no overflow for any z. R_s = 0 lanes have no unknown (V_cell = V).
+ *
+ * In: the lanes' ln(y/|V|) warm start (lnshare), updated to the solution for lanes in mask. Out:
+ * V_cell (signed), I (signed), bad (mask & no converged finite solution), and, if dwdg is not
+ * NULL, dw/dg at the solution (twin: filament.cell_solve). */
+MD_INLINE void MD_W(md_solve_cell)(const MD_W(md_batch) *B, double volts, const double *gap, double *lnshare,
+                             const int64_t *mask, double *vc, double *cur, double *dwdg, int64_t *bad)
 {
-    double pref[MD_LANES], x[MD_LANES], lo[MD_LANES], hi[MD_LANES], k[MD_LANES];
-    double sh[MD_LANES], ch[MD_LANES], step[MD_LANES];
-    int64_t done[MD_LANES], conv[MD_LANES];
-    const double *rs = B->p[C_RS], *v0 = B->p[C_V0], *inv_v0 = B->inv_v0;
+    double w[MD_LANES], lnk[MD_LANES], yf[MD_LANES], af[MD_LANES], rf[MD_LANES], hpf[MD_LANES], df[MD_LANES];
+    double lo[MD_LANES], hi[MD_LANES], d_old[MD_LANES];
+    int64_t done[MD_LANES], conv[MD_LANES], direct[MD_LANES];
+    const double *rs = B->p[C_RS], *v0 = B->p[C_V0];
     if (volts == 0.0) {
         /* zero bias: V_cell = 0 and I = 0 exactly */
         LANES {
             vc[l] = 0.0;
             cur[l] = 0.0;
+            bad[l] = 0;
         }
-        if (slope != NULL) LANES slope[l] = 0.0;
+        if (dwdg != NULL) LANES dwdg[l] = 0.0;
         return;
     }
     const double sign = volts > 0.0 ? 1.0 : -1.0;
     const double target = fabs(volts);
+    if (target < MD_LINEAR_V) {
+        /* sinh(V_cell/V0) = V_cell/V0 to 1e-200: the cell is a resistor V0/(I0 e^(-g/g0)) in series with
+         * R_s (and ln|V| would sit among subnormals) */
+        LANES {
+            double r_cell = B->p[C_V0][l] * md_exp(gap[l] * B->inv_g0[l] - B->ln_i0[l]);
+            double i = target / (rs[l] + r_cell);
+            vc[l] = sign * (target - i * rs[l]);
+            cur[l] = sign * i;
+            bad[l] = 0;
+        }
+        if (dwdg != NULL) LANES dwdg[l] = 0.0;
+        return;
+    }
+    const double ln_target = md_log(target);
     LANES {
-        pref[l] = B->p[C_I0][l] * md_exp(-gap[l] / B->p[C_G0][l]);
-        double r = ratio[l] > 0.0 ? ratio[l] : 0.0;
-        r = r < 1.0 ? r : 1.0;
-        x[l] = rs[l] == 0.0 ? target : r * target;
-        lo[l] = 0.0;
-        hi[l] = target;
-        k[l] = rs[l] * pref[l];
-        done[l] = (mask[l] == 0) | (rs[l] == 0.0);
-        conv[l] = 0;
-        sh[l] = 0.0;
-        ch[l] = 0.0;
-        step[l] = 0.0;
+        lnk[l] = B->ln_rs_i0[l] - gap[l] * B->inv_g0[l];
+        direct[l] = rs[l] == 0.0;
+        /* the bracket: y <= |V|, and y = k sinh(V_cell/V0) >= k V_cell/V0 = k (|V| - y)/V0 gives
+         * y >= k|V|/(V0 + k) >= k|V|/(2 max(V0, k)) */
+        double big = B->ln_v0[l] > lnk[l] ? B->ln_v0[l] : lnk[l];
+        lo[l] = lnk[l] + ln_target - big - MD_LN2;
+        hi[l] = ln_target;
+        double w0 = lnshare[l] + ln_target;
+        w0 = w0 < hi[l] ? w0 : hi[l];
+        w[l] = w0 > lo[l] ? w0 : lo[l];
+        d_old[l] = INFINITY;
+        done[l] = (mask[l] == 0) | direct[l];
+        conv[l] = direct[l];
+        yf[l] = 0.0;
+        af[l] = 0.0;
+        rf[l] = 0.0;
+        hpf[l] = 1.0;
+        df[l] = 0.0;
     }
     for (int it = 0; it < MD_NEWTON_MAX_ITER; ++it) {
         int64_t pending = 0;
         LANES pending |= done[l] == 0;
         if (!pending)
             break;
+        double ys[MD_LANES], es[MD_LANES], hs[MD_LANES], hps[MD_LANES], as[MD_LANES], rs_[MD_LANES];
+        double lons[MD_LANES], hins[MD_LANES], wns[MD_LANES], dos[MD_LANES], ds[MD_LANES];
+        int64_t fins[MD_LANES];
         LANES {
-            double u = x[l] * inv_v0[l], s, c;
-            md_sinh_cosh(u, &s, &c);
-            double f = x[l] + k[l] * s - target;
-            double fp = 1.0 + (k[l] * inv_v0[l]) * c;
-            double st = f / fp;
-            int64_t fin = st * st <= v0[l] * MD_NEWTON_RTOL * target;
-            double lo_n = f <= 0.0 ? x[l] : lo[l];
-            double hi_n = f <= 0.0 ? hi[l] : x[l];
-            double xn = x[l] - st;
-            xn = ((!fin) & ((xn <= lo_n) | (xn >= hi_n))) ? 0.5 * (lo_n + hi_n) : xn;
+            ys[l] = md_exp(w[l]);
+            es[l] = md_exp(-fabs(w[l] - lnk[l]));
+        }
+        LANES {
+            double y = ys[l];
+            double zl = w[l] - lnk[l];
+            double e = es[l];
+            int small = zl < 0.0;
+            double zs = small ? e : 1.0;
+            double root_s = sqrt(1.0 + zs * zs);
+            double t = zs + zs * zs / (1.0 + root_s);
+            double root_l = sqrt(1.0 + (small ? 1.0 : e * e));
+            double q = small ? 1.0 + t : 1.0 + root_l;
+            double lq = md_log(q);
+            double qm1 = q - 1.0;
+            /* log1p(t) = log(1 + t) t / ((1 + t) - 1): the rounding of 1 + t cancels */
+            double lp = lq * (t / (qm1 == 0.0 ? 1.0 : qm1));
+            lp = qm1 == 0.0 ? t : lp;
+            double a = small ? lp : zl + lq;
+            double r = small ? zs / root_s : 1.0 / root_l;
+            hs[l] = y + v0[l] * a - target;
+            hps[l] = y + v0[l] * r;
+            ys[l] = y;
+            as[l] = a;
+            rs_[l] = r;
+        }
+        LANES {
+            double h = hs[l], hp = hps[l], y = ys[l], a = as[l], r = rs_[l];
+            double d = h / hp;
+            int64_t fin = d * d <= MD_SOLVE_TOL;
+            double lo_n = h <= 0.0 ? w[l] : lo[l];
+            double hi_n = h <= 0.0 ? hi[l] : w[l];
+            double wn = w[l] - d;
+            /* bisect when Newton leaves the bracket or does not at least halve its step (rtsafe): a
+             * start far right of the root in the linear regime creeps by ~1 in w per step */
+            int64_t slow = !(fabs(d) <= 0.5 * fabs(d_old[l]));
+            int64_t out = !((wn > lo_n) & (wn < hi_n));
+            int64_t bisect = (out | slow) & !fin;
+            wn = bisect ? 0.5 * (lo_n + hi_n) : wn;
+            fins[l] = fin;
+            lons[l] = lo_n;
+            hins[l] = hi_n;
+            wns[l] = wn;
+            dos[l] = bisect ? 0.5 * (hi_n - lo_n) : d;
+            ds[l] = d;
+        }
+        LANES {
+            double h = hs[l], hp = hps[l], y = ys[l], a = as[l], r = rs_[l];
+            double lo_n = lons[l], hi_n = hins[l], wn = wns[l], d = ds[l];
+            int64_t fin = fins[l];
             int64_t keep = done[l];
-            x[l] = keep ? x[l] : xn;
             lo[l] = keep ? lo[l] : lo_n;
             hi[l] = keep ? hi[l] : hi_n;
-            sh[l] = keep ? sh[l] : s;
-            ch[l] = keep ? ch[l] : c;
-            step[l] = keep ? step[l] : st;
-            conv[l] = keep ? conv[l] : fin & (u >= 0.5);
+            d_old[l] = keep ? d_old[l] : dos[l];
+            w[l] = keep ? w[l] : wn;
+            yf[l] = keep ? yf[l] : y;
+            af[l] = keep ? af[l] : a;
+            rf[l] = keep ? rf[l] : r;
+            hpf[l] = keep ? hpf[l] : hp;
+            df[l] = keep ? df[l] : d;
+            conv[l] = keep ? conv[l] : fin;
             done[l] = keep | fin;
         }
     }
-    int64_t fresh = 0;
-    LANES fresh |= conv[l] == 0;
-    if (fresh) {
-        /* a lane that stopped without a converged iterate (R_s = 0, the 60-iteration limit, u < 0.5)
-         * takes sinh and cosh at its final x */
-        LANES {
-            double s, c;
-            md_sinh_cosh(x[l] * inv_v0[l], &s, &c);
-            sh[l] = conv[l] ? sh[l] : s;
-            ch[l] = conv[l] ? ch[l] : c;
-            step[l] = conv[l] ? step[l] : 0.0;
-        }
+    /* R_s = 0: I = I0 e^(-g/g0) sinh(|V|/V0) with the prefactor inside the exponentials, so that a
+     * small prefactor does not underflow against a large sinh (only in a batch that has such a lane) */
+    double free_i[MD_LANES];
+    int64_t any_direct = 0;
+    LANES {
+        free_i[l] = 0.0;
+        any_direct |= direct[l];
+    }
+    if (any_direct) LANES {
+        double u = target * B->inv_v0[l];
+        double lnpref = B->ln_i0[l] - gap[l] * B->inv_g0[l];
+        double uc = u < 0.5 ? 0.5 : u;
+        double u2 = u * u;
+        double series = u * (1.0 + u2 * (1.0 / 6.0) * (1.0 + u2 * (1.0 / 20.0) * (1.0 + u2 * (1.0 / 42.0) *
+                        (1.0 + u2 * (1.0 / 72.0) * (1.0 + u2 * (1.0 / 110.0) * (1.0 + u2 * (1.0 / 156.0) *
+                        (1.0 + u2 * (1.0 / 210.0))))))));
+        free_i[l] = u < 0.5 ? md_exp(lnpref) * series : 0.5 * (md_exp(lnpref + uc) - md_exp(lnpref - uc));
     }
     LANES {
-        /* sinh(u - d) = sinh u cosh d - cosh u sinh d from the last iterate; d <= 1e-5 (step^2 <=
-         * V0 tol |V|), so the series to d^3 is exact in double (d = 0: unchanged) */
-        double d = step[l] * inv_v0[l];
-        double even = 1.0 + 0.5 * d * d, odd = d * (1.0 + d * d / 6.0);
-        double s = sh[l] * even - ch[l] * odd;
-        double c = ch[l] * even - sh[l] * odd;
-        cur[l] = sign * pref[l] * s;
-        vc[l] = sign * x[l];
-        if (slope != NULL)
-            slope[l] = rs[l] * pref[l] * s / (B->p[C_G0][l] * (1.0 + rs[l] * pref[l] * c * inv_v0[l]));
+        /* y and asinh at the last step's end from their values at its start: |d| <= 3.2e-7, so
+         * y e^-d to d^2 and asinh - r d are within 1e-13 relative */
+        double d = df[l];
+        double y = yf[l] * (1.0 - d + 0.5 * d * d);
+        double x = direct[l] ? target : v0[l] * (af[l] - rf[l] * d);
+        double i = direct[l] ? free_i[l] : y / (direct[l] ? 1.0 : rs[l]);
+        int64_t on = mask[l] != 0;
+        int64_t finite = (fabs(i) <= DBL_MAX) & (fabs(x) <= DBL_MAX);
+        bad[l] = on & ((conv[l] == 0) | (finite == 0));
+        vc[l] = sign * x;
+        cur[l] = sign * i;
+        lnshare[l] = on & (direct[l] == 0) ? w[l] - ln_target : lnshare[l];
+        if (dwdg != NULL)
+            dwdg[l] = direct[l] ? 0.0 : -v0[l] * rf[l] * B->inv_g0[l] / hpf[l];
     }
 }
 
@@ -144,20 +233,26 @@ MD_INLINE void MD_W(md_rates)(const MD_W(md_batch) *B, int biased, const double 
 /* One constant-voltage segment for every valid lane: adaptive midpoint tau-leaps (twin:
  * filament.run_segment). peak and energy receive each lane's peak temperature and delivered
  * energy; first_current (or NULL) the current of the first sub-step, i.e. the reading at the
- * gap and warm start the segment was entered with. */
-MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration, double *ratio, int noise, md_hops_fn hops,
-                          double *peak, double *energy, double *first_current)
+ * gap and warm start the segment was entered with, and first_bad whether that solve failed.
+ * A lane whose solve fails or whose rates leave double range ends the segment there, its flag bit
+ * set in B->flag and the failing sub-step not committed. Heading past the thermal ceiling, the
+ * step is cut to the instant the relaxation meets it, taken again at half length if the midpoint
+ * power carried it past, and the segment ends, flagged, once T is within MD_CEILING_BAND of it. */
+MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration, double *lnshare, int noise,
+                          md_hops_fn hops, double *peak, double *energy, double *first_current, int64_t *first_bad)
 {
-    double elapsed[MD_LANES], steps[MD_LANES];
+    double elapsed[MD_LANES], steps[MD_LANES], h_lim[MD_LANES];
     int64_t active[MD_LANES];
     const int biased = volts != 0.0, reset = volts < 0.0;
     const double *a = B->p[C_A], *m = B->p[C_M], *cap = B->p[C_CAP], *tau = B->p[C_TAU];
     const double *t0 = B->p[C_T0], *rth = B->p[C_RTH], *gmin = B->p[C_GMIN], *gmax = B->p[C_GMAX];
+    const double *ceil_k = B->p[C_TCEIL], *dt_max = B->p[C_DTMAX];
     LANES {
         peak[l] = B->temp[l];
         energy[l] = 0.0;
         elapsed[l] = 0.0;
         steps[l] = 0.0;
+        h_lim[l] = INFINITY;
         active[l] = B->valid[l];
     }
     if (duration <= 0.0)
@@ -167,19 +262,27 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
         LANES any |= active[l];
         if (!any)
             return;
-        double vc[MD_LANES], cur[MD_LANES], dvdg[MD_LANES], gamma[MD_LANES], temp_mid[MD_LANES];
+        double vc[MD_LANES], cur[MD_LANES], dwdg[MD_LANES], gamma[MD_LANES], temp_mid[MD_LANES];
         double fwd[MD_LANES], bwd[MD_LANES], dis[MD_LANES], dt[MD_LANES], decay[MD_LANES];
-        double g_mid[MD_LANES], ratio_mid[MD_LANES];
-        int64_t last[MD_LANES];
-        MD_W(md_solve_cell)(B, volts, B->gap, ratio, active, vc, cur, dvdg);
-        if (first && first_current != NULL) LANES first_current[l] = cur[l];
-        if (biased) LANES ratio[l] = active[l] ? vc[l] / volts : ratio[l];
+        double g_mid[MD_LANES], share_mid[MD_LANES];
+        double h_arr[MD_LANES];
+        int64_t last[MD_LANES], forced[MD_LANES], bad[MD_LANES], fail[MD_LANES], reach[MD_LANES], retry[MD_LANES];
+        MD_W(md_solve_cell)(B, volts, B->gap, lnshare, active, vc, cur, dwdg, bad);
+        if (first && first_current != NULL) LANES {
+            first_current[l] = cur[l];
+            first_bad[l] = bad[l];
+        }
         /* the step is sized with the rates at the hotter of the present and the steady-state
          * temperature, so that runaway heating is resolved */
         double hot[MD_LANES], t_ss[MD_LANES];
         LANES {
             t_ss[l] = t0[l] + vc[l] * cur[l] * rth[l];
             hot[l] = B->temp[l] > t_ss[l] ? B->temp[l] : t_ss[l];
+            /* the step below keeps T within dt_max of its present value (tau > 0; with tau = 0, T is
+             * T_ss at once), and a lane past the ceiling ends this sub-step: neither bound is passed */
+            double reach_t = tau[l] > 0.0 ? B->temp[l] + dt_max[l] : INFINITY;
+            hot[l] = hot[l] < reach_t ? hot[l] : reach_t;
+            hot[l] = hot[l] < ceil_k[l] ? hot[l] : ceil_k[l];
         }
         /* md_rates reads gamma only under bias; zeros keep the unbiased lanes defined */
         if (biased)
@@ -190,16 +293,54 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
         LANES {
             double drift = a[l] * fabs(bwd[l] + dis[l] - fwd[l]);
             double spread = a[l] * a[l] * (fwd[l] + bwd[l] + dis[l]) / m[l];
+            int64_t overflow = !((drift <= DBL_MAX) & (spread <= DBL_MAX));
+            double h = INFINITY; /* the rest of the segment caps it below */
+            /* a device at a gap bound whose hops are biased outward (net over total >= 1/2) stays within
+             * about a hop quantum of it for any step: its gap bounds nothing, only its heating does */
+            double net = bwd[l] + dis[l] - fwd[l], total = fwd[l] + bwd[l] + dis[l];
+            int64_t pinned = ((B->gap[l] >= gmax[l]) & (net > 0.5 * total)) | ((B->gap[l] <= gmin[l]) & (-net > 0.5 * total));
+            double h_g = drift * h > cap[l] ? cap[l] / drift : h;
+            h_g = spread * h_g > cap[l] * cap[l] ? cap[l] * cap[l] / spread : h_g;
+            h_arr[l] = pinned ? h : h_g;
+            fail[l] = bad[l] ? MD_FLAG_SOLVE : (overflow ? MD_FLAG_RATES : 0);
+        }
+        /* the temperature moves by |T_ss - T| (1 - e^(-h/tau)) in a sub-step: at most dt_max; heading
+         * past the ceiling, the step stops where T(t) = T_ss + (T - T_ss) e^(-t/tau) meets it. Their
+         * logarithms are taken only in a batch where some lane needs one (the others compute along
+         * on dummies and keep their step) */
+        int64_t warming[MD_LANES], beyond[MD_LANES], any_t = 0;
+        LANES {
             double rest = duration - elapsed[l];
-            double h = rest;
-            h = drift * h > cap[l] ? cap[l] / drift : h;
-            h = spread * h > cap[l] * cap[l] ? cap[l] * cap[l] / spread : h;
+            h_arr[l] = h_arr[l] < rest ? h_arr[l] : rest;
+            warming[l] = (tau[l] > 0.0) & (fabs(t_ss[l] - B->temp[l]) > dt_max[l]);
+            beyond[l] = (tau[l] > 0.0) & (t_ss[l] > ceil_k[l]) & (B->temp[l] < ceil_k[l]);
+            any_t |= warming[l] | beyond[l];
+            reach[l] = 0;
+        }
+        if (any_t) LANES {
+            double h = h_arr[l];
+            double span = fabs(t_ss[l] - B->temp[l]);
+            double safe_tau = tau[l] > 0.0 ? tau[l] : 1.0;
+            double h_t = -safe_tau * md_log(1.0 - (warming[l] ? dt_max[l] / span : 0.5));
+            h = warming[l] & (h_t < h) ? h_t : h;
+            double h_c = safe_tau * md_log(beyond[l] ? (t_ss[l] - B->temp[l]) / (t_ss[l] - ceil_k[l]) : 2.0);
+            reach[l] = beyond[l] & (h_c <= h);
+            h_arr[l] = reach[l] ? h_c : h;
+        }
+        LANES {
+            double rest = duration - elapsed[l];
+            double h = h_arr[l];
+            h = h < h_lim[l] ? h : h_lim[l];
             last[l] = steps[l] >= B->p[C_MAXSTEPS][l] - 1.0;
+            forced[l] = last[l] & (h < rest);
             h = last[l] ? rest : h;
             dt[l] = h;
+        }
+        LANES {
+            double h = dt[l];
+            double safe_tau = tau[l] > 0.0 ? tau[l] : 1.0;
             /* exp(-750) underflows to 0 in libm too (reads are ~800 time constants long) */
             int relaxing = (tau[l] > 0.0) & (0.5 * h < 750.0 * tau[l]);
-            double safe_tau = tau[l] > 0.0 ? tau[l] : 1.0;
             decay[l] = relaxing ? md_exp(-0.5 * h / safe_tau) : 0.0;
             temp_mid[l] = t_ss[l] + (B->temp[l] - t_ss[l]) * decay[l];
         }
@@ -210,27 +351,42 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
             double g = B->gap[l] + 0.5 * dt[l] * a[l] * (bwd[l] + dis[l] - fwd[l]);
             g = g > gmin[l] ? g : gmin[l];
             g_mid[l] = g < gmax[l] ? g : gmax[l];
-            /* Newton for the midpoint gap starts from the first solve moved along its slope */
-            ratio_mid[l] = biased ? (fabs(vc[l]) + dvdg[l] * (g_mid[l] - B->gap[l])) / fabs(volts) : ratio[l];
+            /* the midpoint solve starts from the first solve moved along its slope */
+            share_mid[l] = lnshare[l] + dwdg[l] * (g_mid[l] - B->gap[l]);
         }
-        MD_W(md_solve_cell)(B, volts, g_mid, ratio_mid, active, vc, cur, NULL);
+        int64_t go[MD_LANES];
+        LANES go[l] = active[l] & (fail[l] == 0);
+        MD_W(md_solve_cell)(B, volts, g_mid, share_mid, go, vc, cur, NULL, bad);
         LANES {
             t_ss[l] = t0[l] + vc[l] * cur[l] * rth[l];
             temp_mid[l] = t_ss[l] + (B->temp[l] - t_ss[l]) * decay[l];
+            fail[l] = fail[l] ? fail[l] : (bad[l] ? MD_FLAG_SOLVE : 0);
         }
         if (biased)
             MD_W(md_enhancement)(B, g_mid, reset, gamma);
         MD_W(md_rates)(B, biased, vc, gamma, temp_mid, fwd, bwd, dis);
-        double n_fwd[MD_LANES], n_bwd[MD_LANES], n_dis[MD_LANES];
+        double n_fwd[MD_LANES], n_bwd[MD_LANES], n_dis[MD_LANES], temp_new[MD_LANES];
         LANES {
             n_fwd[l] = m[l] * fwd[l] * dt[l];
             n_bwd[l] = m[l] * bwd[l] * dt[l];
             n_dis[l] = m[l] * dis[l] * dt[l];
+            temp_new[l] = t_ss[l] + (B->temp[l] - t_ss[l]) * decay[l] * decay[l];
+        }
+        LANES {
+            int64_t overflow = !((n_fwd[l] + n_bwd[l] + n_dis[l]) <= DBL_MAX);
+            int64_t hot_end = !(temp_new[l] <= ceil_k[l]);
+            /* past the ceiling (the midpoint power exceeded the first estimate): the step is taken
+             * again at half its length, down to a billionth of tau */
+            retry[l] = active[l] & (fail[l] == 0) & !overflow & hot_end & (tau[l] > 0.0) & !last[l] &
+                       (dt[l] > MD_CEILING_MIN_STEP * tau[l]);
+            h_lim[l] = retry[l] ? 0.5 * dt[l] : INFINITY;
+            fail[l] = fail[l] ? fail[l] : (overflow ? MD_FLAG_RATES : (hot_end & !retry[l] ? MD_FLAG_CEILING : 0));
+            go[l] = active[l] & (fail[l] == 0) & !retry[l];
         }
         if (noise) {
             /* hop counts from each device's own stream, in the order the scalar kernel drew them */
             for (int l = 0; l < MD_LANES; ++l) {
-                if (!active[l])
+                if (!go[l])
                     continue;
                 n_fwd[l] = hops(n_fwd[l], B->key[l], &B->counter[l]);
                 n_bwd[l] = hops(n_bwd[l], B->key[l], &B->counter[l]);
@@ -238,28 +394,36 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
             }
         }
         LANES {
-            double temp_new = t_ss[l] + (B->temp[l] - t_ss[l]) * decay[l] * decay[l];
             double g = B->gap[l] + (a[l] / m[l]) * (n_bwd[l] + n_dis[l] - n_fwd[l]);
             g = g > gmin[l] ? g : gmin[l];
             g = g < gmax[l] ? g : gmax[l];
             double el = elapsed[l] + dt[l];
-            int64_t on = active[l];
+            int64_t on = go[l];
             B->gap[l] = on ? g : B->gap[l];
-            B->temp[l] = on ? temp_new : B->temp[l];
-            peak[l] = on & (temp_new > peak[l]) ? temp_new : peak[l];
+            B->temp[l] = on ? temp_new[l] : B->temp[l];
+            peak[l] = on & (temp_new[l] > peak[l]) ? temp_new[l] : peak[l];
             energy[l] = on ? energy[l] + fabs(volts * cur[l]) * dt[l] : energy[l];
             elapsed[l] = on ? el : elapsed[l];
-            steps[l] = on ? steps[l] + 1.0 : steps[l];
+            steps[l] = on | retry[l] ? steps[l] + 1.0 : steps[l];
             B->substeps[l] = on ? B->substeps[l] + 1.0 : B->substeps[l];
-            active[l] = on & !(last[l] | (el >= duration));
+            int64_t f = B->flag[l] | (active[l] ? fail[l] : 0);
+            /* within MD_CEILING_BAND of the ceiling: the pulse ends there */
+            int64_t at_ceiling = on & (temp_new[l] >= ceil_k[l] - MD_CEILING_BAND);
+            f |= at_ceiling ? MD_FLAG_CEILING : 0;
+            /* the budget's last sub-step covered more than the step control allowed */
+            f |= active[l] & forced[l] ? MD_FLAG_BUDGET : 0;
+            B->flag[l] = f;
+            active[l] = retry[l] | (on & !(last[l] | (el >= duration) | at_ceiling));
         }
     }
 }
 
 /* Advance devices first .. first + n_lanes - 1 (n_lanes <= MD_LANES) through one cycle of
  * segments (rows: voltage V, duration s, kind). state and table have rows of N_STATE and
- * N_COLUMNS doubles per device; out[0..3] (conductance S, peak temperature K, pulse energy J,
- * gap after the read m) are (device, pulse) arrays with row and pulse strides in elements. */
+ * N_COLUMNS doubles per device; out[0..4] (conductance S, peak temperature K, pulse energy J,
+ * gap after the read m, pulse flag bits) are (device, pulse) arrays with row and pulse strides
+ * in elements. A pulse's flag gathers its pulse, idle and read segments; a read whose solve
+ * failed reports NaN. */
 MD_CLONES void MD_W(memdrift_filament_batch)(ptrdiff_t first, int n_lanes, const double *segments, ptrdiff_t n_seg,
                                        double *state, const double *table, const uint64_t *keys,
                                        uint64_t *counters, double *const *out, const ptrdiff_t *row_stride,
@@ -268,6 +432,7 @@ MD_CLONES void MD_W(memdrift_filament_batch)(ptrdiff_t first, int n_lanes, const
     MD_W(md_batch) B;
     /* cur is zeroed because md_segment leaves it untouched when no lane is active */
     double peak[MD_LANES], energy[MD_LANES], cur[MD_LANES] = {0.0};
+    int64_t read_bad[MD_LANES] = {0};
     state += first * N_STATE;
     table += first * N_COLUMNS;
     keys += first;
@@ -278,15 +443,21 @@ MD_CLONES void MD_W(memdrift_filament_batch)(ptrdiff_t first, int n_lanes, const
         for (int c = 0; c < N_COLUMNS; ++c)
             B.p[c][l] = table[(ptrdiff_t)src * N_COLUMNS + c];
         B.inv_v0[l] = 1.0 / B.p[C_V0][l];
+        B.inv_g0[l] = 1.0 / B.p[C_G0][l];
+        B.ln_i0[l] = md_log(B.p[C_I0][l]);
+        B.ln_v0[l] = md_log(B.p[C_V0][l]);
+        /* R_s = 0 lanes have no series unknown and never read this */
+        B.ln_rs_i0[l] = B.p[C_RS][l] > 0.0 ? md_log(B.p[C_RS][l] * B.p[C_I0][l]) : 0.0;
         const double *row = state + (ptrdiff_t)src * N_STATE;
         B.gap[l] = row[S_GAP];
         B.temp[l] = row[S_TEMP];
-        B.wratio[l] = row[S_WRATIO];
+        B.wshare[l] = row[S_WSHARE];
         B.substeps[l] = row[S_SUBSTEPS];
-        B.rratio[l] = row[S_RRATIO];
+        B.rshare[l] = row[S_RSHARE];
         B.key[l] = keys[src];
         B.counter[l] = counters[src];
         B.valid[l] = l < n_lanes;
+        B.flag[l] = 0;
     }
     ptrdiff_t pulse = -1;
     for (ptrdiff_t s = 0; s < n_seg; ++s) {
@@ -294,7 +465,8 @@ MD_CLONES void MD_W(memdrift_filament_batch)(ptrdiff_t first, int n_lanes, const
         const int kind = (int)segments[3 * s + 2];
         if (kind == K_PULSE) {
             pulse += 1;
-            MD_W(md_segment)(&B, volts, duration, B.wratio, noise, hops, peak, energy, NULL);
+            LANES B.flag[l] = 0;
+            MD_W(md_segment)(&B, volts, duration, B.wshare, noise, hops, peak, energy, NULL, NULL);
             for (int l = 0; l < n_lanes; ++l) {
                 out[1][(first + l) * row_stride[1] + pulse * pulse_stride[1]] = peak[l];
                 out[2][(first + l) * row_stride[2] + pulse * pulse_stride[2]] = energy[l];
@@ -303,27 +475,30 @@ MD_CLONES void MD_W(memdrift_filament_batch)(ptrdiff_t first, int n_lanes, const
             /* the read's first sub-step solves the cell at the same gap from the same warm start
              * as the instrument's reading, so its current is the reading */
             if (duration > 0.0) {
-                MD_W(md_segment)(&B, volts, duration, B.rratio, noise, hops, peak, energy, cur);
+                MD_W(md_segment)(&B, volts, duration, B.rshare, noise, hops, peak, energy, cur, read_bad);
             } else {
                 double vc[MD_LANES];
-                MD_W(md_solve_cell)(&B, volts, B.gap, B.rratio, B.valid, vc, cur, NULL);
+                MD_W(md_solve_cell)(&B, volts, B.gap, B.rshare, B.valid, vc, cur, NULL, read_bad);
+                LANES B.flag[l] |= read_bad[l] ? MD_FLAG_SOLVE : 0;
             }
             for (int l = 0; l < n_lanes; ++l) {
-                out[0][(first + l) * row_stride[0] + pulse * pulse_stride[0]] = cur[l] / volts;
+                out[0][(first + l) * row_stride[0] + pulse * pulse_stride[0]] = read_bad[l] ? NAN : cur[l] / volts;
                 out[3][(first + l) * row_stride[3] + pulse * pulse_stride[3]] = B.gap[l];
             }
         } else {
-            MD_W(md_segment)(&B, 0.0, duration, B.wratio, noise, hops, peak, energy, NULL);
+            MD_W(md_segment)(&B, 0.0, duration, B.wshare, noise, hops, peak, energy, NULL, NULL);
         }
+        if (pulse >= 0)
+            for (int l = 0; l < n_lanes; ++l)
+                out[4][(first + l) * row_stride[4] + pulse * pulse_stride[4]] = (double)B.flag[l];
     }
     for (int l = 0; l < n_lanes; ++l) {
         double *row = state + (ptrdiff_t)l * N_STATE;
         row[S_GAP] = B.gap[l];
         row[S_TEMP] = B.temp[l];
-        row[S_WRATIO] = B.wratio[l];
+        row[S_WSHARE] = B.wshare[l];
         row[S_SUBSTEPS] = B.substeps[l];
-        row[S_RRATIO] = B.rratio[l];
+        row[S_RSHARE] = B.rshare[l];
         counters[l] = B.counter[l];
     }
 }
-

@@ -71,7 +71,7 @@ def check(argv: list[str], root: Path, capsys) -> None:
 
 
 PULSE_OPTIONS = ["--devices", "--cycles", "--seed", "--threads", "--tolerance", "--max-pulses", "--targets",
-                 "--max-memory-gb", "--scheme"]
+                 "--max-memory-gb", "--scheme", "--chunk-devices", "--backend", "--float32"]
 
 
 @FUZZ

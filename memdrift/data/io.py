@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
 import queue
 import shutil
+import socket
 import tempfile
 import threading
 import zlib
@@ -49,7 +51,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     ok = False
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+        remove_stale_temporaries(final)
+        fd, tmp_name = tempfile.mkstemp(prefix=f"{_temporary_prefix(final)}{os.getpid()}.", suffix=".part",
+                                        dir=final.parent)
         os.close(fd)
         tmp = Path(tmp_name)
         try:
@@ -64,6 +68,39 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         if not ok:
             # a failed write leaves no empty folder it made behind
             remove_empty_dirs(created)
+
+
+def _temporary_prefix(final: Path) -> str:
+    # The host and the process id in the name let a later run tell a killed writer's leftover from a
+    # live writer's file (on this host); a process id is only trusted on the host that made it.
+    return f".{final.name}.{socket.gethostname().replace('.', '_')}."
+
+
+def remove_stale_temporaries(final: Path) -> list[Path]:
+    """Remove the temporaries beside ``final`` that a writer on this host left when it was killed (its
+    process is gone); those of live writers, of other hosts and of other names are left alone."""
+    prefix = _temporary_prefix(final)
+    removed = []
+    for tmp in final.parent.glob(f"{glob.escape(prefix)}*.part"):
+        pid_text = tmp.name[len(prefix):].split(".", 1)[0]
+        if not pid_text.isdigit() or _process_alive(int(pid_text)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    except OverflowError:
+        return False
+    return True
 
 
 def _missing_parents(path: Path) -> list[Path]:

@@ -193,6 +193,7 @@ def _stream_filament(preset, scheme: str, args: argparse.Namespace) -> int:
     ensemble size; the writer thread overlaps the kernel); the same numbers as one whole run."""
     from memdrift.data import envelope
     from memdrift.data.io import open_dataset, write_dataset_stream
+    from memdrift.emulator.engine import _check_ensemble as check_ensemble
     from memdrift.emulator.engine import run_pulses
     from memdrift.emulator.pulses import from_name
     from memdrift.errors import check_memory
@@ -202,6 +203,8 @@ def _stream_filament(preset, scheme: str, args: argparse.Namespace) -> int:
                             "does not use them; allowed: --scheme write-verify")
     train = from_name(scheme)
     cycles = _cycles(scheme, args)
+    # the whole ensemble's arguments are refused here, before a progress bar or a file exists
+    check_ensemble(args.devices, cycles, args.seed, args.threads, args.backend)
     per_device = float(cycles) * train.n_pulses * FILAMENT_BYTES_PER_PULSE
     chunk = args.chunk_devices or max(1, int(PULSE_CHUNK_BYTES // per_device))
     chunk = min(chunk, args.devices)

@@ -46,6 +46,14 @@ def assert_clean(path: Path, accepted: tuple[str, ...] = ()) -> None:
     ds.close()
 
 
+def test_streamed_pulse_file_is_cf_clean(tmp_path):
+    """Several device chunks: an unlimited device dimension and per-variable filters."""
+    chunked = tmp_path / "chunked.nc"
+    assert main(["pulse", "--device", "hfoxsy-hfs2", "--scheme", "ramp", "--devices", "5", "--cycles", "2",
+                 "--chunk-devices", "2", "--float32", "-o", str(chunked)]) == 0
+    assert_clean(chunked)
+
+
 def test_pulse_file_is_cf_clean_and_its_checker_catches_a_bad_one(tmp_path):
     out = tmp_path / "ramp.nc"
     assert main(["pulse", "--device", "hfoxsy-hfs2", "--scheme", "ramp", "--devices", "2", "--cycles", "2",

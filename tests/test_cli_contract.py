@@ -162,9 +162,9 @@ def test_seeds_checked_up_front(tmp_path, capsys, argv):
 
 
 def test_huge_pulse_refused_with_estimate_and_limit(tmp_path, capsys):
-    line = run_cli(["pulse", "--device", PRESET, "--devices", "1000000", "--cycles", "100", "-o", "o.nc"], capsys,
+    line = run_cli(["pulse", "--device", PRESET, "--devices", "1", "--cycles", "100000000", "-o", "o.nc"], capsys,
                    tmp_path)
-    assert "119 GiB" in line and "at most 8 GiB" in line and "--max-memory-gb" in line
+    assert "358 GiB" in line and "in chunks of 1 device" in line and "at most 8 GiB" in line and "--max-memory-gb" in line
 
 
 def test_memory_limit_can_be_lowered_and_raised(tmp_path, capsys):
@@ -423,3 +423,27 @@ def test_signals_end_cleanly_and_remove_temporaries(tmp_path, sig, code):
     assert [line for line in lines if line.startswith("memdrift")] == lines and len(lines) == 1, err
     assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_run(tmp_path):
+    """A SIGKILL leaves the writer's temporary; the next write beside it removes it, and only it."""
+    import socket as socket_module
+
+    from memdrift.data import io
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    dead_pid = int(dead.stdout)
+    host = socket_module.gethostname().replace(".", "_")
+    stale = tmp_path / f".o.nc.{host}.{dead_pid}.abc123.part"
+    live = tmp_path / f".o.nc.{host}.{os.getpid()}.def456.part"  # a writer still at work
+    other_host = tmp_path / f".o.nc.elsewhere.{dead_pid}.ghi789.part"
+    other_name = tmp_path / f".p.nc.{host}.{dead_pid}.jkl012.part"
+    for path in (stale, live, other_host, other_name):
+        path.write_bytes(b"\0" * 64)
+    assert cli.main(["pulse", "--device", PRESET, "--devices", "2", "--cycles", "1", "--quiet",
+                     "-o", str(tmp_path / "o.nc")]) == 0
+    assert not stale.exists()
+    assert live.exists() and other_host.exists() and other_name.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["o.nc", live.name, other_host.name, other_name.name])
+    assert io.remove_stale_temporaries(tmp_path / "o.nc") == []

@@ -76,9 +76,14 @@ def apply(ds: xr.Dataset, model: str) -> int:
 def warn(ds: xr.Dataset, model: str, where: str) -> int:
     """:func:`apply`, then one stderr line naming the count and the limits when any pulse is outside."""
     count = apply(ds, model)
+    report(count, model, where)
+    return count
+
+
+def report(count: int, model: str, where: str) -> None:
+    """The stderr line of :func:`warn` for ``count`` pulses outside (none when zero)."""
     if count:
         env = ENVELOPES[model]
         print(f"warning: {where}: {count} pulse{'s' if count != 1 else ''} outside the {model} physical envelope "
               f"(temperature {env.temperature_min_k:g}..{env.temperature_max_k:g} K, power <= {env.power_max_w:g} W); "
               f"flagged {flags.MEANINGS[flags.OUTSIDE_ENVELOPE]} in {flags.VARIABLE}", file=sys.stderr)
-    return count

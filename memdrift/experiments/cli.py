@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 args = build_parser().parse_args(argv)
             except UsageError as exc:
-                print(exc, file=sys.stderr)
+                print(_one_line(str(exc)), file=sys.stderr)
                 return 2
             command = f"memdrift {args.command}"
             result = args.func(args)
@@ -127,8 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         return int(result or 0)
     _drop_progress_bars()
-    print(line.replace("\n", " "), file=sys.stderr)
+    print(_one_line(line), file=sys.stderr)
     return 2
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line: a value the user typed may hold line breaks, and the contract is one line."""
+    return " ".join(text.splitlines())
 
 
 if __name__ == "__main__":

@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pulses", type=int, default=None, help="write-verify: pulses allowed per target (default 100)")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.nc", help="netCDF file to write")
     p.add_argument("--plot", type=Path, default=None, metavar="OUT.png", help="also write a PNG summary")
+    p.add_argument("--chunk-devices", type=int, default=None, metavar="N",
+                   help="filament ramp/identical runs: devices computed and written at a time "
+                        f"(default: chunks of about {PULSE_CHUNK_BYTES // 2**20} MiB; results do not depend on it)")
     p.add_argument("--max-memory-gb", type=float, default=DEFAULT_MAX_MEMORY_GB, metavar="GB",
                    help=f"refuse a run whose arrays need more than this (default {DEFAULT_MAX_MEMORY_GB:g} GiB)")
     p.set_defaults(func=run)
@@ -56,6 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 DEFAULT_MAX_MEMORY_GB = 8.0
 #: float64 outputs per pulse of the filament engine (conductance, temperature_peak, energy, gap)
 FILAMENT_BYTES_PER_PULSE = 4 * 8
+#: float64 output of one streamed chunk: small enough that computing one chunk overlaps writing the
+#: previous one several times over on a 10^5-device run, large enough for HDF5 chunks of megabytes
+PULSE_CHUNK_BYTES = 16 * 2**20
+#: chunks alive at once while streaming: the one computing, the one waiting, the one being written
+CHUNKS_IN_FLIGHT = 3
 
 
 def memory_limit_bytes(args: argparse.Namespace) -> float:
@@ -100,6 +108,14 @@ def run(args: argparse.Namespace) -> int:
     memory_limit_bytes(args)
     preset = load_preset(args.device)
     scheme = args.scheme or preset.scheme
+    if args.chunk_devices is not None:
+        check_range("chunk-devices", args.chunk_devices, 1, 10**9)
+        if preset.model != "filament" or scheme == "write-verify" or args.backend != "compiled":
+            raise MemdriftError(f"chunk-devices = {args.chunk_devices!r} is not used by {preset.model} {scheme!r} "
+                                f"on the {args.backend} backend; allowed: omit --chunk-devices (only filament "
+                                "ramp/identical runs on the compiled backend stream in chunks)")
+    if preset.model == "filament" and scheme != "write-verify" and args.backend == "compiled":
+        return _stream_filament(preset, scheme, args)
     if preset.model == "filament":
         ds = _run_filament(preset, scheme, args)
     else:
@@ -120,6 +136,11 @@ def run(args: argparse.Namespace) -> int:
     _warn_kernel_flags(ds, f"pulse {preset.name}")
     write_dataset(ds, args.output, float32=args.float32)
     print(f"wrote {args.output} ({', '.join(f'{k}={v}' for k, v in ds.sizes.items())})")
+    _plot(ds, preset, scheme, args)
+    return 0
+
+
+def _plot(ds, preset, scheme: str, args: argparse.Namespace) -> None:
     if args.plot is not None:
         if preset.model == "filament":
             from memdrift.experiments.plots import plot_pulse_summary, plot_write_verify
@@ -133,7 +154,6 @@ def run(args: argparse.Namespace) -> int:
 
             plot_scheme(ds, args.plot)
         print(f"wrote {args.plot}")
-    return 0
 
 
 def _write_verify_scheme(args: argparse.Namespace):
@@ -173,9 +193,60 @@ def _run_filament(preset, scheme: str, args: argparse.Namespace):
     from memdrift.errors import check_memory
 
     train = from_name(scheme)
-    cycles = args.cycles if args.cycles is not None else (100 if scheme == "ramp" else 1)
+    cycles = _cycles(scheme, args)
     check_memory(f"pulse --devices {args.devices} --cycles {cycles} ({train.n_pulses} pulses a cycle)",
                  float(args.devices) * cycles * train.n_pulses * FILAMENT_BYTES_PER_PULSE, memory_limit_bytes(args))
     return run_pulses(preset.params, train, devices=args.devices, cycles=cycles, seed=args.seed,
                       threads=args.threads, backend=args.backend, noise=not args.no_noise, progress=not args.quiet,
                       preset=preset.name)
+
+
+def _cycles(scheme: str, args: argparse.Namespace) -> int:
+    return args.cycles if args.cycles is not None else (100 if scheme == "ramp" else 1)
+
+
+def _stream_filament(preset, scheme: str, args: argparse.Namespace) -> int:
+    """Ramp/identical pulses on the filament, computed and written by device chunks (memory flat in the
+    ensemble size; the writer thread overlaps the kernel); the same numbers as one whole run."""
+    from memdrift.data import envelope
+    from memdrift.data.io import open_dataset, write_dataset_stream
+    from memdrift.emulator.engine import _check_ensemble as check_ensemble
+    from memdrift.emulator.engine import run_pulses
+    from memdrift.emulator.pulses import from_name
+    from memdrift.errors import check_memory
+
+    if any(v is not None for v in (args.targets, args.tolerance, args.max_pulses)):
+        raise MemdriftError(f"--targets/--tolerance/--max-pulses are write-verify options; scheme = {scheme!r} "
+                            "does not use them; allowed: --scheme write-verify")
+    train = from_name(scheme)
+    cycles = _cycles(scheme, args)
+    # the whole ensemble's arguments are refused here, before a progress bar or a file exists
+    check_ensemble(args.devices, cycles, args.seed, args.threads, args.backend)
+    per_device = float(cycles) * train.n_pulses * FILAMENT_BYTES_PER_PULSE
+    chunk = args.chunk_devices or max(1, int(PULSE_CHUNK_BYTES // per_device))
+    chunk = min(chunk, args.devices)
+    check_memory(f"pulse --devices {args.devices} --cycles {cycles} ({train.n_pulses} pulses a cycle) in chunks of "
+                 f"{chunk} device{'s' if chunk != 1 else ''}", CHUNKS_IN_FLIGHT * chunk * per_device,
+                 memory_limit_bytes(args))
+    outside = [0]
+
+    def chunks():
+        from tqdm.auto import tqdm
+
+        show = not args.quiet and args.devices * cycles * train.n_pulses >= 200_000
+        with tqdm(total=args.devices, unit="device", desc="pulse trains", disable=not show, leave=False) as bar:
+            for first in range(0, args.devices, chunk):
+                n = min(chunk, args.devices - first)
+                ds = run_pulses(preset.params, train, devices=n, cycles=cycles, seed=args.seed, threads=args.threads,
+                                backend=args.backend, noise=not args.no_noise, preset=preset.name, first_device=first)
+                outside[0] += envelope.apply(ds, preset.model)
+                yield ds
+                bar.update(n)
+
+    write_dataset_stream(chunks(), args.output, dim="device", float32=args.float32)
+    envelope.report(outside[0], preset.model, f"pulse {preset.name}")
+    print(f"wrote {args.output} (device={args.devices}, cycle={cycles}, pulse={train.n_pulses})")
+    if args.plot is not None:
+        with open_dataset(args.output) as ds:
+            _plot(ds.load(), preset, scheme, args)
+    return 0

@@ -41,8 +41,8 @@ def test_unknown_experiment_is_named(tmp_path, capsys):
     with pytest.raises(rep.MemdriftError, match="experiment = 'fig9'"):
         rep.reproduce("fig9", tmp_path)
     assert main(["reproduce", "fig9", "-o", str(tmp_path / "x")]) == 2
-    err = capsys.readouterr().err
-    assert "invalid choice" in err and len(err.strip().splitlines()) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "invalid choice: 'fig9'" in err[0]
     assert not (tmp_path / "x").exists()
 
 
@@ -57,3 +57,19 @@ def test_row_ratio_and_missing_values():
     row = rep.Row("x", "µS", 80e-6, 88e-6, 1e6)
     assert row.cells() == ("x", "80", "88", "1.100")
     assert rep.Row("y", "", None, np.nan).cells() == ("y", "—", "—", "—")
+
+
+def test_cli_prints_verdicts_and_strict_exits_on_a_failing_figure(tmp_path, capsys, monkeypatch):
+    from memdrift.experiments.cmd_reproduce import EXIT_OUTSIDE_TOLERANCE
+
+    argv = ["reproduce", "hfoxsy-ramp", "--devices", "6", "--cycles", "6", "-o", str(tmp_path / "r")]
+    # nothing held to a tolerance: nothing can fail
+    monkeypatch.setattr(rep, "tolerances", lambda: {})
+    assert main(argv + ["--strict"]) == 0
+    assert "verdict per figure" in capsys.readouterr().out
+    impossible = {"filament_hfoxsy_hfs2": {"states_per_device": rep.Tolerance("Fig. 2d", "rel", -1.0)}}
+    monkeypatch.setattr(rep, "tolerances", lambda: impossible)
+    assert main(argv) == 0  # without --strict a failed comparison is a result, not an error
+    out = capsys.readouterr().out
+    assert "  FAIL  Fig. 2d: 0 of 1 within tolerance; outside: states per device (linear range)" in out
+    assert main(argv + ["--strict"]) == EXIT_OUTSIDE_TOLERANCE

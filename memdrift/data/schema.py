@@ -57,6 +57,10 @@ COORDINATES: dict[str, tuple[str, str | None]] = {
     BRANCH: ("programming branch of the pulse", None),
     "mode": ("evaluation mode (digital or analog variant)", None),
     "repeat": ("analog programming repeat", "1"),
+    "map_resistance": ("resistance R13 the dR map is measured at", "ohm"),
+    "map_amplitude": ("write amplitude of the dR map", "V"),
+    "map_branch": ("programming branch of the dR map", None),
+    "snapshot": ("FFP event index of the map snapshot", "1"),
 }
 
 #: what a dotted attribute group separator becomes in a file

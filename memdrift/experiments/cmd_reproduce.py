@@ -1,4 +1,5 @@
-"""``memdrift reproduce EXPERIMENT [-o DIR]``: a paper's device figures, with a paper-vs-memdrift table."""
+"""``memdrift reproduce EXPERIMENT [-o DIR] [--strict]``: a paper's device figures, with a paper-vs-memdrift
+table and a PASS/FAIL verdict per figure."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ from memdrift.errors import MemdriftError
 
 EXPERIMENTS = ("hfoxsy-ramp", "tio2x-ffp")
 
+#: exit status of ``--strict`` when a figure falls outside its tolerances (1 is a bug, 2 bad input)
+EXIT_OUTSIDE_TOLERANCE = 3
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="reproduce a paper's device figures (PNG + paper-vs-memdrift table)",
                        description="Emulate a shipped preset with its paper's protocol, extract the record and "
                                    "write dataset, record and PNGs into DIR; print the published figures beside "
-                                   "the emulated ones. hfoxsy-ramp: Fig. 2d-f; tio2x-ffp: dR map, FFP trace, "
-                                   "segmentation, CPDs.")
+                                   "the emulated ones with a PASS/FAIL verdict per figure against the tolerances "
+                                   "in memdrift/data/reference/tolerances.toml; the figures draw the paper's "
+                                   "values over the emulated ones. hfoxsy-ramp: Fig. 2d-f; tio2x-ffp: dR map, "
+                                   "FFP trace, segmentation, CPDs.")
     p.add_argument("experiment", choices=EXPERIMENTS)
     p.add_argument("-o", "--output", type=Path, default=Path("reproduce"), metavar="DIR",
                    help="directory for the files (default ./reproduce)")
@@ -24,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cycles", type=int, default=None, help="ramp cycles (hfoxsy-ramp; default 100)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--strict", action="store_true",
+                   help=f"exit {EXIT_OUTSIDE_TOLERANCE} when a figure falls outside its tolerances (files are "
+                        "written either way)")
     p.set_defaults(func=run)
 
 
@@ -48,4 +57,4 @@ def run(args: argparse.Namespace) -> int:
     print(result.table())
     for path in result.files:
         print(f"wrote {path}")
-    return 0
+    return EXIT_OUTSIDE_TOLERANCE if args.strict and not result.passed else 0

@@ -440,24 +440,28 @@ def table(ds: xr.Dataset) -> str:
 
 
 def plot(ds: xr.Dataset, path: Any) -> None:
-    import matplotlib
+    """Accuracy per mode (or against the swept quantity): mean ± 1 standard deviation over the repeats,
+    each repeat as a dot. The y axis is zoomed onto the data; where it does not start at 0 % it carries
+    a break mark and says so in its label."""
+    from memdrift.experiments import figstyle
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from memdrift.data.io import atomic_path
-
-    mean, std = ds.accuracy.mean("repeat") * 100, ds.accuracy.std("repeat") * 100
-    sweep = [d for d in ds.accuracy.dims if d not in ("mode", "repeat")]
-    fig, ax = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
+    plt = figstyle.pyplot()
+    acc = ds.accuracy
+    mean, std = acc.mean("repeat") * 100, acc.std("repeat") * 100
+    n_rep = ds.sizes["repeat"]
+    bars = f"mean ± 1 s.d. over {n_rep} repeat{'s' if n_rep != 1 else ''}"
+    sweep = [d for d in acc.dims if d not in ("mode", "repeat")]
+    fig, ax = plt.subplots(figsize=(6.0, 4.2), layout="constrained")
     if not sweep:
         modes = list(ds["mode"].values)
-        ax.bar(range(len(modes)), mean.values, yerr=std.values, capsize=4, color="0.6")
-        for i in range(len(modes)):
-            ax.plot(np.full(ds.sizes["repeat"], i), ds.accuracy.values[i] * 100, "k.", ms=4)
-        ax.set_xticks(range(len(modes)), modes)
-        lo = float(ds.accuracy.min()) * 100
-        ax.set_ylim(max(0.0, lo - 2.0), 100.0)
+        x = np.arange(len(modes))
+        ax.errorbar(x, mean.values, yerr=std.values, fmt="o", color="k", ms=6, capsize=5, label=bars)
+        for i in x:
+            ax.plot(np.full(n_rep, i) + 0.12, acc.values[i] * 100, ".", color="0.5", ms=4,
+                    label="each repeat" if i == 0 else None)
+        ax.set_xticks(x, modes)
+        ax.set_xlim(-0.5, len(modes) - 0.5)
+        ax.set_xlabel(figstyle.label(ds["mode"]))
     else:
         dim = sweep[0]
         x = ds[dim].values
@@ -465,13 +469,23 @@ def plot(ds: xr.Dataset, path: Any) -> None:
             ax.errorbar(x, mean.sel(mode=m), yerr=std.sel(mode=m), marker="o", ms=3, capsize=3, label=str(m))
         if dim == "time":
             ax.set_xscale("log")
-        ax.set_xlabel(f"{dim} ({ds[dim].attrs.get('units', '')})")
-        ax.legend(fontsize=8)
-    ax.set_ylabel("test accuracy (%)")
+        ax.set_xlabel(figstyle.label(ds[dim]))
+    low = float(np.nanmin((mean - std).values)) if np.isfinite(mean.values).any() else 0.0
+    high = float(np.nanmax((mean + std).values)) if np.isfinite(mean.values).any() else 100.0
+    bottom = max(0.0, low - max(0.5, 0.15 * (high - low)))
+    # a span of a few per cent at the top of a 0-100 % axis would be flat: zoom, and mark the break
+    bottom = 0.0 if bottom < 20.0 else bottom
+    ax.set_ylim(bottom, min(100.0, high + max(0.3, 0.1 * (high - low))))
+    long_name, _ = figstyle.attributes(acc)
+    if bottom > 0:
+        figstyle.mark_axis_break(ax, "y")
+        ax.set_ylabel(figstyle.compose(f"{long_name}, axis from {bottom:.3g} %", "%"))
+    else:
+        ax.set_ylabel(figstyle.compose(long_name, "%"))
+    figstyle.plain_ticks(ax, axis="y")
+    ax.legend(fontsize=8, title=None if not sweep else bars, title_fontsize=8)
     ax.set_title(f"{ds.attrs.get('network')} on {ds.attrs.get('dataset')}: {ds.attrs.get('study')}", fontsize=10)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    figstyle.save(fig, path)
 
 
 def with_settings(s: Settings, **changes: Any) -> Settings:

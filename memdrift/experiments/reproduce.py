@@ -3,7 +3,10 @@
 Each experiment emulates the shipped preset with the paper's protocol, extracts
 the record with :mod:`memdrift.mapping.extract`, writes the dataset, the record
 and PNG figures into one directory, and returns a "paper vs memdrift" table for
-every figure of ``memdrift/data/reference/targets.toml`` the experiment covers.
+every figure of ``memdrift/data/reference/targets.toml`` the experiment covers, with a
+PASS/FAIL verdict per figure against ``memdrift/data/reference/tolerances.toml`` (memdrift's
+own tolerances; the published targets are shipped unchanged). The figures draw the
+paper's values over the emulated ones and carry the same verdicts in their panel titles.
 
 ``hfoxsy-ramp``  HfOxSy/HfS2 cell, 20 + 20 amplitude/width ramp × 100 cycles
                  (Fig. 2d–f: conductance vs pulse, state distributions, bins).
@@ -25,13 +28,68 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from memdrift.data.io import atomic_path, write_dataset
+from memdrift.data.io import write_dataset
 from memdrift.errors import MemdriftError, check_range
+from memdrift.experiments import figstyle
 from memdrift.mapping.extract import extract_record, save_record
 
 
-#: HfOxSy/HfS2 paper, Fig. 2 text: total programming energy per 20 + 20 cycle (mean of 10 cycles)
-PAPER_ENERGY_PER_CYCLE_J = 23.74e-9
+#: Verdict words of a row or panel: passed, failed, nothing to compare against.
+PASS, FAIL, NO_TARGET = "PASS", "FAIL", "—"
+
+_RULES = ("sigmas", "rel", "abs", "at_least", "min")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How close the emulated value must come to the published one (``tolerances.toml``)."""
+
+    figure: str
+    rule: str
+    value: float
+    why: str = ""
+
+    def band(self, paper: float, std: float | None) -> tuple[float, float]:
+        """The interval of emulated values that pass, in the target's units."""
+        if self.rule == "sigmas":
+            if std is None:
+                raise MemdriftError(f"tolerance sigmas = {self.value:g} needs a target given as [mean, std]; "
+                                    "allowed: rel, abs, at_least or min for a single value")
+            return paper - self.value * std, paper + self.value * std
+        if self.rule == "rel":
+            return paper - self.value * abs(paper), paper + self.value * abs(paper)
+        if self.rule == "abs":
+            return paper - self.value, paper + self.value
+        if self.rule == "at_least":
+            return paper, np.inf
+        return self.value, np.inf  # "min"
+
+    def describe(self, std: float | None, scale: float = 1.0) -> str:
+        if self.rule == "sigmas":
+            return f"± {self.value:g} σ" + ("" if std is None else f" (± {self.value * std * scale:.3g})")
+        if self.rule == "rel":
+            return f"± {100 * self.value:g} %"
+        if self.rule == "abs":
+            return f"± {self.value * scale:g}"
+        if self.rule == "at_least":
+            return "≥ paper"
+        return f"≥ {self.value * scale:g}"
+
+
+def tolerances() -> dict[str, dict[str, Tolerance]]:
+    """memdrift's tolerances per targets.toml section and key (shipped ``reference/tolerances.toml``)."""
+    text = resources.files("memdrift.data").joinpath("reference", "tolerances.toml").read_text()
+    out: dict[str, dict[str, Tolerance]] = {}
+    for section, entries in tomllib.loads(text).items():
+        out[section] = {}
+        for key, entry in entries.items():
+            rules = [r for r in _RULES if r in entry]
+            if len(rules) != 1 or "figure" not in entry:
+                raise MemdriftError(f"tolerances.toml [{section}] {key} = {entry!r}; allowed: a figure and exactly "
+                                    f"one of {', '.join(_RULES)}")
+            out[section][key] = Tolerance(str(entry["figure"]), rules[0], float(entry[rules[0]]),
+                                          str(entry.get("why", "")))
+    return out
 
 
 @dataclass(frozen=True)
@@ -43,6 +101,12 @@ class Row:
     paper: float | None
     memdrift: float | None
     scale: float = 1.0  # display factor (e.g. 1e6 for µS)
+    tolerance: Tolerance | None = None
+    paper_std: float | None = None
+
+    @property
+    def figure(self) -> str | None:
+        return None if self.tolerance is None else self.tolerance.figure
 
     def cells(self) -> tuple[str, str, str, str]:
         def fmt(v: float | None) -> str:
@@ -53,6 +117,25 @@ class Row:
             ratio = f"{self.memdrift / self.paper:.3f}"
         return self.quantity, fmt(self.paper), fmt(self.memdrift), ratio
 
+    def band(self) -> tuple[float, float] | None:
+        if self.tolerance is None or self.paper is None:
+            return None
+        return self.tolerance.band(self.paper, self.paper_std)
+
+    def verdict(self) -> str:
+        """PASS when the emulated value lies in the tolerance band, FAIL when not (or it is missing)."""
+        band = self.band()
+        if band is None:
+            return NO_TARGET
+        if self.memdrift is None or not np.isfinite(self.memdrift):
+            return FAIL
+        return PASS if band[0] <= self.memdrift <= band[1] else FAIL
+
+    def tolerance_text(self) -> str:
+        if self.tolerance is None or self.paper is None:
+            return "—"
+        return self.tolerance.describe(self.paper_std, self.scale)
+
 
 @dataclass
 class Result:
@@ -60,12 +143,35 @@ class Result:
     rows: list[Row]
     files: list[Path] = field(default_factory=list)
 
+    def verdicts(self) -> dict[str, str]:
+        """Per panel (in the order its rows come): PASS when every compared value in it passes."""
+        out: dict[str, str] = {}
+        for row in self.rows:
+            verdict = row.verdict()
+            if row.figure is None or verdict == NO_TARGET:
+                continue
+            out[row.figure] = FAIL if FAIL in (verdict, out.get(row.figure)) else PASS
+        return out
+
+    @property
+    def passed(self) -> bool:
+        return all(v == PASS for v in self.verdicts().values())
+
     def table(self) -> str:
-        head = ("quantity", "paper", "memdrift", "memdrift/paper")
-        body = [(f"{r.quantity} ({r.unit})" if r.unit else r.quantity,) + r.cells()[1:] for r in self.rows]
-        widths = [max(len(str(line[k])) for line in [head, *body]) for k in range(4)]
+        head = ("quantity", "paper", "memdrift", "memdrift/paper", "tolerance", "verdict")
+        body = [((f"{r.quantity} ({r.unit})" if r.unit else r.quantity,) + r.cells()[1:]
+                 + (r.tolerance_text(), r.verdict())) for r in self.rows]
+        widths = [max(len(str(line[k])) for line in [head, *body]) for k in range(len(head))]
         lines = [f"{self.experiment}: paper vs memdrift"]
-        lines += ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)) for line in [head, *body]]
+        lines += ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [head, *body]]
+        lines.append(f"{self.experiment}: verdict per figure (tolerances: memdrift/data/reference/tolerances.toml)")
+        for figure, verdict in self.verdicts().items():
+            rows = [r for r in self.rows if r.figure == figure and r.verdict() != NO_TARGET]
+            failed = [r.quantity for r in rows if r.verdict() == FAIL]
+            detail = f"{len(rows) - len(failed)} of {len(rows)} within tolerance"
+            if failed:
+                detail += "; outside: " + ", ".join(failed)
+            lines.append(f"  {verdict}  {figure}: {detail}")
         return "\n".join(lines)
 
 
@@ -75,29 +181,58 @@ def targets() -> dict[str, Any]:
     return tomllib.loads(text)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    plt = _pyplot()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return path
-
-
 def _get(mapping: Any, *keys: str) -> float | None:
     for key in keys:
         if not isinstance(mapping, dict) or mapping.get(key) is None:
             return None
         mapping = mapping[key]
     return float(mapping)
+
+
+class _Rows:
+    """Rows of one targets.toml section, each with its tolerance (dotted keys reach into inline tables)."""
+
+    def __init__(self, section: str):
+        self.published = targets()[section]
+        self.tolerances = tolerances().get(section, {})
+        self.rows: list[Row] = []
+
+    def add(self, quantity: str, unit: str, key: str, memdrift: float | None, scale: float = 1.0, *,
+            index: int | None = None) -> None:
+        """``key``'s value is a number, a [mean, std] pair, or (with ``index``) a list of numbers."""
+        value: Any = self.published
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        std = None
+        if isinstance(value, list):
+            if index is not None:
+                value = value[index] if index < len(value) else None
+            else:
+                value, std = value[0], (value[1] if len(value) > 1 else None)
+        paper = None if value is None else float(value)
+        tolerance = self.tolerances.get(key) if paper is not None else None
+        self.rows.append(Row(quantity, unit, paper, memdrift, scale, tolerance, None if std is None else float(std)))
+
+    def by_figure(self, figure: str) -> list[Row]:
+        return [r for r in self.rows if r.figure == figure]
+
+
+def _with_prefix(value: float, units: str) -> str:
+    exp = figstyle.prefix_exponent(units, [value])
+    return f"{value * 10.0 ** -exp:.5g} {figstyle.display_units(units, exp)}"
+
+
+def _panel_title(ax, title: str, rows: list[Row]) -> None:
+    """``title`` with the panel's verdict and, below it, the paper-vs-memdrift values the verdict rests on
+    (in the title, so that the layout keeps them clear of the data)."""
+    if not rows:
+        ax.set_title(title, fontsize=9)
+        return
+    verdict = FAIL if any(r.verdict() == FAIL for r in rows) else PASS
+    lines = [f"{title} — {verdict}"]
+    lines += [f"{r.quantity}: {r.cells()[2]}{' ' + r.unit if r.unit else ''} (paper {r.cells()[1]}, "
+              f"{r.tolerance_text()}) {r.verdict()}" for r in rows]
+    ax.set_title("\n".join(lines), fontsize=8, loc="left", color="black" if verdict == PASS else "firebrick")
 
 
 # ------------------------------------------------------------------ HfOxSy/HfS2 ramp cycling
@@ -122,62 +257,111 @@ def hfoxsy_ramp(out_dir: Path, *, devices: int = 200, cycles: int = 100, seed: i
                     progress=progress, preset=preset.name)
     record = extract_record(ds, levels=(16, 32))
     files = [write_dataset(ds, out_dir / "hfoxsy-ramp.nc"), save_record(record, out_dir / "hfoxsy-ramp.json")]
-    files.append(_plot_fig2(ds, record, out_dir / "hfoxsy-ramp.png"))
-
-    t = targets()["filament_hfoxsy_hfs2"]
-    branches = record.get("branches", {})
-    energy_cycle = _get(record, "energy_per_cycle", "mean")
-    rows = [
-        Row("states per device (linear range)", "", t["states_per_device"], _get(record, "states")),
-        Row("bin width, potentiation", "µS", t["bin_width_potentiation_S"],
-            _get(branches, "potentiation", "bin_width"), 1e6),
-        Row("bin width, depression", "µS", t["bin_width_depression_S"], _get(branches, "depression", "bin_width"), 1e6),
-        Row("mean state σ", "µS", t["state_sigma_mean_S"], _get(record, "state_sigma"), 1e6),
-        Row("R² linear fit, potentiation", "", t["linear_fit_r2_potentiation"],
-            _get(record, "linear_r2", "potentiation")),
-        Row("R² linear fit, depression", "", t["linear_fit_r2_depression"], _get(record, "linear_r2", "depression")),
-        Row("differential bins (BW > 2σ)", "", t["differential_bins"], _get(record, "differential_bins")),
-        # the paper's text (not targets.toml): 23.74 ± 1.26 nJ per potentiation/depression cycle
-        Row("energy per 40-pulse cycle", "nJ", PAPER_ENERGY_PER_CYCLE_J, energy_cycle, 1e9),
-    ]
-    return Result("hfoxsy-ramp", rows, files)
-
-
-def _plot_fig2(ds: xr.Dataset, record: dict[str, Any], path: Path) -> Path:
-    """(d) conductance vs pulse, every cycle of device 0 with the ensemble mean; (e) the distributions of the
-    linear-range states of device 0 over its cycles; (f) differential bins G+ − G− of the potentiation states."""
-    plt = _pyplot()
-    g_us = ds["conductance"].values * 1e6  # (device, cycle, pulse)
-    pulse_no = np.arange(1, g_us.shape[2] + 1)
-    fig, (ax_d, ax_e, ax_f) = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
-    for row in g_us[0]:
-        ax_d.plot(pulse_no, row, color="tab:blue", alpha=max(0.03, min(0.4, 5.0 / g_us.shape[1])), lw=0.7)
-    ax_d.plot(pulse_no, g_us.mean(axis=(0, 1)), "k-", lw=2, label="ensemble mean")
-    ax_d.set(xlabel="pulse number", ylabel="conductance (µS)", title="(d) ramp cycling")
-    ax_d.legend(fontsize=8)
 
     branches = record.get("branches", {})
-    colours = {"potentiation": "tab:red", "depression": "tab:blue"}
-    for name, colour in colours.items():
+    t = _Rows("filament_hfoxsy_hfs2")
+    t.add("states per device (linear range)", "", "states_per_device", _get(record, "states"))
+    t.add("bin width, potentiation", "µS", "bin_width_potentiation_S", _get(branches, "potentiation", "bin_width"), 1e6)
+    t.add("bin width, depression", "µS", "bin_width_depression_S", _get(branches, "depression", "bin_width"), 1e6)
+    t.add("mean state σ", "µS", "state_sigma_mean_S", _get(record, "state_sigma"), 1e6)
+    t.add("R² linear fit, potentiation", "", "linear_fit_r2_potentiation", _get(record, "linear_r2", "potentiation"))
+    t.add("R² linear fit, depression", "", "linear_fit_r2_depression", _get(record, "linear_r2", "depression"))
+    t.add("differential bins (BW > 2σ)", "", "differential_bins", _get(record, "differential_bins"))
+    t.add("energy per 40-pulse cycle", "nJ", "energy_per_cycle_J", _get(record, "energy_per_cycle", "mean"), 1e9)
+    files.append(_plot_fig2(ds, record, t, out_dir / "hfoxsy-ramp.png"))
+    return Result("hfoxsy-ramp", t.rows, files)
+
+
+def _plot_fig2(ds: xr.Dataset, record: dict[str, Any], t: _Rows, path: Path) -> Path:
+    """(d) conductance vs pulse, every cycle of device 0 with the ensemble mean; (e) the linear-range state
+    means ± σ of device 0 over its cycles with the paper's bin width as a slope; (f) the σ of each state with
+    the paper's mean σ and its tolerance; the differential bins G+ − G− of the potentiation states."""
+    plt = figstyle.pyplot()
+    g = ds["conductance"]
+    g_disp, g_label, g_factor = figstyle.scaled(g)  # (device, cycle, pulse) in display units
+    g_units = figstyle.display_units(figstyle.attributes(g)[1], figstyle.prefix_exponent("S", g.values))
+    long_name = figstyle.attributes(g)[0]
+    pulse = ds["pulse"]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5), layout="constrained")
+    (ax_d, ax_e), (ax_f, ax_b) = axes
+    branch = ds["branch"].values if "branch" in ds.coords else np.array(["potentiation"] * ds.sizes["pulse"])
+    alpha = max(0.03, min(0.4, 5.0 / g_disp.shape[1]))
+    for name in figstyle.BRANCH_COLOURS:
+        on = branch == name
+        if not on.any():
+            continue
+        for row in g_disp[0][:, on]:
+            ax_d.plot(pulse.values[on], row, color=figstyle.branch_colour(name), alpha=alpha, lw=0.7)
+        ax_d.plot([], [], color=figstyle.branch_colour(name),
+                  label=f"{name}, device 0, each of {g.sizes['cycle']} cycles")
+    ax_d.plot(pulse.values, g_disp.mean(axis=(0, 1)), "k--", lw=2,
+              label=f"ensemble mean ({g.sizes['device']} devices × {g.sizes['cycle']} cycles)")
+    ax_d.set(xlabel=figstyle.label(pulse), ylabel=g_label)
+    ax_d.legend(fontsize=7, loc="lower center")
+    energy = t.by_figure("Fig. 2 text, energy")
+    _panel_title(ax_d, "(d) ramp cycling", t.by_figure("Fig. 2d") + energy)
+
+    branches = record.get("branches", {})
+    # σ is some 50 times smaller than the conductance: its panel takes its own prefix
+    all_sigmas = [s for b in branches.values() if isinstance(b, dict) for s in b.get("state_sigma", []) or []]
+    s_exp = figstyle.prefix_exponent("S", all_sigmas)
+    s_factor, s_units = 10.0 ** -s_exp, figstyle.display_units(figstyle.attributes(g)[1], s_exp)
+    for name in figstyle.BRANCH_COLOURS:
         info = branches.get(name, {})
-        # one device over its cycles, as in the paper: device-to-device spread would blur the states
-        for p in info.get("pulse_index", []):
-            ax_e.hist(g_us[0, :, p], bins=15, histtype="step", color=colour, alpha=0.8)
-        ax_e.plot([], [], color=colour, label=f"{name}: {info.get('states', 0)} states")
-    ax_e.set(xlabel="conductance (µS)", ylabel="reads", title="(e) linear-range states, device 0, all cycles")
-    ax_e.legend(fontsize=8)
+        means = np.asarray(info.get("state_mean", []), dtype=float) * g_factor
+        sigmas = np.asarray(info.get("state_sigma", []), dtype=float) * g_factor
+        if means.size == 0 or sigmas.size != means.size:
+            continue
+        state = np.arange(1, means.size + 1)
+        colour = figstyle.branch_colour(name)
+        ax_e.errorbar(state, means, yerr=sigmas, fmt="o", ms=3, capsize=2, color=colour,
+                      label=f"{name}: mean ± 1 σ over cycles")
+        if None not in (info.get("slope"), info.get("intercept"), info.get("range_start")):
+            # the record's fit runs over the pulse index within the branch, from range_start
+            x = int(info["range_start"]) + state - 1
+            fit = (float(info["intercept"]) + float(info["slope"]) * x) * g_factor
+            ax_e.plot(state, fit, "-", color=colour, lw=0.8, label=f"{name}: the record's linear fit")
+        ax_f.plot(state, sigmas / g_factor * s_factor, "o-", ms=3, color=colour,
+                  label=f"{name}: σ of each state over cycles")
+        key = f"bin_width_{name}_S"
+        paper_bw = t.published.get(key)
+        if paper_bw is not None:
+            # the paper's bin width as a slope through the first emulated state
+            ax_e.plot(state, means[0] + (np.sign(means[-1] - means[0]) or 1) * float(paper_bw) * g_factor
+                      * (state - 1), ":", color=figstyle.PAPER_COLOUR, lw=1.2,
+                      label=f"paper: {_with_prefix(float(paper_bw), 'S')} per state (bin width)"
+                      if name == "potentiation" else None)
+    ax_e.set(xlabel="state number in the linear range", ylabel=f"state mean of the {g_label}")
+    ax_e.legend(fontsize=7, loc="lower right")
+    _panel_title(ax_e, "(e) linear range, device 0", t.by_figure("Fig. 2e"))
+
+    sigma_rows = [r for r in t.by_figure("Fig. 2f") if r.paper_std is None and r.unit == "µS"]
+    for r in sigma_rows:
+        lo, hi = r.band()
+        ax_f.axhline(r.paper * s_factor, color=figstyle.PAPER_COLOUR, ls="--", lw=1,
+                     label=f"paper mean σ: {r.paper * s_factor:.5g} {s_units}")
+        ax_f.axhspan(lo * s_factor, hi * s_factor, color="0.85", zorder=0, label=f"tolerance {r.tolerance_text()}")
+    ax_f.set(xlabel="state number in the linear range",
+             ylabel=figstyle.compose(f"σ over cycles of the {long_name}", s_units))
+    ax_f.set_ylim(bottom=0)
+    ax_f.legend(fontsize=7, loc="lower right")
+    _panel_title(ax_f, "(f) state σ, device 0", [r for r in t.by_figure("Fig. 2f") if r.unit == "µS"])
 
     pot = branches.get("potentiation", {})
-    means = np.asarray(pot.get("state_mean", []), dtype=float) * 1e6
-    sigmas = np.asarray(pot.get("state_sigma", []), dtype=float) * 1e6
+    means = np.asarray(pot.get("state_mean", []), dtype=float) * g_factor
+    sigmas = np.asarray(pot.get("state_sigma", []), dtype=float) * g_factor
     if means.size >= 2 and sigmas.size == means.size:
         diff = (means[:, None] - means[None, :]).ravel()
         spread = np.hypot(sigmas[:, None], sigmas[None, :]).ravel()
         order = np.argsort(diff)
-        ax_f.errorbar(np.arange(diff.size), diff[order], yerr=spread[order], fmt=".", ms=3, lw=0.5)
-    ax_f.set(xlabel="pair (sorted)", ylabel="G+ − G− (µS)",
-             title=f"(f) differential bins with BW > 2σ: {record.get('differential_bins')}")
-    return _save(fig, path)
+        ax_b.errorbar(np.arange(diff.size), diff[order], yerr=spread[order], fmt=".", ms=3, lw=0.5,
+                      color=figstyle.branch_colour("potentiation"),
+                      label="G+ − G− of two potentiation states ± the two σ in quadrature")
+    ax_b.set(xlabel="state pair, sorted by G+ − G−", ylabel=figstyle.compose("G+ − G−", g_units))
+    ax_b.legend(fontsize=7, loc="lower right")
+    _panel_title(ax_b, "(f) differential bins with BW > 2σ",
+                 [r for r in t.by_figure("Fig. 2f") if r.unit != "µS"])
+    return figstyle.save(fig, path)
 
 
 # ------------------------------------------------------------------ TiO2-x four-terminal FFP
@@ -196,71 +380,108 @@ def tio2x_ffp(out_dir: Path, *, devices: int = 1, seed: int = 0, threads: int = 
     levels = tuple(int(name.removeprefix("skipped_n")) for name in ds.data_vars if name.startswith("skipped_n"))
     record = extract_record(ds, levels=levels)
     files = [write_dataset(ds, out_dir / "tio2x-ffp.nc"), save_record(record, out_dir / "tio2x-ffp.json")]
-    files.append(_plot_ffp(ds, levels, out_dir / "tio2x-ffp.png"))
 
-    t = targets()["bulk_tio2x_four_terminal"]
+    t = _Rows("bulk_tio2x_four_terminal")
     events = ds["events"].values.astype(float)  # (device, cycle)
     start = ds["resistance_start"].values
-    rows = [
-        Row("HRS (read R13)", "Ω", t["hrs_ohm"], float(np.mean(start[:, 0]))),
-        Row("LRS (read R13)", "Ω", t["lrs_ohm"], float(np.mean(start[:, 1]))),
-        Row("FFP events HRS→LRS", "", t["ffp_events_potentiation"][0], float(events[:, 0].mean())),
-        Row("FFP events LRS→HRS", "", t["ffp_events_depression"][0], float(events[:, 1].mean())),
-    ]
+    t.add("HRS (read R13)", "Ω", "hrs_ohm", float(np.mean(start[:, 0])))
+    t.add("LRS (read R13)", "Ω", "lrs_ohm", float(np.mean(start[:, 1])))
+    t.add("FFP events HRS→LRS", "", "ffp_events_potentiation", float(events[:, 0].mean()))
+    t.add("FFP events LRS→HRS", "", "ffp_events_depression", float(events[:, 1].mean()))
     power = ds["energy"] / ds["width"]
     for c, key in enumerate(("ffp_power_potentiation_W", "ffp_power_depression_W")):
-        rows.append(Row(f"mean write power, {ds['branch'].values[c]}", "W", t[key],
-                        float(power.isel(cycle=c).mean(skipna=True))))
+        t.add(f"mean write power, {ds['branch'].values[c]}", "W", key, float(power.isel(cycle=c).mean(skipna=True)))
     for n in levels:
-        for short, name in (("p", "potentiation"), ("d", "depression")):
-            paper = t[f"nu_{short}"].get(f"n{n}", [None])[0]
-            rows.append(Row(f"ν_{short}, n = {n}", "", paper, _get(record, "nu", str(n), short)))
-        paper_skips = t["skipped_levels_at_cpd80"].get(f"n{n}", [None, None])
+        for short in ("p", "d"):
+            t.add(f"ν_{short}, n = {n}", "", f"nu_{short}.n{n}", _get(record, "nu", str(n), short))
+    for n in levels:
         for c, name in enumerate(("potentiation", "depression")):
-            rows.append(Row(f"skipped levels at CPD 80 %, n = {n}, {name}", "", paper_skips[c],
-                            float(ds[f"skipped_n{n}"].values[c])))
-    return Result("tio2x-ffp", rows, files)
+            t.add(f"skipped levels at CPD 80 %, n = {n}, {name}", "", f"skipped_levels_at_cpd80.n{n}",
+                  float(ds[f"skipped_n{n}"].values[c]), index=c)
+    files.append(_plot_ffp(ds, levels, t, out_dir / "tio2x-ffp.png"))
+    return Result("tio2x-ffp", t.rows, files)
 
 
-def _plot_ffp(ds: xr.Dataset, levels: tuple[int, ...], path: Path) -> Path:
-    """ΔR-vs-R map per amplitude, the FFP trace of device 0, its segmentation at the largest n and the CPDs
-    of the reached-minus-target level offsets for every n."""
-    from memdrift.emulator.segmentation import SKIP_OFFSET, segment_levels
+def _plot_ffp(ds: xr.Dataset, levels: tuple[int, ...], t: _Rows, path: Path) -> Path:
+    """ΔR-vs-R map per amplitude, the FFP trace of device 0 with the paper's HRS, LRS and event counts,
+    its segmentation with the skipped levels marked, and the CPDs of the level offsets for every n."""
+    from memdrift.emulator.segmentation import SKIP_OFFSET
 
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2), constrained_layout=True)
-    ax_map, ax_tr, ax_seg, ax_cpd = axes
+    plt = figstyle.pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9.5), layout="constrained")
+    (ax_map, ax_tr), (ax_seg, ax_cpd) = axes
     dr = ds["dr_map"].sel(map_branch="potentiation")
-    for k, amp in enumerate(ds["map_amplitude"].values):
-        ax_map.plot(ds["map_resistance"].values, dr.values[:, k], lw=0.8, label=f"{amp:g} V" if k % 3 == 0 else None)
-    ax_map.axhspan(0.1, 0.3, color="0.85", label="FFP window")
-    ax_map.set(yscale="log", xlabel="R13 (Ω)", ylabel="|ΔR| per 0.8 s pulse (Ω)", title="ΔR map (potentiation)")
-    ax_map.legend(fontsize=7)
-    for c, colour in enumerate(("tab:red", "tab:blue")):
-        r = ds["resistance"].isel(device=0, cycle=c).values
-        ax_tr.plot(np.arange(1, r.size + 1), r, color=colour, lw=0.8, label=str(ds["branch"].values[c]))
-    ax_tr.set(xlabel="FFP event", ylabel="R13 (Ω)", title="FFP trace")
-    ax_tr.legend(fontsize=8)
-    n_max = max(levels) if levels else 32
-    for c, colour in enumerate(("tab:red", "tab:blue")):
-        r = ds["resistance"].isel(device=0, cycle=c).values
-        seg = segment_levels(r, min(n_max, 64))
-        ax_seg.step(np.arange(seg.actual.size), seg.actual, where="post", color=colour, lw=0.8)
-        ax_seg.plot(np.arange(seg.targets.size), seg.targets, ".", color=colour, ms=2)
-    ax_seg.set(xlabel="level", ylabel="R13 (Ω)", title=f"segmentation (n = {min(n_max, 64)} shown)")
-    for n in levels:
-        # the offsets the scheme stored (the skip count's own measure), not a second segmentation
-        offsets = np.abs(ds[f"level_offset_n{n}"].values)  # (device, cycle, level)
-        for c, ls in enumerate(("-", "--")):
-            x = np.sort(offsets[:, c][np.isfinite(offsets[:, c])])
-            ax_cpd.plot(x, np.linspace(0, 1, x.size), ls=ls, lw=1,
-                        label=f"n = {n}, {str(ds['branch'].values[c])[:3]}.")
+    r_map = ds["map_resistance"]
+    amplitudes = ds["map_amplitude"]
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.95, amplitudes.size))
+    for k, amp in enumerate(amplitudes.values):
+        ax_map.plot(r_map.values, dr.values[:, k], lw=0.8, color=colours[k],
+                    label=f"{amp:g}" if k % 3 == 0 else None)
+    window = t.published.get("ffp_delta_r_window_ohm")
+    if window is not None:
+        ax_map.axhspan(window[0], window[1], color="0.85", label=f"paper's FFP window {window[0]:g}–{window[1]:g} Ω")
+    ax_map.set(yscale="log", xlabel=figstyle.label(r_map), ylabel=figstyle.label(dr))
+    ax_map.legend(fontsize=7, title=figstyle.label(amplitudes), title_fontsize=7)
+    ax_map.set_title("ΔR map (potentiation)", fontsize=9)
+
+    resistance = ds["resistance"]
+    event = np.arange(1, ds.sizes["pulse"] + 1)
+    for c in range(ds.sizes["cycle"]):
+        name = str(ds["branch"].values[c])
+        r = resistance.isel(device=0, cycle=c).values
+        ax_tr.plot(event, r, color=figstyle.branch_colour(name), lw=0.8, label=f"{name}, device 0")
+    trace_rows = t.by_figure("FFP trace")
+    for r in trace_rows:
+        if r.unit == "Ω" and r.paper is not None:
+            ax_tr.axhline(r.paper, color=figstyle.PAPER_COLOUR, ls="--", lw=0.8)
+    for c, key in enumerate(("ffp_events_potentiation", "ffp_events_depression")):
+        name = str(ds["branch"].values[c])
+        mean_std = t.published.get(key)
+        if mean_std is not None:
+            ax_tr.axvline(mean_std[0], color=figstyle.branch_colour(name), ls="--", lw=1)
+            ax_tr.axvspan(mean_std[0] - 2 * mean_std[1], mean_std[0] + 2 * mean_std[1],
+                          color=figstyle.branch_colour(name), alpha=0.12)
+    ax_tr.plot([], [], color=figstyle.PAPER_COLOUR, ls="--", lw=0.8, label="paper: HRS, LRS, events (± 2 σ shaded)")
+    ax_tr.set(xlabel="FFP event", ylabel=figstyle.label(resistance))
+    figstyle.plain_ticks(ax_tr, axis="y")
+    ax_tr.legend(fontsize=7, loc="center right")
+    _panel_title(ax_tr, "FFP trace", trace_rows)
+
+    # the finest segmentation: where the film skips levels, if anywhere
+    n_shown = max(levels) if levels else None
+    if n_shown is not None:
+        reached = ds[f"levels_n{n_shown}"]
+        skipped = ds[f"skipped_level_n{n_shown}"].values.astype(bool)  # (cycle, level)
+        for c in range(ds.sizes["cycle"]):
+            name = str(ds["branch"].values[c])
+            y = reached.isel(device=0, cycle=c).values
+            level = np.arange(1, y.size + 1)
+            ax_seg.step(level, y, where="post", color=figstyle.branch_colour(name), lw=0.8,
+                        label=f"{name}: level reached, device 0")
+            on = skipped[c]
+            ax_seg.plot(level[on], y[on], "x", color=figstyle.branch_colour(name), ms=5,
+                        label=f"{name}: skipped at CPD 80 % ({int(on.sum())} of {y.size})")
+        ax_seg.set(xlabel=f"level (n = {n_shown}), in the order the branch passes them", ylabel=figstyle.label(reached))
+        figstyle.plain_ticks(ax_seg, axis="y")
+        ax_seg.legend(fontsize=7, loc="center right")
+    _panel_title(ax_seg, "segmentation", t.by_figure("segmentation"))
+
+    styles = ("-", "--", ":", "-.")
+    for k, n in enumerate(levels):
+        offsets = ds[f"level_offset_n{n}"]
+        values = np.abs(offsets.values)  # (device, cycle, level): the skip count's own measure
+        for c in range(ds.sizes["cycle"]):
+            name = str(ds["branch"].values[c])
+            x = np.sort(values[:, c][np.isfinite(values[:, c])])
+            ax_cpd.plot(x, np.linspace(0, 1, x.size), ls=styles[k % len(styles)], lw=1,
+                        color=figstyle.branch_colour(name), label=f"n = {n}, {name}")
     ax_cpd.axhline(0.8, color="0.5", lw=0.5)
     ax_cpd.axvline(SKIP_OFFSET, color="0.5", lw=0.5, ls=":")
-    ax_cpd.set(xlabel="|reached − target level| (level spacings)", ylabel="CPD",
-               title="level CPDs (beyond the dotted line: skipped)", xlim=(0, 2))
-    ax_cpd.legend(fontsize=7)
-    return _save(fig, path)
+    ax_cpd.set(xlabel="|reached − target level| (level spacings)", ylabel="cumulative probability over levels",
+               xlim=(0, 2), ylim=(0, 1.02))
+    ax_cpd.legend(fontsize=7, loc="lower right")
+    _panel_title(ax_cpd, "level CPDs (right of the dotted line: skipped)", t.by_figure("level CPDs"))
+    return figstyle.save(fig, path)
 
 
 EXPERIMENTS: dict[str, Callable[..., Result]] = {"hfoxsy-ramp": hfoxsy_ramp, "tio2x-ffp": tio2x_ffp}

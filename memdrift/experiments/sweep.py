@@ -122,6 +122,7 @@ import json
 import math
 import os
 import re
+import textwrap
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -1510,35 +1511,66 @@ def best_table(ds: xr.Dataset, limit: int = 10) -> str:
 
 
 def plot_pareto(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
-    """Maximised metric vs energy per cycle, coloured by programming time; the front joined by a line."""
-    import matplotlib
+    """Maximised metric vs the first minimised one, coloured by the second; the front joined by a line and
+    the points labelled by their sweep values (every point up to :data:`LABEL_ALL_POINTS`, else the front)."""
+    from memdrift.experiments import figstyle
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from memdrift.data.io import atomic_path
-
+    plt = figstyle.pyplot()
     maximise = str(ds.attrs["pareto_maximise"])
     minimise = [m for m in str(ds.attrs["pareto_minimise"]).split(",") if m]
     x_name = minimise[0] if minimise else "energy_per_cycle"
     c_name = minimise[1] if len(minimise) > 1 else None
-    x = ds[x_name].values.reshape(-1)
-    y = ds[maximise].values.reshape(-1)
+    x, x_label, _ = figstyle.scaled(ds[x_name], ds[x_name].values.reshape(-1))
+    y, y_label, _ = figstyle.scaled(ds[maximise], ds[maximise].values.reshape(-1))
     on = ds["pareto"].values.reshape(-1).astype(bool)
-    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
-    colour = ds[c_name].values.reshape(-1) if c_name else None
-    sc = ax.scatter(x, y, c=colour, cmap="viridis", s=28, alpha=0.8, label="sweep points")
+    fig, ax = plt.subplots(figsize=(7.2, 5.2), layout="constrained")
+    note = ""
+    colour = None
     if c_name:
-        fig.colorbar(sc, ax=ax, label=f"{c_name} [{ds[c_name].attrs.get('units', '')}]")
+        c, c_label, _ = figstyle.scaled(ds[c_name], ds[c_name].values.reshape(-1))
+        finite = c[np.isfinite(c)]
+        span = float(finite.max() - finite.min()) if finite.size else 0.0
+        scale = float(np.abs(finite).max()) if finite.size else 0.0
+        if finite.size and span > COLOUR_MIN_SPAN * scale:
+            colour = ds[c_name].values.reshape(-1)  # colour_bar picks the prefix of its ticks
+        elif finite.size:
+            # a colour scale over a spread this small would paint noise
+            note = "\n" + textwrap.fill(f"{c_label.replace(chr(10), ' ')}: {np.median(finite):.4g} at every "
+                                         f"point (spread {span:.2g})", 90)
+    paint = {"c": colour, "cmap": "viridis"} if colour is not None else {"color": "0.4"}
+    sc = ax.scatter(x, y, s=28, alpha=0.8, label="sweep points", **paint)
+    if colour is not None:
+        figstyle.colour_bar(fig, sc, ax, ds[c_name])
     order = np.argsort(x[on])
     ax.plot(x[on][order], y[on][order], "o-", color="crimson", mfc="none", ms=10, lw=1.2, label="Pareto front")
-    if np.all(x[np.isfinite(x)] > 0) and np.nanmax(x) / max(np.nanmin(x), 1e-300) > 20:
+    axes = list(ds[maximise].dims)
+    flat = [np.broadcast_to(ds[a].values.reshape([-1 if d == a else 1 for d in axes]), ds[maximise].shape).reshape(-1)
+            for a in axes]
+    label_these = np.arange(x.size) if x.size <= LABEL_ALL_POINTS else np.flatnonzero(on)
+    shown = np.isfinite(x) & np.isfinite(y)
+    middle = float(np.median(x[shown])) if shown.any() else 0.0
+    for i in label_these:
+        if shown[i]:
+            text = "\n".join(f"{a} = {v[i]:.3g}" for a, v in zip(axes, flat))
+            # text leans towards the middle of the plot, so that labels of the outermost points stay inside
+            left = x[i] > middle
+            ax.annotate(text, (x[i], y[i]), xytext=(-5 if left else 5, 4), textcoords="offset points",
+                        ha="right" if left else "left", fontsize=6, color="0.25")
+    if (~shown).any():
+        note += f"\n{int((~shown).sum())} of {x.size} points have no {maximise} or {x_name} value and are not drawn"
+    finite_x = x[np.isfinite(x)]
+    if finite_x.size and np.all(finite_x > 0) and finite_x.max() / finite_x.min() > 20:
         ax.set_xscale("log")
-    ax.set_xlabel(f"{x_name} [{ds[x_name].attrs.get('units', '')}]")
-    ax.set_ylabel(f"{maximise} [{ds[maximise].attrs.get('units', '')}]")
-    ax.set_title(str(ds.attrs.get("title", "memdrift sweep")))
+    figstyle.plain_ticks(ax)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title(str(ds.attrs.get("title", "memdrift sweep")) + note, fontsize=9)
     ax.legend(loc="best", fontsize=8)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return figstyle.save(fig, path)
+
+
+#: sweeps with at most this many points label every point with its sweep values; larger ones the front
+LABEL_ALL_POINTS = 30
+#: a colour scale is drawn only where the coloured metric varies by more than this fraction of its size
+COLOUR_MIN_SPAN = 0.01
+

@@ -75,7 +75,13 @@ def prefix_exponent(units: str | None, values: Any) -> int:
     x = x[np.isfinite(x) & (x > 0)]
     if x.size == 0:
         return 0
-    exp = 3 * math.floor(math.log10(float(np.median(x))) / 3)
+    median = float(np.median(x))
+    exp = 3 * math.floor(math.log10(median) / 3)
+    # log10 rounds just below a power of ten up to it (log10(999999999.9999999) == 9.0)
+    if median * 10.0 ** -exp < 1.0:
+        exp -= 3
+    elif median * 10.0 ** -exp >= 1000.0:
+        exp += 3
     return int(min(max(exp, min(_PREFIXES)), max(_PREFIXES)))
 
 

@@ -167,6 +167,17 @@ def write_error(path: str | os.PathLike[str], exc: BaseException) -> MemdriftErr
     return MemdriftError(f"could not write {str(p)!r} ({reason}{room}); allowed: a path with room for the file")
 
 
+def read_text_file(path: Path, label: str, allowed: str) -> str:
+    """The UTF-8 text of ``path``; an undecodable or unreadable file is a :class:`MemdriftError`
+    that begins with ``label`` (how the caller names the file) and offers ``allowed``."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise MemdriftError(f"{label} is not UTF-8 text (byte {exc.start}); allowed: {allowed}") from None
+    except OSError as exc:
+        raise MemdriftError(f"{label} cannot be read ({exc.strerror or exc})") from None
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -250,13 +250,9 @@ def load_preset(name_or_path: str | os.PathLike[str]) -> Preset:
         if not path.is_file():
             raise MemdriftError(f"preset = {str(path)!r} is not a file; allowed: a shipped preset name or the path "
                                 "of a preset .toml file")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise MemdriftError(f"preset = {str(path)!r} is not UTF-8 text (byte {exc.start}); allowed: a TOML "
-                                "file, which is UTF-8") from None
-        except OSError as exc:
-            raise MemdriftError(f"preset = {str(path)!r} cannot be read ({exc.strerror or exc})") from None
+        from memdrift.data.io import read_text_file
+
+        text = read_text_file(path, f"preset = {str(path)!r}", "a TOML file, which is UTF-8")
         return preset_from_toml(text, str(path))
     shipped = list_presets()
     if str(name_or_path) not in shipped:

@@ -757,14 +757,9 @@ def load_spec(path: str | os.PathLike[str]) -> SweepSpec:
     """A spec file by path, or a shipped example by name (``memdrift/data/sweeps/NAME.toml``)."""
     p = Path(path)
     if p.is_file():
-        try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise MemdriftError(f"sweep spec {str(p)!r} is not UTF-8 text (byte {exc.start}); allowed: a TOML "
-                                "file") from None
-        except OSError as exc:
-            raise MemdriftError(f"sweep spec {str(p)!r} cannot be read ({exc.strerror or exc})") from None
-        return parse_spec(text, str(p))
+        from memdrift.data.io import read_text_file
+
+        return parse_spec(read_text_file(p, f"sweep spec {str(p)!r}", "a TOML file"), str(p))
     if str(path) in shipped_specs():
         from importlib import resources
 

@@ -15,9 +15,13 @@ module is its SciPy twin, kept for tests and the benchmark):
    conductances; an electrode face couples its cell to the terminal voltage
    through half a cell. Terminal current I_k is the current flowing from
    terminal k into the film (the four sum to zero).
-2. -div(kappa grad T) + g_sub (T - T0) = sigma |grad phi|^2, with the Joule power
-   of each face split between its two cells (quasi-static: the film's thermal
-   time constant is microseconds, the pulses are seconds). sigma(n, T) and T are
+2. The Joule power of each face (split between its two cells) heats the film
+   through a fitted local sink, -div(kappa t grad T) + g_sub (T - T0) = p / A
+   (``thermal_model = 0``), or through the stack, the film on a half-space
+   substrate (``thermal_model = 1``: lateral film conduction, the film's own
+   vertical drop and the half-space Green's function 1 / (2 pi kappa_sub r)
+   integrated over every cell). Quasi-static: the substrate under the 15 um
+   square settles in about 73 us, the pulses are seconds. sigma(n, T) and T are
    iterated to a fixed point (within THERMAL_TOLERANCE_K); a cell above
    ``thermal_ceiling_k`` (runaway or breakdown) ends the pulse, flagged.
 3. Hops across every inner face by the hopping law r+- = nu0 exp(-(Ea -+ z q a E/2)/kT),
@@ -46,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
@@ -57,6 +62,9 @@ from memdrift.errors import MemdriftError, field_error
 #: solves (K); twins: THERMAL_TOLERANCE_K and MAX_THERMAL_ITERATIONS in ``_bulk4t.pyx``.
 THERMAL_TOLERANCE_K = 1e-3
 MAX_THERMAL_ITERATIONS = 500
+
+#: Largest grid (cells) of the substrate heat path: its operator is dense, 8 N^2 bytes (128 MiB at 64 x 64).
+MAX_SUBSTRATE_CELLS = 4096
 
 #: Terminal order of every voltage/current array: T1 (left), T2 (top), T3 (right), T4 (bottom).
 TERMINALS = ("T1", "T2", "T3", "T4")
@@ -90,7 +98,15 @@ class Bulk4TParams(ModelParams):
     thermal_conductivity_w_per_mk: float = quantity(5.0, "W/(m K)", 0.0, 1e4, "film thermal conductivity kappa",
                                                     low_open=True)
     substrate_conductance_w_per_m2k: float = quantity(5e6, "W/(m2 K)", 0.0, 1e12,
-                                                      "heat sink to the substrate g_sub", low_open=True)
+                                                      "local heat sink g_sub (thermal_model = 0)", low_open=True)
+    thermal_model: float = quantity(0.0, "1", 0.0, 1.0,
+                                    "heat path: 0 a fitted local sink g_sub per cell area, 1 the film on a "
+                                    "half-space substrate of conductivity substrate_thermal_conductivity_w_per_mk")
+    # rutile TiO2 near room temperature conducts some 7-13 W/(m K) by axis; an anisotropic half-space heats at its
+    # surface as an isotropic one of sqrt(k_lateral k_vertical)
+    substrate_thermal_conductivity_w_per_mk: float = quantity(9.0, "W/(m K)", 0.0, 1e4,
+                                                              "substrate thermal conductivity (thermal_model = 1)",
+                                                              low_open=True)
     joule_heating: float = quantity(1.0, "1", 0.0, 1.0, "Joule power multiplier (0: isothermal)")
     ambient_temperature_k: float = quantity(300.0, "K", 1.0, 2000.0, "ambient temperature T0")
     # at most a quarter: a cell's four neighbours then cannot send it more than its free room in one step
@@ -119,6 +135,12 @@ class Bulk4TParams(ModelParams):
                 raise field_error(name, value, "an integer in [4, 1024]")
         if self.scharfetter_gummel not in (0.0, 1.0):
             raise field_error("scharfetter_gummel", self.scharfetter_gummel, "0 (upwind) or 1 (Scharfetter-Gummel)")
+        if self.thermal_model not in (0.0, 1.0):
+            raise field_error("thermal_model", self.thermal_model, "0 (local sink) or 1 (substrate half-space)")
+        if self.thermal_model == 1.0 and self.grid_x * self.grid_y > MAX_SUBSTRATE_CELLS:
+            raise MemdriftError(
+                f"grid_x * grid_y = {int(self.grid_x * self.grid_y)} is out of range for thermal_model = 1 (its "
+                f"heat operator is a dense cells x cells matrix); allowed: at most {MAX_SUBSTRATE_CELLS} cells")
         for name in ("grid_x", "grid_y"):
             n = int(getattr(self, name))
             start = _segment_start(n, self.electrode_fraction)
@@ -137,7 +159,7 @@ class Bulk4TParams(ModelParams):
 VARIABLE_FIELDS = frozenset({
     "hop_distance_m", "attempt_frequency_hz", "activation_energy_ev", "vacancy_density_m3",
     "conductivity_base_s_per_m", "conductivity_vacancy_s_per_m", "thermal_conductivity_w_per_mk",
-    "substrate_conductance_w_per_m2k",
+    "substrate_conductance_w_per_m2k", "substrate_thermal_conductivity_w_per_mk",
 })
 Bulk4TParams.variable_fields = VARIABLE_FIELDS
 
@@ -157,7 +179,8 @@ DEVICE_COLUMNS = (
     "hop_distance_m", "attempt_frequency_hz", "activation_energy_ev", "charge_number", "n_mean", "n_max",
     "conductivity_base_s_per_m", "conductivity_vacancy_s_per_m", "conductivity_exponent",
     "conductivity_activation_ev", "thermal_conductivity_w_per_mk", "substrate_conductance_w_per_m2k",
-    "joule_heating", "ambient_temperature_k", "thermal_ceiling_k", "scharfetter_gummel",
+    "joule_heating", "ambient_temperature_k", "thermal_ceiling_k", "scharfetter_gummel", "thermal_model",
+    "substrate_thermal_conductivity_w_per_mk",
 )
 COL = {name: i for i, name in enumerate(DEVICE_COLUMNS)}
 
@@ -298,13 +321,80 @@ def joule_power(sigma: np.ndarray, phi: np.ndarray, volts: np.ndarray, geom: Geo
     return p
 
 
-def heat_matrix(row: np.ndarray, geom: Geometry) -> sp.csc_matrix:
-    """-div(kappa grad) + g_sub, cell-integrated; film edges adiabatic (heat leaves through the substrate)."""
-    kappa = row[COL["thermal_conductivity_w_per_mk"]]
+def heat_matrix_local(kappa: float, g_sub: float, geom: Geometry) -> sp.csc_matrix:
+    """-div(kappa t grad) + g_sub, cell-integrated (W/K); film edges adiabatic (heat leaves through the substrate)."""
     gx = np.full((geom.nx - 1, geom.ny), kappa * geom.thickness * geom.hy / geom.hx)
     gy = np.full((geom.nx, geom.ny - 1), kappa * geom.thickness * geom.hx / geom.hy)
-    sink = np.full((geom.nx, geom.ny), row[COL["substrate_conductance_w_per_m2k"]] * geom.hx * geom.hy)
-    return _laplacian(gx, gy, sink)
+    return _laplacian(gx, gy, np.full((geom.nx, geom.ny), g_sub * geom.hx * geom.hy))
+
+
+def heat_matrix(row: np.ndarray, geom: Geometry) -> sp.csc_matrix:
+    """The local-sink heat matrix of one device (thermal_model = 0)."""
+    return heat_matrix_local(row[COL["thermal_conductivity_w_per_mk"]], row[COL["substrate_conductance_w_per_m2k"]],
+                             geom)
+
+
+def _rect_integral(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Integral of 1/r over the rectangle spanned by the origin and (x, y) (m), signed by the quadrant."""
+    ax, ay = np.abs(x), np.abs(y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.where(ax > 0, ax * np.arcsinh(ay / np.where(ax > 0, ax, 1.0)), 0.0) + np.where(
+            ay > 0, ay * np.arcsinh(ax / np.where(ay > 0, ay, 1.0)), 0.0)
+    return np.sign(x) * np.sign(y) * value
+
+
+def substrate_green(geom: Geometry, kappa_sub: float) -> np.ndarray:
+    """Surface temperature rise (K) of a half-space of conductivity ``kappa_sub`` (W/(m K)) at each cell centre
+    per watt spread uniformly over each cell: (N, N), N = nx * ny cells, index ix * ny + iy.
+
+    The half-space's surface Green's function is 1 / (2 pi kappa r); over a rectangle it integrates in closed
+    form (the corner sum of x asinh(y/x) + y asinh(x/y)), so every entry is exact, the self-heating of a cell
+    included: a square of side h heats its centre by 0.5611 P / (kappa h), (2/pi) asinh(1).
+    """
+    ox = np.arange(-(geom.nx - 1), geom.nx) * geom.hx
+    oy = np.arange(-(geom.ny - 1), geom.ny) * geom.hy
+    x, y = np.meshgrid(ox, oy, indexing="ij")
+    hx2, hy2 = geom.hx / 2, geom.hy / 2
+    integral = (_rect_integral(x + hx2, y + hy2) - _rect_integral(x - hx2, y + hy2)
+                - _rect_integral(x + hx2, y - hy2) + _rect_integral(x - hx2, y - hy2))
+    kernel = integral / (2.0 * np.pi * kappa_sub * geom.hx * geom.hy)
+    ix, iy = np.divmod(np.arange(geom.nx * geom.ny), geom.ny)
+    return kernel[(ix[:, None] - ix[None, :]) + geom.nx - 1, (iy[:, None] - iy[None, :]) + geom.ny - 1]
+
+
+def substrate_heat_operator(geom: Geometry, kappa_film: float, kappa_sub: float) -> np.ndarray:
+    """Film temperature rise per cell power (K/W), (N, N): the film on a half-space substrate.
+
+    Cell powers p (W) flow laterally through the film (sheet conductance kappa_film t, adiabatic edges) and down
+    into the substrate as fluxes q (W per cell): p = L theta + q. The film's mean temperature stands above the
+    substrate surface under it by q t / (3 kappa_film A) (heat made uniformly through a slab with an adiabatic
+    top), and the surface is the half-space's response G q. So theta = (L + (G + D)^-1)^-1 p.
+    """
+    lateral = heat_matrix_local(kappa_film, 0.0, geom).toarray()
+    b = substrate_green(geom, kappa_sub)
+    b[np.diag_indices_from(b)] += geom.thickness / (3.0 * kappa_film * geom.hx * geom.hy)
+    b_inv = scipy.linalg.cho_solve(scipy.linalg.cho_factor(b), np.eye(b.shape[0]))
+    m = scipy.linalg.cho_solve(scipy.linalg.cho_factor(lateral + b_inv), np.eye(b.shape[0]))
+    return np.ascontiguousarray(0.5 * (m + m.T))
+
+
+class DenseHeat:
+    """The substrate heat path as a linear map of cell powers to temperature rises (the local sink's is a
+    sparse LU with the same ``solve``)."""
+
+    def __init__(self, operator: np.ndarray):
+        self.operator = operator
+
+    def solve(self, p: np.ndarray) -> np.ndarray:
+        return self.operator @ p
+
+
+def heat_solver(row: np.ndarray, geom: Geometry):
+    """theta = solver.solve(p) (K, W per cell, flattened) for one device's heat path."""
+    if row[COL["thermal_model"]] > 0:
+        return DenseHeat(substrate_heat_operator(geom, row[COL["thermal_conductivity_w_per_mk"]],
+                                                 row[COL["substrate_thermal_conductivity_w_per_mk"]]))
+    return spla.splu(heat_matrix(row, geom))
 
 
 def bernoulli_pair(pe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -456,7 +546,7 @@ class ReferenceEngine:
         self.geom = Geometry.from_params(params)
         self.table = table
         self.rngs = [np.random.default_rng(c) for c in children]
-        self._heat = [spla.splu(heat_matrix(row, self.geom)) for row in table]
+        self._heat = [heat_solver(row, self.geom) for row in table]
 
     def read(self, n: np.ndarray, temperature: np.ndarray, volts: np.ndarray | None = None):
         """Resistance V1 / |I3| and terminal currents (devices, 4) under the read bias."""
@@ -610,8 +700,17 @@ class CompiledEngine:
         self.band = np.zeros((d, self._k.band_size(npts, g.ny)))
         # per device: sigma of the factor (zero: no factor yet) and the warm-start phi of two voltage patterns
         self.state = np.zeros((d, self._k.state_size(npts)))
-        self.heat_band = np.zeros((d, self._k.band_size(npts, g.ny)))
-        self._k.heat_factor(*self._geo, self.table, self.heat_band)
+        if params.thermal_model > 0:
+            # one dense operator per distinct pair of film and substrate conductivities, shared by the devices
+            pairs = self.table[:, [COL["thermal_conductivity_w_per_mk"],
+                                   COL["substrate_thermal_conductivity_w_per_mk"]]]
+            unique, index = np.unique(pairs, axis=0, return_inverse=True)
+            self.heat_band = np.stack([substrate_heat_operator(g, kf, ks).ravel() for kf, ks in unique])
+            self.heat_index = np.ascontiguousarray(index.ravel(), dtype=np.intc)
+        else:
+            self.heat_band = np.zeros((d, self._k.band_size(npts, g.ny)))
+            self._k.heat_factor(*self._geo, self.table, self.heat_band)
+            self.heat_index = np.arange(d, dtype=np.intc)
 
     def _flat(self, n: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(n.reshape(n.shape[0], -1), dtype=np.float64)
@@ -635,7 +734,7 @@ class CompiledEngine:
             table = table.copy()
             table[:, COL["ambient_temperature_k"]] = ambient_k
         out = np.zeros((d, 6))
-        status = self._k.pulse(*self._geo, table, flat, self.band, self.state, self.heat_band,
+        status = self._k.pulse(*self._geo, table, flat, self.band, self.state, self.heat_band, self.heat_index,
                                np.asarray(volts).astype(np.float64, order="C"),
                                np.broadcast_to(width_s, (d,)).astype(np.float64, order="C"),
                                bool(deterministic), self.keys, self.counters, self.params.max_outflow_fraction,
@@ -658,7 +757,7 @@ class CompiledEngine:
         The same pulses and reads as ``pulse``/``read`` called from Python, without returning between events.
         """
         flat = self._flat(n).copy()
-        status = self._k.ffp(*self._geo, self.table, flat, self.band, self.state, self.heat_band,
+        status = self._k.ffp(*self._geo, self.table, flat, self.band, self.state, self.heat_band, self.heat_index,
                              np.ascontiguousarray(r_grid, dtype=np.float64), np.ascontiguousarray(vw, dtype=np.float64),
                              float(sign), float(width_s), READ_VOLTAGE_V, float(r_stop), int(limit), r_now, events,
                              bool(deterministic), self.keys, self.counters, self.params.max_outflow_fraction,
@@ -679,5 +778,5 @@ def field_maps(params: Bulk4TParams, table_row: np.ndarray, n: np.ndarray, volts
     temperature = np.full(n.shape, t0)
     if table[0, COL["joule_heating"]] > 0:
         p = table[0, COL["joule_heating"]] * joule_power(sigma, phi, np.asarray(volts, float), geom)
-        temperature = t0 + spla.spsolve(heat_matrix(table[0], geom), p.ravel()).reshape(n.shape)
+        temperature = t0 + heat_solver(table[0], geom).solve(p.ravel()).reshape(n.shape)
     return phi, temperature

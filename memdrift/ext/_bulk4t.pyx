@@ -19,7 +19,9 @@ than ``refactor_tolerance`` since it was built, or when a solve needed more than
 MAX_STALE_ITERATIONS. Read and write share A (all four terminals are Dirichlet in
 both). Each device also keeps the last phi of two voltage patterns (the read's and
 the write's): a solve of a pattern seen before starts CG from the scaled old phi.
-The heat matrix is constant and factorised once.
+The heat path is linear and constant: the local sink's matrix is factorised once per device; the substrate
+half-space's is a dense operator (cells x cells, built by memdrift.emulator.bulk4t.substrate_heat_operator)
+applied by a matrix-vector product, one per distinct device.
 """
 
 from cython.parallel cimport prange
@@ -86,7 +88,9 @@ cdef enum:
     C_T0 = 13
     C_TMAX = 14
     C_SG = 15
-    NCOL = 16
+    C_TMODEL = 16
+    C_KSUB = 17
+    NCOL = 18
 
 # Per-pulse quality bits (memdrift.data.flags: the same values).
 cdef enum:
@@ -512,6 +516,19 @@ cdef void _joule(const Geo *g, Work *w, const double *volts, double scale) noexc
         w.pw[i] *= scale
 
 
+cdef void _dense_apply(int n, const double *m, const double *x, double *y) noexcept nogil:
+    """y = M x, M dense row-major (n, n): the substrate heat path (twin: DenseHeat.solve)."""
+    cdef int i, j
+    cdef double acc
+    cdef const double *mi
+    for i in range(n):
+        mi = m + <Py_ssize_t> i * n
+        acc = 0.0
+        for j in range(n):
+            acc = acc + mi[j] * x[j]
+        y[i] = acc
+
+
 cdef inline int _settled(double change, double last) noexcept nogil:
     """Within THERMAL_TOLERANCE_K of the fixed point: the error after a sweep is change q / (1 - q), q the
     contraction change / last (twin: _settled in bulk4t.py; ``last`` < 0 before the second sweep)."""
@@ -543,7 +560,10 @@ cdef int _fields(const Geo *g, Work *w, const double *row, const double *n_cells
         power[0] = volts[0] * cur[0] + volts[1] * cur[1] + volts[2] * cur[2] + volts[3] * cur[3]
         if row[C_HEAT] > 0.0:
             _joule(g, w, volts, row[C_HEAT])
-            _band_solve(g, HL, w.pw, w.theta, w.scratch)
+            if row[C_TMODEL] > 0.0:
+                _dense_apply(g.n, HL, w.pw, w.theta)
+            else:
+                _band_solve(g, HL, w.pw, w.theta, w.scratch)
         else:
             for i in range(g.n):
                 w.theta[i] = 0.0
@@ -867,6 +887,19 @@ cdef _check_band(double[:, ::1] band, Py_ssize_t nd, const Geo *g):
         raise ValueError(f"band has shape ({band.shape[0]}, {band.shape[1]}); allowed: ({nd}, {size})")
 
 
+cdef _check_heat(double[:, ::1] heat, int[::1] index, double[:, ::1] table, Py_ssize_t nd, const Geo *g):
+    """The heat operators: a band factor per device (local sink) or dense ones shared through ``index``."""
+    cdef Py_ssize_t d
+    cdef Py_ssize_t size
+    if index.shape[0] != nd or table.shape[0] != nd or table.shape[1] != NCOL:
+        raise ValueError(f"heat index ({nd},) and table ({nd}, {NCOL}) expected")
+    for d in range(nd):
+        size = <Py_ssize_t> g.n * g.n if table[d, C_TMODEL] > 0.0 else md_band_doubles(g.n, g.bw)
+        if index[d] < 0 or index[d] >= heat.shape[0] or heat.shape[1] != size:
+            raise ValueError(f"heat operators have shape ({heat.shape[0]}, {heat.shape[1]}); device {d} needs a "
+                             f"row of {size} at index {index[d]}")
+
+
 cdef _check_state(double[:, ::1] state, Py_ssize_t nd, int n):
     if state.shape[0] != nd or state.shape[1] != 4 * n + 11:
         raise ValueError(f"solver state has shape ({state.shape[0]}, {state.shape[1]}); allowed: ({nd}, {4 * n + 11})")
@@ -901,9 +934,9 @@ def heat_factor(int nx, int ny, double hx, double hy, double t, double[::1] bfac
 
 def pulse(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t[::1] term,
           double[:, ::1] table, double[:, ::1] n_cells, double[:, ::1] band, double[:, ::1] state,
-          double[:, ::1] heat_band, double[:, ::1] volts, double[::1] width, bint deterministic,
-          uint64_t[::1] keys, uint64_t[::1] counters, double f_max, double tol, double refactor_tol,
-          long max_steps, double[:, ::1] out, int threads=1):
+          double[:, ::1] heat_band, int[::1] heat_index, double[:, ::1] volts, double[::1] width,
+          bint deterministic, uint64_t[::1] keys, uint64_t[::1] counters, double f_max, double tol,
+          double refactor_tol, long max_steps, double[:, ::1] out, int threads=1):
     """Advance every device through one pulse (terminal voltages ``volts[d]`` for ``width[d]``)."""
     cdef Geo g = _geo(nx, ny, hx, hy, t, bfac, term)
     cdef Py_ssize_t d, nd = n_cells.shape[0]
@@ -911,14 +944,14 @@ def pulse(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8
     cdef int det = 1 if deterministic else 0
     _check_state(state, nd, g.n)
     _check_band(band, nd, &g)
-    _check_band(heat_band, nd, &g)
+    _check_heat(heat_band, heat_index, table, nd, &g)
     if table.shape[0] != nd or table.shape[1] != NCOL or volts.shape[0] != nd or width.shape[0] != nd \
             or out.shape[0] != nd or out.shape[1] != 6:
         raise ValueError(f"pulse: table ({nd}, {NCOL}), volts ({nd}, 4), width ({nd},) and out ({nd}, 6) expected")
     faces = _face_table(&g)
     for d in prange(nd, nogil=True, num_threads=threads, schedule="static"):
         status[d] = _pulse_one(&g, &table[d, 0], &n_cells[d, 0], &band[d, 0], &state[d, 0],
-                               &heat_band[d, 0], &volts[d, 0], width[d], det, keys[d], &counters[d],
+                               &heat_band[heat_index[d], 0], &volts[d, 0], width[d], det, keys[d], &counters[d],
                                f_max, tol, refactor_tol, max_steps, &out[d, 0])
     return np.asarray(status)
 
@@ -940,10 +973,10 @@ def read(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_
 
 def ffp(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t[::1] term,
         double[:, ::1] table, double[:, ::1] n_cells, double[:, ::1] band, double[:, ::1] state,
-        double[:, ::1] heat_band, double[::1] r_grid, double[::1] vw, double sign, double width, double read_v,
-        double r_stop, long limit, double[::1] r_now, long[::1] events, bint deterministic, uint64_t[::1] keys,
-        uint64_t[::1] counters, double f_max, double tol, double refactor_tol, long max_steps,
-        double[:, :, ::1] rec, int threads=1):
+        double[:, ::1] heat_band, int[::1] heat_index, double[::1] r_grid, double[::1] vw, double sign,
+        double width, double read_v, double r_stop, long limit, double[::1] r_now, long[::1] events,
+        bint deterministic, uint64_t[::1] keys, uint64_t[::1] counters, double f_max, double tol,
+        double refactor_tol, long max_steps, double[:, :, ::1] rec, int threads=1):
     """FFP events of every device until its r crosses r_stop or events[d] reaches limit (r_now, events in/out)."""
     cdef Geo g = _geo(nx, ny, hx, hy, t, bfac, term)
     cdef Py_ssize_t d, nd = n_cells.shape[0]
@@ -954,10 +987,11 @@ def ffp(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t
         raise ValueError("ffp: table or record shapes do not match")
     _check_state(state, nd, g.n)
     _check_band(band, nd, &g)
-    _check_band(heat_band, nd, &g)
+    _check_heat(heat_band, heat_index, table, nd, &g)
     faces = _face_table(&g)
     for d in prange(nd, nogil=True, num_threads=threads, schedule="static"):
-        status[d] = _ffp_one(&g, &table[d, 0], &n_cells[d, 0], &band[d, 0], &state[d, 0], &heat_band[d, 0],
+        status[d] = _ffp_one(&g, &table[d, 0], &n_cells[d, 0], &band[d, 0], &state[d, 0],
+                             &heat_band[heat_index[d], 0],
                              &r_grid[0], &vw[0], m, sign, width, read_v, r_stop, limit, &r_now[d], &events[d], det,
                              keys[d], &counters[d], f_max, tol, refactor_tol, max_steps, &rec[d, 0, 0])
     return np.asarray(status)

@@ -150,3 +150,24 @@ def test_bad_thermal_model_input_names_the_field():
         substrate_params(grid_x=65.0, grid_y=64.0)
     with pytest.raises(MemdriftError, match="substrate_thermal_conductivity_w_per_mk"):
         substrate_params(substrate_thermal_conductivity_w_per_mk=0.0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(kappa_sub=st.floats(1.0, 50.0), ea=st.sampled_from([0.0, 0.2]), amp=st.floats(-7.0, 7.0),
+       backend=st.sampled_from(["compiled", "reference"]))
+def test_substrate_pulses_conserve_vacancies_and_flag_every_temperature_past_the_ceiling(kappa_sub, ea, amp,
+                                                                                        backend):
+    params = substrate_params(grid_x=8.0, grid_y=8.0, substrate_thermal_conductivity_w_per_mk=kappa_sub,
+                              conductivity_activation_ev=ea)
+    dev = Bulk4TDevices(params, 2, seed=0, backend=backend)
+    total = dev.n.sum(axis=(1, 2))
+    cap = np.floor(dev.table[:, b.COL["n_max"]])
+    rec = dev.write(amp, 0.05)
+    np.testing.assert_array_equal(dev.n.sum(axis=(1, 2)), total)
+    assert np.all(dev.n >= 0) and np.all(dev.n == np.round(dev.n))
+    assert np.all(dev.n.max(axis=(1, 2)) <= cap)
+    hot = rec.temperature_peak > params.thermal_ceiling_k
+    assert np.all(~hot | (rec.flag & flags.THERMAL_CEILING).astype(bool))
+    # the heating is there: 1.5 V draws some 30 mW, 20 K even on a substrate of 50 W/(m K)
+    if abs(amp) >= 1.5:
+        assert np.all(rec.temperature_peak > 305.0)

@@ -155,11 +155,12 @@ class Bulk4TParams(ModelParams):
         return int(self.grid_x), int(self.grid_y)
 
 
-# Strictly positive fields whose device-to-device spread can be drawn.
+# Strictly positive fields whose device-to-device spread can be drawn. device_table draws one normal per field in
+# sorted order of their names, so a field added here re-draws every device whose fields sort after it.
 VARIABLE_FIELDS = frozenset({
     "hop_distance_m", "attempt_frequency_hz", "activation_energy_ev", "vacancy_density_m3",
     "conductivity_base_s_per_m", "conductivity_vacancy_s_per_m", "thermal_conductivity_w_per_mk",
-    "substrate_conductance_w_per_m2k", "substrate_thermal_conductivity_w_per_mk",
+    "substrate_conductance_w_per_m2k",
 })
 Bulk4TParams.variable_fields = VARIABLE_FIELDS
 

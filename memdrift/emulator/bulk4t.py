@@ -46,6 +46,7 @@ Physics, numerics and the measured grid dependence: docs/physics-film.md.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -379,6 +380,16 @@ def substrate_heat_operator(geom: Geometry, kappa_film: float, kappa_sub: float)
     return np.ascontiguousarray(0.5 * (m + m.T))
 
 
+@functools.lru_cache(maxsize=2)
+def _shared_substrate_operator(nx: int, ny: int, hx: float, hy: float, thickness: float, kappa_film: float,
+                               kappa_sub: float) -> np.ndarray:
+    # devices of one ensemble, and the field maps drawn of them, share one operator (read-only) per heat path
+    geom = Geometry(nx, ny, hx, hy, thickness, np.zeros((4, nx, ny), dtype=bool), np.zeros(4))
+    m = substrate_heat_operator(geom, kappa_film, kappa_sub)
+    m.flags.writeable = False
+    return m
+
+
 class DenseHeat:
     """The substrate heat path as a linear map of cell powers to temperature rises (the local sink's is a
     sparse LU with the same ``solve``)."""
@@ -393,8 +404,9 @@ class DenseHeat:
 def heat_solver(row: np.ndarray, geom: Geometry):
     """theta = solver.solve(p) (K, W per cell, flattened) for one device's heat path."""
     if row[COL["thermal_model"]] > 0:
-        return DenseHeat(substrate_heat_operator(geom, row[COL["thermal_conductivity_w_per_mk"]],
-                                                 row[COL["substrate_thermal_conductivity_w_per_mk"]]))
+        return DenseHeat(_shared_substrate_operator(geom.nx, geom.ny, geom.hx, geom.hy, geom.thickness,
+                                                    float(row[COL["thermal_conductivity_w_per_mk"]]),
+                                                    float(row[COL["substrate_thermal_conductivity_w_per_mk"]])))
     return spla.splu(heat_matrix(row, geom))
 
 
@@ -706,7 +718,8 @@ class CompiledEngine:
             pairs = self.table[:, [COL["thermal_conductivity_w_per_mk"],
                                    COL["substrate_thermal_conductivity_w_per_mk"]]]
             unique, index = np.unique(pairs, axis=0, return_inverse=True)
-            self.heat_band = np.stack([substrate_heat_operator(g, kf, ks).ravel() for kf, ks in unique])
+            self.heat_band = np.stack([_shared_substrate_operator(g.nx, g.ny, g.hx, g.hy, g.thickness, float(kf),
+                                                                  float(ks)).ravel() for kf, ks in unique])
             self.heat_index = np.ascontiguousarray(index.ravel(), dtype=np.intc)
         else:
             self.heat_band = np.zeros((d, self._k.band_size(npts, g.ny)))

@@ -3,15 +3,19 @@
 R13: one device from the uniform film, deterministic (expected hop counts), +6 V on T2 and T4 for 500 s,
 read at 0.1 V; per grid, upwind and Scharfetter-Gummel fluxes, Joule heating off and on. FFP (``--ffp``):
 the preset's ffp-segmentation (its own dR map on each grid, Poisson hops, seed 0): events per branch and
-skipped levels at n = 512. Prints the tables of docs/physics-film.md.
+skipped levels at n = 512. ``--ends S``: where the change of R13 after a +6 V write of S seconds (heating off)
+sits: R13 read with the written vacancy map kept only within 0.5 / 1 / 2 um of the eight electrode segment ends
+(the uniform film elsewhere). Prints the tables of docs/physics-film.md.
 
-    python scripts/film_grid_convergence.py [--grids 16,32,64,128] [--ffp 32,64] [--seed 0]
+    python scripts/film_grid_convergence.py [--grids 16,32,64,128] [--ffp 32,64] [--ends 50] [--seed 0]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+
+import numpy as np
 
 
 def main() -> None:
@@ -22,6 +26,7 @@ def main() -> None:
     ap.add_argument("--grids", default="16,32,64,128")
     ap.add_argument("--ffp", default="", help="grids for the FFP figures (slow: ~3 s at 32, ~20 s at 64)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ends", type=float, default=0.0, help="write length (s) of the segment-end breakdown")
     args = ap.parse_args()
     preset = load_preset("tio2x-4t")
     grids = [int(g) for g in args.grids.split(",") if g]
@@ -45,6 +50,38 @@ def main() -> None:
             print(f"FFP {g}^2 {'SG' if sg else 'upwind'}: events {ev[0]}/{ev[1]}, skipped n512 {sk[0]}/{sk[1]}, "
                   f"n32 {ds.skipped_n32.values.tolist()}, peak {float(ds.temperature_peak.max()):.1f} K, "
                   f"flagged pulses {int((ds.pulse_flag > 0).sum())} ({time.perf_counter() - t:.0f} s)", flush=True)
+
+
+    if args.ends > 0:
+        segment_ends(preset.params, grids, args.ends, args.seed)
+
+
+def segment_ends(params, grids: list[int], width_s: float, seed: int) -> None:
+    from memdrift.emulator import bulk4t as b
+    from memdrift.emulator.bulk4t_schemes import Bulk4TDevices
+
+    side = params.side_length_m
+    radii_m = (0.5e-6, 1e-6, 2e-6)
+    print(f"dR13 (ohm) after +6 V, {width_s:g} s, heating off: total | kept within "
+          + " | ".join(f"{r * 1e6:g} um" for r in radii_m) + " of the segment ends | the rest (total - 0.5 um)")
+    for g in grids:
+        p = params.replace(grid_x=float(g), grid_y=float(g), joule_heating=0.0)
+        dev = Bulk4TDevices(p, 1, seed=seed, deterministic=True)
+        uniform, r0 = dev.n.copy(), dev.read()[0]
+        dev.write(6.0, width_s)
+        written, total = dev.n.copy(), dev.read()[0] - r0
+        h = side / g
+        centres = (np.arange(g) + 0.5) * h
+        x, y = np.meshgrid(centres, centres, indexing="ij")
+        s = b._segment_start(g, p.electrode_fraction) * h
+        ends = [(0, s), (0, side - s), (side, s), (side, side - s), (s, 0), (side - s, 0), (s, side), (side - s, side)]
+        dist = np.min([np.hypot(x - ex, y - ey) for ex, ey in ends], axis=0)
+        kept = []
+        for r in radii_m:
+            dev.n = np.where((dist < r)[None], written, uniform)
+            kept.append(dev.read()[0] - r0)
+        print(f"{g}^2 | {total:+.2f} | " + " | ".join(f"{k:+.2f}" for k in kept) + f" | {total - kept[0]:+.2f}",
+              flush=True)
 
 
 if __name__ == "__main__":

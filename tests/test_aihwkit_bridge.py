@@ -320,14 +320,17 @@ def test_in_memory_training_config_builds_a_working_tile():
     opt = AnalogSGD(layer.parameters(), lr=0.5)
     opt.regroup_param_groups(layer)
     x, target = torch.randn(64, 4), torch.zeros(64, 2)
-    first = None
-    for _ in range(30):
+    losses = []
+    for _ in range(60):
         opt.zero_grad()
         loss = ((layer(x) - target) ** 2).mean()
         loss.backward()
         opt.step()
-        first = loss.item() if first is None else first
-    assert loss.item() < 0.5 * first  # pulsed updates on the record's device do learn
+        losses.append(loss.item())
+    # The C++ tile draws its pulse noise from a seed outside the process, so one step's loss is a
+    # random variable: the mean of the last 20 of 60 steps sat at 0.16-0.25 of the first loss over
+    # ten processes, where single steps at step 30 ranged 0.12-0.53.
+    assert np.mean(losses[-20:]) < 0.5 * losses[0]  # pulsed updates on the record's device do learn
 
 
 def test_programming_cost_known_answer():

@@ -5,10 +5,11 @@ read at 0.1 V; per grid, upwind and Scharfetter-Gummel fluxes, Joule heating off
 the preset's ffp-segmentation (its own dR map on each grid, Poisson hops, seed 0): events per branch and
 skipped levels at n = 512. ``--ends S``: where the change of R13 after a +6 V write of S seconds (heating off)
 sits: R13 read with the written vacancy map kept only within 0.5 / 1 / 2 um of the eight electrode segment ends
-(the uniform film elsewhere). ``--contacts RHO,...``: the same write with Pt contacts of specific contact
-resistivity RHO (ohm m2, ``contact_overlap_m`` from ``--overlap``), upwind, on the local sink (heating off and
-on) and on the substrate path (grids up to 64^2): R13 before and after, its change, and the flags; ``--ffp``
-then runs with the first of them. Prints the tables of docs/physics-film.md.
+(the uniform film elsewhere; with the first of ``--contacts`` when given). ``--contacts RHO,...``: the same
+write with Pt contacts of specific contact resistivity RHO (ohm m2, ``contact_overlap_m`` from ``--overlap``),
+upwind, on the local sink (heating off and on) and on the substrate path (grids up to 64^2): R13 before and
+after, its change, and the flags; ``--ffp`` then runs with the first of them. Prints the tables of
+docs/physics-film.md.
 
     python scripts/film_grid_convergence.py [--grids 16,32,64,128] [--ffp 32,64] [--ends 50] [--seed 0]
                                             [--contacts 1e-9,1e-8] [--overlap 1e-6] [--skip-ideal]
@@ -66,7 +67,7 @@ def main() -> None:
 
 
     if args.ends > 0:
-        segment_ends(preset.params, grids, args.ends, args.seed)
+        segment_ends(preset.params.replace(**contact), grids, args.ends, args.seed)
 
 
 def contact_table(params, grids: list[int], rhos: list[float], overlap_m: float, seed: int) -> None:
@@ -103,7 +104,8 @@ def segment_ends(params, grids: list[int], width_s: float, seed: int) -> None:
 
     side = params.side_length_m
     radii_m = (0.5e-6, 1e-6, 2e-6)
-    print(f"dR13 (ohm) after +6 V, {width_s:g} s, heating off: total | kept within "
+    print(f"contact_resistivity_ohm_m2 = {params.contact_resistivity_ohm_m2:g}: "
+          f"dR13 (ohm) after +6 V, {width_s:g} s, heating off: total | kept within "
           + " | ".join(f"{r * 1e6:g} um" for r in radii_m) + " of the segment ends | the rest (total - 0.5 um)")
     for g in grids:
         p = params.replace(grid_x=float(g), grid_y=float(g), joule_heating=0.0)

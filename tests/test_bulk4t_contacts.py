@@ -109,3 +109,25 @@ def test_contact_parameters_are_range_checked():
         contact_params(grid_x=5.0, grid_y=5.0, contact_overlap_m=3.7e-6)   # a 3 um cell under T1 and T4
     # off (the default), any overlap is accepted and the bits are the ideal segments'
     assert load_preset("tio2x-4t").params.contact_resistivity_ohm_m2 == 0.0
+
+
+def peak_face_field_v_per_m(grid: int, rho_c: float) -> float:
+    """Largest field across an inner face of the uniform film under the write bias, +6 V on T2 and T4."""
+    params = contact_params(grid_x=float(grid), grid_y=float(grid), contact_resistivity_ohm_m2=rho_c)
+    table = b.device_table(params, 1, 0)
+    n = b.initial_counts(table, params.shape)
+    geom = b.Geometry.from_params(params)
+    sigma = b.conductivity(n, np.full(n.shape, 300.0), table)[0]
+    phi, _ = b.solve_potential(sigma, np.array([0.0, 6.0, 0.0, 6.0]), geom)
+    return max(np.abs(np.diff(phi, axis=0)).max() / geom.hx, np.abs(np.diff(phi, axis=1)).max() / geom.hy)
+
+
+def test_contacts_bound_the_field_at_the_segment_ends():
+    ideal = {g: peak_face_field_v_per_m(g, 0.0) for g in (32, 64)}
+    # the ideal segment end: field ~ r^-1/2, so the peak grows by about sqrt(2) per halving of the cell
+    assert ideal[64] / ideal[32] > 1.3
+    contact = {g: peak_face_field_v_per_m(g, RHO_C) for g in (32, 64, 256)}
+    assert abs(contact[64] / contact[256] - 1) < 0.01
+    assert abs(contact[32] / contact[256] - 1) < 0.03
+    # the contact's current density is bounded by V / rho_c; the film's field by far less than the ideal's
+    assert contact[256] < 0.5 * ideal[32]

@@ -13,7 +13,9 @@ module is its SciPy twin, kept for tests and the benchmark):
 1. sigma(n, T) = (sigma_base + sigma_vac * (n / n_mean)**p) * exp(-E_sigma/k (1/T - 1/T0));
    div(sigma grad phi) = 0 by five-point finite volumes with harmonic face
    conductances; an electrode face couples its cell to the terminal voltage
-   through half a cell. Terminal current I_k is the current flowing from
+   through half a cell, or, with ``contact_resistivity_ohm_m2 > 0``, each electrode lies over the film
+   ``contact_overlap_m`` deep and couples every cell it covers through (covered area) / rho_c, which bounds
+   the current density and so the field at the segment ends. Terminal current I_k is the current flowing from
    terminal k into the film (the four sum to zero).
 2. The Joule power of each face (split between its two cells) heats the film
    through a fitted local sink, -div(kappa t grad T) + g_sub (T - T0) = p / A
@@ -130,8 +132,8 @@ class Bulk4TParams(ModelParams):
     thermal_ceiling_k: float = quantity(2041.0, "K", 1.0, 5000.0,
                                         "hottest cell a pulse may reach; beyond it the pulse ends, flagged "
                                         "thermal_ceiling")
-    # Pt on reduced TiO2-x: specific contact resistivities of about 1e-9 to 1e-6 ohm m2 are reported (ohmic Pt
-    # contacts on oxygen-deficient TiO2, Schottky-like ones on near-stoichiometric films; docs/physics-film.md)
+    # Pt on reduced TiO2-x: an order-of-magnitude bracket of 1e-9 to 1e-6 ohm m2, near-ohmic on oxygen-deficient
+    # films, Schottky-like towards stoichiometry (docs/physics-film.md, "Contacts")
     contact_resistivity_ohm_m2: float = quantity(0.0, "ohm m2", 0.0, MAX_CONTACT_RESISTIVITY_OHM_M2,
                                                  "specific contact resistivity rho_c of the Pt electrodes over the "
                                                  "film (0: ideal equipotential segments at the film's edge)")

@@ -136,3 +136,30 @@ def test_contacts_bound_the_field_at_the_segment_ends():
     assert abs(contact[32] / contact[256] - 1) < 0.03
     # the contact's current density is bounded by V / rho_c; the film's field by far less than the ideal's
     assert contact[256] < 0.5 * ideal[32]
+
+
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+def test_pulse_train_with_contacts_conserves_whole_vacancies_under_the_cap(backend):
+    params = contact_params(grid_x=16.0, grid_y=16.0, attempt_frequency_hz=1.25e14)
+    dev = Bulk4TDevices(params, 2, seed=4, backend=backend)
+    total = dev.n.sum(axis=(1, 2))
+    n_max = np.floor(b.device_table(params, 2, 4)[:, b.COL["n_max"]])
+    moved = 0.0
+    for amp, width in ((6.0, 5.0), (-6.0, 3.0), (4.0, 0.8), (-7.0, 1.0)):
+        before = dev.n.copy()
+        dev.write(amp, width)
+        moved += np.abs(dev.n - before).sum()
+        np.testing.assert_array_equal(dev.n.sum(axis=(1, 2)), total)
+        assert np.all(dev.n >= 0) and np.all(dev.n == np.round(dev.n))
+        assert np.all(dev.n.max(axis=(1, 2)) <= n_max)
+    assert moved > 0
+
+
+def test_contacts_are_bit_identical_for_one_and_two_threads():
+    params = contact_params(grid_x=16.0, grid_y=16.0, variation={"activation_energy_ev": 0.01})
+    runs = []
+    for threads in (1, 2):
+        dev = Bulk4TDevices(params, 4, seed=9, threads=threads)
+        rs = [(dev.write(amp, 10.0), dev.read())[1] for amp in (6.0, -6.0)]
+        runs.append((dev.n.copy(), np.array(rs)))
+    assert np.array_equal(runs[0][0], runs[1][0]) and np.array_equal(runs[0][1], runs[1][1])

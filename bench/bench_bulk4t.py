@@ -9,7 +9,12 @@ falls on both alike); prints the time per device for each, best and median, and
 their ratios, on one core; then how the compiled path scales with the ensemble
 (devices share one core unless --threads says otherwise).
 
+``--contact RHO`` then replays the same table from the same map on the film with Pt contacts of that specific
+contact resistivity (ohm m2): such a film, uncalibrated, does not reach LRS, so it runs ``--max-events`` events
+and the cost is compared per event.
+
     python bench/bench_bulk4t.py [--grid 32] [--max-events 800] [--repeats 3] [--scale 1,4,16] [--threads 1]
+                                 [--contact 1e-9]
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3, help="alternating compiled/reference runs")
     ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--contact", type=float, default=0.0, help="contact resistivity of the per-event comparison")
     args = ap.parse_args()
 
     preset = load_preset("tio2x-4t")
@@ -49,8 +55,8 @@ def main() -> None:
     print(f"setup (compiled: conditioning, dR map of {2 * len(PAPER_AMPLITUDES_V)} x {args.map_pulses} pulses, "
           f"initialisation): {time.perf_counter() - t0:.1f} s")
 
-    def ffp(backend: str, devices: int = 1, threads: int = 1) -> tuple[float, np.ndarray]:
-        dev = Bulk4TDevices(params, devices, seed=1, backend=backend, threads=threads)
+    def ffp(backend: str, devices: int = 1, threads: int = 1, film=params) -> tuple[float, np.ndarray]:
+        dev = Bulk4TDevices(film, devices, seed=1, backend=backend, threads=threads)
         dev.n = np.repeat(start, devices, axis=0)
         t = time.perf_counter()
         res = run_ffp(dev, table["vw_table"], table["dr_map_resistance"], max_events=args.max_events,
@@ -80,6 +86,12 @@ def main() -> None:
     for d in (int(x) for x in args.scale.split(",")):
         t, ev = ffp("compiled", d, args.threads)
         print(f"  {d:5d} devices: {t:8.3f} s, {t / d:.3f} s per device, events {ev.min()}-{ev.max()}")
+    if args.contact > 0:
+        film = params.replace(contact_resistivity_ohm_m2=args.contact)
+        print(f"Pt contacts, rho_c = {args.contact:g} ohm m2 (same table and start, per event):")
+        for backend in ("compiled",) if args.skip_reference else ("compiled", "reference"):
+            t, ev = ffp(backend, film=film)
+            print(f"  {backend:9s}: {t:8.3f} s, {ev[0]} events, {1e3 * t / ev[0]:.3f} ms per event", flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ module is its SciPy twin, kept for tests and the benchmark):
 1. sigma(n, T) = (sigma_base + sigma_vac * (n / n_mean)**p) * exp(-E_sigma/k (1/T - 1/T0));
    div(sigma grad phi) = 0 by five-point finite volumes with harmonic face
    conductances; an electrode face couples its cell to the terminal voltage
-   through half a cell. Terminal current I_k is the current flowing from
+   through half a cell, or, with ``contact_resistivity_ohm_m2 > 0``, each electrode lies over the film
+   ``contact_overlap_m`` deep and couples every cell it covers through (covered area) / rho_c, which bounds
+   the current density and so the field at the segment ends. Terminal current I_k is the current flowing from
    terminal k into the film (the four sum to zero).
 2. The Joule power of each face (split between its two cells) heats the film
    through a fitted local sink, -div(kappa t grad T) + g_sub (T - T0) = p / A
@@ -66,6 +68,10 @@ MAX_THERMAL_ITERATIONS = 500
 
 #: Largest grid (cells) of the substrate heat path: its operator is dense, 8 N^2 bytes (128 MiB at 64 x 64).
 MAX_SUBSTRATE_CELLS = 4096
+
+#: Range of the specific contact resistivity of Pt on TiO2-x (ohm m2); 0 selects ideal contacts.
+MIN_CONTACT_RESISTIVITY_OHM_M2 = 1e-9
+MAX_CONTACT_RESISTIVITY_OHM_M2 = 1e-6
 
 #: Terminal order of every voltage/current array: T1 (left), T2 (top), T3 (right), T4 (bottom).
 TERMINALS = ("T1", "T2", "T3", "T4")
@@ -126,6 +132,14 @@ class Bulk4TParams(ModelParams):
     thermal_ceiling_k: float = quantity(2041.0, "K", 1.0, 5000.0,
                                         "hottest cell a pulse may reach; beyond it the pulse ends, flagged "
                                         "thermal_ceiling")
+    # Pt on reduced TiO2-x: an order-of-magnitude bracket of 1e-9 to 1e-6 ohm m2, near-ohmic on oxygen-deficient
+    # films, Schottky-like towards stoichiometry (docs/physics-film.md, "Contacts")
+    contact_resistivity_ohm_m2: float = quantity(0.0, "ohm m2", 0.0, MAX_CONTACT_RESISTIVITY_OHM_M2,
+                                                 "specific contact resistivity rho_c of the Pt electrodes over the "
+                                                 "film (0: ideal equipotential segments at the film's edge)")
+    contact_overlap_m: float = quantity(1e-6, "m", 0.0, 1e-3,
+                                        "depth over which each electrode covers the film inward from its edge "
+                                        "(contact_resistivity_ohm_m2 > 0)", low_open=True)
     variation: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -149,6 +163,18 @@ class Bulk4TParams(ModelParams):
                 raise MemdriftError(
                     f"electrode_fraction = {self.electrode_fraction!r} is out of range for {name} = {n}; allowed: "
                     f"a segment of at least one cell that does not reach the corners, (1/{n}, {1 - 2 / n:.4g}]")
+        rho_c = self.contact_resistivity_ohm_m2
+        if 0.0 < rho_c < MIN_CONTACT_RESISTIVITY_OHM_M2:
+            raise field_error("contact_resistivity_ohm_m2", rho_c,
+                              f"0 (ideal contacts) or [{MIN_CONTACT_RESISTIVITY_OHM_M2:g}, "
+                              f"{MAX_CONTACT_RESISTIVITY_OHM_M2:g}] ohm m2")
+        gap_m = 0.5 * (1.0 - self.electrode_fraction) * self.side_length_m
+        if rho_c > 0 and self.contact_overlap_m > gap_m:
+            # deeper, the electrodes on neighbouring edges would overlap one another
+            raise field_error("contact_overlap_m", self.contact_overlap_m,
+                              f"(0, {gap_m:g}] m, (1 - electrode_fraction) side_length_m / 2")
+        if rho_c > 0:
+            contact_conductance(self)   # refuses a grid with a cell under two electrodes
         self._validate_variation()
 
     @property
@@ -243,6 +269,9 @@ class Geometry:
     masks: np.ndarray
     #: Per electrode: geometric factor of its half-cell coupling (conductance = sigma * factor).
     factors: np.ndarray
+    #: Contact conductance (S) of each cell to each terminal through the film area the electrode covers,
+    #: (4, nx, ny); None: ideal segments, each edge cell coupled through half a cell (``factors``).
+    contact: np.ndarray | None = None
 
     @classmethod
     def from_params(cls, params: Bulk4TParams) -> "Geometry":
@@ -256,11 +285,45 @@ class Geometry:
         masks[2, nx - 1, sy:ny - sy] = True     # T3 right
         masks[3, sx:nx - sx, 0] = True          # T4 bottom
         factors = np.array([t * hy / (hx / 2), t * hx / (hy / 2), t * hy / (hx / 2), t * hx / (hy / 2)])
+        if params.contact_resistivity_ohm_m2 > 0:
+            contact = contact_conductance(params)
+            return cls(nx, ny, hx, hy, t, contact > 0, factors, contact)
         return cls(nx, ny, hx, hy, t, masks, factors)
 
     def boundary_conductance(self, sigma: np.ndarray) -> np.ndarray:
         """(4, nx, ny) conductance of each cell to each terminal (zero off the segments)."""
+        if self.contact is not None:
+            return self.contact
         return self.masks * self.factors[:, None, None] * sigma[None]
+
+
+def contact_conductance(params: Bulk4TParams) -> np.ndarray:
+    """(4, nx, ny) conductance (S) from each cell to each electrode: the area of the cell the electrode covers
+    over the specific contact resistivity, A / rho_c.
+
+    Each electrode covers the film over a rectangle of the segment's length (``electrode_fraction`` of the edge,
+    centred) and ``contact_overlap_m`` deep from the edge; the areas are exact cell-by-rectangle intersections,
+    so the contact is the same on every grid. Current enters the film across that area, at most
+    (V - phi) / rho_c per unit area, which bounds the field at the segment ends. The film's own vertical
+    resistance, t / sigma (3e-13 ohm m2 for 40 nm at 1.35e5 S/m), is far below rho_c and is left out.
+    """
+    nx, ny = params.shape
+    side, depth = params.side_length_m, params.contact_overlap_m
+    lo, hi = 0.5 * (1.0 - params.electrode_fraction) * side, 0.5 * (1.0 + params.electrode_fraction) * side
+    ex, ey = np.linspace(0.0, side, nx + 1), np.linspace(0.0, side, ny + 1)
+
+    def cover(edges: np.ndarray, a: float, b: float) -> np.ndarray:
+        length = np.clip(np.minimum(edges[1:], b) - np.maximum(edges[:-1], a), 0.0, None)
+        # a cell that only touches the rectangle at an edge, to rounding, is not under it
+        return np.where(length > 1e-9 * (edges[1] - edges[0]), length, 0.0)
+
+    rects = (((0.0, depth), (lo, hi)), ((lo, hi), (side - depth, side)),
+             ((side - depth, side), (lo, hi)), ((lo, hi), (0.0, depth)))
+    area = np.stack([np.outer(cover(ex, *rx), cover(ey, *ry)) for rx, ry in rects])
+    if np.any((area > 0).sum(axis=0) > 1):
+        raise MemdriftError(f"grid_x = {nx}, grid_y = {ny} is out of range for contact_overlap_m = {depth!r}: a "
+                            "cell lies under two electrodes; allowed: a finer grid or a shallower overlap")
+    return area / params.contact_resistivity_ohm_m2
 
 
 def conductivity(n: np.ndarray, temperature: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -708,7 +771,10 @@ class CompiledEngine:
         term = np.full(g.nx * g.ny, -1, dtype=np.int8)
         for k in range(4):
             term[g.masks[k].ravel()] = k
-        self._geo = (g.nx, g.ny, g.hx, g.hy, g.thickness, np.ascontiguousarray(g.factors), term)
+        # the contact conductance of each cell under an electrode; empty: ideal segments (sigma * factor)
+        contact = np.zeros(0) if g.contact is None else g.contact.sum(axis=0).ravel()
+        self._geo = (g.nx, g.ny, g.hx, g.hy, g.thickness, np.ascontiguousarray(g.factors), term,
+                     np.ascontiguousarray(contact, dtype=np.float64))
         d, npts = len(keys), g.nx * g.ny
         self.band = np.zeros((d, self._k.band_size(npts, g.ny)))
         # per device: sigma of the factor (zero: no factor yet) and the warm-start phi of two voltage patterns

@@ -116,6 +116,8 @@ cdef struct Geo:
     double t
     double bfac[4]
     int8_t *term
+    # contact conductance (S) of each cell under an electrode, or NULL: ideal segments, sigma * bfac
+    const double *gcon
     # cells on either side of face k (x faces, then y faces): set by the entries that step hops
     int *fi
     int *fj
@@ -127,7 +129,12 @@ cdef struct Geo:
 
 cdef inline void _faces(const Geo *g, const double *sigma, double *gx, double *gy, double *gb) noexcept nogil:
     """Harmonic face conductances gx ((nx-1)*ny), gy (nx*(ny-1)) and electrode couplings gb (n)."""
+    cdef int i
     md_faces(g.nx, g.ny, g.t * g.hy / g.hx, g.t * g.hx / g.hy, sigma, g.term, g.bfac, gx, gy, gb)
+    if g.gcon != NULL:
+        # through the contact resistivity the coupling does not depend on the film's conductivity
+        for i in range(g.n):
+            gb[i] = g.gcon[i] if g.term[i] >= 0 else 0.0
 
 
 cdef void _diag(const Geo *g, const double *gx, const double *gy, const double *extra, double *dg) noexcept nogil:
@@ -833,7 +840,8 @@ cdef int _ffp_one(const Geo *g, const double *row, double *n_cells, double *L, d
 # Python entry points (arrays in, arrays out)
 # ---------------------------------------------------------------------------
 
-cdef Geo _geo(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t[::1] term):
+cdef Geo _geo(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t[::1] term,
+              double[::1] gcon):
     cdef Geo g
     cdef int k
     g.nx = nx
@@ -846,6 +854,12 @@ cdef Geo _geo(int nx, int ny, double hx, double hy, double t, double[::1] bfac, 
     for k in range(4):
         g.bfac[k] = bfac[k]
     g.term = &term[0]
+    if gcon.shape[0] == 0:
+        g.gcon = NULL
+    elif gcon.shape[0] == nx * ny:
+        g.gcon = &gcon[0]
+    else:
+        raise ValueError(f"contact conductances have shape ({gcon.shape[0]},); allowed: (0,) or ({nx * ny},)")
     g.fi = NULL
     g.fj = NULL
     return g
@@ -906,9 +920,9 @@ cdef _check_state(double[:, ::1] state, Py_ssize_t nd, int n):
 
 
 def heat_factor(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t[::1] term,
-                double[:, ::1] table, double[:, ::1] heat_band):
+                double[::1] gcon, double[:, ::1] table, double[:, ::1] heat_band):
     """Band Cholesky of the (constant) heat matrix of every device, into heat_band."""
-    cdef Geo g = _geo(nx, ny, hx, hy, t, bfac, term)
+    cdef Geo g = _geo(nx, ny, hx, hy, t, bfac, term, gcon)
     cdef Py_ssize_t d
     cdef int i
     cdef double *gx = <double *> malloc(3 * g.n * sizeof(double))
@@ -933,12 +947,13 @@ def heat_factor(int nx, int ny, double hx, double hy, double t, double[::1] bfac
 
 
 def pulse(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t[::1] term,
-          double[:, ::1] table, double[:, ::1] n_cells, double[:, ::1] band, double[:, ::1] state,
+          double[::1] gcon, double[:, ::1] table, double[:, ::1] n_cells, double[:, ::1] band,
+          double[:, ::1] state,
           double[:, ::1] heat_band, int[::1] heat_index, double[:, ::1] volts, double[::1] width,
           bint deterministic, uint64_t[::1] keys, uint64_t[::1] counters, double f_max, double tol,
           double refactor_tol, long max_steps, double[:, ::1] out, int threads=1):
     """Advance every device through one pulse (terminal voltages ``volts[d]`` for ``width[d]``)."""
-    cdef Geo g = _geo(nx, ny, hx, hy, t, bfac, term)
+    cdef Geo g = _geo(nx, ny, hx, hy, t, bfac, term, gcon)
     cdef Py_ssize_t d, nd = n_cells.shape[0]
     cdef int[::1] status = np.zeros(nd, dtype=np.intc)
     cdef int det = 1 if deterministic else 0
@@ -957,10 +972,11 @@ def pulse(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8
 
 
 def read(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t[::1] term,
-         double[:, ::1] table, double[:, ::1] n_cells, double[:, ::1] band, double[:, ::1] state,
+         double[::1] gcon, double[:, ::1] table, double[:, ::1] n_cells, double[:, ::1] band,
+         double[:, ::1] state,
          double[:, ::1] volts, double refactor_tol, double[:, ::1] currents, int threads=1):
     """Terminal currents (into the film) of every device under terminal voltages ``volts[d]``."""
-    cdef Geo g = _geo(nx, ny, hx, hy, t, bfac, term)
+    cdef Geo g = _geo(nx, ny, hx, hy, t, bfac, term, gcon)
     cdef Py_ssize_t d, nd = n_cells.shape[0]
     cdef int[::1] iters = np.zeros(nd, dtype=np.intc)
     _check_state(state, nd, g.n)
@@ -972,13 +988,14 @@ def read(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_
 
 
 def ffp(int nx, int ny, double hx, double hy, double t, double[::1] bfac, int8_t[::1] term,
-        double[:, ::1] table, double[:, ::1] n_cells, double[:, ::1] band, double[:, ::1] state,
+        double[::1] gcon, double[:, ::1] table, double[:, ::1] n_cells, double[:, ::1] band,
+        double[:, ::1] state,
         double[:, ::1] heat_band, int[::1] heat_index, double[::1] r_grid, double[::1] vw, double sign,
         double width, double read_v, double r_stop, long limit, double[::1] r_now, long[::1] events,
         bint deterministic, uint64_t[::1] keys, uint64_t[::1] counters, double f_max, double tol,
         double refactor_tol, long max_steps, double[:, :, ::1] rec, int threads=1):
     """FFP events of every device until its r crosses r_stop or events[d] reaches limit (r_now, events in/out)."""
-    cdef Geo g = _geo(nx, ny, hx, hy, t, bfac, term)
+    cdef Geo g = _geo(nx, ny, hx, hy, t, bfac, term, gcon)
     cdef Py_ssize_t d, nd = n_cells.shape[0]
     cdef int[::1] status = np.zeros(nd, dtype=np.intc)
     cdef int det = 1 if deterministic else 0
@@ -1003,7 +1020,7 @@ def band_solves(int nx, int ny, double[:, ::1] gx, double[:, ::1] gy, double[:, 
     alone and for (b1, b2) paired: (x1, x1 paired, x2 paired), for tests of the factor and the solves."""
     # geometry and electrodes play no part in the factor of a given matrix: unit spacings, no terminals
     no_terminals = np.full(max(nx * ny, 1), -1, dtype=np.int8)
-    cdef Geo g = _geo(nx, ny, 1.0, 1.0, 1.0, np.ones(4), no_terminals)
+    cdef Geo g = _geo(nx, ny, 1.0, 1.0, 1.0, np.ones(4), no_terminals, np.zeros(0))
     if nx < 2 or ny < 2 or gx.shape[0] != nx - 1 or gx.shape[1] != ny or gy.shape[0] != nx or gy.shape[1] != ny - 1 \
             or diag_extra.shape[0] != nx or diag_extra.shape[1] != ny or b1.shape[0] != g.n or b2.shape[0] != g.n:
         raise ValueError("band_solves: shapes do not match the grid")

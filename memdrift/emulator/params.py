@@ -196,6 +196,10 @@ def register_model(name: str, params_type: type) -> None:
     MODELS[name] = params_type
 
 
+def unregister_model(name: str) -> None:
+    MODELS.pop(name, None)
+
+
 #: the top-level keys of a preset TOML, with the type each must have
 PRESET_KEYS: dict[str, type] = {"name": str, "description": str, "scheme": str, "model": str,
                                 "parameters": dict, "variation": dict, "calibration": dict}

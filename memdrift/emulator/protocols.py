@@ -158,23 +158,31 @@ def characterise(preset: str | Preset, protocol: str, options: Options | None = 
     if protocol not in PROTOCOLS:
         raise MemdriftError(f"protocol = {protocol!r} is unknown; allowed: {', '.join(PROTOCOLS)}")
     p = preset if isinstance(preset, Preset) else load_preset(preset)
-    if p.model == "filament":
-        _check_options(protocol, opts, FILAMENT_PROTOCOLS, f"the filament preset {p.name!r}")
-        builder = {"pd-cycling": _pd_cycling, "dr-map": _dr_map, "retention": _retention, "iv": _iv,
-                   "endurance": _endurance}[protocol]
-        if opts.extra:
-            raise MemdriftError(f"option {sorted(opts.extra)[0]!r} is unknown for filament protocols; allowed: "
-                                "the fields of Options")
-        plan = builder(p, opts)
-        import dask.base
+    from memdrift.models import MODELS
 
-        ds = _assemble(plan, opts, dask.base.tokenize(p.to_toml(), protocol, repr(opts)))
-        ds.attrs.update(_filament_attrs(p, protocol, opts, plan.attrs))
-        return annotate(ds)
-    if p.model == "bulk4t":
-        _check_options(protocol, opts, tuple(BULK4T_PROTOCOLS), f"the bulk4t preset {p.name!r}")
-        return _bulk4t(p, protocol, opts)
-    raise MemdriftError(f"model = {p.model!r} has no characterisation protocols; allowed: filament, bulk4t")
+    return MODELS.get(p.model).characterise(p, protocol, opts)
+
+
+def characterise_filament(p: Preset, protocol: str, opts: Options) -> xr.Dataset:
+    """A filament protocol (the filament model's :meth:`~memdrift.models.DeviceModel.characterise`)."""
+    _check_options(protocol, opts, FILAMENT_PROTOCOLS, f"the filament preset {p.name!r}")
+    builder = {"pd-cycling": _pd_cycling, "dr-map": _dr_map, "retention": _retention, "iv": _iv,
+               "endurance": _endurance}[protocol]
+    if opts.extra:
+        raise MemdriftError(f"option {sorted(opts.extra)[0]!r} is unknown for filament protocols; allowed: "
+                            "the fields of Options")
+    plan = builder(p, opts)
+    import dask.base
+
+    ds = _assemble(plan, opts, dask.base.tokenize(p.to_toml(), protocol, repr(opts)))
+    ds.attrs.update(_filament_attrs(p, protocol, opts, plan.attrs))
+    return annotate(ds)
+
+
+def characterise_bulk4t(p: Preset, protocol: str, opts: Options) -> xr.Dataset:
+    """A bulk four-terminal protocol (the film model's :meth:`~memdrift.models.DeviceModel.characterise`)."""
+    _check_options(protocol, opts, tuple(BULK4T_PROTOCOLS), f"the bulk4t preset {p.name!r}")
+    return _bulk4t(p, protocol, opts)
 
 
 def write_characterisation(ds: xr.Dataset, path: str | os.PathLike[str], *, progress: bool = True,

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from memdrift.errors import MemdriftError
 
-MODELS = ("filament", "bulk4t")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,8 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from memdrift.data.io import check_output_path
 
     check_output_path(args.output, ".toml", "output")
-    if args.model not in MODELS:
-        raise MemdriftError(f"model = {args.model!r} is unknown; allowed: {', '.join(MODELS)}")
+    from memdrift.models import MODELS
+
+    if args.model not in MODELS.calibratable():
+        raise MemdriftError(f"model = {args.model!r} is unknown; allowed: {', '.join(MODELS.calibratable())}")
     check_range("fit-cycles", args.fit_cycles, 1, 10_000)
     check_range("rounds", args.rounds, 1, 20)
     if args.read_voltage is not None:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from memdrift.errors import MemdriftError
+from memdrift.models import MODELS
 
 
 def available_cores() -> int:
@@ -16,11 +17,6 @@ def available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
-
-
-#: 0-based FFP events whose vacancy and temperature maps ``--plot`` shows for a bulk device (the start,
-#: and points along a ~500-event branch; events a branch does not reach are marked so on the figure).
-BULK_PLOT_SNAPSHOT_EVENTS = (0, 99, 249, 449)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,8 +53,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 #: what a run may allocate unless the user raises it: a laptop's share, not a cluster node's
 DEFAULT_MAX_MEMORY_GB = 8.0
-#: float64 outputs per pulse of the filament engine (conductance, temperature_peak, energy, gap)
-FILAMENT_BYTES_PER_PULSE = 4 * 8
 #: float64 output of one streamed chunk: small enough that computing one chunk overlaps writing the
 #: previous one several times over on a 10^5-device run, large enough for HDF5 chunks of megabytes
 PULSE_CHUNK_BYTES = 16 * 2**20
@@ -108,57 +102,36 @@ def run(args: argparse.Namespace) -> int:
     memory_limit_bytes(args)
     preset = load_preset(args.device)
     scheme = args.scheme or preset.scheme
+    model = MODELS.get(preset.model)
+    streams = model.streams(scheme, args.backend)
     if args.chunk_devices is not None:
         check_range("chunk-devices", args.chunk_devices, 1, 10**9)
-        if preset.model != "filament" or scheme == "write-verify" or args.backend != "compiled":
+        if not streams:
             raise MemdriftError(f"chunk-devices = {args.chunk_devices!r} is not used by {preset.model} {scheme!r} "
                                 f"on the {args.backend} backend; allowed: omit --chunk-devices (only filament "
                                 "ramp/identical runs on the compiled backend stream in chunks)")
-    if preset.model == "filament" and scheme != "write-verify" and args.backend == "compiled":
-        return _stream_filament(preset, scheme, args)
-    if preset.model == "filament":
-        ds = _run_filament(preset, scheme, args)
-    else:
-        from memdrift.emulator import bulk4t_schemes
-
-        if args.cycles is not None:
-            raise MemdriftError(f"cycles = {args.cycles!r} is not used by {preset.model} schemes; allowed: omit "
-                                "--cycles (FFP runs HRS->LRS->HRS once per device)")
-        options: dict[str, object] = {}
-        if args.no_noise:
-            options["deterministic"] = True
-        if args.plot is not None and scheme in ("ffp", "ffp-segmentation"):
-            # the maps the plot shows must be captured while the run is under way
-            options["snapshot_events"] = BULK_PLOT_SNAPSHOT_EVENTS
-        ds = bulk4t_schemes.simulate_scheme(preset, scheme, devices=args.devices, seed=args.seed,
-                                            threads=args.threads, backend=args.backend, progress=not args.quiet, **options)
+    options = _write_verify_options(args)
+    if streams:
+        return _stream(model, preset, scheme, args, options)
+    ds = model.run(preset, scheme, devices=args.devices, cycles=args.cycles, seed=args.seed, threads=args.threads,
+                   backend=args.backend, noise=not args.no_noise, progress=not args.quiet, preset=preset.name,
+                   memory_limit_bytes=memory_limit_bytes(args), plot=args.plot is not None, **options)
     envelope.warn(ds, preset.model, f"pulse {preset.name}")
     _warn_kernel_flags(ds, f"pulse {preset.name}")
     write_dataset(ds, args.output, float32=args.float32)
     print(f"wrote {args.output} ({', '.join(f'{k}={v}' for k, v in ds.sizes.items())})")
-    _plot(ds, preset, scheme, args)
+    _plot(ds, model, preset, scheme, args)
     return 0
 
 
-def _plot(ds, preset, scheme: str, args: argparse.Namespace) -> None:
+def _plot(ds, model, preset, scheme: str, args: argparse.Namespace) -> None:
     if args.plot is not None:
-        if preset.model == "filament":
-            from memdrift.experiments.plots import plot_pulse_summary, plot_write_verify
-
-            if scheme == "write-verify":
-                plot_write_verify(ds, args.plot)
-            else:
-                plot_pulse_summary(ds, preset.params, args.plot)
-        else:
-            from memdrift.experiments.plots_bulk4t import plot_scheme
-
-            plot_scheme(ds, args.plot)
+        model.plot(ds, preset, scheme, args.plot)
         print(f"wrote {args.plot}")
 
 
-def _write_verify_scheme(args: argparse.Namespace):
-    from memdrift.emulator.write_verify import WriteVerify
-
+def _write_verify_options(args: argparse.Namespace) -> dict[str, object]:
+    """The write-verify options given on the command line (the model refuses them for other schemes)."""
     changes: dict[str, object] = {}
     if args.targets is not None:
         try:
@@ -170,59 +143,27 @@ def _write_verify_scheme(args: argparse.Namespace):
         changes["tolerance"] = args.tolerance
     if args.max_pulses is not None:
         changes["max_pulses"] = args.max_pulses
-    return WriteVerify(**changes).checked()
+    return changes
 
 
-def _run_filament(preset, scheme: str, args: argparse.Namespace):
-    from memdrift.emulator.engine import run_pulses
-    from memdrift.emulator.pulses import from_name
-
-    if scheme == "write-verify":
-        from memdrift.emulator.write_verify import run_write_verify
-
-        if args.cycles is not None:
-            raise MemdriftError(f"cycles = {args.cycles!r} is not used by write-verify; allowed: omit --cycles "
-                                "(each device is programmed to every target once)")
-        return run_write_verify(preset.params, _write_verify_scheme(args), devices=args.devices, seed=args.seed,
-                                threads=args.threads, backend=args.backend, noise=not args.no_noise,
-                                preset=preset.name)
-    if any(v is not None for v in (args.targets, args.tolerance, args.max_pulses)):
-        raise MemdriftError(f"--targets/--tolerance/--max-pulses are write-verify options; scheme = {scheme!r} "
-                            "does not use them; allowed: --scheme write-verify")
-
-    from memdrift.errors import check_memory
-
-    train = from_name(scheme)
-    cycles = _cycles(scheme, args)
-    check_memory(f"pulse --devices {args.devices} --cycles {cycles} ({train.n_pulses} pulses a cycle)",
-                 float(args.devices) * cycles * train.n_pulses * FILAMENT_BYTES_PER_PULSE, memory_limit_bytes(args))
-    return run_pulses(preset.params, train, devices=args.devices, cycles=cycles, seed=args.seed,
-                      threads=args.threads, backend=args.backend, noise=not args.no_noise, progress=not args.quiet,
-                      preset=preset.name)
-
-
-def _cycles(scheme: str, args: argparse.Namespace) -> int:
-    return args.cycles if args.cycles is not None else (100 if scheme == "ramp" else 1)
-
-
-def _stream_filament(preset, scheme: str, args: argparse.Namespace) -> int:
-    """Ramp/identical pulses on the filament, computed and written by device chunks (memory flat in the
-    ensemble size; the writer thread overlaps the kernel); the same numbers as one whole run."""
+def _stream(model, preset, scheme: str, args: argparse.Namespace, options: dict[str, object]) -> int:
+    """A run computed and written by device chunks (memory flat in the ensemble size; the writer thread
+    overlaps the kernel); the same numbers as one whole run."""
     from memdrift.data import envelope
     from memdrift.data.io import open_dataset, write_dataset_stream
     from memdrift.emulator.engine import _check_ensemble as check_ensemble
-    from memdrift.emulator.engine import run_pulses
+    from memdrift.emulator.model_filament import BYTES_PER_PULSE, default_cycles
     from memdrift.emulator.pulses import from_name
     from memdrift.errors import check_memory
 
-    if any(v is not None for v in (args.targets, args.tolerance, args.max_pulses)):
+    if options:
         raise MemdriftError(f"--targets/--tolerance/--max-pulses are write-verify options; scheme = {scheme!r} "
                             "does not use them; allowed: --scheme write-verify")
     train = from_name(scheme)
-    cycles = _cycles(scheme, args)
+    cycles = args.cycles if args.cycles is not None else default_cycles(scheme)
     # the whole ensemble's arguments are refused here, before a progress bar or a file exists
     check_ensemble(args.devices, cycles, args.seed, args.threads, args.backend)
-    per_device = float(cycles) * train.n_pulses * FILAMENT_BYTES_PER_PULSE
+    per_device = float(cycles) * train.n_pulses * BYTES_PER_PULSE
     chunk = args.chunk_devices or max(1, int(PULSE_CHUNK_BYTES // per_device))
     chunk = min(chunk, args.devices)
     check_memory(f"pulse --devices {args.devices} --cycles {cycles} ({train.n_pulses} pulses a cycle) in chunks of "
@@ -235,18 +176,17 @@ def _stream_filament(preset, scheme: str, args: argparse.Namespace) -> int:
 
         show = not args.quiet and args.devices * cycles * train.n_pulses >= 200_000
         with tqdm(total=args.devices, unit="device", desc="pulse trains", disable=not show, leave=False) as bar:
-            for first in range(0, args.devices, chunk):
-                n = min(chunk, args.devices - first)
-                ds = run_pulses(preset.params, train, devices=n, cycles=cycles, seed=args.seed, threads=args.threads,
-                                backend=args.backend, noise=not args.no_noise, preset=preset.name, first_device=first)
+            for ds in model.run_chunks(preset.params, train, devices=args.devices, chunk_devices=chunk,
+                                       cycles=cycles, seed=args.seed, threads=args.threads, backend=args.backend,
+                                       noise=not args.no_noise, preset=preset.name):
                 outside[0] += envelope.apply(ds, preset.model)
                 yield ds
-                bar.update(n)
+                bar.update(ds.sizes["device"])
 
     write_dataset_stream(chunks(), args.output, dim="device", float32=args.float32)
     envelope.report(outside[0], preset.model, f"pulse {preset.name}")
     print(f"wrote {args.output} (device={args.devices}, cycle={cycles}, pulse={train.n_pulses})")
     if args.plot is not None:
         with open_dataset(args.output) as ds:
-            _plot(ds.load(), preset, scheme, args)
+            _plot(ds.load(), model, preset, scheme, args)
     return 0

@@ -49,14 +49,9 @@ from scipy.optimize import least_squares
 
 from memdrift.errors import MemdriftError, check_range
 
-MODELS = ("filament", "bulk4t")
-DEFAULT_FREE = {
-    # field_enhancement is nearly degenerate with activation_energy_ev on a ramp (both set the
-    # field-lowered barrier); free it only with data at several amplitudes.
-    "filament": ("activation_energy_ev", "tunnel_current_a", "series_resistance_ohm", "site_population"),
-    "bulk4t": ("conductivity_base_s_per_m", "conductivity_vacancy_s_per_m"),
-}
-DEFAULT_START = {"filament": "hfoxsy-hfs2", "bulk4t": "tio2x-4t"}
+from memdrift.models import MODELS as _REGISTRY
+from memdrift.models import get as get_model
+
 # Step control and bookkeeping fields: not physics, never fitted.
 NOT_FITTABLE = {"max_gap_step_m", "max_substeps", "max_outflow_fraction", "sigma_tolerance", "max_steps_per_pulse",
                 "grid_x", "grid_y", "ambient_temperature_k", "charge_number", "joule_heating",
@@ -92,7 +87,7 @@ def fittable(params: Any) -> list[str]:
 
 
 def parse_free(text: str | Sequence[str] | None, params: Any, model: str) -> tuple[str, ...]:
-    names = DEFAULT_FREE[model] if text is None else (
+    names = get_model(model).calibration_free if text is None else (
         [t.strip() for t in text.split(",")] if isinstance(text, str) else list(text))
     names = [n for n in names if n]
     allowed = fittable(params)
@@ -406,8 +401,8 @@ def calibrate(data: str | os.PathLike[str] | xr.Dataset, model: str, *, free: st
     from memdrift.emulator.params import Preset, load_preset
     from memdrift.mapping.measured import normalise_dataset, read_measured
 
-    if model not in MODELS:
-        raise MemdriftError(f"model = {model!r} is unknown; allowed: {', '.join(MODELS)}")
+    if model not in _REGISTRY.calibratable():
+        raise MemdriftError(f"model = {model!r} is unknown; allowed: {', '.join(_REGISTRY.calibratable())}")
     check_range("span", span, 1.0, 1e6, low_open=True)
     source = "dataset"
     if isinstance(data, xr.Dataset):
@@ -418,21 +413,12 @@ def calibrate(data: str | os.PathLike[str] | xr.Dataset, model: str, *, free: st
     if "pulse" not in ds[("conductance" if "conductance" in ds else "resistance")].dims:
         raise MemdriftError("measured data have no 'pulse' dimension; allowed: reads after programming pulses "
                             "over (device, cycle, pulse) (retention data cannot calibrate the programming physics)")
-    start = load_preset(start_preset or DEFAULT_START[model])
+    start = load_preset(start_preset or get_model(model).calibration_start)
     if start.model != model:
         raise MemdriftError(f"start-preset = {start.name!r} is a {start.model!r} preset; allowed: a {model!r} preset")
     names = parse_free(free, start.params, model)
-    if model == "filament":
-        result = calibrate_filament(ds, start.params, names, fit_cycles=fit_cycles, span=span, read=read,
-                                    rounds=rounds, progress=progress)
-        method = ("scipy.optimize.least_squares (trf, log-scaled bounded parameters) on the ensemble-mean "
-                  "conductance per pulse of the first cycles: nominal device without noise plus a noise correction "
-                  "from a noisy ensemble; site_population by secant steps on log sigma vs log M to the "
-                  "cycle-to-cycle sigma")
-    else:
-        result = calibrate_bulk4t(ds, start.params, names, span=span, progress=progress)
-        method = ("scipy.optimize.least_squares (trf, log-scaled bounded parameters) on HRS/LRS after the "
-                  "+-6 V conditioning, deterministic hops")
+    result, method = get_model(model).calibrate(ds, start, names, fit_cycles=fit_cycles, span=span, read=read,
+                                                rounds=rounds, progress=progress)
     calibration = {"method": method, "data_file": source, "model": model, "start_preset": start.name,
                    "free": list(names), "span": float(span), **result.record}
     preset = Preset(name=name or f"{start.name}-calibrated", params=result.params,
@@ -462,5 +448,5 @@ def _bar(enabled: bool, desc: str):
     return tqdm(total=None, unit="run", desc=desc, disable=not enabled, leave=False)
 
 
-__all__ = ["CalibrationResult", "DEFAULT_FREE", "MODELS", "calibrate", "calibrate_bulk4t", "calibrate_filament",
+__all__ = ["CalibrationResult", "calibrate", "calibrate_bulk4t", "calibrate_filament",
            "bulk4t_levels", "cycle_sigma", "fittable", "parse_free"]

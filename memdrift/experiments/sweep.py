@@ -135,13 +135,11 @@ import xarray as xr
 
 from memdrift import __version__
 from memdrift.emulator import pulses
-from memdrift.emulator.params import FilamentParams, VARIABLE_FIELDS, load_preset
+from memdrift.emulator.params import FilamentParams, load_preset
 from memdrift.errors import MemdriftError, check_seed
+from memdrift.models import MODELS
 
 # ----------------------------------------------------------------------------- spec
-
-#: Pulse-scheme builders a sweep may start from. Options are their keyword arguments.
-SCHEME_BUILDERS: dict[str, Callable[..., pulses.PulseTrain]] = {"ramp": pulses.ramp, "identical": pulses.identical}
 
 #: Options of the ``ffp`` scheme (feedforward programming of the TiO2-x paper on the bulk
 #: four-terminal film): option -> (integer?, units, default). None: from the preset's calibration.
@@ -184,9 +182,6 @@ WV_OPTIONS: dict[str, tuple[bool, str, Any]] = {
     "read_width_s": (False, "s", 30e-6),
     "read_gap_s": (False, "s", 20e-6),
 }
-SCHEMES = (*SCHEME_BUILDERS, "ffp", "write-verify")
-#: The device model each scheme runs on.
-SCHEME_MODEL = {"ramp": "filament", "identical": "filament", "ffp": "bulk4t", "write-verify": "filament"}
 
 #: Metrics every point stores, whatever the spec asks: the Pareto costs.
 COST_METRICS = {
@@ -242,12 +237,6 @@ ACCURACY_METRICS = {
     "accuracy_digital": ("1", "test accuracy of the digital network (the same for every point)"),
 }
 
-DEFAULT_MAXIMISE = {"filament": "differential_bins", "bulk4t": "reachable_levels_n"}
-DEFAULT_STORE = {
-    "filament": ["differential_bins", "states", "state_sigma", "bin_width"],
-    "bulk4t": ["ffp_events_potentiation", "ffp_events_depression", "reachable_levels_n", "skipped_levels_n_potentiation",
-               "skipped_levels_n_depression", "nu_n_p", "nu_n_d"],
-}
 DEFAULT_MINIMISE = ("energy_per_cycle", "programming_time_per_cycle")
 
 #: ``[metrics.accuracy]``: key -> (type, default). Small by default: a sweep trains per point.
@@ -288,10 +277,9 @@ DEFAULT_POINT_MEMORY_BYTES = 8 * 2**30
 BYTES_PER_PULSE = 4 * 8
 
 DEFAULT_RUNNER = "memdrift.emulator.engine:run_pulses"
-#: The engine each model runs on (a test or bench may name another with the same signature).
-MODEL_RUNNER = {"filament": DEFAULT_RUNNER, "bulk4t": "memdrift.emulator.bulk4t_schemes:simulate_scheme"}
-#: Schemes with an engine of their own (a closed loop rather than a pulse train).
-SCHEME_RUNNER = {"write-verify": "memdrift.emulator.write_verify:run_write_verify"}
+#: a model without an engine path of its own runs through its registry entry (in process: a Dask
+#: worker knows only the models registered on import)
+REGISTRY_RUNNER = "memdrift.models:run_registered"
 
 
 @dataclass(frozen=True)
@@ -329,7 +317,7 @@ class SweepSpec:
 
     @property
     def model(self) -> str:
-        return SCHEME_MODEL[self.scheme]
+        return str(self.base_params.model)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -352,12 +340,17 @@ class Point:
 
 
 def _scheme_option_kinds(scheme: str) -> dict[str, tuple[bool, str]]:
+    return SWEEP_SCHEMES[scheme].option_kinds()
+
+
+def _table_kinds(table: Mapping[str, tuple[bool, str, Any]]) -> dict[str, tuple[bool, str]]:
+    return {k: (integer, units) for k, (integer, units, _) in table.items()}
+
+
+def _builder_kinds(builder: Callable[..., Any]) -> dict[str, tuple[bool, str]]:
     """option -> (integer?, units) from the builder's signature, so new options need no list here."""
-    if scheme in ("ffp", "write-verify"):
-        table = FFP_OPTIONS if scheme == "ffp" else WV_OPTIONS
-        return {k: (integer, units) for k, (integer, units, _) in table.items()}
     out = {}
-    for name, prm in inspect.signature(SCHEME_BUILDERS[scheme]).parameters.items():
+    for name, prm in inspect.signature(builder).parameters.items():
         integer = isinstance(prm.default, int) and not isinstance(prm.default, bool)
         units = "V" if name.endswith("_v") else "s" if name.endswith("_s") else "1"
         out[name] = (integer, units)
@@ -480,21 +473,12 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
     base = scheme_table.pop("base", None)
     if base not in SCHEMES:
         raise MemdriftError(f"scheme.base = {base!r} is unknown; allowed: {', '.join(SCHEMES)}")
-    model = SCHEME_MODEL[base]
-    if base == "write-verify":
-        # each device is programmed to every target once: a cycle count would be a second ensemble size
+    recipe = SWEEP_SCHEMES[base]
+    if recipe.one_cycle is not None:
+        # a cycle count would be a second, silently ignored, ensemble size
         if "cycles" in sweep:
-            raise MemdriftError(f"sweep.cycles = {sweep['cycles']!r} is not used by scheme 'write-verify' (each "
-                                "device is programmed to every level once); allowed: leave it out and size the "
-                                "ensemble with sweep.devices")
-        cycles = 1
-    elif model == "bulk4t":
-        # FFP runs one HRS -> LRS -> HRS cycle per device until the branch ends; a cycle
-        # count would be a second, silently ignored, ensemble size.
-        if "cycles" in sweep:
-            raise MemdriftError(f"sweep.cycles = {sweep['cycles']!r} is not used by scheme 'ffp' (one HRS -> LRS "
-                                "-> HRS cycle per device, events until the branch ends); allowed: leave it out "
-                                "and size the ensemble with sweep.devices")
+            raise MemdriftError(f"sweep.cycles = {sweep['cycles']!r} is not used by scheme {base!r} "
+                                f"({recipe.one_cycle}); allowed: leave it out and size the ensemble with sweep.devices")
         cycles = 1
     else:
         cycles = _number("sweep.cycles", sweep.get("cycles", 10), True)
@@ -502,15 +486,8 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
             raise MemdriftError(f"sweep.cycles = {cycles!r} is out of range; allowed: [2, {MAX_COUNT_OPTION}] "
                                 "(a state's cycle-to-cycle sigma needs two cycles)")
 
-    option_kinds = _scheme_option_kinds(base)
-    if base == "ramp":
-        defaults: dict[str, Any] = dict(pulses.PAPER_RAMP)
-    elif base == "ffp":
-        defaults = {k: d for k, (_, _, d) in FFP_OPTIONS.items() if d is not None}
-    elif base == "write-verify":
-        defaults = {k: d for k, (_, _, d) in WV_OPTIONS.items()}
-    else:
-        defaults = {}
+    option_kinds = recipe.option_kinds()
+    defaults = recipe.defaults()
     scheme_options: dict[str, Any] = {}
     for key, value in scheme_table.items():
         if key not in option_kinds:
@@ -529,21 +506,20 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
         if beside.exists():
             preset_name = str(beside)
     preset = load_preset(preset_name)
-    if preset.model != model:
+    model = preset.model
+    if base not in MODELS.get(model).sweep_schemes:
+        runs_on = " or ".join(repr(m) for m in MODELS.with_scheme(base))
         raise MemdriftError(f"device.preset = {preset_name!r} is a {preset.model!r} device; scheme {base!r} runs on "
-                            f"{model!r} devices; allowed: a {model!r} preset (schemes by model: "
-                            + ", ".join(f"{s} -> {m}" for s, m in SCHEME_MODEL.items()) + ")")
-    variable_fields = _variable_fields(model)
-    if model == "bulk4t":
-        # The initialisation targets come from the preset's calibration; they go into every
-        # point's task (and so its part key), so editing the preset's calibration invalidates parts.
-        for key in ("hrs_ohm", "lrs_ohm"):
-            if key not in scheme_options:
-                scheme_options[key] = float(preset.calibration.get(key, 880.0 if key == "hrs_ohm" else 740.0))
+                            f"{runs_on} devices; allowed: a {runs_on} preset (schemes by model: "
+                            + ", ".join(f"{s} -> {'/'.join(MODELS.with_scheme(s))}" for s in SCHEMES) + ")")
+    variable_fields = MODELS.get(model).params_type.variable_fields
+    if recipe.prepare is not None:
+        recipe.prepare(preset, scheme_options)
     field_units = preset.params.units()
     overrides: dict[str, float] = {}
     variation = dict(preset.params.variation)
-    grid_keys = {"grid"} if model == "bulk4t" else set()
+    # a square film may be sized by one cell count
+    grid_keys = {"grid"} if {"grid_x", "grid_y"} <= set(field_units) else set()
     for key, value in device.items():
         if key == "variation":
             if not isinstance(value, dict):
@@ -605,16 +581,15 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
     if unknown:
         raise MemdriftError(f"metrics.{unknown[0]} is unknown; allowed keys: {', '.join(sorted(_METRIC_KEYS))}")
     allowed_metrics = {**EXTRACTION_METRICS, **COST_METRICS, **ACCURACY_METRICS}
-    if model == "bulk4t":
-        allowed_metrics.update(FFP_METRICS)
-    store = metrics_table.get("store", list(DEFAULT_STORE[model]))
+    allowed_metrics.update(recipe.metrics)
+    store = metrics_table.get("store", list(MODELS.get(model).sweep_store))
     if not isinstance(store, list) or not all(isinstance(m, str) for m in store):
         raise MemdriftError(f"metrics.store = {store!r} has the wrong type; allowed: a list of metric names")
 
     allowed_text = f"{', '.join(allowed_metrics)}, nu_<n>_p|d, skipped_levels_<n>_potentiation|depression"
 
     def check_metric(where: str, m: str) -> str:
-        if m in FFP_METRICS and model != "bulk4t":
+        if m in FFP_METRICS and m not in recipe.metrics:
             raise MemdriftError(f"{where} = {m!r} is a metric of scheme 'ffp', not of {base!r}; allowed: "
                                 f"{allowed_text}")
         if m not in allowed_metrics:
@@ -626,7 +601,7 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
         return m
 
     metrics = [check_metric(f"metrics.store[{i}]", m) for i, m in enumerate(store)]
-    maximise = metrics_table.get("maximise", DEFAULT_MAXIMISE[model])
+    maximise = metrics_table.get("maximise", MODELS.get(model).sweep_maximise)
     if not isinstance(maximise, str):
         raise MemdriftError(f"metrics.maximise = {maximise!r} has the wrong type; allowed: one metric name")
     check_metric("metrics.maximise", maximise)
@@ -679,14 +654,6 @@ def point_memory_bytes(devices: int, cycles: int, scheme_run: Any) -> float:
     else:  # write-verify: at most max_pulses a target
         per_device = len(scheme_run.targets_s) * scheme_run.max_pulses
     return float(devices) * per_device * BYTES_PER_PULSE
-
-
-def _variable_fields(model: str) -> frozenset[str]:
-    if model == "bulk4t":
-        from memdrift.emulator.bulk4t import VARIABLE_FIELDS as BULK_VARIABLE_FIELDS
-
-        return BULK_VARIABLE_FIELDS
-    return VARIABLE_FIELDS
 
 
 def _accuracy_settings(table: Any, stored: Sequence[str]) -> dict[str, Any] | None:
@@ -822,7 +789,7 @@ def enumerate_points(spec: SweepSpec, *, runner: str | None = None) -> list[Poin
     """
     from memdrift.mapping.extract import SCHEMA
 
-    runner = runner or SCHEME_RUNNER.get(spec.scheme) or MODEL_RUNNER[spec.model]
+    runner = runner or default_runner(spec)
     base = spec.base_params.to_dict()
     points = []
     for index in itertools.product(*(range(len(a.values)) for a in spec.axes)):
@@ -839,7 +806,7 @@ def enumerate_points(spec: SweepSpec, *, runner: str | None = None) -> list[Poin
             else:
                 variation[axis.target] = float(value)
         seed = point_seed(spec.seed, {k: v for k, v in coords.items()
-                                      if not (spec.scheme == "ffp" and k in FFP_POSTPROCESS)})
+                                      if k not in SWEEP_SCHEMES[spec.scheme].seed_ignores})
         task = {"model": base["model"], "parameters": params, "variation": variation, "scheme": spec.scheme,
                 "scheme_options": options, "devices": spec.devices, "cycles": spec.cycles, "seed": seed,
                 "metrics": list(spec.metrics), "levels": _extraction_levels(spec, options),
@@ -855,18 +822,9 @@ def enumerate_points(spec: SweepSpec, *, runner: str | None = None) -> list[Poin
 def build_point(task: Mapping[str, Any]) -> tuple[Any, Any]:
     """(device parameters, scheme) of a task: a pulse train for the filament schemes, the engine's
     keyword arguments for ``ffp``; raises MemdriftError naming the option at fault."""
-    if task["scheme"] == "ffp":
-        from memdrift.emulator.bulk4t import Bulk4TParams
-
-        params = Bulk4TParams.from_dict({"model": task["model"], "parameters": task["parameters"],
-                                         "variation": task["variation"]})
-        return params, ffp_options(task["scheme_options"])
-    params = FilamentParams.from_dict({"model": task["model"], "parameters": task["parameters"],
-                                       "variation": task["variation"]})
-    if task["scheme"] == "write-verify":
-        return params, write_verify_scheme(task["scheme_options"])
-    train = SCHEME_BUILDERS[task["scheme"]](**task["scheme_options"])
-    return params, train
+    params = MODELS.get(task["model"]).params_type.from_dict(
+        {"model": task["model"], "parameters": task["parameters"], "variation": task["variation"]})
+    return params, SWEEP_SCHEMES[task["scheme"]].build(task["scheme_options"])
 
 
 def write_verify_scheme(options: Mapping[str, Any]) -> Any:
@@ -1137,43 +1095,123 @@ def compute_point(task: Mapping[str, Any], digital: bytes | None = None) -> dict
     params, scheme = build_point(task)
     run = _resolve_runner(task["runner"])
     wanted = task["metrics"]
-    notes = []
-    if task["scheme"] == "ffp":
-        try:
-            ds = run(params, "ffp-segmentation", devices=task["devices"], seed=task["seed"], threads=1, **scheme)
-        except MemdriftError as exc:
-            # A parameter set whose FFP run cannot be segmented (too few events) is a result, not a crash.
-            nan = {m: float("nan") for m in wanted}
-            return {"metrics": nan, "note": f"ffp run failed: {exc}", "seconds": time.perf_counter() - start}
-        costs = ffp_cost_metrics(ds, task["scheme_options"])
-        capped = int(np.sum(np.asarray(ds["events"].values) >= int(task["scheme_options"]["max_events"])))
-        if capped:
-            # The branch was cut, not finished: its events and costs are lower bounds.
-            notes.append(f"{capped} (device, branch) FFP runs stopped at max_events = "
-                         f"{task['scheme_options']['max_events']} before reaching LRS/HRS")
-    elif task["scheme"] == "write-verify":
-        ds = run(params, scheme, devices=task["devices"], seed=task["seed"], threads=1)
-        costs = write_verify_cost_metrics(ds)
-        unreached = float((ds["converged"].mean("device") < 0.8).sum())
-        if unreached:
-            notes.append(f"{unreached:.0f} of {ds.sizes['level']} levels reached by fewer than 80 % of devices "
-                         f"within max_pulses = {task['scheme_options']['max_pulses']}")
-    else:
-        ds = run(params, scheme, devices=task["devices"], cycles=task["cycles"], seed=task["seed"], threads=1)
-        costs = cost_metrics(ds, scheme)
+    notes: list[str] = []
+    kind = SWEEP_SCHEMES[task["scheme"]]
+    try:
+        ds, costs = kind.run(run, params, scheme, task, notes)
+    except PointFailed as exc:
+        return {"metrics": {m: float("nan") for m in wanted}, "note": str(exc),
+                "seconds": time.perf_counter() - start}
     needs_record = any(m not in COST_METRICS and m not in _FFP_DATASET_METRICS for m in wanted)
     record, failure = _record(ds, task["levels"]) if needs_record else (None, "")
     extracted, note = extract_metrics(ds, wanted, task["levels"], record=record, failure=failure)
     notes.append(note)
     values = {**extracted, **costs}
-    if task["scheme"] == "ffp":
-        values.update(ffp_metrics(ds, int(task["scheme_options"]["levels"]), record))
+    if kind.finish is not None:
+        values.update(kind.finish(ds, task, record))
     if any(m in ACCURACY_METRICS for m in wanted):
         acc, note = accuracy_metrics(record, task["accuracy"], digital)
         values.update(acc)
         notes.append(note)
     metrics = {m: values[m] for m in wanted}
     return {"metrics": metrics, "note": "; ".join(n for n in notes if n), "seconds": time.perf_counter() - start}
+
+
+# ----------------------------------------------------------------------------- schemes
+
+class PointFailed(Exception):
+    """A point whose run cannot give metrics: a result of the sweep (NaN metrics and this note), not a crash."""
+
+
+def _run_train(run: Callable[..., xr.Dataset], params: Any, train: Any, task: Mapping[str, Any],
+               notes: list[str]) -> tuple[xr.Dataset, dict[str, float]]:
+    ds = run(params, train, devices=task["devices"], cycles=task["cycles"], seed=task["seed"], threads=1)
+    return ds, cost_metrics(ds, train)
+
+
+def _run_ffp(run: Callable[..., xr.Dataset], params: Any, options: Mapping[str, Any], task: Mapping[str, Any],
+             notes: list[str]) -> tuple[xr.Dataset, dict[str, float]]:
+    try:
+        ds = run(params, "ffp-segmentation", devices=task["devices"], seed=task["seed"], threads=1, **options)
+    except MemdriftError as exc:
+        # A parameter set whose FFP run cannot be segmented (too few events) is a result, not a crash.
+        raise PointFailed(f"ffp run failed: {exc}") from None
+    costs = ffp_cost_metrics(ds, task["scheme_options"])
+    capped = int(np.sum(np.asarray(ds["events"].values) >= int(task["scheme_options"]["max_events"])))
+    if capped:
+        # The branch was cut, not finished: its events and costs are lower bounds.
+        notes.append(f"{capped} (device, branch) FFP runs stopped at max_events = "
+                     f"{task['scheme_options']['max_events']} before reaching LRS/HRS")
+    return ds, costs
+
+
+def _run_write_verify(run: Callable[..., xr.Dataset], params: Any, wv: Any, task: Mapping[str, Any],
+                      notes: list[str]) -> tuple[xr.Dataset, dict[str, float]]:
+    ds = run(params, wv, devices=task["devices"], seed=task["seed"], threads=1)
+    unreached = float((ds["converged"].mean("device") < 0.8).sum())
+    if unreached:
+        notes.append(f"{unreached:.0f} of {ds.sizes['level']} levels reached by fewer than 80 % of devices "
+                     f"within max_pulses = {task['scheme_options']['max_pulses']}")
+    return ds, write_verify_cost_metrics(ds)
+
+
+def _ffp_initial_targets(preset: Any, options: dict[str, Any]) -> None:
+    # The initialisation targets come from the preset's calibration; they go into every
+    # point's task (and so its part key), so editing the preset's calibration invalidates parts.
+    for key in ("hrs_ohm", "lrs_ohm"):
+        if key not in options:
+            options[key] = float(preset.calibration.get(key, 880.0 if key == "hrs_ohm" else 740.0))
+
+
+@dataclass(frozen=True)
+class SweepScheme:
+    """What a sweep needs of one scheme: its options (integer?, units), their defaults, how a point's
+    options become the engine's scheme, and how a point runs and is costed."""
+
+    option_kinds: Callable[[], dict[str, tuple[bool, str]]]
+    defaults: Callable[[], dict[str, Any]]
+    #: point options -> the scheme object the engine takes (checked; MemdriftError names the option)
+    build: Callable[[Mapping[str, Any]], Any]
+    #: (engine, params, scheme object, task, notes) -> (dataset, cost metrics); PointFailed for a result
+    #: without metrics
+    run: Callable[..., tuple[xr.Dataset, dict[str, float]]]
+    #: ``module:function`` of an engine of its own (a closed loop rather than a pulse train)
+    runner: str | None = None
+    #: why a point is one cycle per device (sweep.cycles refused); None: sweep.cycles counts
+    one_cycle: str | None = None
+    #: metrics only this scheme has
+    metrics: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    #: options that only post-process a run: points differing only in them share their seed
+    seed_ignores: frozenset[str] = frozenset()
+    #: completes the options from the preset (preset, options) before the points are laid out
+    prepare: Callable[[Any, dict[str, Any]], None] | None = None
+    #: (dataset, task, record) -> metrics read from the scheme's own dataset
+    finish: Callable[[xr.Dataset, Mapping[str, Any], Mapping[str, Any] | None], dict[str, float]] | None = None
+
+
+SWEEP_SCHEMES: dict[str, SweepScheme] = {
+    "ramp": SweepScheme(lambda: _builder_kinds(pulses.ramp), lambda: dict(pulses.PAPER_RAMP),
+                        lambda options: pulses.ramp(**options), _run_train),
+    "identical": SweepScheme(lambda: _builder_kinds(pulses.identical), dict,
+                             lambda options: pulses.identical(**options), _run_train),
+    "ffp": SweepScheme(lambda: _table_kinds(FFP_OPTIONS),
+                       lambda: {k: d for k, (_, _, d) in FFP_OPTIONS.items() if d is not None},
+                       lambda options: ffp_options(options), _run_ffp,
+                       one_cycle="one HRS -> LRS -> HRS cycle per device, events until the branch ends",
+                       metrics=FFP_METRICS, seed_ignores=FFP_POSTPROCESS, prepare=_ffp_initial_targets,
+                       finish=lambda ds, task, record: ffp_metrics(ds, int(task["scheme_options"]["levels"]),
+                                                                   record)),
+    "write-verify": SweepScheme(lambda: _table_kinds(WV_OPTIONS), lambda: {k: d for k, (_, _, d) in WV_OPTIONS.items()},
+                                lambda options: write_verify_scheme(options), _run_write_verify,
+                                runner="memdrift.emulator.write_verify:run_write_verify",
+                                one_cycle="each device is programmed to every level once"),
+}
+SCHEMES = tuple(SWEEP_SCHEMES)
+
+
+def default_runner(spec: SweepSpec) -> str:
+    """The engine of a spec's points: the scheme's own, else the model's, else its registry entry."""
+    return SWEEP_SCHEMES[spec.scheme].runner or MODELS.get(spec.model).sweep_runner or REGISTRY_RUNNER
 
 
 # ----------------------------------------------------------------------------- resume store
@@ -1322,7 +1360,7 @@ def _run_sweep(spec: SweepSpec, out_path: str | os.PathLike[str] | None, *, mode
         raise MemdriftError(f"mode = {mode!r} is unknown; allowed: local, scheduler, client, serial")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise MemdriftError(f"workers = {workers!r} is out of range; allowed: an integer >= 1")
-    runner = runner or SCHEME_RUNNER.get(spec.scheme) or MODEL_RUNNER[spec.model]
+    runner = runner or default_runner(spec)
     points = enumerate_points(spec, runner=runner)
     parts = parts_dir(out_path) if out_path is not None else None
     results: dict[tuple[int, ...], dict[str, float]] = {}

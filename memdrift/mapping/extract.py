@@ -64,6 +64,7 @@ import xarray as xr
 
 from memdrift.data.io import atomic_write_text
 from memdrift.errors import MemdriftError
+from memdrift.models import LAYOUT_PULSE, LAYOUT_WRITE_VERIFY, layout_of
 from memdrift.mapping import metrics
 from memdrift.mapping.measured import DEPRESSION, POTENTIATION, RETENTION, normalise_dataset
 
@@ -468,12 +469,12 @@ def extract_record(ds: xr.Dataset, *, levels=(32, 128, 512), r2_min: float = 0.9
     if not ds.chunks:
         # Not dask-backed: read a lazily opened file once, rather than once per selection below.
         ds = ds.load()
-    if ds.attrs.get("scheme") == "write-verify" and "conductance_final" in ds:
+    layout = layout_of(ds)
+    if layout == LAYOUT_WRITE_VERIFY:
         _write_verify_metrics(ds, record, notes)
         record["drift"] = _drift(ds, notes)
         return record
-    quantity = next((n for n in ("conductance", "resistance") if n in ds and "pulse" in ds[n].dims), None)
-    programming = quantity is not None and "temperature" not in ds[quantity].dims
+    programming = layout == LAYOUT_PULSE
     if programming:
         ds = normalise_dataset(ds)
         labels = np.asarray(ds["branch"].values).astype(str)

@@ -103,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
     preset = load_preset(args.device)
     scheme = args.scheme or preset.scheme
     model = MODELS.get(preset.model)
+    if args.backend not in model.backends:
+        raise MemdriftError(f"backend = {args.backend!r} is not available for model {model.name!r}; allowed: "
+                            f"{', '.join(model.backends)} (--backend {model.reference_backend})")
     streams = model.streams(scheme, args.backend)
     if args.chunk_devices is not None:
         check_range("chunk-devices", args.chunk_devices, 1, 10**9)

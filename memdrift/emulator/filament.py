@@ -125,6 +125,7 @@ COLUMNS = (
     "thermal_resistance_k_per_w", "thermal_time_constant_s", "ambient_temperature_k", "gap_min_m", "gap_max_m",
     "dissolution_frequency_hz", "dissolution_energy_ev", "max_gap_step_m", "max_substeps",
     "reset_field_enhancement_slope", "reset_field_enhancement_offset", "thermal_ceiling_k", "max_temperature_step_k",
+    "integration_tolerance",
 )
 COL = {name: i for i, name in enumerate(COLUMNS)}
 assert set(COLUMNS) <= {f.name for f in fields(FilamentParams)}
@@ -288,7 +289,9 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
     n = state.gap_m.size
     a = table[:, COL["hop_distance_m"]]
     m = table[:, COL["site_population"]]
-    cap = table[:, COL["max_gap_step_m"]]
+    # the sub-step bounds scale with the tolerance (the kernel scales them the same way on loading a batch)
+    tol = table[:, COL["integration_tolerance"]]
+    cap = table[:, COL["max_gap_step_m"]] * tol
     max_steps = table[:, COL["max_substeps"]]
     r_th = table[:, COL["thermal_resistance_k_per_w"]]
     tau = table[:, COL["thermal_time_constant_s"]]
@@ -296,7 +299,7 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
     g_min = table[:, COL["gap_min_m"]]
     g_max = table[:, COL["gap_max_m"]]
     ceiling = table[:, COL["thermal_ceiling_k"]]
-    dt_max = table[:, COL["max_temperature_step_k"]]
+    dt_max = table[:, COL["max_temperature_step_k"]] * tol
     if flags is None:
         flags = np.zeros(n, dtype=np.uint8)
     elapsed = np.zeros(n)

@@ -442,6 +442,9 @@ MD_CLONES void MD_W(memdrift_filament_batch)(ptrdiff_t first, int n_lanes, const
         int src = l < n_lanes ? l : n_lanes - 1;
         for (int c = 0; c < N_COLUMNS; ++c)
             B.p[c][l] = table[(ptrdiff_t)src * N_COLUMNS + c];
+        /* the sub-step bounds in use: the tolerance times the stated bounds (twin: filament.run_segment) */
+        B.p[C_CAP][l] *= B.p[C_TOL][l];
+        B.p[C_DTMAX][l] *= B.p[C_TOL][l];
         B.inv_v0[l] = 1.0 / B.p[C_V0][l];
         B.inv_g0[l] = 1.0 / B.p[C_G0][l];
         B.ln_i0[l] = md_log(B.p[C_I0][l]);

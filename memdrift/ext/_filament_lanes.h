@@ -35,6 +35,10 @@
  * while longer than this fraction of tau (filament.CEILING_BAND_K, CEILING_MIN_STEP) */
 #define MD_CEILING_BAND 1.0
 #define MD_CEILING_MIN_STEP 1e-9
+/* a located F_min crossing closer than this (m) to a sub-step's start is where the device is; secant
+ * iterations that refine a crossing (filament.EVENT_GAP_TOL_M, EVENT_SECANT_ITER) */
+#define MD_EVENT_GAP_TOL 1e-15
+#define MD_EVENT_SECANT_ITER 4
 /* |V| below which the cell solve is linear (filament.LINEAR_V) */
 #define MD_LINEAR_V 1e-100
 

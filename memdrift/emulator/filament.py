@@ -125,6 +125,7 @@ COLUMNS = (
     "thermal_resistance_k_per_w", "thermal_time_constant_s", "ambient_temperature_k", "gap_min_m", "gap_max_m",
     "dissolution_frequency_hz", "dissolution_energy_ev", "max_gap_step_m", "max_substeps",
     "reset_field_enhancement_slope", "reset_field_enhancement_offset", "thermal_ceiling_k", "max_temperature_step_k",
+    "integration_tolerance",
 )
 COL = {name: i for i, name in enumerate(COLUMNS)}
 assert set(COLUMNS) <= {f.name for f in fields(FilamentParams)}
@@ -142,6 +143,10 @@ CEILING_MIN_STEP = 1e-9
 LINEAR_V = 1e-100
 #: the warm start ln(I R_s / |V|) of a device that has not been solved yet: half the bias on R_s
 INITIAL_SHARE = float(np.log(0.5))
+#: a located F_min crossing closer than this (m) to a sub-step's start is where the device is
+EVENT_GAP_TOL_M = 1e-15
+#: secant iterations on |E(g)| - F_min (a cell solve each) that refine a crossing before a step is cut to it
+EVENT_SECANT_ITER = 4
 
 
 class DeviceState:
@@ -268,6 +273,15 @@ def hop_rates(cell_v: np.ndarray, gap_m: np.ndarray, temperature_k: np.ndarray,
     return base * tilt, base / tilt, dissolution
 
 
+def field_excess(cell_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """|E| − F_min (V/m) as :func:`hop_rates` forms E: the drive is on where it is >= 0."""
+    reset = cell_v < 0.0
+    beta = table[:, COL["field_enhancement_slope"]] + np.where(reset, table[:, COL["reset_field_enhancement_slope"]], 0.0)
+    gamma0 = table[:, COL["field_enhancement"]] + np.where(reset, table[:, COL["reset_field_enhancement_offset"]], 0.0)
+    gamma = np.maximum(gamma0 - beta * (gap_m / 1e-9) ** table[:, COL["field_enhancement_power"]], 0.0)
+    return np.abs(gamma * cell_v / table[:, COL["oxide_thickness_m"]]) - table[:, COL["min_field_v_per_m"]]
+
+
 def read_conductance(voltage_v: float, state: DeviceState, table: np.ndarray) -> np.ndarray:
     """Conductance I/V seen by the instrument at ``voltage_v`` (series resistance included); NaN
     where the solve failed."""
@@ -288,7 +302,9 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
     n = state.gap_m.size
     a = table[:, COL["hop_distance_m"]]
     m = table[:, COL["site_population"]]
-    cap = table[:, COL["max_gap_step_m"]]
+    # the sub-step bounds scale with the tolerance (the kernel scales them the same way on loading a batch)
+    tol = table[:, COL["integration_tolerance"]]
+    cap = table[:, COL["max_gap_step_m"]] * tol
     max_steps = table[:, COL["max_substeps"]]
     r_th = table[:, COL["thermal_resistance_k_per_w"]]
     tau = table[:, COL["thermal_time_constant_s"]]
@@ -296,12 +312,15 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
     g_min = table[:, COL["gap_min_m"]]
     g_max = table[:, COL["gap_max_m"]]
     ceiling = table[:, COL["thermal_ceiling_k"]]
-    dt_max = table[:, COL["max_temperature_step_k"]]
+    dt_max = table[:, COL["max_temperature_step_k"]] * tol
     if flags is None:
         flags = np.zeros(n, dtype=np.uint8)
     elapsed = np.zeros(n)
     steps = np.zeros(n)
     h_lim = np.full(n, np.inf)
+    # the F_min crossing a sub-step was cut to end at (NaN: none pending)
+    g_event = np.full(n, np.nan)
+    f_min = table[:, COL["min_field_v_per_m"]]
     peak = state.temperature_k.copy()
     energy = np.zeros(n)
     volts = np.full(n, float(voltage_v))
@@ -351,7 +370,8 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
         decay_half = np.where((ti > 0.0) & (0.5 * dt < 750.0 * safe_tau), np.exp(-0.5 * dt / safe_tau), 0.0)
         with np.errstate(over="ignore", invalid="ignore"):
             r_fwd, r_bwd, r_dis = hop_rates(vc, gap, t_ss + (temp - t_ss) * decay_half, tb)
-            g_mid = np.clip(gap + 0.5 * dt * ai * (r_bwd + r_dis - r_fwd), g_min[idx], g_max[idx])
+            drift_start = ai * (r_bwd + r_dis - r_fwd)
+            g_mid = np.clip(gap + 0.5 * dt * drift_start, g_min[idx], g_max[idx])
         # the midpoint solve starts from the first solve moved along its slope
         share_mid = share[idx] + slope * np.where(np.isfinite(g_mid), g_mid - gap, 0.0)
         vc_mid, current, _, _, bad = cell_solve(volts[idx], np.nan_to_num(g_mid), tb, share_mid)
@@ -361,14 +381,47 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
             r_fwd, r_bwd, r_dis = hop_rates(vc_mid, g_mid, t_ss + (temp - t_ss) * decay_half, tb)
             temp_new = t_ss + (temp - t_ss) * decay_half * decay_half
             mean_fwd, mean_bwd, mean_dis = mi * r_fwd * dt, mi * r_bwd * dt, mi * r_dis * dt
+            # F_min event: the secant through |E| - F_min at the start and the midpoint, in units of the
+            # half-step's mean gap change, meets zero at s; s in [0, 2) is a crossing within the step
+            phi0 = field_excess(vc, gap, tb)
+            phim = field_excess(vc_mid, g_mid, tb)
+            s_cross = phi0 / np.where(phi0 != phim, phi0 - phim, 1.0)
+            crossing = ((volts[idx] != 0.0) & (f_min[idx] > 0.0) & (phi0 != phim) & (s_cross >= 0.0)
+                        & (s_cross < 2.0) & np.isfinite(g_mid))
+            g_star = np.clip(gap + s_cross * (g_mid - gap), g_min[idx], g_max[idx])
+            near = np.abs(g_star - gap) <= EVENT_GAP_TOL_M
+            # drift towards the threshold from both sides (sliding): the device holds there
+            hold = crossing & near & (drift_start * ai * (r_bwd + r_dis - r_fwd) < 0.0)
+            g_cut = g_event[idx]
+            pending = np.isfinite(g_cut) & (dt == h_lim[idx])
+            cut = crossing & ~near & ~pending
+            if cut.any():
+                # the secant on |E(g)| - F_min alone (the cell solved at each estimate) from the start
+                g_a, phi_a, g_b = gap, phi0, g_star
+                for _ in range(EVENT_SECANT_ITER):
+                    vc_b, _, _, _, bad_b = cell_solve(volts[idx], g_b, tb, share[idx].copy())
+                    phi_b = field_excess(vc_b, g_b, tb)
+                    den = phi_b - phi_a
+                    ok = cut & ~bad_b & (den != 0.0) & np.isfinite(phi_b)
+                    g_n = np.clip(g_b - phi_b * (g_b - g_a) / np.where(ok, den, 1.0), g_min[idx], g_max[idx])
+                    g_a, phi_a, g_b = g_b, phi_b, np.where(ok, g_n, g_b)
+                g_star = np.where(cut, g_b, g_star)
+                # the time the mean drift takes to get there
+                s_cross = np.where(cut, (g_star - gap) / np.where(g_mid != gap, g_mid - gap, 1.0), s_cross)
+                cut = cut & (s_cross > 0.0) & (s_cross < 2.0)
             total = mean_fwd + mean_bwd + mean_dis
         overflow = ~(total <= np.finfo(float).max)
         hot_end = ~(temp_new <= ci)
         # past the ceiling (the midpoint power exceeded the first estimate): again at half the step
         retry = (fail == 0) & ~overflow & hot_end & (ti > 0.0) & ~last & (dt > CEILING_MIN_STEP * ti)
         h_lim[idx] = np.where(retry, 0.5 * dt, np.inf)
+        # a step heading past the threshold is taken again, ending where the secant meets it
+        cut = cut & (fail == 0) & ~retry & ~overflow & ~last
+        h_lim[idx] = np.where(cut, 0.5 * s_cross * dt, h_lim[idx])
+        g_event[idx] = np.where(cut, g_star, np.nan)
         fail = np.where(fail == 0, np.where(overflow, RATE_OVERFLOW, np.where(hot_end & ~retry, THERMAL_CEILING, 0)),
                         fail).astype(np.uint8)
+        retry = retry | cut
         go = (fail == 0) & ~retry
         if rng is None:
             n_fwd, n_bwd, n_dis = mean_fwd, mean_bwd, mean_dis
@@ -378,8 +431,13 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
             n_bwd[go] = rng.poisson(mean_bwd[go])
             n_dis[go] = rng.poisson(mean_dis[go])
         gi = idx[go]
-        state.gap_m[gi] = np.clip(gap[go] + (ai[go] / mi[go]) * (n_bwd[go] + n_dis[go] - n_fwd[go]),
-                                  g_min[gi], g_max[gi])
+        # the cut step ends at the located crossing (plus its hops' deviation from their means); a held
+        # device stays at the threshold, refined to the secant's estimate of it
+        noise_dev = (n_bwd + n_dis - n_fwd) - (mean_bwd + mean_dis - mean_fwd)
+        mean_end = np.where(pending, g_cut - gap, (mean_bwd + mean_dis - mean_fwd))
+        step_m = np.where(pending, mean_end + (ai / mi) * noise_dev, (ai / mi) * (n_bwd + n_dis - n_fwd))
+        step_m = np.where(hold & ~pending, g_star - gap, step_m)
+        state.gap_m[gi] = np.clip(gap[go] + step_m[go], g_min[gi], g_max[gi])
         state.temperature_k[gi] = temp_new[go]
         peak[gi] = np.maximum(peak[gi], temp_new[go])
         energy[gi] += np.abs(volts[gi] * current[go]) * dt[go]

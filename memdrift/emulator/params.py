@@ -139,6 +139,9 @@ class FilamentParams(ModelParams):
         3031.0, "K", 300.0, 1e4, "filament temperature that ends a pulse, flagged (HfO2 melts at 3,031 K)")
     max_temperature_step_k: float = quantity(
         10.0, "K", 0.0, 1e4, "largest filament temperature change in one sub-step", low_open=True)
+    integration_tolerance: float = quantity(
+        0.5, "1", 0.0, 16.0, "factor on max_gap_step_m and max_temperature_step_k: the sub-step bounds used",
+        low_open=True)
     variation: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -35,6 +35,10 @@
  * while longer than this fraction of tau (filament.CEILING_BAND_K, CEILING_MIN_STEP) */
 #define MD_CEILING_BAND 1.0
 #define MD_CEILING_MIN_STEP 1e-9
+/* a located F_min crossing closer than this (m) to a sub-step's start is where the device is; secant
+ * iterations that refine a crossing (filament.EVENT_GAP_TOL_M, EVENT_SECANT_ITER) */
+#define MD_EVENT_GAP_TOL 1e-15
+#define MD_EVENT_SECANT_ITER 4
 /* |V| below which the cell solve is linear (filament.LINEAR_V) */
 #define MD_LINEAR_V 1e-100
 
@@ -50,7 +54,7 @@
 enum {
     C_A = 0, C_NU0, C_EA, C_Z, C_TOX, C_GAMMA0, C_BETA, C_ALPHA, C_FMIN, C_M, C_I0, C_G0, C_V0, C_RS,
     C_RTH, C_TAU, C_T0, C_GMIN, C_GMAX, C_NUR, C_EAR, C_CAP, C_MAXSTEPS, C_BETA_R, C_GAMMA0_R, C_TCEIL,
-    C_DTMAX, N_COLUMNS
+    C_DTMAX, C_TOL, N_COLUMNS
 };
 
 enum { K_PULSE = 0, K_IDLE = 1, K_READ = 2 };

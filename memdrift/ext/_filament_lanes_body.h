@@ -241,7 +241,7 @@ MD_INLINE void MD_W(md_rates)(const MD_W(md_batch) *B, int biased, const double 
 MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration, double *lnshare, int noise,
                           md_hops_fn hops, double *peak, double *energy, double *first_current, int64_t *first_bad)
 {
-    double elapsed[MD_LANES], steps[MD_LANES], h_lim[MD_LANES];
+    double elapsed[MD_LANES], steps[MD_LANES], h_lim[MD_LANES], g_event[MD_LANES];
     int64_t active[MD_LANES];
     const int biased = volts != 0.0, reset = volts < 0.0;
     const double *a = B->p[C_A], *m = B->p[C_M], *cap = B->p[C_CAP], *tau = B->p[C_TAU];
@@ -253,6 +253,7 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
         elapsed[l] = 0.0;
         steps[l] = 0.0;
         h_lim[l] = INFINITY;
+        g_event[l] = NAN;
         active[l] = B->valid[l];
     }
     if (duration <= 0.0)
@@ -290,6 +291,9 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
         else
             LANES gamma[l] = 0.0;
         MD_W(md_rates)(B, biased, vc, gamma, hot, fwd, bwd, dis);
+        /* |E| - F_min at the start, for the F_min event (twin: filament.field_excess) */
+        double phi0[MD_LANES], drift0[MD_LANES];
+        LANES phi0[l] = fabs(gamma[l] * vc[l] / B->p[C_TOX][l]) - B->p[C_FMIN][l];
         LANES {
             double drift = a[l] * fabs(bwd[l] + dis[l] - fwd[l]);
             double spread = a[l] * a[l] * (fwd[l] + bwd[l] + dis[l]) / m[l];
@@ -348,7 +352,8 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
          * exactly towards the steady state */
         MD_W(md_rates)(B, biased, vc, gamma, temp_mid, fwd, bwd, dis);
         LANES {
-            double g = B->gap[l] + 0.5 * dt[l] * a[l] * (bwd[l] + dis[l] - fwd[l]);
+            drift0[l] = a[l] * (bwd[l] + dis[l] - fwd[l]);
+            double g = B->gap[l] + 0.5 * dt[l] * drift0[l];
             g = g > gmin[l] ? g : gmin[l];
             g_mid[l] = g < gmax[l] ? g : gmax[l];
             /* the midpoint solve starts from the first solve moved along its slope */
@@ -366,6 +371,63 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
             MD_W(md_enhancement)(B, g_mid, reset, gamma);
         MD_W(md_rates)(B, biased, vc, gamma, temp_mid, fwd, bwd, dis);
         double n_fwd[MD_LANES], n_bwd[MD_LANES], n_dis[MD_LANES], temp_new[MD_LANES];
+        /* F_min event: the secant through |E| - F_min at the start and the midpoint, in units of the
+         * half-step's mean gap change, meets zero at s; s in [0, 2) is a crossing within the step. A
+         * crossing at the start with the drift towards it from both sides (sliding) holds the device
+         * there; one further on cuts the step to end at it, located by a secant on |E(g)| - F_min */
+        double s_cross[MD_LANES], g_star[MD_LANES], g_cut[MD_LANES];
+        int64_t cut[MD_LANES], hold[MD_LANES], pending[MD_LANES], any_cut = 0;
+        LANES {
+            double phim = fabs(gamma[l] * vc[l] / B->p[C_TOX][l]) - B->p[C_FMIN][l];
+            double den = phi0[l] != phim ? phi0[l] - phim : 1.0;
+            double sc = phi0[l] / den;
+            int64_t crossing = biased & (B->p[C_FMIN][l] > 0.0) & (phi0[l] != phim) & (sc >= 0.0) & (sc < 2.0) &
+                               (fabs(g_mid[l]) <= DBL_MAX);
+            double gs = B->gap[l] + sc * (g_mid[l] - B->gap[l]);
+            gs = gs > gmin[l] ? gs : gmin[l];
+            gs = gs < gmax[l] ? gs : gmax[l];
+            int64_t near = fabs(gs - B->gap[l]) <= MD_EVENT_GAP_TOL;
+            hold[l] = crossing & near & (drift0[l] * (a[l] * (bwd[l] + dis[l] - fwd[l])) < 0.0);
+            g_cut[l] = g_event[l];
+            pending[l] = (g_cut[l] == g_cut[l]) & (dt[l] == h_lim[l]);
+            cut[l] = active[l] & crossing & !near & !pending[l];
+            any_cut |= cut[l];
+            s_cross[l] = sc;
+            g_star[l] = gs;
+        }
+        if (any_cut) {
+            double g_a[MD_LANES], phi_a[MD_LANES], g_b[MD_LANES], vc_b[MD_LANES], cur_b[MD_LANES], ls[MD_LANES];
+            double gam_b[MD_LANES];
+            int64_t bad_b[MD_LANES];
+            LANES {
+                g_a[l] = B->gap[l];
+                phi_a[l] = phi0[l];
+                g_b[l] = g_star[l];
+            }
+            for (int it = 0; it < MD_EVENT_SECANT_ITER; ++it) {
+                LANES ls[l] = lnshare[l];
+                MD_W(md_solve_cell)(B, volts, g_b, ls, cut, vc_b, cur_b, NULL, bad_b);
+                MD_W(md_enhancement)(B, g_b, reset, gam_b);
+                LANES {
+                    double phi_b = fabs(gam_b[l] * vc_b[l] / B->p[C_TOX][l]) - B->p[C_FMIN][l];
+                    double den = phi_b - phi_a[l];
+                    int64_t ok = cut[l] & !bad_b[l] & (den != 0.0) & (fabs(phi_b) <= DBL_MAX);
+                    double gn = g_b[l] - phi_b * (g_b[l] - g_a[l]) / (ok ? den : 1.0);
+                    gn = gn > gmin[l] ? gn : gmin[l];
+                    gn = gn < gmax[l] ? gn : gmax[l];
+                    g_a[l] = g_b[l];
+                    phi_a[l] = phi_b;
+                    g_b[l] = ok ? gn : g_b[l];
+                }
+            }
+            LANES {
+                g_star[l] = cut[l] ? g_b[l] : g_star[l];
+                /* the time the mean drift takes to get there */
+                double dg = g_mid[l] != B->gap[l] ? g_mid[l] - B->gap[l] : 1.0;
+                s_cross[l] = cut[l] ? (g_star[l] - B->gap[l]) / dg : s_cross[l];
+                cut[l] = cut[l] & (s_cross[l] > 0.0) & (s_cross[l] < 2.0);
+            }
+        }
         LANES {
             n_fwd[l] = m[l] * fwd[l] * dt[l];
             n_bwd[l] = m[l] * bwd[l] * dt[l];
@@ -381,8 +443,15 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
                        (dt[l] > MD_CEILING_MIN_STEP * tau[l]);
             h_lim[l] = retry[l] ? 0.5 * dt[l] : INFINITY;
             fail[l] = fail[l] ? fail[l] : (overflow ? MD_FLAG_RATES : (hot_end & !retry[l] ? MD_FLAG_CEILING : 0));
+            /* a step heading past the threshold is taken again, ending where the secant meets it */
+            cut[l] = cut[l] & active[l] & (fail[l] == 0) & !retry[l] & !last[l];
+            h_lim[l] = cut[l] ? 0.5 * s_cross[l] * dt[l] : h_lim[l];
+            g_event[l] = cut[l] ? g_star[l] : NAN;
+            retry[l] = retry[l] | cut[l];
             go[l] = active[l] & (fail[l] == 0) & !retry[l];
         }
+        double mean_net[MD_LANES];
+        LANES mean_net[l] = n_bwd[l] + n_dis[l] - n_fwd[l];
         if (noise) {
             /* hop counts from each device's own stream, in the order the scalar kernel drew them */
             for (int l = 0; l < MD_LANES; ++l) {
@@ -394,7 +463,13 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
             }
         }
         LANES {
-            double g = B->gap[l] + (a[l] / m[l]) * (n_bwd[l] + n_dis[l] - n_fwd[l]);
+            /* the cut step ends at the located crossing (plus its hops' deviation from their means); a
+             * held device stays at the threshold, refined to the secant's estimate of it */
+            double net = n_bwd[l] + n_dis[l] - n_fwd[l];
+            double step_m = pending[l] ? (g_cut[l] - B->gap[l]) + (a[l] / m[l]) * (net - mean_net[l])
+                                       : (a[l] / m[l]) * net;
+            step_m = hold[l] & !pending[l] ? g_star[l] - B->gap[l] : step_m;
+            double g = B->gap[l] + step_m;
             g = g > gmin[l] ? g : gmin[l];
             g = g < gmax[l] ? g : gmax[l];
             double el = elapsed[l] + dt[l];
@@ -442,6 +517,9 @@ MD_CLONES void MD_W(memdrift_filament_batch)(ptrdiff_t first, int n_lanes, const
         int src = l < n_lanes ? l : n_lanes - 1;
         for (int c = 0; c < N_COLUMNS; ++c)
             B.p[c][l] = table[(ptrdiff_t)src * N_COLUMNS + c];
+        /* the sub-step bounds in use: the tolerance times the stated bounds (twin: filament.run_segment) */
+        B.p[C_CAP][l] *= B.p[C_TOL][l];
+        B.p[C_DTMAX][l] *= B.p[C_TOL][l];
         B.inv_v0[l] = 1.0 / B.p[C_V0][l];
         B.inv_g0[l] = 1.0 / B.p[C_G0][l];
         B.ln_i0[l] = md_log(B.p[C_I0][l]);

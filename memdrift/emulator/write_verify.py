@@ -95,8 +95,9 @@ def _segments(amplitude_v: float, scheme: WriteVerify) -> np.ndarray:
 class _Ensemble:
     """Device states of one backend, advanced a verify round at a time on a subset of devices."""
 
-    def __init__(self, params: FilamentParams, devices: int, seed: int, threads: int, backend: str, noise: bool):
-        self.keys = device_keys(seed, devices)
+    def __init__(self, params: FilamentParams, devices: int, seed: int, threads: int, backend: str, noise: bool,
+                 first_device: int = 0):
+        self.keys = device_keys(seed, devices, first_device)
         self.table, gap0 = parameter_table(params, self.keys)
         temperature0 = self.table[:, filament.COL["ambient_temperature_k"]].copy()
         self.backend, self.noise, self.threads = backend, bool(noise), int(threads)
@@ -126,6 +127,97 @@ class _Ensemble:
         self.ref.write_share[idx], self.ref.read_share[idx] = sub.write_share, sub.read_share
         return conductance[:, 0], energy[:, 0]
 
+    def set_ambient(self, temperature_k: float) -> None:
+        """Put every device at ambient ``temperature_k`` (K), in thermal equilibrium with it."""
+        self.table[:, filament.COL["ambient_temperature_k"]] = float(temperature_k)
+        if self.backend == "compiled":
+            self.state[:, 1] = float(temperature_k)
+        else:
+            self.ref.temperature_k[:] = float(temperature_k)
+
+    def copy(self) -> _Ensemble:
+        """An independent copy of the devices (state, parameters, stream positions)."""
+        import copy as _copy
+
+        return _copy.deepcopy(self)
+
+
+def _verify_loop(ens: _Ensemble, target_s: np.ndarray, scheme: WriteVerify,
+                 trace: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Write-verify every device of ``ens`` to its own ``target_s`` from wherever it is.
+
+    Returns the last read (S), the write pulses used and their summed energy (J) per device;
+    ``trace`` (conductance, amplitude, energy over (device, attempt)) receives each attempt.
+    """
+    n = target_s.size
+    everyone = np.arange(n)
+    g, _ = ens.round(everyone, _segments(0.0, scheme))          # the verify read before any pulse
+    polarity_last = np.zeros(n)
+    run = np.zeros(n)
+    pulses = np.zeros(n, dtype=np.int64)
+    energy_j = np.zeros(n)
+    for attempt in range(int(scheme.max_pulses)):
+        low, high = g < target_s * (1.0 - scheme.tolerance), g > target_s * (1.0 + scheme.tolerance)
+        active = low | high
+        if not active.any():
+            break
+        polarity = np.where(low, 1.0, -1.0)
+        # ISPP: the amplitude climbs while the polarity repeats and starts again when it flips
+        run = np.where(polarity == polarity_last, run + 1.0, 0.0)
+        polarity_last = np.where(active, polarity, polarity_last)
+        volts = scheme.amplitude(polarity, run)
+        for v in np.unique(volts[active]):
+            idx = everyone[active & (volts == v)]
+            g_new, e_new = ens.round(idx, _segments(float(v), scheme))
+            g[idx] = g_new
+            if trace is not None:
+                trace[0][idx, attempt], trace[1][idx, attempt], trace[2][idx, attempt] = g_new, v, e_new
+            energy_j[idx] += e_new
+            pulses[idx] += 1
+    return g, pulses, energy_j
+
+
+def program_to_targets(params: FilamentParams, target_s: np.ndarray, scheme: WriteVerify | None = None, *,
+                       seed: int = 0, first_device: int = 0, threads: int = 1, backend: Backend = "compiled",
+                       noise: bool = True, ambient_k: float | None = None) -> dict[str, np.ndarray]:
+    """Write-verify each device from reset to its own target conductance (``target_s``, S, one per device).
+
+    Devices are ``first_device … first_device + len(target_s) − 1`` of the seed's ensemble (their own
+    device-to-device parameters and random streams), so an ensemble programmed in chunks gives the
+    same per-device results as programmed whole. ``scheme.targets_s`` is not used; its band, ramps and
+    pulse budget are. Returns per device ``conductance_s`` (last read), ``pulses``, ``energy_j`` (write
+    pulses), ``time_s`` (pulses, gaps and reads, the first read included) and ``converged`` (in band),
+    plus ``ensemble``: the devices' state, for aging them afterwards (:func:`age_ensemble`).
+    """
+    target_s = np.asarray(target_s, dtype=np.float64).ravel()
+    _check_ensemble(max(target_s.size, 1), 1, seed, threads, backend)
+    if not np.all((target_s > 0.0) & (target_s <= 1.0)):
+        raise MemdriftError("target_s holds values outside (0, 1] S; allowed: conductances in (0, 1] S")
+    scheme = (scheme or WriteVerify()).checked()
+    ens = _Ensemble(params, target_s.size, int(seed), threads, backend, noise, int(first_device))
+    if ambient_k is not None:
+        ens.set_ambient(ambient_k)
+    g, pulses, energy_j = _verify_loop(ens, target_s, scheme)
+    round_s = scheme.width_s + scheme.read_gap_s + scheme.read_width_s
+    return {"conductance_s": g, "pulses": pulses, "energy_j": energy_j,
+            "time_s": scheme.read_width_s + pulses * round_s,
+            "converged": np.abs(g - target_s) <= scheme.tolerance * target_s, "ensemble": ens}
+
+
+def age_ensemble(ens: _Ensemble, duration_s: float, temperature_k: float, read_voltage_v: float = -0.1,
+                 read_width_s: float = 30e-6) -> np.ndarray:
+    """Hold every device of ``ens`` at zero bias for ``duration_s`` at ``temperature_k``, then read it (S).
+
+    The relaxation is the kernel's own zero-bias physics (field-free hopping and dissolution at the
+    ambient temperature), each device on its own random stream.
+    """
+    ens.set_ambient(temperature_k)
+    segments = np.array([(0.0, 0.0, filament.PULSE), (0.0, float(duration_s), filament.IDLE),
+                         (read_voltage_v, read_width_s, filament.READ)], dtype=np.float64)
+    g, _ = ens.round(np.arange(ens.keys.size), segments)
+    return g
+
 
 def run_write_verify(params: FilamentParams, scheme: WriteVerify, *, devices: int, seed: int = 0, threads: int = 1,
                      backend: Backend = "compiled", noise: bool = True, preset: str = "custom") -> xr.Dataset:
@@ -149,26 +241,9 @@ def run_write_verify(params: FilamentParams, scheme: WriteVerify, *, devices: in
     read_s = scheme.read_width_s
     round_s = scheme.width_s + scheme.read_gap_s + scheme.read_width_s
     for lev, target in enumerate(scheme.targets_s):
-        g, _ = ens.round(everyone, _segments(0.0, scheme))          # the verify read before any pulse
-        polarity_last = np.zeros(int(devices))
-        run = np.zeros(int(devices))
-        for attempt in range(n_att):
-            low, high = g < target * (1.0 - scheme.tolerance), g > target * (1.0 + scheme.tolerance)
-            active = low | high
-            if not active.any():
-                break
-            polarity = np.where(low, 1.0, -1.0)
-            # ISPP: the amplitude climbs while the polarity repeats and starts again when it flips
-            run = np.where(polarity == polarity_last, run + 1.0, 0.0)
-            polarity_last = np.where(active, polarity, polarity_last)
-            volts = scheme.amplitude(polarity, run)
-            for v in np.unique(volts[active]):
-                idx = everyone[active & (volts == v)]
-                g_new, e_new = ens.round(idx, _segments(float(v), scheme))
-                g[idx] = g_new
-                conductance[idx, lev, attempt], amplitude[idx, lev, attempt] = g_new, v
-                energy[idx, lev, attempt] = e_new
-                pulses[idx, lev] += 1
+        trace = (conductance[:, lev], amplitude[:, lev], energy[:, lev])
+        g, n_pulses, _ = _verify_loop(ens, np.full(int(devices), target), scheme, trace)
+        pulses[:, lev] = n_pulses
         final[:, lev] = g
         converged[:, lev] = np.abs(g - target) <= scheme.tolerance * target
     program_energy = np.nansum(energy, axis=2)

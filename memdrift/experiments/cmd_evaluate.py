@@ -51,6 +51,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--progress", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
     p.add_argument("--quiet", action="store_true", help="no epoch progress bars")
+    g = p.add_argument_group("physics in the loop (--program physics)")
+    g.add_argument("--program", default="record", choices=("record", "physics"),
+                   help="record: weights drawn from the record's statistics (the studies); physics: every weight "
+                        "programmed on its own emulated device pair, aged, and compared with the record route")
+    g.add_argument("--scheme", default="pulse-count", choices=("pulse-count", "write-verify"),
+                   help="physics programming: open-loop ramp pulse count from the preset's linear fit, or ISPP "
+                        "write-verify to a band")
+    g.add_argument("--preset", default="hfoxsy-hfs2", help="filament preset (name or .toml) the devices are emulated "
+                   "from (default hfoxsy-hfs2)")
+    g.add_argument("--age", action="append", default=[], metavar="T",
+                   help="aging time after programming, repeatable: a number with unit s, min, h, d, w, y (e.g. 1d)")
+    g.add_argument("--age-temperature", action="append", type=float, default=[], metavar="K",
+                   help="aging temperature (K), repeatable (default 300)")
+    g.add_argument("--emulator-threads", type=int, default=1, help="threads of the compiled emulator kernels")
+    g.add_argument("--chunk-devices", type=int, default=None, help="devices emulated together (default 65536)")
     p.set_defaults(func=run)
 
 
@@ -101,19 +116,53 @@ def run(args: argparse.Namespace) -> int:
     # validate the record before the (long) training starts
     aihwkit_bridge.describe(record)
     evaluate.check_study_inputs(args.study, record)
+    physics = _physics_inputs(args) if args.program == "physics" else None
     data = datasets.load(args.dataset, args.data_dir).subset(args.train_samples, args.test_samples)
-    ds = evaluate.run_study(args.study, record, args.network, data, settings)
+    if physics is None:
+        ds = evaluate.run_study(args.study, record, args.network, data, settings)
+        table, plot = evaluate.table, evaluate.plot
+    else:
+        import time
+
+        from memdrift.experiments import evaluate_physics
+
+        t0 = time.perf_counter()
+        ds = evaluate_physics.study_physics(record, args.network, data, settings, **physics)
+        ds.attrs["wall_time_s"] = time.perf_counter() - t0
+        table, plot = evaluate_physics.table, evaluate_physics.plot
     ds.attrs["record_file"] = str(Path(args.record).resolve())
-    print(evaluate.table(ds))
+    print(table(ds))
     if args.output:
         write_dataset(ds, args.output)
         png = args.plot or str(Path(args.output).with_suffix(".png"))
-        evaluate.plot(ds, png)
+        plot(ds, png)
         print(f"wrote {args.output} and {png}")
     elif args.plot:
-        evaluate.plot(ds, args.plot)
+        plot(ds, args.plot)
         print(f"wrote {args.plot}")
     return 0
+
+
+def _physics_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """The physics route's arguments, checked before any training."""
+    from memdrift.emulator.params import load_preset
+    from memdrift.errors import MemdriftError, check_range
+    from memdrift.experiments.evaluate_physics import parse_duration
+
+    if args.study != "accuracy":
+        raise MemdriftError(f"--program physics runs its own study; --study {args.study} is not allowed with it "
+                            "(allowed: the default, accuracy)")
+    preset = load_preset(args.preset)
+    if preset.model != "filament":
+        raise MemdriftError(f"--program physics needs a filament preset; {args.preset!r} is a {preset.model} model "
+                            "(film levels through a pool are not implemented)")
+    check_range("emulator-threads", args.emulator_threads, 1, 1024)
+    if args.chunk_devices is not None:
+        check_range("chunk-devices", args.chunk_devices, 1, 1 << 30)
+    temps = [check_range("age-temperature", t, 1.0, 2000.0, unit="K") for t in args.age_temperature] or [300.0]
+    return {"params": preset.params, "preset": preset.name, "scheme": args.scheme,
+            "ages_s": [parse_duration(a) for a in args.age], "temperatures_k": temps,
+            "threads": args.emulator_threads, "chunk_devices": args.chunk_devices}
 
 
 def _weight_range(args: argparse.Namespace) -> float | str:

@@ -106,8 +106,10 @@ class Registry(Mapping[str, DeviceModel]):
         if not self._loaded:
             self._loaded = True
             # the built-in models register themselves on import, the filament first
-            import memdrift.emulator.model_filament
-            import memdrift.emulator.model_bulk4t  # noqa: F401
+            import importlib
+
+            for module in ("memdrift.emulator.model_filament", "memdrift.emulator.model_bulk4t"):
+                importlib.import_module(module)
 
     def register(self, model: DeviceModel | type[DeviceModel], *, replace: bool = False) -> DeviceModel:
         """Add ``model`` (an instance or a class with a no-argument constructor) under its name,
@@ -181,5 +183,17 @@ def layout_of(ds: xr.Dataset) -> str:
     return LAYOUT_OTHER
 
 
-__all__ = ["DeviceModel", "LAYOUTS", "LAYOUT_OTHER", "LAYOUT_PULSE", "LAYOUT_WRITE_VERIFY", "MODELS", "Registry",
-           "get", "layout_of", "register", "run_registered", "unregister"]
+__all__ = [
+    "LAYOUTS",
+    "LAYOUT_OTHER",
+    "LAYOUT_PULSE",
+    "LAYOUT_WRITE_VERIFY",
+    "MODELS",
+    "DeviceModel",
+    "Registry",
+    "get",
+    "layout_of",
+    "register",
+    "run_registered",
+    "unregister",
+]

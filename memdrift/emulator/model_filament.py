@@ -37,8 +37,9 @@ class FilamentModel(DeviceModel):
             threads: int = 1, backend: str = "compiled", noise: bool = True, progress: bool = False,
             preset: str = "custom", memory_limit_bytes: float | None = None, plot: bool = False,
             **options: Any) -> xr.Dataset:
-        """``params``: parameters or a preset; ``scheme``: ``ramp``/``identical`` (or a ``PulseTrain``), or ``write-verify`` (or a ``WriteVerify``;
-        ``targets_s``/``tolerance``/``max_pulses`` options change the default one)."""
+        """``params``: parameters or a preset; ``scheme``: ``ramp``/``identical`` (or a ``PulseTrain``),
+        or ``write-verify`` (or a ``WriteVerify``; ``targets_s``/``tolerance``/``max_pulses`` options
+        change the default one)."""
         from memdrift.emulator.params import Preset
         from memdrift.emulator.write_verify import WriteVerify, run_write_verify
 

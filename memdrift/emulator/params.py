@@ -18,6 +18,9 @@ from typing import Any, ClassVar
 
 import tomli_w
 
+from memdrift.constants import BOLTZMANN_EV_PER_K as BOLTZMANN_EV
+from memdrift.constants import BOLTZMANN_J_PER_K as BOLTZMANN_J
+from memdrift.constants import ELEMENTARY_CHARGE_C as ELEMENTARY_CHARGE
 from memdrift.errors import MemdriftError, check_range
 
 PRESET_PACKAGE = "memdrift.data.presets"
@@ -280,7 +283,4 @@ def thermal_voltage_ev(temperature_k: float) -> float:
     return BOLTZMANN_EV * temperature_k
 
 
-BOLTZMANN_EV = 8.617333262e-5
-BOLTZMANN_J = 1.380649e-23
-ELEMENTARY_CHARGE = 1.602176634e-19
 assert math.isclose(BOLTZMANN_J / ELEMENTARY_CHARGE, BOLTZMANN_EV, rel_tol=1e-9)

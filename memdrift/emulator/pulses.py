@@ -13,13 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from memdrift.constants import BRANCHES, DEPRESSION, POTENTIATION, RETENTION
 from memdrift.errors import MemdriftError, check_range
 
-#: Branch labels stored with every pulse of a cycle.
-POTENTIATION = "potentiation"
-DEPRESSION = "depression"
-RETENTION = "retention"
-BRANCHES = (POTENTIATION, DEPRESSION, RETENTION)
 
 SCHEMES = ("identical", "ramp")
 

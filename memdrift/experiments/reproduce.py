@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from memdrift.constants import PROGRAMMING_BRANCHES
 from memdrift.data.io import write_dataset
 from memdrift.errors import MemdriftError, check_range
 from memdrift.experiments import figstyle
@@ -395,7 +396,7 @@ def tio2x_ffp(out_dir: Path, *, devices: int = 1, seed: int = 0, threads: int = 
         for short in ("p", "d"):
             t.add(f"ν_{short}, n = {n}", "", f"nu_{short}.n{n}", _get(record, "nu", str(n), short))
     for n in levels:
-        for c, name in enumerate(("potentiation", "depression")):
+        for c, name in enumerate(PROGRAMMING_BRANCHES):
             t.add(f"skipped levels at CPD 80 %, n = {n}, {name}", "", f"skipped_levels_at_cpd80.n{n}",
                   float(ds[f"skipped_n{n}"].values[c]), index=c)
     files.append(_plot_ffp(ds, levels, t, out_dir / "tio2x-ffp.png"))

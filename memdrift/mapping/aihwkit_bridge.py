@@ -45,17 +45,17 @@ from aihwkit.simulator.configs import (
 )
 from aihwkit.simulator.parameters.enums import WeightClipType, WeightModifierType
 
+from memdrift.constants import BOLTZMANN_EV_PER_K
+from memdrift.constants import PROGRAMMING_BRANCHES as BRANCHES
 from memdrift.errors import MemdriftError, check_range, field_error
 from memdrift.mapping.tiles import resolve_tile
 
 MICRO = 1e6
-BOLTZMANN_EV_PER_K = 8.617333262e-5
 #: aihwkit's convention: drift is referenced to 20 s after programming ends.
 DRIFT_T0_S = 20.0
 #: Paper baseline (HfOxSy/HfS2 MNIST/CIFAR studies): 30 % device-to-device variation,
 #: taken from ALD HfO2 and hBN arrays because one device cannot measure it.
 DEFAULT_DTOD = 0.30
-BRANCHES = ("potentiation", "depression")
 
 
 # --------------------------------------------------------------------------- record access

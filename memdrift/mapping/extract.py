@@ -63,6 +63,7 @@ import numpy as np
 import xarray as xr
 
 from memdrift.data.io import atomic_write_text
+from memdrift.constants import PROGRAMMING_BRANCHES
 from memdrift.errors import MemdriftError
 from memdrift.models import LAYOUT_PULSE, LAYOUT_WRITE_VERIFY, layout_of
 from memdrift.mapping import metrics
@@ -75,7 +76,7 @@ SHORT = {POTENTIATION: "p", DEPRESSION: "d"}
 #: Keys every record has (values may be null); load_record checks them.
 REQUIRED_KEYS = ("states", "bin_width", "state_sigma", "differential_bins", "linear_r2", "nu", "pearson",
                  "program_error_t", "skipped_levels", "drift", "energy_per_pulse", "g_min", "g_max", "notes")
-REQUIRED_NESTED = {"linear_r2": ("potentiation", "depression"), "drift": ("nu", "activation_energy_eV")}
+REQUIRED_NESTED = {"linear_r2": PROGRAMMING_BRANCHES, "drift": ("nu", "activation_energy_eV")}
 
 UNITS = {"bin_width": "S", "state_sigma": "S", "g_min": "S", "g_max": "S", "slope": "S/pulse",
          "intercept": "S", "energy_per_pulse": "J", "energy_per_cycle": "J", "program_error_t": "S",

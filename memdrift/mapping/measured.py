@@ -54,9 +54,9 @@ import xarray as xr
 
 from memdrift.data import schema
 from memdrift.data.io import atomic_path, open_dataset
+from memdrift.constants import DEPRESSION, POTENTIATION, RETENTION
 from memdrift.errors import MemdriftError
 
-POTENTIATION, DEPRESSION, RETENTION = "potentiation", "depression", "retention"
 CSV_COLUMNS = ("cycle", "pulse", "conductance", "resistance", "amplitude", "width", "device", "branch")
 
 

@@ -27,14 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special, stats
 
+from memdrift.constants import BOLTZMANN_EV_PER_K as K_B_EV
+from memdrift.constants import PROGRAMMING_BRANCHES
 from memdrift.errors import MemdriftError
 # Segmentation and the skip count have one implementation, shared with the ffp-segmentation scheme
 # (its module docstring gives the skip definition); re-exported so the extraction reads every metric here.
 from memdrift.emulator.segmentation import (  # noqa: F401
     SKIP_OFFSET, Segmentation, level_offsets, segment_levels, segment_processes, skipped_levels, skipped_mask)
-
-#: Boltzmann constant in eV/K (CODATA 2018, exact), so Arrhenius fits give eV directly.
-K_B_EV = 8.617333262e-5
 
 
 def _as_1d(name: str, values, *, min_size: int = 1) -> np.ndarray:
@@ -266,7 +265,7 @@ def fit_nonlinearity(resistance_levels, branch: str, *, indexing: str = "paper")
     measures the curvature alone (0 for a straight staircase).
     """
     r = _as_1d("resistance_levels", resistance_levels, min_size=3)
-    if branch not in ("potentiation", "depression"):
+    if branch not in PROGRAMMING_BRANCHES:
         raise MemdriftError(f"branch = {branch!r}; allowed: 'potentiation', 'depression'")
     if indexing not in NU_INDEXING:
         raise MemdriftError(f"indexing = {indexing!r}; allowed: {', '.join(repr(k) for k in NU_INDEXING)}")

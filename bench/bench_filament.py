@@ -18,8 +18,11 @@ import time
 import numpy as np
 
 
-def _kernel_run(params, train, devices: int, threads: int, backend: str, seed: int = 0) -> tuple[float, float]:
-    """Seconds for one cycle of ``devices`` through ``train`` and sub-steps per pulse (timed region = physics only)."""
+def _kernel_run(params, train, devices: int, threads: int, backend: str, seed: int = 0
+                ) -> tuple[float, float, float]:
+    """Wall seconds for one cycle of ``devices`` through ``train``, sub-steps per pulse and CPU seconds of the
+    process (timed region = physics only; on a loaded host the wall time is the CPU time spread over fewer
+    cores than asked for)."""
     from memdrift.emulator import engine, filament
 
     keys = engine.device_keys(seed, devices)
@@ -33,15 +36,15 @@ def _kernel_run(params, train, devices: int, threads: int, backend: str, seed: i
         state = engine.kernel_state(gap0, t_amb)
         counters = np.zeros(devices, dtype=np.uint64)
         outs = [np.empty((devices, n_pulse)) for _ in range(4)]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         _filament.run_cycle(segments, state, table, keys, counters, *outs, 1, threads)
         elapsed = time.perf_counter() - start
-        return elapsed, float(state[:, 3].mean() / n_pulse)
+        return elapsed, float(state[:, 3].mean() / n_pulse), time.process_time() - cpu
     state = filament.DeviceState(gap0, t_amb)
     rng = np.random.default_rng(seed)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     filament.run_cycle_reference(segments, state, table, rng)
-    return time.perf_counter() - start, float("nan")
+    return time.perf_counter() - start, float("nan"), time.process_time() - cpu
 
 
 def main() -> None:
@@ -54,33 +57,39 @@ def main() -> None:
                     help="ensemble for the NumPy reference (default: same as --devices)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--max-devices", type=int, default=1_000_000)
+    ap.add_argument("--tolerance", type=float, default=None,
+                    help="integration_tolerance (default: the preset's)")
     args = ap.parse_args()
 
     params = load_preset("hfoxsy-hfs2").params
+    if args.tolerance is not None:
+        params = params.replace(integration_tolerance=args.tolerance)
     train = ramp()
     n_pulse = train.n_pulses
-    print(f"filament ramp cycle: {n_pulse} pulses + reads, preset hfoxsy-hfs2, noise on, {os.cpu_count()} CPUs")
+    print(f"filament ramp cycle: {n_pulse} pulses + reads, preset hfoxsy-hfs2, noise on, "
+          f"integration_tolerance {params.integration_tolerance:g}, {os.cpu_count()} CPUs")
 
     _kernel_run(params, train, 1000, args.threads, "compiled")  # warm-up (page faults, OpenMP pool)
-    t_fast, steps = _kernel_run(params, train, args.devices, args.threads, "compiled")
+    t_fast, steps, cpu_fast = _kernel_run(params, train, args.devices, args.threads, "compiled")
     fast = args.devices * n_pulse / t_fast
     n_ref = args.reference_devices or args.devices
-    t_ref, _ = _kernel_run(params, train, n_ref, 1, "reference")
+    t_ref, _, cpu_ref = _kernel_run(params, train, n_ref, 1, "reference")
     ref = n_ref * n_pulse / t_ref
     print(f"compiled  ({args.threads} threads): {fast:12.4g} device-pulses/s  ({args.devices} devices, "
-          f"{t_fast:.3f} s, {steps:.2f} sub-steps per pulse incl. gap and read)")
-    print(f"reference (NumPy, vectorised):   {ref:12.4g} device-pulses/s  ({n_ref} devices, {t_ref:.3f} s)")
+          f"{t_fast:.3f} s wall, {cpu_fast:.3f} s CPU, {steps:.2f} sub-steps per pulse incl. gap and read)")
+    print(f"reference (NumPy, vectorised):   {ref:12.4g} device-pulses/s  ({n_ref} devices, {t_ref:.3f} s wall, "
+          f"{cpu_ref:.3f} s CPU)")
     print(f"ratio compiled / reference: {fast / ref:.1f}x")
 
-    t1, _ = _kernel_run(params, train, args.devices, 1, "compiled")
-    print(f"compiled 1 thread: {args.devices * n_pulse / t1:.4g} device-pulses/s; "
+    t1, _, cpu1 = _kernel_run(params, train, args.devices, 1, "compiled")
+    print(f"compiled 1 thread: {args.devices * n_pulse / t1:.4g} device-pulses/s ({t1:.3f} s wall, {cpu1:.3f} s CPU); "
           f"thread speed-up {t1 / t_fast:.2f}x")
 
     print("\nscaling (compiled):")
     print(f"{'devices':>10} {'seconds':>10} {'device-pulses/s':>16} {'s per device-pulse':>20}")
     n = 1000
     while n <= args.max_devices:
-        t, _ = _kernel_run(params, train, n, args.threads, "compiled")
+        t, _, _ = _kernel_run(params, train, n, args.threads, "compiled")
         print(f"{n:>10d} {t:>10.4f} {n * n_pulse / t:>16.4g} {t / (n * n_pulse):>20.3e}")
         n *= 10
 

@@ -53,7 +53,8 @@ from memdrift.models import MODELS as _REGISTRY
 from memdrift.models import get as get_model
 
 # Step control and bookkeeping fields: not physics, never fitted.
-NOT_FITTABLE = {"max_gap_step_m", "integration_tolerance", "max_substeps", "max_outflow_fraction", "sigma_tolerance", "max_steps_per_pulse",
+NOT_FITTABLE = {"max_gap_step_m", "integration_tolerance", "max_substeps", "max_outflow_fraction",
+                "sigma_tolerance", "max_steps_per_pulse",
                 "grid_x", "grid_y", "ambient_temperature_k", "charge_number", "joule_heating",
                 "thermal_ceiling_k", "scharfetter_gummel"}
 SPREAD_PARAMETER = "site_population"

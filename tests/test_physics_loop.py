@@ -208,3 +208,21 @@ def test_cli_end_to_end_on_digits(tmp_path):
     phys = ds.accuracy.sel(mode="physics").isel(repeat=0)
     assert float(phys.isel(temperature=0, time=0)) == float(phys.isel(temperature=1, time=0))
     ds.close()
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--age", "1x"], "not a duration"),
+    (["--study", "drift"], "runs its own study"),
+    (["--preset", "tio2x-4t"], "film levels through a pool are not implemented"),
+    (["--age-temperature", "-5"], "age-temperature"),
+])
+def test_cli_refuses_bad_physics_arguments_before_training(tmp_path, capsys, extra, words):
+    from memdrift.experiments.cli import main
+    from test_networks import record
+
+    rec = tmp_path / "r.json"
+    rec.write_text(json.dumps(record()))
+    rc = main(["evaluate", str(rec), "--network", "mlp", "--dataset", "digits", "--program", "physics", *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and words in err, err
+    assert "Traceback" not in err

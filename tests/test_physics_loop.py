@@ -61,6 +61,28 @@ def test_pulse_count_is_the_linear_fits_inverse(fit):
     assert np.all(np.diff(prog.pulses[0].ravel()[order]) >= 0)
 
 
+def test_noise_and_variation_off_pulse_count_lands_on_the_ramps_levels(fit):
+    """Identical noise-free devices: each weight takes exactly the nominal ramp's conductance after its
+    pulse count, so the weights are quantised to the ramp's levels and nothing else."""
+    import dataclasses
+
+    from memdrift.emulator import pulses as trains
+    from memdrift.emulator.engine import run_pulses
+
+    ideal = dataclasses.replace(PARAMS, variation={})
+    prog = pp.program_network(ideal, weights(), scheme="pulse-count", fit=fit, noise=False)
+    train = trains.from_name("ramp")
+    pot = np.array([b == trains.POTENTIATION for b in train.branch])
+    nominal = run_pulses(ideal, train, devices=1, noise=False)["conductance"].values[0, 0, pot]
+    levels = np.concatenate([[np.nan], nominal])
+    for g, n in zip(prog.conductance_s, prog.pulses):
+        # 1e-3: the verify read of the reset state before the first pulse disturbs the gap by ~1e-4 of a
+        # level, which the plain ramp does not have; the levels are ~10 % apart
+        np.testing.assert_allclose(g[n > 0], levels[n[n > 0]], rtol=1e-3)
+        assert np.unique(g[n > 0]).size <= nominal.size
+        assert np.all(np.diff(np.unique(g[n > 0])) > 0.5 * fit.slope_s_per_pulse * 0.4)
+
+
 def test_aging_lowers_the_pair_difference_faster_when_hot(fit):
     times = (1.0, 86400.0, 3.1536e7, 3.1536e8)
     ages = [(t_k, t) for t_k in (300.0, 358.0) for t in times]
@@ -145,6 +167,22 @@ def test_tiles_hold_exactly_the_emulated_weights(fit, tile):
                                    atol=1e-6 * prog.w_max[i])
 
 
+def test_without_aging_the_programmed_accuracy_is_unchanged():
+    """Aging runs on a copy of the programmed devices: asking for it changes nothing at t = 0."""
+    from memdrift.experiments import datasets, evaluate, evaluate_physics
+    from test_networks import record
+
+    data = datasets.load("digits").subset(200, 100)
+    s = evaluate.Settings(epochs=1, hwat_epochs=1, repeats=1, batch_size=16, eval_batch=64)
+    kw = dict(params=PARAMS, preset="hfoxsy-hfs2", scheme="write-verify")
+    plain = evaluate_physics.study_physics(record(), "mlp", data, s, **kw)
+    aged = evaluate_physics.study_physics(record(), "mlp", data, s, ages_s=[3.1536e7], temperatures_k=[358.0], **kw)
+    assert plain.accuracy.sizes["time"] == 1
+    assert float(aged.accuracy.sel(mode="physics", time=0.0).item()) == float(
+        plain.accuracy.sel(mode="physics", time=0.0).item())
+    np.testing.assert_array_equal(aged["physics_energy_per_layer"].values, plain["physics_energy_per_layer"].values)
+
+
 def test_cli_end_to_end_on_digits(tmp_path):
     from memdrift.data.io import open_dataset
     from memdrift.experiments.cli import main
@@ -170,3 +208,21 @@ def test_cli_end_to_end_on_digits(tmp_path):
     phys = ds.accuracy.sel(mode="physics").isel(repeat=0)
     assert float(phys.isel(temperature=0, time=0)) == float(phys.isel(temperature=1, time=0))
     ds.close()
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--age", "1x"], "not a duration"),
+    (["--study", "drift"], "runs its own study"),
+    (["--preset", "tio2x-4t"], "film levels through a pool are not implemented"),
+    (["--age-temperature", "-5"], "age-temperature"),
+])
+def test_cli_refuses_bad_physics_arguments_before_training(tmp_path, capsys, extra, words):
+    from memdrift.experiments.cli import main
+    from test_networks import record
+
+    rec = tmp_path / "r.json"
+    rec.write_text(json.dumps(record()))
+    rc = main(["evaluate", str(rec), "--network", "mlp", "--dataset", "digits", "--program", "physics", *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and words in err, err
+    assert "Traceback" not in err

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-STRICT=(memdrift/api.py memdrift/constants.py memdrift/models.py memdrift/policies.py)
+STRICT=(memdrift/api.py memdrift/constants.py memdrift/models.py)
 "$PY" -m ruff check .
 "$PY" -m ruff check --select E,F,W,B,UP,I,SIM,RUF,ANN --ignore ANN401 "${STRICT[@]}"
 "$PY" -m mypy

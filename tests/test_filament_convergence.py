@@ -1,7 +1,7 @@
 """Step control of the filament cell: convergence in the integration tolerance, the F_min event.
 
 Reads are compared in bin widths of the paper's 81 µS (Fig. 2d) on the preset's nominal device,
-noise off, second cycle of its 20 + 20 ramp (the first starts from the preset's initial gap)."""
+at the class's default stepping, noise off, second cycle of its 20 + 20 ramp (the first starts from the preset's initial gap)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,11 @@ BACKENDS = ("compiled", "reference")
 
 @pytest.fixture(scope="module")
 def nominal() -> FilamentParams:
-    return load_preset("hfoxsy-hfs2").params.replace(variation={})
+    # the preset keeps the stepping it was calibrated with; the class defaults are the converged stepping
+    defaults = FilamentParams()
+    return load_preset("hfoxsy-hfs2").params.replace(
+        variation={}, max_temperature_step_k=defaults.max_temperature_step_k,
+        integration_tolerance=defaults.integration_tolerance)
 
 
 _READS: dict[tuple[float, str], np.ndarray] = {}

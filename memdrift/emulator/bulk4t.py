@@ -758,7 +758,9 @@ class CompiledEngine:
     refactor_tolerance = 0.05
 
     def __init__(self, params: Bulk4TParams, table: np.ndarray, keys: np.ndarray, threads: int = 1):
-        from memdrift.ext import _bulk4t
+        from memdrift import ext
+
+        _bulk4t = ext.load("_bulk4t")
 
         self._k = _bulk4t
         self.params = params

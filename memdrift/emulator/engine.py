@@ -111,7 +111,9 @@ def run_pulses(params: FilamentParams, train: PulseTrain, *, devices: int, cycle
     temperature0 = table[:, filament.COL["ambient_temperature_k"]].copy()
     bar = _progress(cycles, devices * train.n_pulses, progress)
     if backend == "compiled":
-        from memdrift.ext import _filament
+        from memdrift import ext
+
+        _filament = ext.load("_filament")
 
         state = kernel_state(gap0, temperature0)
         counters = np.zeros(devices, dtype=np.uint64)

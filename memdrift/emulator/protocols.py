@@ -309,7 +309,9 @@ class _Bench:
     """Filament devices with their kernel state kept between trains (program, then bake; cycle blocks)."""
 
     def __init__(self, params: FilamentParams, seed: int, first: int, n: int, *, noise: bool, threads: int):
-        from memdrift.ext import _filament  # type: ignore[attr-defined]
+        from memdrift import ext
+
+        _filament = ext.load("_filament")
 
         self._kernel = _filament
         self.keys = device_keys(seed, n, first)

@@ -112,7 +112,9 @@ class _Ensemble:
         """Run ``segments`` on devices ``idx``; returns (conductance read, pulse energy J)."""
         n = idx.size
         if self.backend == "compiled":
-            from memdrift.ext import _filament
+            from memdrift import ext
+
+            _filament = ext.load("_filament")
 
             state, counters = self.state[idx], self.counters[idx]
             outs = [np.empty((n, 1)) for _ in range(4)]

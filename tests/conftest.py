@@ -40,3 +40,23 @@ def isa_builds(tmp_path):
         return outputs
 
     return build
+
+
+@pytest.fixture
+def compiled_substeps():
+    """Sub-steps the compiled kernel takes for one nominal device through a pulse train."""
+    return _compiled_substeps
+
+
+def _compiled_substeps(params, train) -> float:
+    """Sub-steps the compiled kernel takes for device 0 of ``params`` through one cycle of ``train``
+    (column 3 of the kernel state, see ``engine.kernel_state``)."""
+    from memdrift.emulator import engine, filament
+    from memdrift.ext import _filament
+
+    keys = engine.device_keys(0, 1)
+    table, gap0 = engine.parameter_table(params, keys)
+    state = engine.kernel_state(gap0, table[:, filament.COL["ambient_temperature_k"]].copy())
+    outs = [np.empty((1, train.n_pulses)) for _ in range(4)]
+    _filament.run_cycle(engine.segment_table(train), state, table, keys, np.zeros(1, np.uint64), *outs, 0, 1)
+    return float(state[0, 3])

@@ -528,24 +528,13 @@ def test_runaway_pulse_ends_at_the_ceiling_flagged(preset_params):
     assert low["energy"].values[0, 0, 0] < 0.5 * out["compiled"]["energy"].values[0, 0, 0]
 
 
-def test_temperature_step_bound_is_honoured(preset_params):
+def test_temperature_step_bound_is_honoured(preset_params, compiled_substeps):
     """max_temperature_step_k caps the heating per sub-step: a tighter cap takes more sub-steps, and the
     trajectory converges to the capped one (the midpoint already integrates the relaxation exactly for
     the power held over a step, so the change is small)."""
-    from memdrift.ext import _filament
-    from memdrift.emulator import engine
-
     params = preset_params.replace(variation={})
     train = single_pulse(0.9, 200e-9)
-    subs = {}
-    for cap_k in (1e4, 5.0):
-        p = params.replace(max_temperature_step_k=cap_k)
-        keys = engine.device_keys(0, 1)
-        table, gap0 = engine.parameter_table(p, keys)
-        state = engine.kernel_state(gap0, table[:, filament.COL["ambient_temperature_k"]].copy())
-        outs = [np.empty((1, 1)) for _ in range(4)]
-        _filament.run_cycle(engine.segment_table(train), state, table, keys, np.zeros(1, np.uint64), *outs, 0, 1)
-        subs[cap_k] = state[0, 3]
+    subs = {cap_k: compiled_substeps(params.replace(max_temperature_step_k=cap_k), train) for cap_k in (1e4, 5.0)}
     heating = params.thermal_resistance_k_per_w * 0.9 * 0.9 / 1e3  # order of the rise, K
     assert subs[5.0] > subs[1e4] + 0.5 * min(heating, 200.0) / 5.0
 

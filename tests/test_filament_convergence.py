@@ -64,20 +64,9 @@ def test_default_tolerance_within_01_bins_of_16x_tighter(nominal, backend="compi
     assert shift.max() / BIN_WIDTH_S < 0.1
 
 
-def test_tolerance_scales_the_step_bounds(nominal):
+def test_tolerance_scales_the_step_bounds(nominal, compiled_substeps):
     """A looser tolerance takes fewer sub-steps and moves the reads: the parameter reaches the kernel."""
-    from memdrift.emulator import engine, filament
-    from memdrift.ext import _filament
-
-    steps = {}
-    for tol in (0.5, 4.0):
-        p = nominal.replace(integration_tolerance=tol)
-        keys = engine.device_keys(0, 1)
-        table, gap0 = engine.parameter_table(p, keys)
-        state = engine.kernel_state(gap0, table[:, filament.COL["ambient_temperature_k"]].copy())
-        outs = [np.empty((1, 40)) for _ in range(4)]
-        _filament.run_cycle(engine.segment_table(ramp()), state, table, keys, np.zeros(1, np.uint64), *outs, 0, 1)
-        steps[tol] = state[0, 3]
+    steps = {tol: compiled_substeps(nominal.replace(integration_tolerance=tol), ramp()) for tol in (0.5, 4.0)}
     assert steps[0.5] > 2.0 * steps[4.0]
     moved = np.abs(ramp_reads(nominal, 4.0, "compiled") - ramp_reads(nominal, 0.5, "compiled")).max()
     assert moved > 1e-3 * BIN_WIDTH_S

@@ -61,11 +61,12 @@ def _initial_gap_factor(params: FilamentParams, keys: np.ndarray) -> np.ndarray:
 
 def kernel_state(gap_m: np.ndarray, temperature_k: np.ndarray) -> np.ndarray:
     """The compiled kernel's per-device state rows at rest: (gap m, temperature K, ln(I R_s/|V|) of the
-    last write, sub-steps taken, ln(I R_s/|V|) of the last read); the shares, which warm-start the cell
-    solve, start at ``INITIAL_SHARE``."""
+    last write, sub-steps taken, ln(I R_s/|V|) of the last read, gap relaxed by dissolution since the tip
+    was last rebuilt m); the shares, which warm-start the cell solve, start at ``INITIAL_SHARE``, the
+    relaxation at 0 (a freshly written tip)."""
     n = np.size(gap_m)
     return np.stack([gap_m, temperature_k, np.full(n, filament.INITIAL_SHARE), np.zeros(n),
-                     np.full(n, filament.INITIAL_SHARE)], axis=1)
+                     np.full(n, filament.INITIAL_SHARE), np.zeros(n)], axis=1)
 
 
 def segment_table(train: PulseTrain) -> np.ndarray:

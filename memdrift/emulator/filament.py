@@ -146,7 +146,7 @@ COLUMNS = (
     "thermal_resistance_k_per_w", "thermal_time_constant_s", "ambient_temperature_k", "gap_min_m", "gap_max_m",
     "dissolution_frequency_hz", "dissolution_energy_ev", "max_gap_step_m", "max_substeps",
     "reset_field_enhancement_slope", "reset_field_enhancement_offset", "thermal_ceiling_k", "max_temperature_step_k",
-    "integration_tolerance",
+    "integration_tolerance", "dissolution_barrier_slope_ev_per_m",
 )
 COL = {name: i for i, name in enumerate(COLUMNS)}
 assert set(COLUMNS) <= {f.name for f in fields(FilamentParams)}
@@ -173,9 +173,13 @@ EVENT_SECANT_ITER = 4
 class DeviceState:
     """Mutable per-device state carried from segment to segment."""
 
-    def __init__(self, gap_m: np.ndarray, temperature_k: np.ndarray):
+    def __init__(self, gap_m: np.ndarray, temperature_k: np.ndarray, relaxation_m: np.ndarray | None = None):
         self.gap_m = np.array(gap_m, dtype=np.float64)
         self.temperature_k = np.array(temperature_k, dtype=np.float64)
+        # gap relaxed by dissolution since the tip was last rebuilt by field-driven hops (m): it raises the
+        # dissolution barrier by b·δ (see "Retention" in the module docstring)
+        self.relaxation_m = (np.zeros_like(self.gap_m) if relaxation_m is None
+                             else np.array(relaxation_m, dtype=np.float64))
         # ln(I R_s / |V|) of the last write and of the last read: the cell solve starts from them
         self.write_share = np.full_like(self.gap_m, INITIAL_SHARE)
         self.read_share = np.full_like(self.gap_m, INITIAL_SHARE)
@@ -287,16 +291,35 @@ def enhancement(cell_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray) -> np.
 
 
 def hop_rates(cell_v: np.ndarray, gap_m: np.ndarray, temperature_k: np.ndarray,
-              table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-site rates (1/s): forward hops (shrink the gap), backward, dissolution."""
+              table: np.ndarray, relaxation_m: np.ndarray | float = 0.0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-site rates (1/s): forward hops (shrink the gap), backward, dissolution (its barrier
+    raised by ``b·δ``, δ = ``relaxation_m``)."""
     gamma = enhancement(cell_v, gap_m, table)
     field = gamma * cell_v / table[:, COL["oxide_thickness_m"]]
     field = np.where(np.abs(field) < table[:, COL["min_field_v_per_m"]], 0.0, field)
     kt_ev = BOLTZMANN_EV * temperature_k
     base = table[:, COL["attempt_frequency_hz"]] * np.exp(-table[:, COL["activation_energy_ev"]] / kt_ev)
     tilt = np.exp(table[:, COL["charge_number"]] * table[:, COL["hop_distance_m"]] * field / (2.0 * kt_ev))
-    dissolution = table[:, COL["dissolution_frequency_hz"]] * np.exp(-table[:, COL["dissolution_energy_ev"]] / kt_ev)
+    slope = table[:, COL["dissolution_barrier_slope_ev_per_m"]]
+    barrier = table[:, COL["dissolution_energy_ev"]] + slope * relaxation_m
+    dissolution = table[:, COL["dissolution_frequency_hz"]] * np.exp(-barrier / kt_ev)
     return base * tilt, base / tilt, dissolution
+
+
+def dissolution_step_rate(rate_hz: np.ndarray, dt_s: np.ndarray, temperature_k: np.ndarray,
+                          table: np.ndarray) -> np.ndarray:
+    """Mean dissolution rate per site (1/s) over a sub-step of ``dt_s`` from the rate at its start.
+
+    With ``b > 0`` the rate falls as the gap it relaxes raises the barrier,
+    ``dδ/dt = a r0 exp(−b δ/kT)``, solved exactly: ``δ(Δt) − δ0 = (kT/b) ln(1 + x)``,
+    ``x = a b r0 Δt/kT``, i.e. the mean rate ``r0 ln(1 + x)/x``; ``b = 0`` is ``r0`` itself.
+    """
+    scale = table[:, COL["hop_distance_m"]] * table[:, COL["dissolution_barrier_slope_ev_per_m"]] / (
+        BOLTZMANN_EV * temperature_k)
+    x = scale * rate_hz * dt_s
+    on = x > 0.0
+    return np.where(on, rate_hz * np.log1p(x) / np.where(on, x, 1.0), rate_hz)
 
 
 def field_excess(cell_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -361,7 +384,8 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
             # sized at the hottest the step can reach: T_ss, at most dt_max above T, at most the ceiling
             reach_t = np.where(ti > 0.0, temp + dt_max[idx], np.inf)  # tau = 0: T is T_ss at once
             hot = np.minimum(np.minimum(np.maximum(temp, t_ss), reach_t), ci)
-            r_fwd, r_bwd, r_dis = hop_rates(vc, gap, hot, tb)
+            relax = state.relaxation_m[idx]
+            r_fwd, r_bwd, r_dis = hop_rates(vc, gap, hot, tb, relax)
             ai, mi, capi = a[idx], m[idx], cap[idx]
             drift = ai * np.abs(r_bwd + r_dis - r_fwd)
             spread = ai * ai * (r_fwd + r_bwd + r_dis) / mi
@@ -392,7 +416,7 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
         # midpoint tau-leap (see module docstring)
         decay_half = np.where((ti > 0.0) & (0.5 * dt < 750.0 * safe_tau), np.exp(-0.5 * dt / safe_tau), 0.0)
         with np.errstate(over="ignore", invalid="ignore"):
-            r_fwd, r_bwd, r_dis = hop_rates(vc, gap, t_ss + (temp - t_ss) * decay_half, tb)
+            r_fwd, r_bwd, r_dis = hop_rates(vc, gap, t_ss + (temp - t_ss) * decay_half, tb, relax)
             drift_start = ai * (r_bwd + r_dis - r_fwd)
             g_mid = np.clip(gap + 0.5 * dt * drift_start, g_min[idx], g_max[idx])
         # the midpoint solve starts from the first solve moved along its slope
@@ -401,8 +425,10 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
         fail = np.where((fail == 0) & bad, SOLVE_NOT_CONVERGED, fail).astype(np.uint8)
         t_ss = t_amb[idx] + vc_mid * current * r_th[idx]
         with np.errstate(over="ignore", invalid="ignore"):
-            r_fwd, r_bwd, r_dis = hop_rates(vc_mid, g_mid, t_ss + (temp - t_ss) * decay_half, tb)
+            temp_mid = t_ss + (temp - t_ss) * decay_half
+            r_fwd, r_bwd, r_dis = hop_rates(vc_mid, g_mid, temp_mid, tb, relax)
             temp_new = t_ss + (temp - t_ss) * decay_half * decay_half
+            r_dis = dissolution_step_rate(r_dis, dt, temp_mid, tb)
             mean_fwd, mean_bwd, mean_dis = mi * r_fwd * dt, mi * r_bwd * dt, mi * r_dis * dt
             # F_min event: the secant through |E| - F_min at the start and the midpoint, in units of the
             # half-step's mean gap change, meets zero at s; s in [0, 2) is a crossing within the step
@@ -461,6 +487,13 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
         step_m = np.where(pending, mean_end + (ai / mi) * noise_dev, (ai / mi) * (n_bwd + n_dis - n_fwd))
         step_m = np.where(hold & ~pending, g_star - gap, step_m)
         state.gap_m[gi] = np.clip(gap[go] + step_m[go], g_min[gi], g_max[gi])
+        # dissolution relaxes the tip further; field-driven hops rebuild it (each site hopped into
+        # with probability 1 − exp(−N/M) is repopulated); δ stays 0 where b = 0
+        relaxed = relax[go] + (ai[go] / mi[go]) * n_dis[go]
+        if voltage_v != 0.0:
+            relaxed = relaxed * np.exp(-(n_fwd[go] + n_bwd[go]) / mi[go])
+        on = tb[go, COL["dissolution_barrier_slope_ev_per_m"]] > 0.0
+        state.relaxation_m[gi] = np.where(on, relaxed, relax[go])
         state.temperature_k[gi] = temp_new[go]
         peak[gi] = np.maximum(peak[gi], temp_new[go])
         energy[gi] += np.abs(volts[gi] * current[go]) * dt[go]

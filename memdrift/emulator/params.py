@@ -145,6 +145,9 @@ class FilamentParams(ModelParams):
     integration_tolerance: float = quantity(
         0.5, "1", 0.0, 16.0, "factor on max_gap_step_m and max_temperature_step_k: the sub-step bounds used",
         low_open=True)
+    dissolution_barrier_slope_ev_per_m: float = quantity(
+        0.0, "eV/m", 0.0, 1e11, "b: the dissolution barrier is Ea_r + b*delta, delta the gap relaxed by dissolution "
+        "since the tip was last rebuilt by field-driven hops (0: constant-rate dissolution)")
     variation: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -122,10 +122,11 @@ class _Ensemble:
                                 *outs, int(self.noise), self.threads)
             self.state[idx], self.counters[idx] = state, counters
             return outs[0][:, 0], outs[2][:, 0]
-        sub = filament.DeviceState(self.ref.gap_m[idx], self.ref.temperature_k[idx])
+        sub = filament.DeviceState(self.ref.gap_m[idx], self.ref.temperature_k[idx], self.ref.relaxation_m[idx])
         sub.write_share, sub.read_share = self.ref.write_share[idx], self.ref.read_share[idx]
         conductance, _peak, energy, _gap = filament.run_cycle_reference(segments, sub, self.table[idx], self.rng)
         self.ref.gap_m[idx], self.ref.temperature_k[idx] = sub.gap_m, sub.temperature_k
+        self.ref.relaxation_m[idx] = sub.relaxation_m
         self.ref.write_share[idx], self.ref.read_share[idx] = sub.write_share, sub.read_share
         return conductance[:, 0], energy[:, 0]
 

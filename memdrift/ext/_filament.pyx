@@ -90,7 +90,8 @@ def run_cycle(const double[:, ::1] segments, double[:, ::1] state, const double[
 
     ``state`` rows are (gap m, temperature K, ln(I R_s/|V|) of the last write,
     sub-steps taken, ln(I R_s/|V|) of the last read; the two shares warm-start the
-    cell solve) and are updated in place; ``counters`` are the devices' stream
+    cell solve; gap m relaxed by dissolution since the tip was last rebuilt) and are
+    updated in place; ``counters`` are the devices' stream
     positions, also updated. The output arrays are (device, pulse); ``flags``
     (optional) receives each pulse's ``memdrift.data.flags`` bits as floats.
     """

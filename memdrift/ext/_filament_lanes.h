@@ -54,14 +54,15 @@
 enum {
     C_A = 0, C_NU0, C_EA, C_Z, C_TOX, C_GAMMA0, C_BETA, C_ALPHA, C_FMIN, C_M, C_I0, C_G0, C_V0, C_RS,
     C_RTH, C_TAU, C_T0, C_GMIN, C_GMAX, C_NUR, C_EAR, C_CAP, C_MAXSTEPS, C_BETA_R, C_GAMMA0_R, C_TCEIL,
-    C_DTMAX, C_TOL, N_COLUMNS
+    C_DTMAX, C_TOL, C_BDIS, N_COLUMNS
 };
 
 enum { K_PULSE = 0, K_IDLE = 1, K_READ = 2 };
 
 /* Per-device state row: gap m, temperature K, ln(I R_s / |V|) of the last write, sub-steps
- * taken, ln(I R_s / |V|) of the last read (engine.kernel_state; the solve's warm starts). */
-enum { S_GAP = 0, S_TEMP, S_WSHARE, S_SUBSTEPS, S_RSHARE, N_STATE };
+ * taken, ln(I R_s / |V|) of the last read (engine.kernel_state; the solve's warm starts), gap
+ * relaxed by dissolution since the tip was last rebuilt (m; filament.DeviceState.relaxation_m). */
+enum { S_GAP = 0, S_TEMP, S_WSHARE, S_SUBSTEPS, S_RSHARE, S_RELAX, N_STATE };
 
 typedef double (*md_hops_fn)(double mean, uint64_t key, uint64_t *counter);
 

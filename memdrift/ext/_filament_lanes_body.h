@@ -6,7 +6,7 @@
 typedef struct {
     double p[N_COLUMNS][MD_LANES];
     double inv_v0[MD_LANES], inv_g0[MD_LANES], ln_v0[MD_LANES], ln_i0[MD_LANES], ln_rs_i0[MD_LANES];
-    double gap[MD_LANES], temp[MD_LANES], wshare[MD_LANES], rshare[MD_LANES], substeps[MD_LANES];
+    double gap[MD_LANES], temp[MD_LANES], wshare[MD_LANES], rshare[MD_LANES], substeps[MD_LANES], relax[MD_LANES];
     uint64_t key[MD_LANES], counter[MD_LANES];
     int64_t valid[MD_LANES], flag[MD_LANES];
 } MD_W(md_batch);
@@ -203,8 +203,9 @@ MD_INLINE void MD_W(md_enhancement)(const MD_W(md_batch) *B, const double *gap, 
     }
 }
 
-/* Hop rates (1/s) of every lane: forward (shrinks the gap), backward, dissolution, at cell
- * voltage vc, field enhancement gamma and temperature temp. biased = 0: zero bias, no tilt. */
+/* Hop rates (1/s) of every lane: forward (shrinks the gap), backward, dissolution (barrier
+ * Ea_r + b delta, delta = B->relax), at cell voltage vc, field enhancement gamma and temperature
+ * temp. biased = 0: zero bias, no tilt. */
 MD_INLINE void MD_W(md_rates)(const MD_W(md_batch) *B, int biased, const double *vc, const double *gamma, const double *temp,
                         double *fwd, double *bwd, double *dis)
 {
@@ -214,7 +215,7 @@ MD_INLINE void MD_W(md_rates)(const MD_W(md_batch) *B, int biased, const double 
             double base = B->p[C_NU0][l] * md_exp(-B->p[C_EA][l] / kt);
             fwd[l] = base;
             bwd[l] = base;
-            dis[l] = B->p[C_NUR][l] * md_exp(-B->p[C_EAR][l] / kt);
+            dis[l] = B->p[C_NUR][l] * md_exp(-(B->p[C_EAR][l] + B->p[C_BDIS][l] * B->relax[l]) / kt);
         }
         return;
     }
@@ -226,7 +227,30 @@ MD_INLINE void MD_W(md_rates)(const MD_W(md_batch) *B, int biased, const double 
         double tilt = md_exp(B->p[C_Z][l] * B->p[C_A][l] * field / (2.0 * MD_BOLTZMANN_EV * temp[l]));
         fwd[l] = base * tilt;
         bwd[l] = base / tilt;
-        dis[l] = B->p[C_NUR][l] * md_exp(-B->p[C_EAR][l] / kt);
+        dis[l] = B->p[C_NUR][l] * md_exp(-(B->p[C_EAR][l] + B->p[C_BDIS][l] * B->relax[l]) / kt);
+    }
+}
+
+/* The mean dissolution rate over a sub-step of dt from the rate dis at its start, for lanes with
+ * b > 0 (twin: filament.dissolution_step_rate): the relaxation it causes raises its own barrier,
+ * d delta/dt = a r0 exp(-b delta/kT), solved exactly: mean rate r0 ln(1 + x)/x, x = a b r0 dt/kT.
+ * Only in a batch that has such a lane; b = 0 keeps r0. */
+MD_INLINE void MD_W(md_dissolution_step)(const MD_W(md_batch) *B, const double *temp, const double *dt, double *dis)
+{
+    int64_t any_b = 0;
+    LANES any_b |= B->p[C_BDIS][l] > 0.0;
+    if (!any_b)
+        return;
+    LANES {
+        double scale = B->p[C_A][l] * B->p[C_BDIS][l] / (MD_BOLTZMANN_EV * temp[l]);
+        double x = scale * dis[l] * dt[l];
+        int64_t on = x > 0.0;
+        double q = 1.0 + (on ? x : 1.0);
+        double lq = md_log(q);
+        double qm1 = q - 1.0;
+        /* log1p(x) = log(1 + x) x / ((1 + x) - 1): the rounding of 1 + x cancels */
+        double lp = qm1 == 0.0 ? x : lq * (x / (qm1 == 0.0 ? 1.0 : qm1));
+        dis[l] = on ? dis[l] * (lp / (on ? x : 1.0)) : dis[l];
     }
 }
 
@@ -370,6 +394,7 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
         if (biased)
             MD_W(md_enhancement)(B, g_mid, reset, gamma);
         MD_W(md_rates)(B, biased, vc, gamma, temp_mid, fwd, bwd, dis);
+        MD_W(md_dissolution_step)(B, temp_mid, dt, dis);
         double n_fwd[MD_LANES], n_bwd[MD_LANES], n_dis[MD_LANES], temp_new[MD_LANES];
         /* F_min event: the secant through |E| - F_min at the start and the midpoint, in units of the
          * half-step's mean gap change, meets zero at s; s in [0, 2) is a crossing within the step. A
@@ -475,6 +500,9 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
             double el = elapsed[l] + dt[l];
             int64_t on = go[l];
             B->gap[l] = on ? g : B->gap[l];
+            /* dissolution relaxes the tip further (lanes with b > 0; delta stays 0 otherwise) */
+            double relaxed = B->relax[l] + (a[l] / m[l]) * n_dis[l];
+            B->relax[l] = on & (B->p[C_BDIS][l] > 0.0) ? relaxed : B->relax[l];
             B->temp[l] = on ? temp_new[l] : B->temp[l];
             peak[l] = on & (temp_new[l] > peak[l]) ? temp_new[l] : peak[l];
             energy[l] = on ? energy[l] + fabs(volts * cur[l]) * dt[l] : energy[l];
@@ -489,6 +517,17 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
             f |= active[l] & forced[l] ? MD_FLAG_BUDGET : 0;
             B->flag[l] = f;
             active[l] = retry[l] | (on & !(last[l] | (el >= duration) | at_ceiling));
+        }
+        /* field-driven hops rebuild the tip: a site hopped into (probability 1 - exp(-N/M)) is
+         * repopulated, so delta shrinks by exp(-(N+ + N-)/M); only under bias and in a batch with a
+         * b > 0 lane */
+        if (biased) {
+            int64_t any_b = 0;
+            LANES any_b |= B->p[C_BDIS][l] > 0.0;
+            if (any_b) LANES {
+                double kept = B->relax[l] * md_exp(-(n_fwd[l] + n_bwd[l]) / m[l]);
+                B->relax[l] = go[l] & (B->p[C_BDIS][l] > 0.0) ? kept : B->relax[l];
+            }
         }
     }
 }
@@ -532,6 +571,7 @@ MD_CLONES void MD_W(memdrift_filament_batch)(ptrdiff_t first, int n_lanes, const
         B.wshare[l] = row[S_WSHARE];
         B.substeps[l] = row[S_SUBSTEPS];
         B.rshare[l] = row[S_RSHARE];
+        B.relax[l] = row[S_RELAX];
         B.key[l] = keys[src];
         B.counter[l] = counters[src];
         B.valid[l] = l < n_lanes;
@@ -577,6 +617,7 @@ MD_CLONES void MD_W(memdrift_filament_batch)(ptrdiff_t first, int n_lanes, const
         row[S_WSHARE] = B.wshare[l];
         row[S_SUBSTEPS] = B.substeps[l];
         row[S_RSHARE] = B.rshare[l];
+        row[S_RELAX] = B.relax[l];
         counters[l] = B.counter[l];
     }
 }

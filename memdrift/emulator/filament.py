@@ -487,11 +487,12 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
         step_m = np.where(pending, mean_end + (ai / mi) * noise_dev, (ai / mi) * (n_bwd + n_dis - n_fwd))
         step_m = np.where(hold & ~pending, g_star - gap, step_m)
         state.gap_m[gi] = np.clip(gap[go] + step_m[go], g_min[gi], g_max[gi])
-        # dissolution relaxes the tip further; field-driven hops rebuild it (each site hopped into
-        # with probability 1 − exp(−N/M) is repopulated); δ stays 0 where b = 0
+        # dissolution relaxes the tip further; under bias the forward hops, which bring vacancies to the
+        # tip, rebuild it (each site hopped into, probability 1 − exp(−N+/M), is repopulated); δ stays 0
+        # where b = 0
         relaxed = relax[go] + (ai[go] / mi[go]) * n_dis[go]
         if voltage_v != 0.0:
-            relaxed = relaxed * np.exp(-(n_fwd[go] + n_bwd[go]) / mi[go])
+            relaxed = relaxed * np.exp(-n_fwd[go] / mi[go])
         on = tb[go, COL["dissolution_barrier_slope_ev_per_m"]] > 0.0
         state.relaxation_m[gi] = np.where(on, relaxed, relax[go])
         state.temperature_k[gi] = temp_new[go]

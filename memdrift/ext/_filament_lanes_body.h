@@ -518,14 +518,14 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
             B->flag[l] = f;
             active[l] = retry[l] | (on & !(last[l] | (el >= duration) | at_ceiling));
         }
-        /* field-driven hops rebuild the tip: a site hopped into (probability 1 - exp(-N/M)) is
-         * repopulated, so delta shrinks by exp(-(N+ + N-)/M); only under bias and in a batch with a
-         * b > 0 lane */
+        /* under bias the forward hops, which bring vacancies to the tip, rebuild it: a site hopped into
+         * (probability 1 - exp(-N+/M)) is repopulated, so delta shrinks by exp(-N+/M); only in a batch
+         * with a b > 0 lane */
         if (biased) {
             int64_t any_b = 0;
             LANES any_b |= B->p[C_BDIS][l] > 0.0;
             if (any_b) LANES {
-                double kept = B->relax[l] * md_exp(-(n_fwd[l] + n_bwd[l]) / m[l]);
+                double kept = B->relax[l] * md_exp(-n_fwd[l] / m[l]);
                 B->relax[l] = go[l] & (B->p[C_BDIS][l] > 0.0) ? kept : B->relax[l];
             }
         }

@@ -11,7 +11,7 @@ The equations (DESIGN.md, "Filament model"), per device and sub-step Δt:
   both 0 by default: the same law for both polarities, as in the Stanford–PKU
   model). See "RESET field enhancement" below;
 * hopping rates ``r± = ν0 exp(−Ea/kT) exp(±z a E / (2 kT/q))`` and dissolution
-  ``r_d = ν_r exp(−Ea_r/kT)``;
+  ``r_d = ν_r exp(−(Ea_r + b δ)/kT)``, δ the device's relaxation (see "Retention" below);
 * hops Poisson(M r Δt) (or their means with noise off);
   ``Δg = (a/M)(N− + N_d − N+)``, clipped to ``[g_min, g_max]``;
 * heating ``τ_th dT/dt = V_cell I R_th − (T − T0)`` (T in K, R_th in K/W, τ_th in s)
@@ -120,6 +120,21 @@ that RESET can be stronger than SET at narrow gaps and weaker at wide ones
 longer balance the branches). It stays a field enhancement: bounded (γ_R ≥ 0),
 inert at zero bias (retention is untouched) and continuous in V; only the
 RESET drive and its dependence on the gap change, never SET.
+
+Retention. The tip's vacancies sit in a spread of binding energies and the shallow
+ones dissolve first, so the dissolution barrier rises with the gap already relaxed:
+``Ea_r + b δ`` (b = ``dissolution_barrier_slope_ev_per_m``, eV/m; 0 by default, which
+is constant-rate dissolution bit for bit). δ (m, ``DeviceState.relaxation_m``, column
+``S_RELAX`` of the kernel state) grows by ``(a/M) N_d`` per sub-step and, under bias,
+shrinks by ``exp(−N+/M)``: the forward hops of a write bring vacancies to the tip, and a
+site hopped into (probability ``1 − exp(−N+/M)``) is repopulated. Zero-bias symmetric
+hops do not rebuild it. With b = 0 δ stays where it is and nothing reads it. Within a
+sub-step the dissolution rate falls as it relaxes the tip, ``dδ/dt = a r0 exp(−b δ/kT)``;
+the step's hop count uses the exact mean rate ``r0 ln(1 + x)/x``, ``x = a b r0 Δt/kT``
+(:func:`dissolution_step_rate`), so the zero-bias gap follows
+``g − g_p = (kT/b) ln(1 + t/τ)``, ``τ = kT/(a b r0)``, whatever the step, and
+``G/G_p ≈ (1 + t/τ)^(−ν)`` with ``ν = kT/(b g0)`` reduced by R_s's share of the read
+(docs/retention.md has the measurements).
 
 The compiled kernel (``memdrift.ext._filament``, arithmetic in
 ``_filament_lanes.h``) runs the same equations per device, batches of devices in

@@ -462,10 +462,12 @@ def drift_exponent(time_s, conductance, *, t0: float | None = None) -> DriftFit:
 def relative_drift_rate(time_s, conductance) -> float:
     """Relative drift rate ``k = −d ln G / dt`` (1/s), least-squares slope of ln G against t.
 
-    This is the quantity that follows Arrhenius for the emulator's retention
-    physics: a dissolution bias ``r_diss = ν_r exp(−Ea_r/kT)`` grows the gap
-    linearly in time and G ∝ exp(−gap/g0), so ln G falls linearly at a speed
-    proportional to ``r_diss``. Positive when the conductance decays.
+    This is the quantity that follows Arrhenius for constant-rate dissolution
+    (the emulator with ``dissolution_barrier_slope_ev_per_m = 0``): a rate
+    ``r_diss = ν_r exp(−Ea_r/kT)`` grows the gap linearly in time and
+    G ∝ exp(−gap/g0), so ln G falls linearly at a speed proportional to
+    ``r_diss``. With the dispersive barrier the decay is a power law instead and
+    the extractor times a common change of ln G. Positive when the conductance decays.
     """
     t = _as_1d("time_s", time_s, min_size=2)
     g = _as_1d("conductance", conductance, min_size=2)

@@ -8,7 +8,7 @@ Every function takes presets by name, path or object and datasets or their files
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,12 +39,16 @@ def _preset(preset: str | os.PathLike[str] | Preset) -> Preset:
 
 def simulate(preset: str | os.PathLike[str] | Preset, scheme: str | None = None, *, devices: int = 1,
              cycles: int | None = None, seed: int = 0, threads: int = 1, backend: str = "compiled",
-             noise: bool = True, progress: bool = False, **options: Any) -> xr.Dataset:
+             noise: bool = True, progress: bool = False,
+             policy: Callable[..., float] | str | os.PathLike[str] | None = None, **options: Any) -> xr.Dataset:
     """Run ``scheme`` (default: the preset's) on ``devices`` devices of ``preset``.
 
     The preset's model (:data:`memdrift.models.MODELS`) runs it; ``options`` are the scheme's own
     (write-verify: ``targets_s``, ``tolerance``, ``max_pulses``; film schemes: those of
-    :func:`memdrift.emulator.bulk4t_schemes.simulate_scheme`).
+    :func:`memdrift.emulator.bulk4t_schemes.simulate_scheme`). ``policy``: the film's FFP schemes
+    write with ``policy(r_ohm, sign, r_grid_ohm, vw_table_v) -> amplitude_v`` (a function, or
+    ``"path/to/file.py:function"``), compiled with Numba, instead of the built-in table look-up
+    (docs/policies.md).
 
     >>> import memdrift
     >>> ds = memdrift.simulate("hfoxsy-hfs2", "ramp", devices=2, cycles=2)
@@ -56,6 +60,8 @@ def simulate(preset: str | os.PathLike[str] | Preset, scheme: str | None = None,
     from memdrift.models import MODELS
 
     p = _preset(preset)
+    if policy is not None:
+        options["policy"] = policy
     return MODELS.get(p.model).run(p, scheme or p.scheme, devices=devices, cycles=cycles, seed=seed,
                                    threads=threads, backend=backend, noise=noise, progress=progress,
                                    preset=p.name, **options)

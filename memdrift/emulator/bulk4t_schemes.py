@@ -26,6 +26,7 @@ from memdrift import __version__
 from memdrift.data import flags
 from memdrift.data.schema import BRANCH, annotate, netcdf_attrs
 from memdrift.emulator import bulk4t as b
+from memdrift.emulator.policies import CompiledPolicy, resolve_policy
 from memdrift.emulator.pulses import DEPRESSION, POTENTIATION
 from memdrift.emulator.segmentation import segment_processes, skipped_mask
 from memdrift.errors import MemdriftError, check_range, field_error
@@ -236,8 +237,12 @@ def _voltage_for(amps: np.ndarray, dr: np.ndarray, target: float) -> float:
 def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, width_s: float = 0.8,
             max_events: int = 1500, hrs_ohm: float, lrs_ohm: float, init_amplitude_v: float = 6.0,
             progress: bool = False, branches: tuple[float, ...] = (+1.0, -1.0),
-            initialise: bool = True, snapshot_events: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
-    """FFP HRS -> LRS (branch +1) then LRS -> HRS (-1); a device stops when it crosses the LRS / HRS end."""
+            initialise: bool = True, snapshot_events: tuple[int, ...] = (),
+            policy: CompiledPolicy | None = None) -> dict[str, np.ndarray]:
+    """FFP HRS -> LRS (branch +1) then LRS -> HRS (-1); a device stops when it crosses the LRS / HRS end.
+
+    ``policy``: a user write policy (:mod:`memdrift.emulator.policies`) in place of the table look-up.
+    """
     max_events = int(max_events)
     if max_events < 1:
         raise field_error("max_events", max_events, ">= 1")
@@ -256,8 +261,8 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
     vac = np.full((dev.devices, len(branches), len(snaps), *dev.n.shape[1:]), np.nan)
     temp = np.full_like(vac, np.nan)
     # the compiled engine runs the whole loop in its kernel; the Python loop below is the reference's (and
-    # the one that can stop at snapshot events)
-    in_kernel = hasattr(dev.engine, "ffp") and not snaps
+    # the one that can stop at snapshot events or call a user policy)
+    in_kernel = hasattr(dev.engine, "ffp") and not snaps and policy is None
     for c, sign in enumerate(branches):
         start[:, c] = r
         if in_kernel:
@@ -268,7 +273,11 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
         for e in _progress(range(max_events), progress, "ffp " + ("HRS->LRS" if sign > 0 else "LRS->HRS")):
             if not np.any(active):
                 break
-            v = sign * np.interp(r, r_grid, vw_table[0 if sign > 0 else 1])
+            table = vw_table[0 if sign > 0 else 1]
+            if policy is None:
+                v = sign * np.interp(r, r_grid, table)
+            else:
+                v = policy.amplitudes(r, sign, r_grid, table, active)
             rec = dev.write(v, width_s, active)
             r_new = dev.read()
             r = np.where(active, r_new, r)
@@ -394,13 +403,17 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
     140 ohm in 494 events is 0.28 ohm per event),
     ``snapshot_events`` (0-based event indices whose vacancy and temperature maps are kept),
     ``map_joule_heating`` (heating multiplier of the films the dR map is measured on, default: the same films;
-    with ``joule_heating`` it replays the table of the heated film on a film whose heating is changed).
+    with ``joule_heating`` it replays the table of the heated film on a film whose heating is changed),
+    ``policy`` (a write policy Vw(r) compiled with Numba in place of the table look-up: a function, or
+    ``path/to/file.py:function``; see :mod:`memdrift.emulator.policies`).
     retention: ``temperatures_k``, ``times_s``.
     """
     params, name, calibration = _resolve(preset)
     if scheme not in SCHEMES:
         raise MemdriftError(f"scheme = {scheme!r} is unknown; allowed: {', '.join(SCHEMES)}")
     opts = dict(options)
+    # compiled before any device runs, so a policy Numba refuses costs no simulation
+    policy = resolve_policy(opts.pop("policy", None)) if scheme in ("ffp", "ffp-segmentation") else None
     changes: dict[str, Any] = {}
     if "joule_heating" in opts:
         changes["joule_heating"] = float(opts.pop("joule_heating"))
@@ -459,9 +472,11 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
         snaps = tuple(int(e) for e in np.atleast_1d(opts.pop("snapshot_events", ())))
         _no_leftovers(opts)
         res = run_ffp(dev, m["vw_table"], m["dr_map_resistance"], width_s=width, max_events=max_events,
-                      progress=progress, snapshot_events=snaps, **init)
+                      progress=progress, snapshot_events=snaps, policy=policy, **init)
         attrs_extra.update(ffp_width_s=width, window_low_ohm=window[0], window_high_ohm=window[1],
                            max_events=max_events, target_ohm=target)
+        if policy is not None:
+            attrs_extra["policy"] = policy.name
         ds = _ffp_dataset(res, width, init["hrs_ohm"], init["lrs_ohm"]).assign(_map_vars(m))
         if scheme == "ffp-segmentation":
             ds = ds.assign(_segmentation_vars(res["resistance"], levels))

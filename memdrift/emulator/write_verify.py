@@ -114,7 +114,7 @@ class _Ensemble:
         if self.backend == "compiled":
             from memdrift import ext
 
-            _filament = ext.load("_filament")
+            _filament = ext.load("_filament", columns=filament.COLUMNS)
 
             state, counters = self.state[idx], self.counters[idx]
             outs = [np.empty((n, 1)) for _ in range(4)]

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from memdrift.emulator.params import Preset
     from memdrift.experiments.sweep import SweepRun
+    from memdrift.mapping.record import DeviceRecord
 
 def load_preset(name_or_path: str | os.PathLike[str]) -> Preset:
     """A shipped preset by name, or a preset TOML file by path.
@@ -82,12 +83,13 @@ def characterise(preset: str | os.PathLike[str] | Preset, protocol: str, **optio
     return run(_preset(preset), protocol, Options(**options))
 
 
-def extract(data: xr.Dataset | str | os.PathLike[str], *, levels: Sequence[int] = (32, 128, 512)) -> dict[str, Any]:
-    """The extraction record (a JSON-ready dict) of a dataset or netCDF file.
+def extract(data: xr.Dataset | str | os.PathLike[str], *, levels: Sequence[int] = (32, 128, 512)) -> DeviceRecord:
+    """The extraction record of a dataset or netCDF file: a :class:`memdrift.mapping.record.DeviceRecord`
+    (typed fields with their units; it reads as a mapping of the JSON's keys, ``to_json`` gives the file).
 
     >>> import memdrift
     >>> record = memdrift.extract(memdrift.simulate("hfoxsy-hfs2", devices=4, cycles=3), levels=(32,))
-    >>> record["source"]["model"], record["states"] > 0
+    >>> record["source"]["model"], record.states > 0
     ('filament', True)
     """
     import xarray as xr
@@ -114,7 +116,7 @@ def to_aihwkit(record: Mapping[str, Any] | str | os.PathLike[str], *, tile: str 
     'TorchInferenceRPUConfig'
     """
     from memdrift.mapping.aihwkit_bridge import export_configs
-    from memdrift.mapping.extract import load_record
+    from memdrift.mapping.record import load_record
 
     rec = load_record(record) if isinstance(record, (str, os.PathLike)) else record
     return export_configs(rec, tile=tile, levels=levels, dtod=dtod)

@@ -448,6 +448,20 @@ def test_bad_ffp_spec_names_the_key(replace, with_, key):
 
 # ----------------------------------------------------------------------------- write-verify
 
+
+def test_write_verify_options_are_the_scheme_dataclass_fields():
+    import dataclasses
+
+    from memdrift.emulator.write_verify import WriteVerify
+
+    scheme_fields = [f for f in dataclasses.fields(WriteVerify) if f.name != "targets_s"]
+    assert list(sweep.WV_OPTIONS) == [*sweep.WV_TARGET_OPTIONS, *(f.name for f in scheme_fields)]
+    for f in scheme_fields:
+        integer, units, default = sweep.WV_OPTIONS[f.name]
+        assert (integer, units, default) == (isinstance(f.default, int), f.metadata["unit"], f.default), f.name
+    assert sweep.WV_OPTIONS["max_pulses"] == (True, "1", 100)
+    assert sweep.WV_OPTIONS["read_width_s"] == (False, "s", 30e-6)
+
 WV_SMALL = f"""
 [sweep]
 name = "wv-small"

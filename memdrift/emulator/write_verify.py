@@ -19,7 +19,8 @@ count and the two backends agree with noise off.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -36,23 +37,28 @@ LEVEL = "level"
 ATTEMPT = "attempt"
 
 
+def _option(default: Any, unit: str, doc: str) -> Any:
+    return field(default=default, metadata={"unit": unit, "doc": doc})
+
+
 @dataclass(frozen=True)
 class WriteVerify:
-    """A write-verify/ISPP scheme (voltages in V, widths in s, conductances in S)."""
+    """A write-verify/ISPP scheme (voltages in V, widths in s, conductances in S); each field's unit and
+    meaning are in its metadata (``dataclasses.fields(WriteVerify)``), which the sweeps read."""
 
-    targets_s: tuple[float, ...] = (0.8e-3, 1.2e-3, 1.6e-3)
-    tolerance: float = 0.03            # relative half-width of the accept band
-    set_start_v: float = 0.7
-    set_step_v: float = 0.02
-    set_max_v: float = 1.2
-    reset_start_v: float = -0.7
-    reset_step_v: float = -0.02
-    reset_max_v: float = -1.4
-    width_s: float = 200e-9
-    max_pulses: int = 100
-    read_voltage_v: float = -0.1
-    read_width_s: float = 30e-6
-    read_gap_s: float = 20e-6
+    targets_s: tuple[float, ...] = _option((0.8e-3, 1.2e-3, 1.6e-3), "S", "target conductances, in write order")
+    tolerance: float = _option(0.03, "1", "relative half-width of the accept band")
+    set_start_v: float = _option(0.7, "V", "first SET amplitude")
+    set_step_v: float = _option(0.02, "V", "SET amplitude step per consecutive pulse")
+    set_max_v: float = _option(1.2, "V", "largest SET amplitude")
+    reset_start_v: float = _option(-0.7, "V", "first RESET amplitude")
+    reset_step_v: float = _option(-0.02, "V", "RESET amplitude step per consecutive pulse")
+    reset_max_v: float = _option(-1.4, "V", "largest RESET amplitude (most negative)")
+    width_s: float = _option(200e-9, "s", "programming pulse width")
+    max_pulses: int = _option(100, "1", "pulses allowed per target")
+    read_voltage_v: float = _option(-0.1, "V", "verify read bias")
+    read_width_s: float = _option(30e-6, "s", "verify read duration")
+    read_gap_s: float = _option(20e-6, "s", "zero-bias gap between a pulse and its read")
 
     def checked(self) -> WriteVerify:
         if len(self.targets_s) == 0:

@@ -163,25 +163,24 @@ FFP_OPTIONS: dict[str, tuple[bool, str, Any]] = {
 #: they segment the same trace, as the paper segments one FFP trace into 32, 128 and 512 levels.
 FFP_POSTPROCESS = frozenset({"levels", "read_time_s"})
 #: Options of the ``write-verify`` scheme (``memdrift.emulator.write_verify``): ``levels`` targets evenly
-#: spaced from ``g_low_s`` to ``g_high_s``, programmed lowest first from reset; the rest are the
-#: scheme's own fields. option -> (integer?, units, default).
-WV_OPTIONS: dict[str, tuple[bool, str, Any]] = {
+#: spaced from ``g_low_s`` to ``g_high_s``, programmed lowest first from reset (the sweep's own); the rest
+#: are the fields of ``WriteVerify``, read from the dataclass. option -> (integer?, units, default).
+WV_TARGET_OPTIONS: dict[str, tuple[bool, str, Any]] = {
     "levels": (True, "1", 16),
     "g_low_s": (False, "S", 0.7e-3),
     "g_high_s": (False, "S", 1.8e-3),
-    "tolerance": (False, "1", 0.03),
-    "set_start_v": (False, "V", 0.7),
-    "set_step_v": (False, "V", 0.02),
-    "set_max_v": (False, "V", 1.2),
-    "reset_start_v": (False, "V", -0.7),
-    "reset_step_v": (False, "V", -0.02),
-    "reset_max_v": (False, "V", -1.4),
-    "width_s": (False, "s", 200e-9),
-    "max_pulses": (True, "1", 100),
-    "read_voltage_v": (False, "V", -0.1),
-    "read_width_s": (False, "s", 30e-6),
-    "read_gap_s": (False, "s", 20e-6),
 }
+
+
+def _write_verify_options() -> dict[str, tuple[bool, str, Any]]:
+    from memdrift.emulator.write_verify import WriteVerify
+
+    return {**WV_TARGET_OPTIONS,
+            **{f.name: (f.type in ("int", int), f.metadata["unit"], f.default)
+               for f in dataclasses.fields(WriteVerify) if f.name != "targets_s"}}
+
+
+WV_OPTIONS = _write_verify_options()
 
 #: Metrics every point stores, whatever the spec asks: the Pareto costs.
 COST_METRICS = {
@@ -837,7 +836,7 @@ def write_verify_scheme(options: Mapping[str, Any]) -> Any:
     if not 0 < low < high:
         raise MemdriftError(f"g_low_s = {low!r}, g_high_s = {high!r} are out of range; allowed: 0 < g_low_s < "
                             "g_high_s (S)")
-    fields = {k: options[k] for k in WV_OPTIONS if k not in ("levels", "g_low_s", "g_high_s")}
+    fields = {k: options[k] for k in WV_OPTIONS if k not in WV_TARGET_OPTIONS}
     return WriteVerify(targets_s=tuple(np.linspace(low, high, levels)), **fields).checked()
 
 

@@ -449,6 +449,15 @@ def test_bad_ffp_spec_names_the_key(replace, with_, key):
 # ----------------------------------------------------------------------------- write-verify
 
 
+def test_ffp_option_defaults_are_the_scheme_dataclass_defaults():
+    from memdrift.emulator.bulk4t_schemes import FFPOptions
+
+    made = FFPOptions()
+    assert (sweep.FFP_OPTIONS["window_low_ohm"][2], sweep.FFP_OPTIONS["window_high_ohm"][2]) == made.window_ohm
+    for name in ("ffp_width_s", "max_events", "map_pulses"):
+        assert sweep.FFP_OPTIONS[name][2] == getattr(made, name), name
+
+
 def test_write_verify_options_are_the_scheme_dataclass_fields():
     import dataclasses
 

@@ -17,6 +17,7 @@ R = V1 / |I3|.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -137,6 +138,53 @@ class Bulk4TDevices:
         """
         self.initialise(target_ohm if reset_ohm is None else reset_ohm, -from_sign, amplitude_v)
         return self.initialise(target_ohm, from_sign, amplitude_v)
+
+
+def _option(default: Any, unit: str, doc: str) -> Any:
+    return field(default=default, metadata={"unit": unit, "doc": doc})
+
+
+@dataclass(frozen=True)
+class FFPOptions:
+    """Options of the ``ffp`` and ``ffp-segmentation`` schemes, checked when made; each field's unit and
+    meaning are in its metadata (``dataclasses.fields(FFPOptions)``), which the sweeps read."""
+
+    ffp_width_s: float = _option(0.8, "s", "feedforward write pulse width")
+    window_ohm: tuple[float, float] = _option((0.1, 0.3), "ohm", "|dR| window (low, high) the table aims inside")
+    max_events: int = _option(2000, "1", "events allowed per branch")
+    map_amplitudes_v: tuple[float, ...] = _option(PAPER_AMPLITUDES_V, "V", "amplitudes of the dR map's runs")
+    map_pulses: int = _option(100, "1", "pulses per amplitude of the dR map's runs")
+    # the paper's 140 ohm in 494 events is 0.28 ohm per event
+    target_ohm: float = _option(0.28, "ohm", "|dR| per event the table aims at")
+    levels: tuple[int, ...] = _option((32, 128, 512), "1", "level counts n the trace is segmented into")
+    snapshot_events: tuple[int, ...] = _option((), "1", "0-based events whose vacancy and temperature maps "
+                                                        "are kept")
+    map_joule_heating: float | None = _option(None, "1", "heating multiplier of the films the dR map is "
+                                                         "measured on (None: the same films)")
+    policy: CompiledPolicy | None = _option(None, "", "write policy Vw(r) in place of the table look-up")
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "ffp_width_s", check_range("ffp_width_s", float(self.ffp_width_s), 0.0, None, low_open=True,
+                                              unit="s"))
+        window = tuple(float(w) for w in self.window_ohm)
+        if len(window) != 2 or not (0 < window[0] < window[1]):
+            raise field_error("window_ohm", window, "two resistances 0 < low < high (ohm)")
+        set_(self, "window_ohm", window)
+        set_(self, "max_events", int(self.max_events))
+        set_(self, "map_pulses", int(self.map_pulses))
+        set_(self, "target_ohm", check_range("target_ohm", self.target_ohm, window[0], window[1], unit="ohm"))
+        set_(self, "levels", tuple(int(x) for x in np.atleast_1d(self.levels)))
+        set_(self, "snapshot_events", tuple(int(e) for e in np.atleast_1d(self.snapshot_events)))
+        if self.map_joule_heating is not None:
+            set_(self, "map_joule_heating", check_range("map_joule_heating", self.map_joule_heating, 0.0, 1.0,
+                                                        unit=""))
+        set_(self, "policy", resolve_policy(self.policy))
+
+    @classmethod
+    def pop_from(cls, options: dict[str, Any]) -> FFPOptions:
+        """The options named in ``options`` (taken out of it), the rest at their defaults."""
+        return cls(**{f.name: options.pop(f.name) for f in fields(cls) if f.name in options})
 
 
 def _check_amplitudes(amplitudes: Any) -> np.ndarray:
@@ -398,22 +446,17 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
     targets; default from the preset's calibration, else 880 / 740), ``conditioning_cycles`` (2 loops of +-6 V,
     100 s on the fresh film).
     identical / dr-map: ``amplitudes_v``, ``width_s`` (2 s), ``pulses`` (100).
-    ffp / ffp-segmentation: ``ffp_width_s`` (0.8 s), ``window_ohm`` ((0.1, 0.3)), ``max_events``,
-    ``map_amplitudes_v``, ``map_pulses``, ``levels`` ((32, 128, 512)), ``target_ohm`` (|dR| aimed at, 0.28: the paper's
-    140 ohm in 494 events is 0.28 ohm per event),
-    ``snapshot_events`` (0-based event indices whose vacancy and temperature maps are kept),
-    ``map_joule_heating`` (heating multiplier of the films the dR map is measured on, default: the same films;
-    with ``joule_heating`` it replays the table of the heated film on a film whose heating is changed),
-    ``policy`` (a write policy Vw(r) compiled with Numba in place of the table look-up: a function, or
-    ``path/to/file.py:function``; see :mod:`memdrift.emulator.policies`).
+    ffp / ffp-segmentation: the fields of :class:`FFPOptions` (units, defaults and meanings there);
+    ``map_joule_heating`` with ``joule_heating`` replays the table of the heated film on a film whose heating
+    is changed; ``policy`` is a function or ``path/to/file.py:function`` (:mod:`memdrift.emulator.policies`).
     retention: ``temperatures_k``, ``times_s``.
     """
     params, name, calibration = _resolve(preset)
     if scheme not in SCHEMES:
         raise MemdriftError(f"scheme = {scheme!r} is unknown; allowed: {', '.join(SCHEMES)}")
     opts = dict(options)
-    # compiled before any device runs, so a policy Numba refuses costs no simulation
-    policy = resolve_policy(opts.pop("policy", None)) if scheme in ("ffp", "ffp-segmentation") else None
+    # checked (and a user policy compiled) before any device runs, so a refused option costs no simulation
+    ffp = FFPOptions.pop_from(opts) if scheme in ("ffp", "ffp-segmentation") else None
     changes: dict[str, Any] = {}
     if "joule_heating" in opts:
         changes["joule_heating"] = float(opts.pop("joule_heating"))
@@ -446,40 +489,29 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
         if scheme == "dr-map":
             m = build_dr_map(res)
             ds = ds.assign(_map_vars(m))
-    elif scheme in ("ffp", "ffp-segmentation"):
-        width = float(opts.pop("ffp_width_s", 0.8))
-        check_range("ffp_width_s", width, 0.0, None, low_open=True, unit="s")
-        window = tuple(float(w) for w in opts.pop("window_ohm", (0.1, 0.3)))
-        if len(window) != 2 or not (0 < window[0] < window[1]):
-            raise field_error("window_ohm", window, "two resistances 0 < low < high (ohm)")
-        max_events = int(opts.pop("max_events", 2000))
-        map_amps = opts.pop("map_amplitudes_v", PAPER_AMPLITUDES_V)
-        map_pulses = int(opts.pop("map_pulses", 100))
-        target = check_range("target_ohm", opts.pop("target_ohm", 0.28), window[0], window[1], unit="ohm")
-        levels = tuple(int(x) for x in np.atleast_1d(opts.pop("levels", (32, 128, 512))))
+    elif ffp is not None:
         # calibration on the same devices (the paper maps each device before running FFP on it)
         map_dev = dev
-        if "map_joule_heating" in opts:
+        if ffp.map_joule_heating is not None:
             # a what-if: the table a lab measured on the real (heated) film, replayed on the film with the
             # heating changed; the same seed draws the same devices
-            map_heating = check_range("map_joule_heating", opts.pop("map_joule_heating"), 0.0, 1.0, unit="")
-            map_dev = Bulk4TDevices(params.replace(joule_heating=float(map_heating)), devices, seed=seed,
+            map_dev = Bulk4TDevices(params.replace(joule_heating=ffp.map_joule_heating), devices, seed=seed,
                                     threads=threads, backend=backend, deterministic=deterministic)
             map_dev.condition(conditioning, init["init_amplitude_v"])
-            attrs_extra["map_joule_heating"] = float(map_heating)
-        ident = run_identical(map_dev, map_amps, 2.0, map_pulses, progress=progress, **init)
-        m = build_dr_map(ident, ffp_width_s=width, map_width_s=2.0, target_ohm=target)
-        snaps = tuple(int(e) for e in np.atleast_1d(opts.pop("snapshot_events", ())))
+            attrs_extra["map_joule_heating"] = ffp.map_joule_heating
+        ident = run_identical(map_dev, ffp.map_amplitudes_v, 2.0, ffp.map_pulses, progress=progress, **init)
+        m = build_dr_map(ident, ffp_width_s=ffp.ffp_width_s, map_width_s=2.0, target_ohm=ffp.target_ohm)
         _no_leftovers(opts)
-        res = run_ffp(dev, m["vw_table"], m["dr_map_resistance"], width_s=width, max_events=max_events,
-                      progress=progress, snapshot_events=snaps, policy=policy, **init)
-        attrs_extra.update(ffp_width_s=width, window_low_ohm=window[0], window_high_ohm=window[1],
-                           max_events=max_events, target_ohm=target)
-        if policy is not None:
-            attrs_extra["policy"] = policy.name
-        ds = _ffp_dataset(res, width, init["hrs_ohm"], init["lrs_ohm"]).assign(_map_vars(m))
+        res = run_ffp(dev, m["vw_table"], m["dr_map_resistance"], width_s=ffp.ffp_width_s,
+                      max_events=ffp.max_events, progress=progress, snapshot_events=ffp.snapshot_events,
+                      policy=ffp.policy, **init)
+        attrs_extra.update(ffp_width_s=ffp.ffp_width_s, window_low_ohm=ffp.window_ohm[0],
+                           window_high_ohm=ffp.window_ohm[1], max_events=ffp.max_events, target_ohm=ffp.target_ohm)
+        if ffp.policy is not None:
+            attrs_extra["policy"] = ffp.policy.name
+        ds = _ffp_dataset(res, ffp.ffp_width_s, init["hrs_ohm"], init["lrs_ohm"]).assign(_map_vars(m))
         if scheme == "ffp-segmentation":
-            ds = ds.assign(_segmentation_vars(res["resistance"], levels))
+            ds = ds.assign(_segmentation_vars(res["resistance"], ffp.levels))
     else:
         kw = {k: opts.pop(k) for k in ("temperatures_k", "times_s") if k in opts}
         _no_leftovers(opts)

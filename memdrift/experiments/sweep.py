@@ -143,16 +143,22 @@ from memdrift.models import MODELS
 
 #: Options of the ``ffp`` scheme (feedforward programming of the TiO2-x paper on the bulk
 #: four-terminal film): option -> (integer?, units, default). None: from the preset's calibration.
+def _ffp_default(name: str) -> Any:
+    from memdrift.emulator.bulk4t_schemes import FFPOptions
+
+    return next(f.default for f in dataclasses.fields(FFPOptions) if f.name == name)
+
+
 FFP_OPTIONS: dict[str, tuple[bool, str, Any]] = {
-    "window_low_ohm": (False, "ohm", 0.1),
-    "window_high_ohm": (False, "ohm", 0.3),
+    "window_low_ohm": (False, "ohm", _ffp_default("window_ohm")[0]),
+    "window_high_ohm": (False, "ohm", _ffp_default("window_ohm")[1]),
     # The |dR| aimed at sits at this fraction of the window; 0.9 gives the engine's 0.28 ohm
     # for the paper's 0.1-0.3 ohm window, so a window axis moves the target with the window.
     "target_fraction": (False, "1", 0.9),
     "levels": (True, "1", 128),
-    "ffp_width_s": (False, "s", 0.8),
-    "max_events": (True, "1", 2000),
-    "map_pulses": (True, "1", 100),
+    "ffp_width_s": (False, "s", _ffp_default("ffp_width_s")),
+    "max_events": (True, "1", _ffp_default("max_events")),
+    "map_pulses": (True, "1", _ffp_default("map_pulses")),
     "conditioning_cycles": (True, "1", 2),
     # The paper states no read duration; 0 counts the write pulses only.
     "read_time_s": (False, "s", 0.0),

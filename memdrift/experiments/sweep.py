@@ -892,7 +892,7 @@ def _flatten_record(record: Mapping[str, Any], prefix: str = "") -> dict[str, fl
 _FFP_DATASET_METRICS = frozenset(FFP_METRICS) - {"nu_n_p", "nu_n_d"}
 
 
-def _record(ds: xr.Dataset, levels: Sequence[int]) -> tuple[dict[str, Any] | None, str]:
+def _record(ds: xr.Dataset, levels: Sequence[int]) -> tuple[Mapping[str, Any] | None, str]:
     from memdrift.mapping.extract import extract_record
 
     try:

@@ -71,7 +71,7 @@ def test_the_fields_are_typed_and_carry_their_units():
     assert FIELD_UNITS["pulse_width"] == "s" and FIELD_UNITS["states"] == "1"
     for f in dataclasses.fields(DeviceRecord):
         if not f.metadata.get("internal"):
-            assert f.metadata["doc"] and "unit" in f.metadata, f.name
+            assert f.metadata["meaning"] and "unit" in f.metadata, f.name
     assert set(REQUIRED_KEYS) | set(OPTIONAL_KEYS) == set(KEYS)
     # the extractor's contract names are the record's
     assert extract.REQUIRED_KEYS == REQUIRED_KEYS and extract.load_record is load_record

@@ -17,7 +17,7 @@ R = V1 / |I3|.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from memdrift import __version__
 from memdrift.data import flags
 from memdrift.data.schema import BRANCH, annotate, netcdf_attrs
 from memdrift.emulator import bulk4t as b
+from memdrift.emulator.params import option
 from memdrift.emulator.policies import CompiledPolicy, resolve_policy
 from memdrift.emulator.pulses import DEPRESSION, POTENTIATION
 from memdrift.emulator.segmentation import segment_processes, skipped_mask
@@ -140,28 +141,24 @@ class Bulk4TDevices:
         return self.initialise(target_ohm, from_sign, amplitude_v)
 
 
-def _option(default: Any, unit: str, doc: str) -> Any:
-    return field(default=default, metadata={"unit": unit, "doc": doc})
-
-
 @dataclass(frozen=True)
 class FFPOptions:
     """Options of the ``ffp`` and ``ffp-segmentation`` schemes, checked when made; each field's unit and
     meaning are in its metadata (``dataclasses.fields(FFPOptions)``), which the sweeps read."""
 
-    ffp_width_s: float = _option(0.8, "s", "feedforward write pulse width")
-    window_ohm: tuple[float, float] = _option((0.1, 0.3), "ohm", "|dR| window (low, high) the table aims inside")
-    max_events: int = _option(2000, "1", "events allowed per branch")
-    map_amplitudes_v: tuple[float, ...] = _option(PAPER_AMPLITUDES_V, "V", "amplitudes of the dR map's runs")
-    map_pulses: int = _option(100, "1", "pulses per amplitude of the dR map's runs")
+    ffp_width_s: float = option(0.8, "s", "feedforward write pulse width")
+    window_ohm: tuple[float, float] = option((0.1, 0.3), "ohm", "|dR| window (low, high) the table aims inside")
+    max_events: int = option(2000, "1", "events allowed per branch")
+    map_amplitudes_v: tuple[float, ...] = option(PAPER_AMPLITUDES_V, "V", "amplitudes of the dR map's runs")
+    map_pulses: int = option(100, "1", "pulses per amplitude of the dR map's runs")
     # the paper's 140 ohm in 494 events is 0.28 ohm per event
-    target_ohm: float = _option(0.28, "ohm", "|dR| per event the table aims at")
-    levels: tuple[int, ...] = _option((32, 128, 512), "1", "level counts n the trace is segmented into")
-    snapshot_events: tuple[int, ...] = _option((), "1", "0-based events whose vacancy and temperature maps "
+    target_ohm: float = option(0.28, "ohm", "|dR| per event the table aims at")
+    levels: tuple[int, ...] = option((32, 128, 512), "1", "level counts n the trace is segmented into")
+    snapshot_events: tuple[int, ...] = option((), "1", "0-based events whose vacancy and temperature maps "
                                                         "are kept")
-    map_joule_heating: float | None = _option(None, "1", "heating multiplier of the films the dR map is "
+    map_joule_heating: float | None = option(None, "1", "heating multiplier of the films the dR map is "
                                                          "measured on (None: the same films)")
-    policy: CompiledPolicy | None = _option(None, "", "write policy Vw(r) in place of the table look-up")
+    policy: CompiledPolicy | None = option(None, "", "write policy Vw(r) in place of the table look-up")
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__

@@ -51,7 +51,7 @@ ABSENT: Any = _Absent()
 
 def _key(unit: str, doc: str, *, required: bool = False) -> Any:
     """A record field: None by default when ``required`` (the key is always written), else absent."""
-    meta = {"unit": unit, "doc": doc, "required": required}
+    meta = {"unit": unit, "meaning": doc, "required": required}
     return field(default=None if required else ABSENT, metadata=meta)
 
 

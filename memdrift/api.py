@@ -8,7 +8,7 @@ Every function takes presets by name, path or object and datasets or their files
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from memdrift.emulator.params import Preset
     from memdrift.experiments.sweep import SweepRun
+    from memdrift.mapping.record import DeviceRecord
 
 def load_preset(name_or_path: str | os.PathLike[str]) -> Preset:
     """A shipped preset by name, or a preset TOML file by path.
@@ -39,12 +40,16 @@ def _preset(preset: str | os.PathLike[str] | Preset) -> Preset:
 
 def simulate(preset: str | os.PathLike[str] | Preset, scheme: str | None = None, *, devices: int = 1,
              cycles: int | None = None, seed: int = 0, threads: int = 1, backend: str = "compiled",
-             noise: bool = True, progress: bool = False, **options: Any) -> xr.Dataset:
+             noise: bool = True, progress: bool = False,
+             policy: Callable[..., float] | str | os.PathLike[str] | None = None, **options: Any) -> xr.Dataset:
     """Run ``scheme`` (default: the preset's) on ``devices`` devices of ``preset``.
 
     The preset's model (:data:`memdrift.models.MODELS`) runs it; ``options`` are the scheme's own
     (write-verify: ``targets_s``, ``tolerance``, ``max_pulses``; film schemes: those of
-    :func:`memdrift.emulator.bulk4t_schemes.simulate_scheme`).
+    :func:`memdrift.emulator.bulk4t_schemes.simulate_scheme`). ``policy``: the film's FFP schemes
+    write with ``policy(r_ohm, sign, r_grid_ohm, vw_table_v) -> amplitude_v`` (a function, or
+    ``"path/to/file.py:function"``), compiled with Numba, instead of the built-in table look-up
+    (docs/policies.md).
 
     >>> import memdrift
     >>> ds = memdrift.simulate("hfoxsy-hfs2", "ramp", devices=2, cycles=2)
@@ -56,6 +61,8 @@ def simulate(preset: str | os.PathLike[str] | Preset, scheme: str | None = None,
     from memdrift.models import MODELS
 
     p = _preset(preset)
+    if policy is not None:
+        options["policy"] = policy
     return MODELS.get(p.model).run(p, scheme or p.scheme, devices=devices, cycles=cycles, seed=seed,
                                    threads=threads, backend=backend, noise=noise, progress=progress,
                                    preset=p.name, **options)
@@ -76,12 +83,13 @@ def characterise(preset: str | os.PathLike[str] | Preset, protocol: str, **optio
     return run(_preset(preset), protocol, Options(**options))
 
 
-def extract(data: xr.Dataset | str | os.PathLike[str], *, levels: Sequence[int] = (32, 128, 512)) -> dict[str, Any]:
-    """The extraction record (a JSON-ready dict) of a dataset or netCDF file.
+def extract(data: xr.Dataset | str | os.PathLike[str], *, levels: Sequence[int] = (32, 128, 512)) -> DeviceRecord:
+    """The extraction record of a dataset or netCDF file: a :class:`memdrift.mapping.record.DeviceRecord`
+    (typed fields with their units; it reads as a mapping of the JSON's keys, ``to_json`` gives the file).
 
     >>> import memdrift
     >>> record = memdrift.extract(memdrift.simulate("hfoxsy-hfs2", devices=4, cycles=3), levels=(32,))
-    >>> record["source"]["model"], record["states"] > 0
+    >>> record["source"]["model"], record.states > 0
     ('filament', True)
     """
     import xarray as xr
@@ -108,7 +116,7 @@ def to_aihwkit(record: Mapping[str, Any] | str | os.PathLike[str], *, tile: str 
     'TorchInferenceRPUConfig'
     """
     from memdrift.mapping.aihwkit_bridge import export_configs
-    from memdrift.mapping.extract import load_record
+    from memdrift.mapping.record import load_record
 
     rec = load_record(record) if isinstance(record, (str, os.PathLike)) else record
     return export_configs(rec, tile=tile, levels=levels, dtod=dtod)

@@ -716,6 +716,28 @@ def test_bad_input_names_the_field():
         Bulk4TDevices(params, 1, backend="gpu")
 
 
+def test_ffp_options_are_checked_when_made_and_carry_their_units():
+    import dataclasses
+
+    from memdrift.emulator.bulk4t_schemes import FFPOptions
+
+    made = FFPOptions(window_ohm=[0.2, 0.4], target_ohm=0.3, levels=16, max_events=10.0)
+    assert made.window_ohm == (0.2, 0.4) and made.levels == (16,) and made.max_events == 10
+    assert isinstance(made.max_events, int) and made.policy is None
+    units = {f.name: f.metadata["unit"] for f in dataclasses.fields(FFPOptions)}
+    assert units["ffp_width_s"] == "s" and units["window_ohm"] == "ohm" and units["map_amplitudes_v"] == "V"
+    for change, words in ((dict(ffp_width_s=0.0), "ffp_width_s = 0.0 is out of range; allowed: (0, inf] s"),
+                          (dict(window_ohm=(0.3,)), "window_ohm = (0.3,) is out of range"),
+                          (dict(target_ohm=0.05), "target_ohm = 0.05 is out of range; allowed: [0.1, 0.3] ohm"),
+                          (dict(map_joule_heating=-0.5), "map_joule_heating = -0.5 is out of range")):
+        with pytest.raises(MemdriftError) as info:
+            FFPOptions(**change)
+        assert words in str(info.value)
+    # the scheme takes exactly these fields by name; the rest of its options are its own
+    opts = {"ffp_width_s": 0.5, "grid": 8}
+    assert FFPOptions.pop_from(opts).ffp_width_s == 0.5 and opts == {"grid": 8}
+
+
 # -- command line ------------------------------------------------------------------------------------------
 
 

@@ -149,7 +149,7 @@ def test_save_and_load_round_trip(record, tmp_path):
 
 
 def test_load_record_names_the_missing_key(record, tmp_path):
-    bad = {k: v for k, v in json.loads(json.dumps(record, default=float)).items() if k != "bin_width"}
+    bad = {k: v for k, v in record.to_dict().items() if k != "bin_width"}
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(MemdriftError, match="'bin_width'"):
         load_record(tmp_path / "bad.json")

@@ -448,6 +448,29 @@ def test_bad_ffp_spec_names_the_key(replace, with_, key):
 
 # ----------------------------------------------------------------------------- write-verify
 
+
+def test_ffp_option_defaults_are_the_scheme_dataclass_defaults():
+    from memdrift.emulator.bulk4t_schemes import FFPOptions
+
+    made = FFPOptions()
+    assert (sweep.FFP_OPTIONS["window_low_ohm"][2], sweep.FFP_OPTIONS["window_high_ohm"][2]) == made.window_ohm
+    for name in ("ffp_width_s", "max_events", "map_pulses"):
+        assert sweep.FFP_OPTIONS[name][2] == getattr(made, name), name
+
+
+def test_write_verify_options_are_the_scheme_dataclass_fields():
+    import dataclasses
+
+    from memdrift.emulator.write_verify import WriteVerify
+
+    scheme_fields = [f for f in dataclasses.fields(WriteVerify) if f.name != "targets_s"]
+    assert list(sweep.WV_OPTIONS) == [*sweep.WV_TARGET_OPTIONS, *(f.name for f in scheme_fields)]
+    for f in scheme_fields:
+        integer, units, default = sweep.WV_OPTIONS[f.name]
+        assert (integer, units, default) == (isinstance(f.default, int), f.metadata["unit"], f.default), f.name
+    assert sweep.WV_OPTIONS["max_pulses"] == (True, "1", 100)
+    assert sweep.WV_OPTIONS["read_width_s"] == (False, "s", 30e-6)
+
 WV_SMALL = f"""
 [sweep]
 name = "wv-small"

@@ -202,7 +202,8 @@ def _segment_start(n: int, fraction: float) -> int:
 # Per-device parameter arrays (shared by the reference and the compiled path)
 # ---------------------------------------------------------------------------
 
-#: Columns of the per-device parameter table handed to the kernels.
+#: Columns of the per-device parameter table handed to the kernels (the compiled one exports its own
+#: names, paired with its enum in ``_bulk4t.pyx``; loading it compares the two name by name).
 DEVICE_COLUMNS = (
     "hop_distance_m", "attempt_frequency_hz", "activation_energy_ev", "charge_number", "n_mean", "n_max",
     "conductivity_base_s_per_m", "conductivity_vacancy_s_per_m", "conductivity_exponent",
@@ -760,7 +761,7 @@ class CompiledEngine:
     def __init__(self, params: Bulk4TParams, table: np.ndarray, keys: np.ndarray, threads: int = 1):
         from memdrift import ext
 
-        _bulk4t = ext.load("_bulk4t")
+        _bulk4t = ext.load("_bulk4t", columns=DEVICE_COLUMNS)
 
         self._k = _bulk4t
         self.params = params

@@ -17,6 +17,7 @@ R = V1 / |I3|.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,8 @@ from memdrift import __version__
 from memdrift.data import flags
 from memdrift.data.schema import BRANCH, annotate, netcdf_attrs
 from memdrift.emulator import bulk4t as b
+from memdrift.emulator.params import option
+from memdrift.emulator.policies import CompiledPolicy, resolve_policy
 from memdrift.emulator.pulses import DEPRESSION, POTENTIATION
 from memdrift.emulator.segmentation import segment_processes, skipped_mask
 from memdrift.errors import MemdriftError, check_range, field_error
@@ -138,6 +141,49 @@ class Bulk4TDevices:
         return self.initialise(target_ohm, from_sign, amplitude_v)
 
 
+@dataclass(frozen=True)
+class FFPOptions:
+    """Options of the ``ffp`` and ``ffp-segmentation`` schemes, checked when made; each field's unit and
+    meaning are in its metadata (``dataclasses.fields(FFPOptions)``), which the sweeps read."""
+
+    ffp_width_s: float = option(0.8, "s", "feedforward write pulse width")
+    window_ohm: tuple[float, float] = option((0.1, 0.3), "ohm", "|dR| window (low, high) the table aims inside")
+    max_events: int = option(2000, "1", "events allowed per branch")
+    map_amplitudes_v: tuple[float, ...] = option(PAPER_AMPLITUDES_V, "V", "amplitudes of the dR map's runs")
+    map_pulses: int = option(100, "1", "pulses per amplitude of the dR map's runs")
+    # the paper's 140 ohm in 494 events is 0.28 ohm per event
+    target_ohm: float = option(0.28, "ohm", "|dR| per event the table aims at")
+    levels: tuple[int, ...] = option((32, 128, 512), "1", "level counts n the trace is segmented into")
+    snapshot_events: tuple[int, ...] = option((), "1", "0-based events whose vacancy and temperature maps "
+                                                        "are kept")
+    map_joule_heating: float | None = option(None, "1", "heating multiplier of the films the dR map is "
+                                                         "measured on (None: the same films)")
+    policy: CompiledPolicy | None = option(None, "", "write policy Vw(r) in place of the table look-up")
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "ffp_width_s", check_range("ffp_width_s", float(self.ffp_width_s), 0.0, None, low_open=True,
+                                              unit="s"))
+        window = tuple(float(w) for w in self.window_ohm)
+        if len(window) != 2 or not (0 < window[0] < window[1]):
+            raise field_error("window_ohm", window, "two resistances 0 < low < high (ohm)")
+        set_(self, "window_ohm", window)
+        set_(self, "max_events", int(self.max_events))
+        set_(self, "map_pulses", int(self.map_pulses))
+        set_(self, "target_ohm", check_range("target_ohm", self.target_ohm, window[0], window[1], unit="ohm"))
+        set_(self, "levels", tuple(int(x) for x in np.atleast_1d(self.levels)))
+        set_(self, "snapshot_events", tuple(int(e) for e in np.atleast_1d(self.snapshot_events)))
+        if self.map_joule_heating is not None:
+            set_(self, "map_joule_heating", check_range("map_joule_heating", self.map_joule_heating, 0.0, 1.0,
+                                                        unit=""))
+        set_(self, "policy", resolve_policy(self.policy))
+
+    @classmethod
+    def pop_from(cls, options: dict[str, Any]) -> FFPOptions:
+        """The options named in ``options`` (taken out of it), the rest at their defaults."""
+        return cls(**{f.name: options.pop(f.name) for f in fields(cls) if f.name in options})
+
+
 def _check_amplitudes(amplitudes: Any) -> np.ndarray:
     amps = np.atleast_1d(np.asarray(amplitudes, dtype=np.float64))
     if amps.size == 0:
@@ -236,8 +282,12 @@ def _voltage_for(amps: np.ndarray, dr: np.ndarray, target: float) -> float:
 def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, width_s: float = 0.8,
             max_events: int = 1500, hrs_ohm: float, lrs_ohm: float, init_amplitude_v: float = 6.0,
             progress: bool = False, branches: tuple[float, ...] = (+1.0, -1.0),
-            initialise: bool = True, snapshot_events: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
-    """FFP HRS -> LRS (branch +1) then LRS -> HRS (-1); a device stops when it crosses the LRS / HRS end."""
+            initialise: bool = True, snapshot_events: tuple[int, ...] = (),
+            policy: CompiledPolicy | None = None) -> dict[str, np.ndarray]:
+    """FFP HRS -> LRS (branch +1) then LRS -> HRS (-1); a device stops when it crosses the LRS / HRS end.
+
+    ``policy``: a user write policy (:mod:`memdrift.emulator.policies`) in place of the table look-up.
+    """
     max_events = int(max_events)
     if max_events < 1:
         raise field_error("max_events", max_events, ">= 1")
@@ -256,8 +306,8 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
     vac = np.full((dev.devices, len(branches), len(snaps), *dev.n.shape[1:]), np.nan)
     temp = np.full_like(vac, np.nan)
     # the compiled engine runs the whole loop in its kernel; the Python loop below is the reference's (and
-    # the one that can stop at snapshot events)
-    in_kernel = hasattr(dev.engine, "ffp") and not snaps
+    # the one that can stop at snapshot events or call a user policy)
+    in_kernel = hasattr(dev.engine, "ffp") and not snaps and policy is None
     for c, sign in enumerate(branches):
         start[:, c] = r
         if in_kernel:
@@ -268,7 +318,11 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
         for e in _progress(range(max_events), progress, "ffp " + ("HRS->LRS" if sign > 0 else "LRS->HRS")):
             if not np.any(active):
                 break
-            v = sign * np.interp(r, r_grid, vw_table[0 if sign > 0 else 1])
+            table = vw_table[0 if sign > 0 else 1]
+            if policy is None:
+                v = sign * np.interp(r, r_grid, table)
+            else:
+                v = policy.amplitudes(r, sign, r_grid, table, active)
             rec = dev.write(v, width_s, active)
             r_new = dev.read()
             r = np.where(active, r_new, r)
@@ -389,18 +443,17 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
     targets; default from the preset's calibration, else 880 / 740), ``conditioning_cycles`` (2 loops of +-6 V,
     100 s on the fresh film).
     identical / dr-map: ``amplitudes_v``, ``width_s`` (2 s), ``pulses`` (100).
-    ffp / ffp-segmentation: ``ffp_width_s`` (0.8 s), ``window_ohm`` ((0.1, 0.3)), ``max_events``,
-    ``map_amplitudes_v``, ``map_pulses``, ``levels`` ((32, 128, 512)), ``target_ohm`` (|dR| aimed at, 0.28: the paper's
-    140 ohm in 494 events is 0.28 ohm per event),
-    ``snapshot_events`` (0-based event indices whose vacancy and temperature maps are kept),
-    ``map_joule_heating`` (heating multiplier of the films the dR map is measured on, default: the same films;
-    with ``joule_heating`` it replays the table of the heated film on a film whose heating is changed).
+    ffp / ffp-segmentation: the fields of :class:`FFPOptions` (units, defaults and meanings there);
+    ``map_joule_heating`` with ``joule_heating`` replays the table of the heated film on a film whose heating
+    is changed; ``policy`` is a function or ``path/to/file.py:function`` (:mod:`memdrift.emulator.policies`).
     retention: ``temperatures_k``, ``times_s``.
     """
     params, name, calibration = _resolve(preset)
     if scheme not in SCHEMES:
         raise MemdriftError(f"scheme = {scheme!r} is unknown; allowed: {', '.join(SCHEMES)}")
     opts = dict(options)
+    # checked (and a user policy compiled) before any device runs, so a refused option costs no simulation
+    ffp = FFPOptions.pop_from(opts) if scheme in ("ffp", "ffp-segmentation") else None
     changes: dict[str, Any] = {}
     if "joule_heating" in opts:
         changes["joule_heating"] = float(opts.pop("joule_heating"))
@@ -433,38 +486,29 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
         if scheme == "dr-map":
             m = build_dr_map(res)
             ds = ds.assign(_map_vars(m))
-    elif scheme in ("ffp", "ffp-segmentation"):
-        width = float(opts.pop("ffp_width_s", 0.8))
-        check_range("ffp_width_s", width, 0.0, None, low_open=True, unit="s")
-        window = tuple(float(w) for w in opts.pop("window_ohm", (0.1, 0.3)))
-        if len(window) != 2 or not (0 < window[0] < window[1]):
-            raise field_error("window_ohm", window, "two resistances 0 < low < high (ohm)")
-        max_events = int(opts.pop("max_events", 2000))
-        map_amps = opts.pop("map_amplitudes_v", PAPER_AMPLITUDES_V)
-        map_pulses = int(opts.pop("map_pulses", 100))
-        target = check_range("target_ohm", opts.pop("target_ohm", 0.28), window[0], window[1], unit="ohm")
-        levels = tuple(int(x) for x in np.atleast_1d(opts.pop("levels", (32, 128, 512))))
+    elif ffp is not None:
         # calibration on the same devices (the paper maps each device before running FFP on it)
         map_dev = dev
-        if "map_joule_heating" in opts:
+        if ffp.map_joule_heating is not None:
             # a what-if: the table a lab measured on the real (heated) film, replayed on the film with the
             # heating changed; the same seed draws the same devices
-            map_heating = check_range("map_joule_heating", opts.pop("map_joule_heating"), 0.0, 1.0, unit="")
-            map_dev = Bulk4TDevices(params.replace(joule_heating=float(map_heating)), devices, seed=seed,
+            map_dev = Bulk4TDevices(params.replace(joule_heating=ffp.map_joule_heating), devices, seed=seed,
                                     threads=threads, backend=backend, deterministic=deterministic)
             map_dev.condition(conditioning, init["init_amplitude_v"])
-            attrs_extra["map_joule_heating"] = float(map_heating)
-        ident = run_identical(map_dev, map_amps, 2.0, map_pulses, progress=progress, **init)
-        m = build_dr_map(ident, ffp_width_s=width, map_width_s=2.0, target_ohm=target)
-        snaps = tuple(int(e) for e in np.atleast_1d(opts.pop("snapshot_events", ())))
+            attrs_extra["map_joule_heating"] = ffp.map_joule_heating
+        ident = run_identical(map_dev, ffp.map_amplitudes_v, 2.0, ffp.map_pulses, progress=progress, **init)
+        m = build_dr_map(ident, ffp_width_s=ffp.ffp_width_s, map_width_s=2.0, target_ohm=ffp.target_ohm)
         _no_leftovers(opts)
-        res = run_ffp(dev, m["vw_table"], m["dr_map_resistance"], width_s=width, max_events=max_events,
-                      progress=progress, snapshot_events=snaps, **init)
-        attrs_extra.update(ffp_width_s=width, window_low_ohm=window[0], window_high_ohm=window[1],
-                           max_events=max_events, target_ohm=target)
-        ds = _ffp_dataset(res, width, init["hrs_ohm"], init["lrs_ohm"]).assign(_map_vars(m))
+        res = run_ffp(dev, m["vw_table"], m["dr_map_resistance"], width_s=ffp.ffp_width_s,
+                      max_events=ffp.max_events, progress=progress, snapshot_events=ffp.snapshot_events,
+                      policy=ffp.policy, **init)
+        attrs_extra.update(ffp_width_s=ffp.ffp_width_s, window_low_ohm=ffp.window_ohm[0],
+                           window_high_ohm=ffp.window_ohm[1], max_events=ffp.max_events, target_ohm=ffp.target_ohm)
+        if ffp.policy is not None:
+            attrs_extra["policy"] = ffp.policy.name
+        ds = _ffp_dataset(res, ffp.ffp_width_s, init["hrs_ohm"], init["lrs_ohm"]).assign(_map_vars(m))
         if scheme == "ffp-segmentation":
-            ds = ds.assign(_segmentation_vars(res["resistance"], levels))
+            ds = ds.assign(_segmentation_vars(res["resistance"], ffp.levels))
     else:
         kw = {k: opts.pop(k) for k in ("temperatures_k", "times_s") if k in opts}
         _no_leftovers(opts)

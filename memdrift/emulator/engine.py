@@ -114,7 +114,7 @@ def run_pulses(params: FilamentParams, train: PulseTrain, *, devices: int, cycle
     if backend == "compiled":
         from memdrift import ext
 
-        _filament = ext.load("_filament")
+        _filament = ext.load("_filament", columns=filament.COLUMNS)
 
         state = kernel_state(gap0, temperature0)
         counters = np.zeros(devices, dtype=np.uint64)

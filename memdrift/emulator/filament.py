@@ -153,7 +153,8 @@ import numpy as np
 from memdrift.data.flags import RATE_OVERFLOW, SOLVE_NOT_CONVERGED, STEP_BUDGET, THERMAL_CEILING
 from memdrift.emulator.params import BOLTZMANN_EV, FilamentParams
 
-#: Column order of the per-device parameter table shared with the Cython kernel.
+#: Column order of the per-device parameter table shared with the Cython kernel (which exports its own
+#: names, from the enum in ``_filament_lanes.h``; loading it compares the two name by name).
 COLUMNS = (
     "hop_distance_m", "attempt_frequency_hz", "activation_energy_ev", "charge_number", "oxide_thickness_m",
     "field_enhancement", "field_enhancement_slope", "field_enhancement_power", "min_field_v_per_m",

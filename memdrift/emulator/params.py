@@ -32,6 +32,11 @@ def quantity(default: float, unit: str, low: float | None, high: float | None, m
                                             "meaning": meaning})
 
 
+def option(default: Any, unit: str, meaning: str) -> Any:
+    """A scheme option's field: its default, unit and meaning (checked by the scheme's own code)."""
+    return field(default=default, metadata={"unit": unit, "meaning": meaning})
+
+
 class ModelParams:
     """What the models' parameter dataclasses share: range checks from the field
     metadata, the device-to-device ``variation`` table, copies and the dict/TOML

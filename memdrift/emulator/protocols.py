@@ -311,7 +311,7 @@ class _Bench:
     def __init__(self, params: FilamentParams, seed: int, first: int, n: int, *, noise: bool, threads: int):
         from memdrift import ext
 
-        _filament = ext.load("_filament")
+        _filament = ext.load("_filament", columns=filament.COLUMNS)
 
         self._kernel = _filament
         self.keys = device_keys(seed, n, first)

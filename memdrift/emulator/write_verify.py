@@ -28,7 +28,7 @@ from memdrift import __version__
 from memdrift.data.schema import DEVICE, annotate, netcdf_attrs
 from memdrift.emulator import filament
 from memdrift.emulator.engine import Backend, _check_ensemble, kernel_state, parameter_table
-from memdrift.emulator.params import FilamentParams
+from memdrift.emulator.params import FilamentParams, option
 from memdrift.emulator.randomness import device_keys
 from memdrift.errors import MemdriftError, check_range
 
@@ -38,21 +38,22 @@ ATTEMPT = "attempt"
 
 @dataclass(frozen=True)
 class WriteVerify:
-    """A write-verify/ISPP scheme (voltages in V, widths in s, conductances in S)."""
+    """A write-verify/ISPP scheme (voltages in V, widths in s, conductances in S); each field's unit and
+    meaning are in its metadata (``dataclasses.fields(WriteVerify)``), which the sweeps read."""
 
-    targets_s: tuple[float, ...] = (0.8e-3, 1.2e-3, 1.6e-3)
-    tolerance: float = 0.03            # relative half-width of the accept band
-    set_start_v: float = 0.7
-    set_step_v: float = 0.02
-    set_max_v: float = 1.2
-    reset_start_v: float = -0.7
-    reset_step_v: float = -0.02
-    reset_max_v: float = -1.4
-    width_s: float = 200e-9
-    max_pulses: int = 100
-    read_voltage_v: float = -0.1
-    read_width_s: float = 30e-6
-    read_gap_s: float = 20e-6
+    targets_s: tuple[float, ...] = option((0.8e-3, 1.2e-3, 1.6e-3), "S", "target conductances, in write order")
+    tolerance: float = option(0.03, "1", "relative half-width of the accept band")
+    set_start_v: float = option(0.7, "V", "first SET amplitude")
+    set_step_v: float = option(0.02, "V", "SET amplitude step per consecutive pulse")
+    set_max_v: float = option(1.2, "V", "largest SET amplitude")
+    reset_start_v: float = option(-0.7, "V", "first RESET amplitude")
+    reset_step_v: float = option(-0.02, "V", "RESET amplitude step per consecutive pulse")
+    reset_max_v: float = option(-1.4, "V", "largest RESET amplitude (most negative)")
+    width_s: float = option(200e-9, "s", "programming pulse width")
+    max_pulses: int = option(100, "1", "pulses allowed per target")
+    read_voltage_v: float = option(-0.1, "V", "verify read bias")
+    read_width_s: float = option(30e-6, "s", "verify read duration")
+    read_gap_s: float = option(20e-6, "s", "zero-bias gap between a pulse and its read")
 
     def checked(self) -> WriteVerify:
         if len(self.targets_s) == 0:
@@ -114,7 +115,7 @@ class _Ensemble:
         if self.backend == "compiled":
             from memdrift import ext
 
-            _filament = ext.load("_filament")
+            _filament = ext.load("_filament", columns=filament.COLUMNS)
 
             state, counters = self.state[idx], self.counters[idx]
             outs = [np.empty((n, 1)) for _ in range(4)]

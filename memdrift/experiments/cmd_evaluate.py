@@ -69,13 +69,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_record(path: str | Path) -> dict[str, Any]:
-    """The extraction record (JSON), checked by the extractor's one strict loader."""
-    from memdrift.mapping.extract import load_record as strict_load
-
-    return dict(strict_load(path))
-
-
 def run(args: argparse.Namespace) -> int:
     from memdrift.errors import MemdriftError, check_range
 
@@ -87,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         check_output_path(args.plot, ".png", "plot")
     check_seed("seed", args.seed)
+    from memdrift.mapping.record import load_record
+
     record = load_record(args.record)
     for name in ("train_samples", "test_samples"):
         if getattr(args, name) is not None:

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.aihwkit.suffix != ".pt":
         raise MemdriftError(f"aihwkit = {str(args.aihwkit)!r} is not allowed; allowed: a path ending in .pt")
-    from memdrift.mapping.extract import load_record
+    from memdrift.mapping.record import load_record
 
     record = load_record(args.record)
     try:

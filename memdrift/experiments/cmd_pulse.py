@@ -41,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tolerance", type=float, default=None,
                    help="write-verify: relative half-width of the accept band (default 0.03)")
     p.add_argument("--max-pulses", type=int, default=None, help="write-verify: pulses allowed per target (default 100)")
+    p.add_argument("--policy", default=None, metavar="FILE.py:FUNCTION",
+                   help="bulk4t ffp/ffp-segmentation: write policy Vw(r) compiled with Numba instead of the "
+                        "built-in table look-up, policy(r_ohm, sign, r_grid_ohm, vw_table_v) -> amplitude_v "
+                        "(see docs/policies.md)")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.nc", help="netCDF file to write")
     p.add_argument("--plot", type=Path, default=None, metavar="OUT.png", help="also write a PNG summary")
     p.add_argument("--chunk-devices", type=int, default=None, metavar="N",
@@ -114,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
                                 f"on the {args.backend} backend; allowed: omit --chunk-devices (only filament "
                                 "ramp/identical runs on the compiled backend stream in chunks)")
     options = _write_verify_options(args)
+    if args.policy is not None:
+        options["policy"] = args.policy
     if streams:
         return _stream(model, preset, scheme, args, options)
     ds = model.run(preset, scheme, devices=args.devices, cycles=args.cycles, seed=args.seed, threads=args.threads,

@@ -228,7 +228,7 @@ def _result(acc: np.ndarray, modes: Sequence[str], s: Settings, record: Mapping[
     ds.attrs.update(netcdf_attrs(describe(record), "device."))
     ds.attrs["title"] = f"memdrift evaluate: {study} study, {network} on {data.name}"
     # The record itself, not only its path: the file says which device it evaluated.
-    ds.attrs["record_json"] = json.dumps(record, sort_keys=True, default=str)
+    ds.attrs["record_json"] = json.dumps(dict(record), sort_keys=True, default=str)
     return ds
 
 

@@ -19,7 +19,7 @@ The network studies of both papers run through ``memdrift evaluate``.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -184,7 +184,7 @@ def targets() -> dict[str, Any]:
 
 def _get(mapping: Any, *keys: str) -> float | None:
     for key in keys:
-        if not isinstance(mapping, dict) or mapping.get(key) is None:
+        if not isinstance(mapping, Mapping) or mapping.get(key) is None:
             return None
         mapping = mapping[key]
     return float(mapping)
@@ -273,7 +273,7 @@ def hfoxsy_ramp(out_dir: Path, *, devices: int = 200, cycles: int = 100, seed: i
     return Result("hfoxsy-ramp", t.rows, files)
 
 
-def _plot_fig2(ds: xr.Dataset, record: dict[str, Any], t: _Rows, path: Path) -> Path:
+def _plot_fig2(ds: xr.Dataset, record: Mapping[str, Any], t: _Rows, path: Path) -> Path:
     """(d) conductance vs pulse, every cycle of device 0 with the ensemble mean; (e) the linear-range state
     means ± σ of device 0 over its cycles with the paper's bin width as a slope; (f) the σ of each state with
     the paper's mean σ and its tolerance; the differential bins G+ − G− of the potentiation states."""

@@ -143,16 +143,22 @@ from memdrift.models import MODELS
 
 #: Options of the ``ffp`` scheme (feedforward programming of the TiO2-x paper on the bulk
 #: four-terminal film): option -> (integer?, units, default). None: from the preset's calibration.
+def _ffp_default(name: str) -> Any:
+    from memdrift.emulator.bulk4t_schemes import FFPOptions
+
+    return next(f.default for f in dataclasses.fields(FFPOptions) if f.name == name)
+
+
 FFP_OPTIONS: dict[str, tuple[bool, str, Any]] = {
-    "window_low_ohm": (False, "ohm", 0.1),
-    "window_high_ohm": (False, "ohm", 0.3),
+    "window_low_ohm": (False, "ohm", _ffp_default("window_ohm")[0]),
+    "window_high_ohm": (False, "ohm", _ffp_default("window_ohm")[1]),
     # The |dR| aimed at sits at this fraction of the window; 0.9 gives the engine's 0.28 ohm
     # for the paper's 0.1-0.3 ohm window, so a window axis moves the target with the window.
     "target_fraction": (False, "1", 0.9),
     "levels": (True, "1", 128),
-    "ffp_width_s": (False, "s", 0.8),
-    "max_events": (True, "1", 2000),
-    "map_pulses": (True, "1", 100),
+    "ffp_width_s": (False, "s", _ffp_default("ffp_width_s")),
+    "max_events": (True, "1", _ffp_default("max_events")),
+    "map_pulses": (True, "1", _ffp_default("map_pulses")),
     "conditioning_cycles": (True, "1", 2),
     # The paper states no read duration; 0 counts the write pulses only.
     "read_time_s": (False, "s", 0.0),
@@ -163,25 +169,24 @@ FFP_OPTIONS: dict[str, tuple[bool, str, Any]] = {
 #: they segment the same trace, as the paper segments one FFP trace into 32, 128 and 512 levels.
 FFP_POSTPROCESS = frozenset({"levels", "read_time_s"})
 #: Options of the ``write-verify`` scheme (``memdrift.emulator.write_verify``): ``levels`` targets evenly
-#: spaced from ``g_low_s`` to ``g_high_s``, programmed lowest first from reset; the rest are the
-#: scheme's own fields. option -> (integer?, units, default).
-WV_OPTIONS: dict[str, tuple[bool, str, Any]] = {
+#: spaced from ``g_low_s`` to ``g_high_s``, programmed lowest first from reset (the sweep's own); the rest
+#: are the fields of ``WriteVerify``, read from the dataclass. option -> (integer?, units, default).
+WV_TARGET_OPTIONS: dict[str, tuple[bool, str, Any]] = {
     "levels": (True, "1", 16),
     "g_low_s": (False, "S", 0.7e-3),
     "g_high_s": (False, "S", 1.8e-3),
-    "tolerance": (False, "1", 0.03),
-    "set_start_v": (False, "V", 0.7),
-    "set_step_v": (False, "V", 0.02),
-    "set_max_v": (False, "V", 1.2),
-    "reset_start_v": (False, "V", -0.7),
-    "reset_step_v": (False, "V", -0.02),
-    "reset_max_v": (False, "V", -1.4),
-    "width_s": (False, "s", 200e-9),
-    "max_pulses": (True, "1", 100),
-    "read_voltage_v": (False, "V", -0.1),
-    "read_width_s": (False, "s", 30e-6),
-    "read_gap_s": (False, "s", 20e-6),
 }
+
+
+def _write_verify_options() -> dict[str, tuple[bool, str, Any]]:
+    from memdrift.emulator.write_verify import WriteVerify
+
+    return {**WV_TARGET_OPTIONS,
+            **{f.name: (f.type in ("int", int), f.metadata["unit"], f.default)
+               for f in dataclasses.fields(WriteVerify) if f.name != "targets_s"}}
+
+
+WV_OPTIONS = _write_verify_options()
 
 #: Metrics every point stores, whatever the spec asks: the Pareto costs.
 COST_METRICS = {
@@ -837,7 +842,7 @@ def write_verify_scheme(options: Mapping[str, Any]) -> Any:
     if not 0 < low < high:
         raise MemdriftError(f"g_low_s = {low!r}, g_high_s = {high!r} are out of range; allowed: 0 < g_low_s < "
                             "g_high_s (S)")
-    fields = {k: options[k] for k in WV_OPTIONS if k not in ("levels", "g_low_s", "g_high_s")}
+    fields = {k: options[k] for k in WV_OPTIONS if k not in WV_TARGET_OPTIONS}
     return WriteVerify(targets_s=tuple(np.linspace(low, high, levels)), **fields).checked()
 
 
@@ -887,7 +892,7 @@ def _flatten_record(record: Mapping[str, Any], prefix: str = "") -> dict[str, fl
 _FFP_DATASET_METRICS = frozenset(FFP_METRICS) - {"nu_n_p", "nu_n_d"}
 
 
-def _record(ds: xr.Dataset, levels: Sequence[int]) -> tuple[dict[str, Any] | None, str]:
+def _record(ds: xr.Dataset, levels: Sequence[int]) -> tuple[Mapping[str, Any] | None, str]:
     from memdrift.mapping.extract import extract_record
 
     try:

@@ -92,6 +92,20 @@ cdef enum:
     C_KSUB = 17
     NCOL = 18
 
+# Each column beside the parameter it holds, exported as COLUMNS: loading the kernel compares them with
+# the twin's memdrift.emulator.bulk4t.DEVICE_COLUMNS name by name, so a column added or moved on one side
+# only is refused (an index left without a name reads as "").
+_COLUMN_NAMES = {
+    C_A: "hop_distance_m", C_NU0: "attempt_frequency_hz", C_EA: "activation_energy_ev", C_Z: "charge_number",
+    C_NMEAN: "n_mean", C_NMAX: "n_max", C_SBASE: "conductivity_base_s_per_m",
+    C_SVAC: "conductivity_vacancy_s_per_m", C_SEXP: "conductivity_exponent", C_SEA: "conductivity_activation_ev",
+    C_KAPPA: "thermal_conductivity_w_per_mk", C_GSUB: "substrate_conductance_w_per_m2k",
+    C_HEAT: "joule_heating", C_T0: "ambient_temperature_k", C_TMAX: "thermal_ceiling_k",
+    C_SG: "scharfetter_gummel", C_TMODEL: "thermal_model", C_KSUB: "substrate_thermal_conductivity_w_per_mk",
+}
+#: the parameter held in each column of the per-device table the kernel takes
+COLUMNS = tuple(_COLUMN_NAMES.get(c, "") for c in range(NCOL))
+
 # Per-pulse quality bits (memdrift.data.flags: the same values).
 cdef enum:
     FLAG_NOT_CONVERGED = 1

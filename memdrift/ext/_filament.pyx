@@ -37,6 +37,7 @@ cdef extern from "_filament_lanes.h" nogil:
                                  double* cur, int64_t* bad)
     double md_exp(double x)
     double md_log(double x)
+    const char *md_filament_column_name(int c)
 
 # devices per batch of the wide build (memdrift_filament_batch_16)
 cdef int WIDE = 16
@@ -75,6 +76,10 @@ def solve_cells(const double[::1] volts, const double[::1] gap, const double[:, 
 
 def n_columns():
     return N_COLUMNS
+
+
+#: the parameter held in each column of the table ``run_cycle`` takes, from the kernel's own list
+COLUMNS = tuple(md_filament_column_name(c).decode("ascii") for c in range(N_COLUMNS))
 
 
 cdef double _hops(double mean, uint64_t key, uint64_t* counter) noexcept nogil:

@@ -48,14 +48,53 @@
 #define MD_FLAG_BUDGET 4
 #define MD_FLAG_RATES 16
 
-/* Column indices of the per-device parameter table: keep in step with
- * memdrift.emulator.filament.COLUMNS (run_cycle checks the count; the twin-agreement test
- * would see a swapped column). */
-enum {
-    C_A = 0, C_NU0, C_EA, C_Z, C_TOX, C_GAMMA0, C_BETA, C_ALPHA, C_FMIN, C_M, C_I0, C_G0, C_V0, C_RS,
-    C_RTH, C_TAU, C_T0, C_GMIN, C_GMAX, C_NUR, C_EAR, C_CAP, C_MAXSTEPS, C_BETA_R, C_GAMMA0_R, C_TCEIL,
-    C_DTMAX, C_TOL, C_BDIS, N_COLUMNS
-};
+/* Columns of the per-device parameter table, each index beside the name of the parameter it holds
+ * (memdrift.emulator.filament.COLUMNS). The enum and the names come from this one list, and
+ * _filament.pyx exports the names as COLUMNS: loading the kernel compares them with the twin's
+ * name by name, so a column added or moved on one side only is refused. */
+#define MD_FILAMENT_COLUMNS(X) \
+    X(C_A, "hop_distance_m") \
+    X(C_NU0, "attempt_frequency_hz") \
+    X(C_EA, "activation_energy_ev") \
+    X(C_Z, "charge_number") \
+    X(C_TOX, "oxide_thickness_m") \
+    X(C_GAMMA0, "field_enhancement") \
+    X(C_BETA, "field_enhancement_slope") \
+    X(C_ALPHA, "field_enhancement_power") \
+    X(C_FMIN, "min_field_v_per_m") \
+    X(C_M, "site_population") \
+    X(C_I0, "tunnel_current_a") \
+    X(C_G0, "tunnel_length_m") \
+    X(C_V0, "tunnel_voltage_v") \
+    X(C_RS, "series_resistance_ohm") \
+    X(C_RTH, "thermal_resistance_k_per_w") \
+    X(C_TAU, "thermal_time_constant_s") \
+    X(C_T0, "ambient_temperature_k") \
+    X(C_GMIN, "gap_min_m") \
+    X(C_GMAX, "gap_max_m") \
+    X(C_NUR, "dissolution_frequency_hz") \
+    X(C_EAR, "dissolution_energy_ev") \
+    X(C_CAP, "max_gap_step_m") \
+    X(C_MAXSTEPS, "max_substeps") \
+    X(C_BETA_R, "reset_field_enhancement_slope") \
+    X(C_GAMMA0_R, "reset_field_enhancement_offset") \
+    X(C_TCEIL, "thermal_ceiling_k") \
+    X(C_DTMAX, "max_temperature_step_k") \
+    X(C_TOL, "integration_tolerance") \
+    X(C_BDIS, "dissolution_barrier_slope_ev_per_m")
+
+#define MD_COLUMN_INDEX(index, name) index,
+enum { MD_FILAMENT_COLUMNS(MD_COLUMN_INDEX) N_COLUMNS };
+#undef MD_COLUMN_INDEX
+
+/* the parameter name of column c (NULL outside the table) */
+static inline const char *md_filament_column_name(int c)
+{
+#define MD_COLUMN_NAME(index, name) name,
+    static const char *const names[N_COLUMNS] = { MD_FILAMENT_COLUMNS(MD_COLUMN_NAME) };
+#undef MD_COLUMN_NAME
+    return c >= 0 && c < N_COLUMNS ? names[c] : NULL;
+}
 
 enum { K_PULSE = 0, K_IDLE = 1, K_READ = 2 };
 

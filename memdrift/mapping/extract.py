@@ -3,7 +3,8 @@
 :func:`extract_record` applies the paper definitions of
 :mod:`memdrift.mapping.metrics` to a dataset in the contract layout
 (``conductance`` over (device, cycle, pulse) with a ``branch`` coordinate, or
-``resistance``, read as 1/R) and returns one plain dict, all SI:
+``resistance``, read as 1/R) and returns one :class:`memdrift.mapping.record.DeviceRecord`
+(its fields carry their units; it reads as a mapping of these keys), all SI:
 
 ========================  ====================================================
 key                       meaning
@@ -53,30 +54,25 @@ programming processes.
 
 from __future__ import annotations
 
-import json
-import math
-import os
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from memdrift.data.io import atomic_write_text
-from memdrift.constants import PROGRAMMING_BRANCHES
 from memdrift.errors import MemdriftError
 from memdrift.models import LAYOUT_PULSE, LAYOUT_WRITE_VERIFY, layout_of
 from memdrift.mapping import metrics
 from memdrift.mapping.measured import DEPRESSION, POTENTIATION, RETENTION, normalise_dataset
+from memdrift.mapping.record import (  # noqa: F401  (load_record, save_record: the record's I/O, here too)
+    REQUIRED_KEYS, SCHEMA, DeviceRecord, load_record, save_record,
+)
+from memdrift.mapping.record import finite_float as _float
+from memdrift.mapping.record import jsonable as _jsonable
 
-SCHEMA = "memdrift-extraction/1"
 BRANCHES = (POTENTIATION, DEPRESSION)
 SHORT = {POTENTIATION: "p", DEPRESSION: "d"}
 
-#: Keys every record has (values may be null); load_record checks them.
-REQUIRED_KEYS = ("states", "bin_width", "state_sigma", "differential_bins", "linear_r2", "nu", "pearson",
-                 "program_error_t", "skipped_levels", "drift", "energy_per_pulse", "g_min", "g_max", "notes")
-REQUIRED_NESTED = {"linear_r2": PROGRAMMING_BRANCHES, "drift": ("nu", "activation_energy_eV")}
 
 UNITS = {"bin_width": "S", "state_sigma": "S", "g_min": "S", "g_max": "S", "slope": "S/pulse",
          "intercept": "S", "energy_per_pulse": "J", "energy_per_cycle": "J", "program_error_t": "S",
@@ -86,13 +82,6 @@ UNITS = {"bin_width": "S", "state_sigma": "S", "g_min": "S", "g_max": "S", "slop
 
 def _values(da: xr.DataArray) -> np.ndarray:
     return np.asarray(da.values if not hasattr(da.data, "compute") else da.compute().values, dtype=np.float64)
-
-
-def _float(x) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def _conductance(ds: xr.Dataset, notes: list[str]) -> xr.DataArray | None:
@@ -443,7 +432,7 @@ def _time_to_change(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float,
 
 
 def extract_record(ds: xr.Dataset, *, levels=(32, 128, 512), r2_min: float = 0.995, step_ratio: float = 0.5,
-                   nodes: int = 16, max_processes: int = 128) -> dict[str, Any]:
+                   nodes: int = 16, max_processes: int = 128) -> DeviceRecord:
     """Extraction record of ``ds`` (see the module docstring for every key and its definition).
 
     ``levels``: level counts for ν, skipped levels and program errors;
@@ -474,7 +463,7 @@ def extract_record(ds: xr.Dataset, *, levels=(32, 128, 512), r2_min: float = 0.9
     if layout == LAYOUT_WRITE_VERIFY:
         _write_verify_metrics(ds, record, notes)
         record["drift"] = _drift(ds, notes)
-        return record
+        return DeviceRecord.from_dict(record)
     programming = layout == LAYOUT_PULSE
     if programming:
         ds = normalise_dataset(ds)
@@ -488,7 +477,7 @@ def extract_record(ds: xr.Dataset, *, levels=(32, 128, 512), r2_min: float = 0.9
         _programming_metrics(ds, record, notes, idx_of, labels, levels, r2_min, step_ratio, int(nodes),
                              int(max_processes))
     record["drift"] = _drift(ds, notes)
-    return record
+    return DeviceRecord.from_dict(record)
 
 
 def _write_verify_metrics(ds: xr.Dataset, record: dict[str, Any], notes: list[str]) -> None:
@@ -641,116 +630,6 @@ def _programming_metrics(ds, record, notes, idx_of, labels, levels, r2_min, step
 # --------------------------------------------------------------------------- JSON
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return _float(obj)
-    if obj is None or isinstance(obj, str):
-        return obj
-    return str(obj)
-
-
-def save_record(record: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``record`` as JSON atomically (NaN/inf become null: JSON has no such numbers)."""
-    validate_record(record)
-    text = json.dumps(_jsonable(record), indent=1, allow_nan=False)
-    atomic_write_text(path, text + "\n")
-    return Path(path)
-
-
-def validate_record(record: Any, *, source: str = "record") -> dict[str, Any]:
-    """Check that the contract keys are present; a missing key raises naming it."""
-    if not isinstance(record, dict):
-        raise MemdriftError(f"{source} is a {type(record).__name__}; allowed: a JSON object (extraction record)")
-    for key in REQUIRED_KEYS:
-        if key not in record:
-            raise MemdriftError(f"{source} has no key {key!r}; allowed: an extraction record with "
-                                f"{', '.join(REQUIRED_KEYS)}")
-    for key, inner in REQUIRED_NESTED.items():
-        value = record[key]
-        if not isinstance(value, dict):
-            raise MemdriftError(f"{source}: {key!r} is {value!r}; allowed: an object with {', '.join(inner)}")
-        for sub in inner:
-            if sub not in value:
-                raise MemdriftError(f"{source} has no key '{key}.{sub}'; allowed: {key} with {', '.join(inner)}")
-    for key in ("states", "differential_bins"):
-        v = record[key]
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
-            raise MemdriftError(f"{source}: {key!r} = {v!r} is out of range; allowed: an integer >= 0 or null")
-    for key in ("bin_width", "state_sigma", "energy_per_pulse", "g_min", "g_max", "pearson"):
-        v = record[key]
-        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)):
-            raise MemdriftError(f"{source}: {key!r} = {v!r} is out of range; allowed: a finite number or null")
-    unknown = sorted(set(record) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
-    if unknown:
-        raise MemdriftError(f"{source}: key {unknown[0]!r} is unknown; allowed: "
-                            f"{', '.join(sorted({*REQUIRED_KEYS, *OPTIONAL_KEYS}))}")
-    for key in ("symmetry", "pulse_width", "read_time"):
-        _check_leaves(source, key, record.get(key), 0)
-    for key, value in record["linear_r2"].items():
-        _check_leaves(source, f"linear_r2.{key}", value, 0)
-    for key, value in record["drift"].items():
-        if key == "per_temperature":
-            # one row of fit results per bake temperature
-            if not isinstance(value, list):
-                raise MemdriftError(f"{source}: 'drift.per_temperature' = {value!r} has the wrong type; "
-                                    "allowed: a list of objects")
-            for i, row in enumerate(value):
-                _check_leaves(source, f"drift.per_temperature[{i}]", row, 1)
-        elif key.endswith("_method"):
-            if not isinstance(value, str):
-                raise MemdriftError(f"{source}: 'drift.{key}' = {value!r} has the wrong type; allowed: a string")
-        else:
-            # a number, or an object of numbers for a fit kept aside (``nu_fit``)
-            _check_leaves(source, f"drift.{key}", value, 1 if isinstance(value, dict) else 0)
-    # per level count n: {"p": ν, "d": ν, ...} and {"potentiation": count, ...}
-    _check_leaves(source, "nu", record["nu"], 2)
-    _check_leaves(source, "skipped_levels", record["skipped_levels"], 2)
-    notes = record["notes"]
-    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
-        raise MemdriftError(f"{source}: 'notes' = {notes!r} has the wrong type; allowed: a list of strings")
-    return record
-
-
-#: Keys a record may have besides REQUIRED_KEYS (what extract_record writes on some paths).
-OPTIONAL_KEYS = ("schema", "units", "levels", "source", "branches", "linear_fit", "symmetry", "pearson_branch",
-                 "program_error_t_branch", "delta_g", "device_to_device", "pulse_table", "pulse_width", "read_time",
-                 "energy_per_cycle", "energy_per_pulse_branch", "write_verify", "sources")
-
-
-def _check_leaves(source: str, where: str, value: Any, depth: int) -> None:
-    """``value`` is null, a finite number, or (``depth`` > 0) an object of such values ``depth`` levels deep."""
-    if value is None:
-        return
-    if depth > 0:
-        if not isinstance(value, dict):
-            raise MemdriftError(f"{source}: {where!r} = {value!r} has the wrong type; allowed: an object or null")
-        for key, inner in value.items():
-            _check_leaves(source, f"{where}.{key}", inner, depth - 1)
-        return
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        raise MemdriftError(f"{source}: {where!r} = {value!r} has the wrong type; allowed: a finite number or null")
-
-
-def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and validate an extraction record written by :func:`save_record` (or by hand)."""
-    p = Path(path)
-    if not p.exists():
-        raise MemdriftError(f"record file {str(p)!r} does not exist")
-    try:
-        record = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise MemdriftError(f"record file {str(p)!r} is not valid JSON ({exc})") from None
-    return validate_record(record, source=f"record file {str(p)!r}")
-
-
 # --------------------------------------------------------------------------- one record from several datasets
 
 #: Global attributes that say which device a dataset is of: files that differ in one are two devices.
@@ -804,7 +683,7 @@ def _note_group(note: str) -> str:
     return "drift" if note.startswith("drift") else "programming"
 
 
-def merge_records(parts: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+def merge_records(parts: list[tuple[str, Mapping[str, Any]]]) -> DeviceRecord:
     """One record from the records of several datasets of one device (see :func:`extract_datasets`).
 
     Each group of quantities (programming metrics; drift) comes whole from the first dataset, in the
@@ -846,10 +725,10 @@ def merge_records(parts: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     merged["sources"] = [dict(file=name, provides=sorted(g for g, i in provider.items() if i == k),
                               **(rec.get("source") or {})) for k, (name, rec) in enumerate(parts)]
     merged["source"] = parts[provider.get("programming", provider.get("drift", 0))][1].get("source")
-    return merged
+    return DeviceRecord.from_dict(merged)
 
 
-def extract_datasets(named: list[tuple[str, xr.Dataset]], **options: Any) -> dict[str, Any]:
+def extract_datasets(named: list[tuple[str, xr.Dataset]], **options: Any) -> DeviceRecord:
     """The record of one device from several datasets (cycling, retention, ...), each extracted by
     :func:`extract_record` with ``options`` and merged by :func:`merge_records`.
 

@@ -9,8 +9,13 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import functools
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from memdrift.emulator.params import load_preset
 from memdrift.errors import MemdriftError
@@ -25,10 +30,15 @@ def pool() -> fp.FilmPool:
     return fp.build_pool(PRESET.params, films=3, realisations=2, seed=4, **COARSE)
 
 
-@pytest.fixture(scope="module")
-def ideal_pool() -> fp.FilmPool:
+@functools.cache
+def _ideal_pool() -> fp.FilmPool:
     ideal = dataclasses.replace(PRESET.params, variation={})
     return fp.build_pool(ideal, films=2, realisations=1, seed=0, noise=False, **COARSE)
+
+
+@pytest.fixture(scope="module")
+def ideal_pool() -> fp.FilmPool:
+    return _ideal_pool()
 
 
 def weights(seed: int = 0) -> list[np.ndarray]:
@@ -128,8 +138,49 @@ def test_bad_pool_arguments_name_the_field():
                     (8, 8), 0).levels(0)
 
 
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 6)),
+              elements=st.floats(-1e3, 1e3, allow_nan=False, allow_subnormal=False)),
+       st.integers(3, 9))
+def test_every_weight_gets_the_nearest_level_of_its_tile_window(w, bits):
+    prog = fp.program_network(_ideal_pool(), [w], bits, seed=0)
+    n = 1 << bits
+    level = prog.level[0][0]
+    assert level.min() >= 0 and level.max() <= n - 1
+    spacing = 2 * prog.w_max[0] / (n - 1)
+    # the ideal quantised weight is the nearest level of [-w_max, w_max]
+    assert np.all(np.abs(prog.ideal_weights(0) - w) <= 0.5 * spacing * (1 + 1e-9) + 1e-12)
+    assert prog.pulses[0].min() >= 0 and np.all(prog.energy_j[0] >= 0)
+    assert prog.accounting()["devices"][0] == w.size
+
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("aihwkit", reason="aihwkit not installed: bash scripts/install-aihwkit.sh")
+
+
+def test_tiles_hold_exactly_the_film_weights(pool):
+    from torch import nn
+
+    from memdrift.experiments import evaluate
+    from memdrift.mapping import physics_tiles
+    from memdrift.mapping.aihwkit_bridge import inference_config
+    from test_networks import film_record
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(20, 12), nn.ReLU(), nn.Linear(12, 5))
+    cfg = inference_config(film_record(), levels=8, w_range="tile", hwat_noise=0.0, drift=False, mapping="single",
+                           tile="torch")
+    analog = evaluate.to_analog(net, cfg)
+    targets = physics_tiles.tile_weights(analog)
+    prog = fp.program_network(pool, targets, 3, seed=0)
+    physics_tiles.install(analog, prog)
+    analog.eval()
+    analog.program_analog_weights()
+    for i, t in enumerate(analog.analog_tiles()):
+        held = t.tile.get_weights().numpy()
+        np.testing.assert_allclose(held, prog.weights(i), rtol=1e-6, atol=1e-6 * prog.w_max[i])
+        # 8 levels: the held weights are the film's readings near them, not the targets
+        assert not np.allclose(held, targets[i], rtol=0, atol=1e-3 * prog.w_max[i])
 
 
 def test_cli_writes_netcdf_and_png_with_an_accuracy_per_bit_depth(tmp_path):

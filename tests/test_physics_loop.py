@@ -215,6 +215,7 @@ def test_cli_end_to_end_on_digits(tmp_path):
     (["--study", "drift"], "runs its own study"),
     (["--preset", "tio2x-4t"], "a film is programmed with --scheme ffp-levels"),
     (["--age-temperature", "-5"], "age-temperature"),
+    (["--bits", "3,4"], "only for --scheme ffp-levels"),
 ])
 def test_cli_refuses_bad_physics_arguments_before_training(tmp_path, capsys, extra, words):
     from memdrift.experiments.cli import main

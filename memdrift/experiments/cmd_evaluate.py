@@ -187,6 +187,10 @@ def _physics_inputs(args: argparse.Namespace) -> dict[str, Any]:
     common = {"params": preset.params, "preset": preset.name, "scheme": args.scheme,
               "threads": args.emulator_threads, "chunk_devices": args.chunk_devices}
     if not film:
+        given = [flag for flag, value in (("--bits", args.bits), ("--grid", args.grid)) if value is not None]
+        if given:
+            raise MemdriftError(f"{given[0]} is only for --scheme ffp-levels (the film pool); not allowed with "
+                                f"--scheme {args.scheme}")
         return {**common, "ages_s": [parse_duration(a) for a in args.age], "temperatures_k": temps}
     if args.age or args.age_temperature:
         raise MemdriftError("--age / --age-temperature are not allowed with --scheme ffp-levels: the film relaxes at "

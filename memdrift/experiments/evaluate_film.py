@@ -167,6 +167,10 @@ def table(ds: xr.Dataset) -> str:
         lines.append(f"{b:>5} " + " ".join(f"{c:>17}" for c in cells)
                      + f" {int(ds['physics_out_of_band'].sel(bits=b)):>18}"
                      f" {float(ds['physics_energy'].sel(bits=b)):>11.4g} {int(ds['physics_pulses'].sel(bits=b)):>10}")
+    stat = ds.get("statistical_programming_energy")
+    if stat is not None:
+        lines.append(f"record's estimate of the programming energy: {float(stat):.4g} J (physics above: the "
+                     "emulated events, each weight from HRS to its level)")
     lines.append(f"pool: {ds.attrs['pool_films']} films x {ds.attrs['pool_realisations']} realisations, "
                  f"{ds.attrs['pool_grid']} grid, built in {ds.attrs['wall_pool_s']:.1f} s wall "
                  f"({ds.attrs['cpu_pool_s']:.1f} s CPU)")

@@ -168,6 +168,24 @@ def test_accuracy_axis_break_and_error_bars_are_stated(drawn, tmp_path):
     assert "mean ± 1 s.d. over 3 repeats" in legend
 
 
+def test_film_levels_plot_is_accuracy_against_bits_per_route(drawn, tmp_path):
+    from memdrift.experiments import evaluate_film
+
+    acc = np.array([[[0.93] * 2] * 2, [[0.92, 0.93], [0.921, 0.931]], [[0.915, 0.93], [0.92, 0.932]]])
+    ds = xr.Dataset({"accuracy": (("mode", "repeat", "bits"), acc)},
+                    coords={"mode": ["digital", "statistical", "physics"], "repeat": [0, 1], "bits": [3, 9]})
+    ds["accuracy"].attrs.update(units="1", long_name="test-set classification accuracy")
+    ds["bits"].attrs.update(units="1", long_name="weight resolution (2^bits levels of one film)")
+    ds.attrs.update(network="mlp-256-128", dataset="digits", study="physics", pool_films=8)
+    evaluate_film.plot(ds, tmp_path / "f.png")
+    (ax,) = _all_axes(drawn[0])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["digital", "statistical", "physics"]
+    assert _flat(ax.get_xlabel()) == "weight resolution (2^bits levels of one film)"
+    assert "8-film pool" in ax.get_title()
+    # the plot names the pool on a copy: the dataset keeps its study
+    assert ds.attrs["study"] == "physics"
+
+
 def _sweep(colour_values):
     ds = xr.Dataset(coords={"amplitude_start_v": [0.9, 0.95, 0.995]})
     ds["amplitude_start_v"].attrs.update(units="V", long_name="first pulse amplitude")

@@ -213,8 +213,9 @@ def test_cli_end_to_end_on_digits(tmp_path):
 @pytest.mark.parametrize("extra, words", [
     (["--age", "1x"], "not a duration"),
     (["--study", "drift"], "runs its own study"),
-    (["--preset", "tio2x-4t"], "film levels through a pool are not implemented"),
+    (["--preset", "tio2x-4t"], "a film is programmed with --scheme ffp-levels"),
     (["--age-temperature", "-5"], "age-temperature"),
+    (["--bits", "3,4"], "only for --scheme ffp-levels"),
 ])
 def test_cli_refuses_bad_physics_arguments_before_training(tmp_path, capsys, extra, words):
     from memdrift.experiments.cli import main

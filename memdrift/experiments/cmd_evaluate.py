@@ -55,11 +55,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--program", default="record", choices=("record", "physics"),
                    help="record: weights drawn from the record's statistics (the studies); physics: every weight "
                         "programmed on its own emulated device pair, aged, and compared with the record route")
-    g.add_argument("--scheme", default="pulse-count", choices=("pulse-count", "write-verify"),
-                   help="physics programming: open-loop ramp pulse count from the preset's linear fit, or ISPP "
-                        "write-verify to a band")
-    g.add_argument("--preset", default="hfoxsy-hfs2", help="filament preset (name or .toml) the devices are emulated "
-                   "from (default hfoxsy-hfs2)")
+    g.add_argument("--scheme", default="pulse-count", choices=("pulse-count", "write-verify", "ffp-levels"),
+                   help="physics programming: open-loop ramp pulse count from the preset's linear fit, ISPP "
+                        "write-verify to a band (filament), or FFP + segmentation levels of a pool of emulated "
+                        "films (film), at every --bits depth")
+    g.add_argument("--preset", default=None, help="preset (name or .toml) the devices are emulated from (default "
+                   "hfoxsy-hfs2; tio2x-4t for ffp-levels)")
+    g.add_argument("--pool", type=int, default=8, help="ffp-levels: films emulated for the pool (default 8)")
+    g.add_argument("--pool-realisations", type=int, default=2,
+                   help="ffp-levels: FFP cycles per film, each a realisation of its levels (default 2)")
+    g.add_argument("--grid", type=int, default=None, help="ffp-levels: film cells per side (default: the preset's)")
+    g.add_argument("--map-pulses", type=int, default=100,
+                   help="ffp-levels: identical pulses per amplitude of each film's dR map (default 100)")
+    g.add_argument("--bits", default=None, metavar="B1,B2,...",
+                   help="ffp-levels: bit depths (default 3,4,5,6,7,8,9)")
     g.add_argument("--age", action="append", default=[], metavar="T",
                    help="aging time after programming, repeatable: a number with unit s, min, h, d, w, y (e.g. 1d)")
     g.add_argument("--age-temperature", action="append", type=float, default=[], metavar="K",
@@ -112,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     aihwkit_bridge.describe(record)
     evaluate.check_study_inputs(args.study, record)
     physics = _physics_inputs(args) if args.program == "physics" else None
+    if physics is not None and physics.get("bits"):
+        settings = evaluate.with_settings(settings, bits_values=physics["bits"]).checked()
     data = datasets.load(args.dataset, args.data_dir).subset(args.train_samples, args.test_samples)
     if physics is None:
         ds = evaluate.run_study(args.study, record, args.network, data, settings)
@@ -122,9 +133,17 @@ def run(args: argparse.Namespace) -> int:
         from memdrift.experiments import evaluate_physics
 
         t0 = time.perf_counter()
-        ds = evaluate_physics.study_physics(record, args.network, data, settings, **physics)
+        c0 = time.process_time()
+        if physics["scheme"] == "ffp-levels":
+            from memdrift.experiments import evaluate_film
+
+            ds = evaluate_film.study_film_levels(record, args.network, data, settings, **physics)
+            table, plot = evaluate_film.table, evaluate_film.plot
+        else:
+            ds = evaluate_physics.study_physics(record, args.network, data, settings, **physics)
+            table, plot = evaluate_physics.table, evaluate_physics.plot
         ds.attrs["wall_time_s"] = time.perf_counter() - t0
-        table, plot = evaluate_physics.table, evaluate_physics.plot
+        ds.attrs["cpu_time_s"] = time.process_time() - c0
     ds.attrs["record_file"] = str(Path(args.record).resolve())
     print(table(ds))
     if args.output:
@@ -147,17 +166,53 @@ def _physics_inputs(args: argparse.Namespace) -> dict[str, Any]:
     if args.study != "accuracy":
         raise MemdriftError(f"--program physics runs its own study; --study {args.study} is not allowed with it "
                             "(allowed: the default, accuracy)")
-    preset = load_preset(args.preset)
-    if preset.model != "filament":
-        raise MemdriftError(f"--program physics needs a filament preset; {args.preset!r} is a {preset.model} model "
-                            "(film levels through a pool are not implemented)")
+    film = args.scheme == "ffp-levels"
+    name = args.preset or ("tio2x-4t" if film else "hfoxsy-hfs2")
+    preset = load_preset(name)
+    if film and preset.model != "bulk4t":
+        raise MemdriftError(f"--scheme ffp-levels needs a film (bulk4t) preset; {name!r} is a {preset.model} model "
+                            "(allowed: tio2x-4t or a bulk4t .toml)")
+    if not film and preset.model != "filament":
+        raise MemdriftError(f"--scheme {args.scheme} needs a filament preset; {name!r} is a {preset.model} model "
+                            "(a film is programmed with --scheme ffp-levels)")
     check_range("emulator-threads", args.emulator_threads, 1, 1024)
     if args.chunk_devices is not None:
         check_range("chunk-devices", args.chunk_devices, 1, 1 << 30)
     temps = [check_range("age-temperature", t, 1.0, 2000.0, unit="K") for t in args.age_temperature] or [300.0]
-    return {"params": preset.params, "preset": preset.name, "scheme": args.scheme,
-            "ages_s": [parse_duration(a) for a in args.age], "temperatures_k": temps,
-            "threads": args.emulator_threads, "chunk_devices": args.chunk_devices}
+    common = {"params": preset.params, "preset": preset.name, "scheme": args.scheme,
+              "threads": args.emulator_threads, "chunk_devices": args.chunk_devices}
+    if not film:
+        given = [flag for flag, value in (("--bits", args.bits), ("--grid", args.grid)) if value is not None]
+        if given:
+            raise MemdriftError(f"{given[0]} is only for --scheme ffp-levels (the film pool); not allowed with "
+                                f"--scheme {args.scheme}")
+        return {**common, "ages_s": [parse_duration(a) for a in args.age], "temperatures_k": temps}
+    if args.age or args.age_temperature:
+        raise MemdriftError("--age / --age-temperature are not allowed with --scheme ffp-levels: the film relaxes at "
+                            "zero bias in the emulator, but the pool keeps no film state per level to age (allowed: "
+                            "no --age; aging is emulated for pulse-count and write-verify)")
+    check_range("pool", args.pool, 1, 4096)
+    check_range("pool-realisations", args.pool_realisations, 1, 1024)
+    check_range("map-pulses", args.map_pulses, 1, 100_000)
+    if args.grid is not None:
+        check_range("grid", args.grid, 4, 512)
+    return {**common, "calibration": dict(preset.calibration), "pool": args.pool,
+            "realisations": args.pool_realisations, "grid": args.grid, "map_pulses": args.map_pulses,
+            "bits": _bits(args.bits)}
+
+
+def _bits(text: str | None) -> tuple[int, ...] | None:
+    from memdrift.errors import MemdriftError, check_range
+
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise MemdriftError(f"bits = {text!r} is not a list of integers; allowed: e.g. 3,4,5") from None
+    if not values:
+        raise MemdriftError("bits is empty; allowed: one or more bit depths, e.g. 3,4,5")
+    return tuple(int(check_range("bits", b, 1, 12)) for b in values)
 
 
 def _weight_range(args: argparse.Namespace) -> float | str:

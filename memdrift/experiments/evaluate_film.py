@@ -1,0 +1,184 @@
+"""The film-level study of ``memdrift evaluate --program physics --scheme ffp-levels`` beside the record route.
+
+The TiO2-x paper's weight transfer (as the ``bits`` study: a digitally trained
+network, no HWAT, one device per weight against a reference, the tile's largest
+|w| at the window's ends) at each bit depth, deployed twice on the same periphery:
+
+``statistical``  the record route: ``2^bits`` levels with the record's Student-t program error
+                 resampled to that count (:func:`memdrift.experiments.evaluate.study_bits`);
+``physics``      every weight on a level of a film drawn from an emulated pool
+                 (:mod:`memdrift.mapping.film_pool`), held in the tiles as those conductances
+                 (:mod:`memdrift.mapping.physics_tiles`).
+
+``accuracy`` is over (mode, repeat, bits). A physics repeat is a fresh pool (seed + repeat) with fresh
+draws; a statistical repeat a fresh draw of program error. No aging (the pool keeps no film states).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from memdrift.experiments import evaluate
+from memdrift.experiments.datasets import Split
+from memdrift.experiments.evaluate_physics import LONG, UNITS
+
+MODES = ("digital", "statistical", "physics")
+POOL_FILMS = 8
+POOL_REALISATIONS = 2
+
+
+def study_film_levels(record: Mapping[str, Any], network: str, data: Split, s: evaluate.Settings, *,
+                      params: Any, preset: str, calibration: Mapping[str, Any] | None = None,
+                      pool: int = POOL_FILMS, realisations: int = POOL_REALISATIONS,
+                      grid: int | None = None, map_pulses: int = 100, threads: int = 1,
+                      chunk_devices: int | None = None, **_: Any) -> xr.Dataset:
+    from memdrift.mapping import film_pool, physics_tiles
+    from memdrift.mapping.aihwkit_bridge import inference_config
+
+    s = s.checked()
+    clock = {"training": 0.0, "pool": 0.0, "pool_cpu": 0.0, "program": 0.0, "statistical_inference": 0.0,
+             "physics_inference": 0.0}
+    tic = time.perf_counter()
+    net = evaluate.train_digital(network, data, s)
+    digital = evaluate.accuracy(net, data.x_test, data.y_test, batch=s.eval_batch)
+    clock["training"] = time.perf_counter() - tic
+    pools = []
+    for r in range(s.repeats):
+        p = film_pool.build_pool(params, films=pool, realisations=realisations, seed=s.seed + r, threads=threads,
+                                 grid=grid, map_pulses=map_pulses, calibration=dict(calibration or {}),
+                                 progress=s.progress)
+        clock["pool"] += p.wall_s
+        clock["pool_cpu"] += p.cpu_s
+        pools.append(p)
+    bits = np.asarray(s.bits_values, dtype=int)
+    acc = np.empty((len(MODES), s.repeats, bits.size))
+    acc[0] = digital
+    per_bits: list[dict[str, np.ndarray]] = []
+    hist: list[np.ndarray] = []
+    for j, b in enumerate(bits):
+        cfg = inference_config(record, levels=2 ** int(b), w_range=s.bits_weight_range, dtod=s.dtod,
+                               ir_drop=s.ir_drop, hwat_noise=0.0, drift=False, mapping="single", tile=s.tile)
+        tic = time.perf_counter()
+        acc[1, :, j] = evaluate._programmed_repeats(evaluate.to_analog(net, cfg, s.device), data, s)
+        clock["statistical_inference"] += time.perf_counter() - tic
+        phys = evaluate.to_analog(net, cfg, s.device)
+        targets = physics_tiles.tile_weights(phys)
+        for r in range(s.repeats):
+            tic = time.perf_counter()
+            prog = film_pool.program_network(pools[r], targets, int(b), seed=s.seed + r,
+                                             chunk_devices=chunk_devices or 1 << 20)
+            clock["program"] += time.perf_counter() - tic
+            if r == 0:
+                per_bits.append(prog.accounting())
+                hist.append(prog.pulse_histogram()[1])
+            physics_tiles.install(phys, prog)
+            tic = time.perf_counter()
+            acc[2, r, j] = evaluate.program_and_test(phys, data, t_inference_s=0.0, seed=s.seed + 1000 + r,
+                                                     eval_batch=s.eval_batch)
+            clock["physics_inference"] += time.perf_counter() - tic
+    ds = evaluate._result(acc, list(MODES), s, record, network, data, "physics",
+                          {"bits": ("bits", bits, {"units": "1",
+                                                   "long_name": "weight resolution (2^bits levels of one film)"})},
+                          ("bits",))
+    ds = evaluate._cost(ds, record, net)
+    for name in [v for v in ds.data_vars if str(v).startswith("programming_")]:
+        ds = ds.rename({name: "statistical_" + str(name)})
+    _accounting(ds, per_bits, hist, bits)
+    _pool_vars(ds, pools[0], bits)
+    ds.attrs.update({"title": f"memdrift evaluate: physics in the loop (ffp-levels), {network} on {data.name}",
+                     "program": "physics", "scheme": "ffp-levels", "preset": preset, "pool_films": int(pool),
+                     "pool_realisations": int(realisations),
+                     "pool_grid": f"{pools[0].grid[0]} x {pools[0].grid[1]}",
+                     "pool_map_pulses": int(map_pulses), "physics_g_min_S": pools[0].g_min_s,
+                     "physics_g_max_S": pools[0].g_max_s, "emulator_threads": int(threads),
+                     "physics_reference": "G_ref = (g_min + g_max) / 2, an ideal reference",
+                     "physics_energy_attribution": "each weight: the emulated FFP events of its drawn realisation "
+                                                   "from HRS to its level; pool overhead reported apart",
+                     "aging": "not emulated for ffp-levels (the pool keeps no film state per level)"})
+    for key, value in clock.items():
+        ds.attrs[f"wall_{key}_s" if key != "pool_cpu" else "cpu_pool_s"] = float(value)
+    return ds
+
+
+def _accounting(ds: xr.Dataset, per_bits: Sequence[dict[str, np.ndarray]], hist: Sequence[np.ndarray],
+                bits: np.ndarray) -> None:
+    layers = np.arange(len(per_bits[0]["devices"]))
+    for key in per_bits[0]:
+        values = np.stack([a[key] for a in per_bits])
+        name = "physics_" + key.removesuffix("_j").removesuffix("_s")
+        long = LONG[key].replace(" (two per weight)", " (one film level per weight)")
+        if key == "out_of_band":
+            long = "weights whose level the drawn realisation does not reach (no reading within half a spacing)"
+        ds[name + "_per_layer"] = xr.DataArray(values, dims=("bits", "layer"), coords={"layer": layers},
+                                               attrs={"units": UNITS[key], "long_name": long + ", per layer"})
+        ds[name] = xr.DataArray(values.sum(axis=1), dims=("bits",),
+                                attrs={"units": UNITS[key], "long_name": long + ", network"})
+    ds["layer"].attrs.update(units="1", long_name="analog layer index")
+    width = max(h.size for h in hist)
+    counts = np.zeros((len(hist), width), dtype=np.int64)
+    for i, h in enumerate(hist):
+        counts[i, :h.size] = h
+    ds["physics_devices_by_pulses"] = xr.DataArray(counts, dims=("bits", "pulses"),
+                                                   coords={"pulses": np.arange(width)},
+                                                   attrs={"units": "1", "long_name": "weights programmed with that "
+                                                          "many FFP events (repeat 0)"})
+    ds["pulses"].attrs.update(units="1", long_name="FFP events of one weight's device")
+
+
+def _pool_vars(ds: xr.Dataset, pool: Any, bits: np.ndarray) -> None:
+    from memdrift.mapping import film_pool
+
+    summary = film_pool.pool_summary(pool, bits)
+    longs = {"levels": "levels asked (2^bits)", "reached_mean": "levels a realisation reaches, mean over the pool",
+             "reached_min": "levels a realisation reaches, least over the pool",
+             "unreached": "(realisation, level) pairs of the pool with no reading within half a spacing",
+             "spread_spacings": "spread of a level over the pool's realisations (s.d., mean over levels), "
+                                "in level spacings"}
+    for key, values in summary.items():
+        ds[f"pool_{key}"] = xr.DataArray(values, dims=("bits",), attrs={"units": "1", "long_name": longs[key]})
+    dims = ("pool_film", "pool_realisation")
+    ds["pool_events"] = xr.DataArray(pool.events, dims=dims,
+                                     attrs={"units": "1", "long_name": "FFP events of a potentiation branch HRS "
+                                            "to LRS (repeat 0's pool)"})
+    for part in ("conditioning", "map", "return"):
+        for key, unit in (("pulses", "1"), ("energy_j", "J"), ("time_s", "s")):
+            values = pool.overhead[f"{part}_{key}"]
+            ds[f"pool_{part}_{key.removesuffix('_j').removesuffix('_s')}"] = xr.DataArray(
+                values, dims=("pool_film",), attrs={"units": unit, "long_name": f"pool overhead, {part}: {key} "
+                                                    "per film (repeat 0's pool)"})
+    for d in dims:
+        ds[d] = np.arange(ds.sizes[d])
+        ds[d].attrs.update(units="1", long_name=d.replace("_", " ") + " index")
+
+
+def table(ds: xr.Dataset) -> str:
+    """Accuracy per bit depth (mean ± std over repeats), then the programming cost and the unreached levels."""
+    mean, std = ds.accuracy.mean("repeat") * 100, ds.accuracy.std("repeat") * 100
+    lines = [f"{'bits':>5} " + " ".join(f"{m:>17}" for m in ds["mode"].values)
+             + f" {'unreached weights':>18} {'energy (J)':>11} {'events':>10}"]
+    for b in ds["bits"].values:
+        cells = [f"{float(mean.sel(mode=m, bits=b)):6.2f} ± {float(std.sel(mode=m, bits=b)):4.2f} %"
+                 for m in ds["mode"].values]
+        lines.append(f"{b:>5} " + " ".join(f"{c:>17}" for c in cells)
+                     + f" {int(ds['physics_out_of_band'].sel(bits=b)):>18}"
+                     f" {float(ds['physics_energy'].sel(bits=b)):>11.4g} {int(ds['physics_pulses'].sel(bits=b)):>10}")
+    stat = ds.get("statistical_programming_energy")
+    if stat is not None:
+        lines.append(f"record's estimate of the programming energy: {float(stat):.4g} J (physics above: the "
+                     "emulated events, each weight from HRS to its level)")
+    lines.append(f"pool: {ds.attrs['pool_films']} films x {ds.attrs['pool_realisations']} realisations, "
+                 f"{ds.attrs['pool_grid']} grid, built in {ds.attrs['wall_pool_s']:.1f} s wall "
+                 f"({ds.attrs['cpu_pool_s']:.1f} s CPU)")
+    return "\n".join(lines)
+
+
+def plot(ds: xr.Dataset, path: Any) -> None:
+    """Accuracy against bit depth, one line per mode (mean ± 1 s.d. over the repeats)."""
+    shown = ds.copy()
+    shown.attrs["study"] = f"film levels of a {ds.attrs.get('pool_films')}-film pool vs record"
+    evaluate.plot(shown, path)

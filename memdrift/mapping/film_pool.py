@@ -1,0 +1,314 @@
+"""Film levels through a pool: every weight of a network on a level of an emulated TiO2-x film.
+
+One emulated film per weight of a network is beyond reach, so a documented pool
+stands in for the array: ``films`` films of the seed (each with its own
+device-to-device parameters from the preset's ``[variation]`` and its own hop
+streams) are conditioned, mapped (the ΔR map and the feedforward table Vw(r)
+measured on each film, as the paper maps each device) and then run through
+``realisations`` FFP cycles, HRS → LRS → HRS. Each potentiation trace (the read
+after every FFP event, from the HRS crossing to the LRS crossing) is one
+realisation of the film's levels.
+
+Levels. A depth of b bits asks for ``n = 2^b`` levels evenly spaced in
+conductance over the window ``[1/hrs_ohm, 1/lrs_ohm]`` (the preset's
+initialisation targets, which bound every trace). Each realisation is segmented
+on those targets by the paper's method (:func:`memdrift.emulator.segmentation.segment_levels`
+on the conductance trace, the reset state before the first event prepended):
+level ``j`` of a realisation is its reading nearest target ``j`` (index ``m_j``, no
+earlier than the previous level's). Segmenting in conductance, not resistance,
+keeps the ideal weights uniform: a weight is ``∝ G − G_ref``. A level whose nearest
+reading is more than half a spacing away is *unreached* in that realisation (a
+single event carried the film across it, or the trace has fewer readings than
+levels asked): the weight still gets the reading the segmentation picks, and it
+is counted (``out_of_band``), never dropped.
+
+Mapping (one device against a reference, the TiO2-x paper's single-device
+mapping): a tile's stored weight ``w`` with ``w_max = max |w|`` of the tile goes
+to level ``j = rint((w / w_max + 1) / 2 · (n − 1))``; the weight the device holds is
+
+    w_held = (G − G_ref) · 2 w_max / (g_max − g_min),   G_ref = (g_min + g_max) / 2,
+
+with ``G_ref`` an ideal reference (a fixed current, not an emulated film), so the
+ideal quantised weight of level ``j`` is ``−w_max + j · 2 w_max / (n − 1)``. Every
+weight draws its film and its realisation (uniform, from the counter-based stream
+of the seed and its global index, the same draw at every bit depth), so results
+do not depend on chunking.
+
+Accounting, attributed per weight: the weight's device is charged the emulated
+FFP events of its realisation from HRS up to its level (events ``1 … m_j``; level
+0 at the reset state costs nothing), their summed pulse energy, and their time
+(``m_j`` write pulses of ``ffp_width_s``; the emulator's read takes no time, so reads
+are not timed). The network's totals are the sums over weights: a realisation
+shared by many weights is charged once per weight, as each weight's own device
+would pay it. What the pool spent besides (conditioning, the ΔR maps' pulses, the
+depression branches that bring each film back to HRS) is reported per film and
+in total as the pool's overhead, not spread over the weights; the mean return
+branch is the reset a real device would pay before being programmed. The
+automatic ±6 V initialisations between the map's runs and before the first FFP
+branch are not recorded by the emulator and are not counted.
+
+Aging is not done: the film model relaxes at zero bias (``bulk4t_schemes.run_retention``),
+but aging a level needs the film's state at that level's event for every
+realisation, which the FFP kernel does not keep; ``--age`` is refused for this scheme.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from memdrift.errors import MemdriftError, check_range
+from memdrift.mapping.physics_program import PhysicsProgram
+
+#: stream of the weight → (film, realisation) draws, apart from the films' own streams
+DRAW_STREAM = np.uint64(0x6A09E667F3BCC909)
+BITS_RANGE = (1, 12)
+#: FFP events above which a potentiation branch is cut (the preset's branches take ~520)
+MAX_EVENTS = 2000
+
+
+@dataclass(frozen=True)
+class FilmPool:
+    """The pool's potentiation traces and what they cost.
+
+    ``conductance_s`` (films, realisations, 1 + events): read before the first event (the reset
+    state) and after every event, NaN past the trace's end; ``energy_j`` (films, realisations,
+    events) the source energy of each event's write pulse; ``events`` (films, realisations).
+    ``overhead`` per film: pulses, energy (J), time (s) of the conditioning, the ΔR map and the
+    return branches (keys ``*_pulses``, ``*_energy_j``, ``*_time_s``).
+    """
+
+    conductance_s: np.ndarray
+    energy_j: np.ndarray
+    events: np.ndarray
+    g_min_s: float
+    g_max_s: float
+    ffp_width_s: float
+    overhead: dict[str, np.ndarray]
+    grid: tuple[int, int]
+    seed: int
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+
+    @property
+    def films(self) -> int:
+        return int(self.conductance_s.shape[0])
+
+    @property
+    def realisations(self) -> int:
+        return int(self.conductance_s.shape[1])
+
+    def levels(self, bits: int) -> PoolLevels:
+        """The pool segmented to ``2^bits`` levels on the window's common targets."""
+        from memdrift.emulator.segmentation import segment_levels
+
+        bits = int(check_range("bits", bits, *BITS_RANGE))
+        n = 1 << bits
+        targets = np.linspace(self.g_min_s, self.g_max_s, n)
+        shape = (self.films, self.realisations)
+        index = np.zeros(shape + (n,), dtype=np.int64)
+        actual = np.full(shape + (n,), np.nan)
+        for f in range(self.films):
+            for c in range(self.realisations):
+                trace = self.conductance_s[f, c, : int(self.events[f, c]) + 1]
+                seg = segment_levels(trace, n, r_start=self.g_min_s, r_end=self.g_max_s)
+                index[f, c], actual[f, c] = seg.index, seg.actual
+        offset = (actual - targets) / (targets[1] - targets[0])
+        return PoolLevels(bits, targets, index, actual, offset)
+
+
+@dataclass(frozen=True)
+class PoolLevels:
+    """Per (film, realisation, level): reading index ``m_j``, conductance reached, offset in spacings."""
+
+    bits: int
+    targets_s: np.ndarray
+    index: np.ndarray
+    conductance_s: np.ndarray
+    offset: np.ndarray
+
+    @property
+    def reached(self) -> np.ndarray:
+        """Per (film, realisation, level): a reading lies within half a spacing of the target."""
+        from memdrift.emulator.segmentation import SKIP_OFFSET
+
+        return np.abs(self.offset) <= SKIP_OFFSET
+
+    def spread_spacings(self) -> float:
+        """Mean over levels of the standard deviation over the pool's realisations, in level spacings."""
+        return float(np.nanstd(self.offset.reshape(-1, self.offset.shape[-1]), axis=0).mean())
+
+
+def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, threads: int = 1,
+               noise: bool = True, grid: int | tuple[int, int] | None = None, map_pulses: int = 100,
+               map_amplitudes_v: Sequence[float] | None = None, ffp_width_s: float = 0.8,
+               target_ohm: float = 0.28, max_events: int = MAX_EVENTS, hrs_ohm: float | None = None,
+               lrs_ohm: float | None = None, conditioning_cycles: int = 2, init_amplitude_v: float = 6.0,
+               calibration: dict | None = None, progress: bool = False) -> FilmPool:
+    """Condition, map and FFP-cycle a pool of ``films`` films ``realisations`` times (the scheme's defaults).
+
+    ``grid``: cells per side (the preset's 32 × 32 by default; a coarser grid is faster and shifts the
+    levels); ``noise`` False: expected hop counts. ``hrs_ohm`` / ``lrs_ohm`` default to the preset's
+    calibration (880 / 740 ohm without one), and bound the window.
+    """
+    from memdrift.emulator import bulk4t_schemes as bs
+
+    check_range("pool", films, 1, 4096)
+    check_range("realisations", realisations, 1, 1024)
+    check_range("max_events", max_events, 1, 1 << 20)
+    check_range("map_pulses", map_pulses, 1, 100_000)
+    check_range("ffp_width_s", ffp_width_s, 0.0, None, low_open=True, unit="s")
+    check_range("conditioning_cycles", conditioning_cycles, 0, 1000)
+    calibration = dict(calibration or {})
+    hrs = float(hrs_ohm if hrs_ohm is not None else calibration.get("hrs_ohm", 880.0))
+    lrs = float(lrs_ohm if lrs_ohm is not None else calibration.get("lrs_ohm", 740.0))
+    check_range("lrs_ohm", lrs, 0.0, None, low_open=True, unit="ohm")
+    check_range("hrs_ohm", hrs, lrs, None, low_open=True, unit="ohm (> lrs_ohm)")
+    if grid is not None:
+        gx, gy = (grid, grid) if np.isscalar(grid) else grid
+        check_range("grid", gx, 4, 512)
+        check_range("grid", gy, 4, 512)
+        params = params.replace(grid_x=float(gx), grid_y=float(gy))
+    wall, cpu = time.perf_counter(), time.process_time()
+    dev = bs.Bulk4TDevices(params, int(films), seed=int(seed), threads=int(threads), deterministic=not noise)
+    over = {k: np.zeros(int(films)) for k in ("conditioning_pulses", "conditioning_energy_j", "conditioning_time_s",
+                                              "map_pulses", "map_energy_j", "map_time_s",
+                                              "return_pulses", "return_energy_j", "return_time_s")}
+    for _ in range(int(conditioning_cycles)):
+        for sign in (+1.0, -1.0):
+            rec = dev.write(sign * abs(init_amplitude_v), 100.0)
+            over["conditioning_pulses"] += 1
+            over["conditioning_energy_j"] += rec.energy
+            over["conditioning_time_s"] += 100.0
+    amps = bs.PAPER_AMPLITUDES_V if map_amplitudes_v is None else tuple(map_amplitudes_v)
+    init = {"hrs_ohm": hrs, "lrs_ohm": lrs, "init_amplitude_v": float(init_amplitude_v)}
+    ident = bs.run_identical(dev, amps, 2.0, int(map_pulses), progress=progress, **init)
+    over["map_pulses"] += np.isfinite(ident["energy"]).sum(axis=(1, 2))
+    over["map_energy_j"] += np.nansum(ident["energy"], axis=(1, 2))
+    over["map_time_s"] += 2.0 * np.isfinite(ident["energy"]).sum(axis=(1, 2))
+    m = bs.build_dr_map(ident, ffp_width_s=float(ffp_width_s), map_width_s=2.0, target_ohm=float(target_ohm))
+    branches = (+1.0, -1.0) * int(realisations)
+    res = bs.run_ffp(dev, m["vw_table"], m["dr_map_resistance"], width_s=float(ffp_width_s),
+                     max_events=int(max_events), progress=progress, branches=branches, **init)
+    pot = np.arange(0, 2 * int(realisations), 2)
+    used = res["resistance"].shape[2]
+    g = np.full((int(films), int(realisations), used + 1), np.nan)
+    g[:, :, 0] = 1.0 / res["resistance_start"][:, pot]
+    g[:, :, 1:] = 1.0 / res["resistance"][:, pot]
+    energy = np.nan_to_num(res["energy"][:, pot], nan=0.0)
+    events = res["events"][:, pot]
+    back = res["events"][:, pot + 1]
+    over["return_pulses"] += back.sum(axis=1)
+    over["return_energy_j"] += np.nansum(res["energy"][:, pot + 1], axis=(1, 2))
+    over["return_time_s"] += float(ffp_width_s) * back.sum(axis=1)
+    return FilmPool(g, energy, events, 1.0 / hrs, 1.0 / lrs, float(ffp_width_s), over,
+                    (int(params.grid_x), int(params.grid_y)), int(seed), time.perf_counter() - wall,
+                    time.process_time() - cpu)
+
+
+@dataclass
+class FilmProgram(PhysicsProgram):
+    """The film route's programmed layers: arrays over (1, rows, columns), one device per weight.
+
+    ``level``, ``film`` and ``realisation`` per weight; ``converged`` is the level reached.
+    """
+
+    bits: int = 0
+    level: list[np.ndarray] = field(default_factory=list)
+    film: list[np.ndarray] = field(default_factory=list)
+    realisation: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def g_ref_s(self) -> float:
+        return 0.5 * (self.g_min_s + self.g_max_s)
+
+    def weights(self, layer: int, conductance_s: np.ndarray | None = None) -> np.ndarray:
+        """The weights the layer's devices hold: ``(G − G_ref) · 2 w_max / (g_max − g_min)``."""
+        g = self.conductance_s[layer] if conductance_s is None else conductance_s
+        return (g[0] - self.g_ref_s) * 2.0 * self.w_max[layer] / (self.g_max_s - self.g_min_s)
+
+    def ideal_weights(self, layer: int) -> np.ndarray:
+        """The ideal quantised weights of the chosen levels, ``−w_max + j · 2 w_max / (n − 1)``."""
+        n = 1 << self.bits
+        return -self.w_max[layer] + self.level[layer][0] * 2.0 * self.w_max[layer] / (n - 1)
+
+
+def draws(seed: int, count: int, films: int, realisations: int, first: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(film, realisation) of weights ``first … first + count − 1``: uniform, from the seed and the index alone."""
+    from memdrift.emulator.randomness import device_keys, uniform
+
+    keys = device_keys(int(seed), int(count), int(first))
+    film = np.minimum((uniform(keys, 0, DRAW_STREAM) * films).astype(np.int64), films - 1)
+    real = np.minimum((uniform(keys, 1, DRAW_STREAM) * realisations).astype(np.int64), realisations - 1)
+    return film, real
+
+
+def program_network(pool: FilmPool, weights: Sequence[np.ndarray], bits: int, *, seed: int = 0,
+                    chunk_devices: int = 1 << 20) -> FilmProgram:
+    """Every weight of ``weights`` (one 2-D array per analog layer) on a level of a film drawn from ``pool``."""
+    check_range("chunk_devices", chunk_devices, 1, 1 << 30)
+    tic = time.perf_counter()
+    lv = pool.levels(bits)
+    n = 1 << lv.bits
+    reached = lv.reached
+    # cumulative energy of a realisation up to and including each reading (reading 0: the reset state)
+    cum_e = np.concatenate([np.zeros(pool.energy_j.shape[:2] + (1,)), np.cumsum(pool.energy_j, axis=2)], axis=2)
+    shapes, levels, w_max = [], [], []
+    for w in weights:
+        w2 = np.asarray(w, dtype=np.float64).reshape(np.shape(w)[0], -1)
+        m = max(float(np.abs(w2).max(initial=0.0)), 1e-30)
+        w_max.append(m)
+        levels.append(np.clip(np.rint((w2 / m + 1.0) * 0.5 * (n - 1)), 0, n - 1).astype(np.int64))
+        shapes.append((1,) + w2.shape)
+    flat = np.concatenate([lv_.ravel() for lv_ in levels]) if levels else np.zeros(0, dtype=np.int64)
+    total = flat.size
+    out = {"conductance_s": np.empty(total), "pulses": np.empty(total, dtype=np.int64), "energy_j": np.empty(total),
+           "time_s": np.empty(total), "converged": np.empty(total, dtype=bool),
+           "film": np.empty(total, dtype=np.int64), "realisation": np.empty(total, dtype=np.int64)}
+    for start in range(0, total, int(chunk_devices)):
+        stop = min(start + int(chunk_devices), total)
+        j = flat[start:stop]
+        f, c = draws(seed, stop - start, pool.films, pool.realisations, start)
+        m_j = lv.index[f, c, j]
+        out["conductance_s"][start:stop] = lv.conductance_s[f, c, j]
+        out["pulses"][start:stop] = m_j
+        out["energy_j"][start:stop] = cum_e[f, c, m_j]
+        out["time_s"][start:stop] = m_j * pool.ffp_width_s
+        out["converged"][start:stop] = reached[f, c, j]
+        out["film"][start:stop], out["realisation"][start:stop] = f, c
+
+    def split(a: np.ndarray) -> list[np.ndarray]:
+        res, at = [], 0
+        for s in shapes:
+            size = int(np.prod(s))
+            res.append(a[at:at + size].reshape(s))
+            at += size
+        return res
+
+    if not np.isfinite(out["conductance_s"]).all():
+        raise MemdriftError("a pool level has no reading; allowed: a pool whose every trace moves")
+    prog = FilmProgram("ffp-levels", pool.g_min_s, pool.g_max_s, w_max, [np.full(s, np.nan) for s in shapes],
+                       *(split(out[k]) for k in ("conductance_s", "pulses", "energy_j", "time_s", "converged")),
+                       bits=lv.bits, level=[lvl[None] for lvl in levels], film=split(out["film"]),
+                       realisation=split(out["realisation"]))
+    prog.target_s = [pool.g_min_s + lvl * (pool.g_max_s - pool.g_min_s) / (n - 1) for lvl in prog.level]
+    prog.wall_s = {"program": time.perf_counter() - tic}
+    return prog
+
+
+def pool_summary(pool: FilmPool, bits: Sequence[int]) -> dict[str, np.ndarray]:
+    """Per bit depth: levels asked, mean and least levels a realisation reaches, (realisation, level) pairs
+    unreached, and the per-level spread over the pool in level spacings."""
+    rows = {k: [] for k in ("levels", "reached_mean", "reached_min", "unreached", "spread_spacings")}
+    for b in bits:
+        lv = pool.levels(int(b))
+        per = lv.reached.sum(axis=2)
+        rows["levels"].append(1 << lv.bits)
+        rows["reached_mean"].append(float(per.mean()))
+        rows["reached_min"].append(int(per.min()))
+        rows["unreached"].append(int((~lv.reached).sum()))
+        rows["spread_spacings"].append(lv.spread_spacings())
+    return {k: np.asarray(v) for k, v in rows.items()}

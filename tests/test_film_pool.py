@@ -1,0 +1,229 @@
+"""Film levels through a pool (``--scheme ffp-levels``): pool, levels, mapping, accounting, CLI.
+
+Pools run on a coarse grid with a short ΔR map so each test stays well under 30 s; behaviour, not
+emulated numbers (the preset's calibration may change).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import functools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from memdrift.emulator.params import load_preset
+from memdrift.errors import MemdriftError
+from memdrift.mapping import film_pool as fp
+
+PRESET = load_preset("tio2x-4t")
+COARSE = dict(grid=8, map_pulses=10, calibration=PRESET.calibration)
+
+
+@pytest.fixture(scope="module")
+def pool() -> fp.FilmPool:
+    return fp.build_pool(PRESET.params, films=3, realisations=2, seed=4, **COARSE)
+
+
+@functools.cache
+def _ideal_pool() -> fp.FilmPool:
+    ideal = dataclasses.replace(PRESET.params, variation={})
+    return fp.build_pool(ideal, films=2, realisations=1, seed=0, noise=False, **COARSE)
+
+
+@pytest.fixture(scope="module")
+def ideal_pool() -> fp.FilmPool:
+    return _ideal_pool()
+
+
+def weights(seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(16, 24)), rng.normal(size=(5, 16))]
+
+
+def test_pool_traces_climb_the_window_and_films_differ(pool):
+    assert pool.conductance_s.shape[:2] == (3, 2)
+    for f in range(pool.films):
+        for c in range(pool.realisations):
+            g = pool.conductance_s[f, c, : pool.events[f, c] + 1]
+            # from the HRS crossing to the LRS crossing
+            assert g[0] <= pool.g_min_s * (1 + 1e-4) and g[-1] >= pool.g_max_s
+            assert np.isnan(pool.conductance_s[f, c, pool.events[f, c] + 1:]).all()
+    # each film its own variation and hop stream: the traces are not copies of one another
+    assert len({int(e) for e in pool.events[:, 0]}) > 1
+    assert np.all(pool.energy_j[np.isfinite(pool.conductance_s[:, :, 1:])] > 0)
+    assert np.all(pool.overhead["map_pulses"] == 2 * 15 * 10)
+    assert np.all(pool.overhead["return_energy_j"] > 0)
+
+
+def test_noise_and_variation_off_gives_the_ideal_quantised_weights(ideal_pool):
+    """Identical noise-free films: every weight holds its level's reading, which lies within half an FFP
+    event's step of the ideal quantised weight (far inside a level spacing at 3-6 bits)."""
+    step_s = np.nanmax(np.diff(ideal_pool.conductance_s, axis=2))
+    # the two films are the same film: the pool does not depend on which one a weight drew
+    np.testing.assert_array_equal(ideal_pool.conductance_s[0], ideal_pool.conductance_s[1])
+    for bits in (3, 6):
+        prog = fp.program_network(ideal_pool, weights(), bits, seed=1)
+        n = 1 << bits
+        for layer in range(2):
+            spacing = 2 * prog.w_max[layer] / (n - 1)
+            tol = step_s * 2 * prog.w_max[layer] / (prog.g_max_s - prog.g_min_s)
+            err = np.abs(prog.weights(layer) - prog.ideal_weights(layer))
+            assert err.max() <= 0.5 * tol + 1e-12 * prog.w_max[layer]
+            assert tol < 0.2 * spacing
+            # the ideal quantised weights are the uniform levels of the tile's window
+            w = weights()[layer]
+            q = np.clip(np.rint((w / prog.w_max[layer] + 1) / 2 * (n - 1)), 0, n - 1)
+            np.testing.assert_allclose(prog.ideal_weights(layer), -prog.w_max[layer] + q * spacing)
+        assert prog.accounting()["out_of_band"].sum() == 0
+        # the chosen levels are the segmentation's readings, exactly
+        lv = ideal_pool.levels(bits)
+        g = prog.conductance_s[0][0]
+        np.testing.assert_array_equal(g, lv.conductance_s[prog.film[0][0], prog.realisation[0][0], prog.level[0][0]])
+
+
+def test_an_unreachable_level_is_counted_not_dropped():
+    # a branch cut after 40 events never reaches the upper levels of the window
+    short = fp.build_pool(PRESET.params, films=2, realisations=1, seed=0, max_events=40, **COARSE)
+    assert np.all(short.events == 40)
+    prog = fp.program_network(short, [np.array([[1.0, -1.0, 0.0, 0.9]])], 3, seed=0)
+    reached = prog.converged[0].ravel()
+    assert list(reached) == [False, True, False, False]
+    assert prog.accounting()["out_of_band"].sum() == 3
+    # the weight still holds what the film reached (its last reading), counted as out of band
+    assert np.all(np.isfinite(prog.conductance_s[0]))
+    summary = fp.pool_summary(short, [3, 5])
+    assert np.all(summary["reached_min"] < summary["levels"]) and np.all(summary["unreached"] > 0)
+
+
+def test_accounting_charges_each_weight_its_realisations_events(pool):
+    prog = fp.program_network(pool, weights(), 5, seed=2)
+    cum = np.cumsum(pool.energy_j, axis=2)
+    for layer in range(2):
+        f, c, m = prog.film[layer][0], prog.realisation[layer][0], prog.pulses[layer][0]
+        expected = np.where(m > 0, cum[f, c, np.maximum(m - 1, 0)], 0.0)
+        np.testing.assert_allclose(prog.energy_j[layer][0], expected, rtol=1e-12)
+        np.testing.assert_allclose(prog.time_s[layer][0], m * pool.ffp_width_s)
+    acc = prog.accounting()
+    assert acc["devices"].tolist() == [w.size for w in weights()]
+    assert acc["pulses"].sum() == sum(p.sum() for p in prog.pulses)
+    # higher weights sit higher in the window: they take more events
+    order = np.argsort(weights()[0].ravel())
+    assert np.mean(prog.pulses[0].ravel()[order[-20:]]) > np.mean(prog.pulses[0].ravel()[order[:20]])
+
+
+def test_seeded_bit_for_bit_and_independent_of_chunking(pool):
+    whole = fp.program_network(pool, weights(), 7, seed=3)
+    chunked = fp.program_network(pool, weights(), 7, seed=3, chunk_devices=13)
+    other = fp.program_network(pool, weights(), 7, seed=4)
+    for layer in range(2):
+        for key in ("conductance_s", "pulses", "energy_j", "film", "realisation"):
+            np.testing.assert_array_equal(getattr(chunked, key)[layer], getattr(whole, key)[layer])
+    assert not np.array_equal(other.film[0], whole.film[0])
+    # kernel threads change nothing (two films, one cycle: a small pool keeps the test short)
+    one, two = (fp.build_pool(PRESET.params, films=2, realisations=1, seed=4, threads=t, **COARSE) for t in (1, 2))
+    np.testing.assert_array_equal(two.conductance_s, one.conductance_s)
+    np.testing.assert_array_equal(two.energy_j, one.energy_j)
+
+
+def test_bad_pool_arguments_name_the_field():
+    with pytest.raises(MemdriftError, match="pool"):
+        fp.build_pool(PRESET.params, films=0, **COARSE)
+    with pytest.raises(MemdriftError, match="bits"):
+        fp.FilmPool(np.zeros((1, 1, 2)), np.zeros((1, 1, 1)), np.ones((1, 1), dtype=int), 1.0, 2.0, 0.8, {},
+                    (8, 8), 0).levels(0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 6)),
+              elements=st.floats(-1e3, 1e3, allow_nan=False, allow_subnormal=False)),
+       st.integers(3, 9))
+def test_every_weight_gets_the_nearest_level_of_its_tile_window(w, bits):
+    prog = fp.program_network(_ideal_pool(), [w], bits, seed=0)
+    n = 1 << bits
+    level = prog.level[0][0]
+    assert level.min() >= 0 and level.max() <= n - 1
+    spacing = 2 * prog.w_max[0] / (n - 1)
+    # the ideal quantised weight is the nearest level of [-w_max, w_max]
+    assert np.all(np.abs(prog.ideal_weights(0) - w) <= 0.5 * spacing * (1 + 1e-9) + 1e-12)
+    assert prog.pulses[0].min() >= 0 and np.all(prog.energy_j[0] >= 0)
+    assert prog.accounting()["devices"][0] == w.size
+
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("aihwkit", reason="aihwkit not installed: bash scripts/install-aihwkit.sh")
+
+
+def test_tiles_hold_exactly_the_film_weights(pool):
+    from torch import nn
+
+    from memdrift.experiments import evaluate
+    from memdrift.mapping import physics_tiles
+    from memdrift.mapping.aihwkit_bridge import inference_config
+    from test_networks import film_record
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(20, 12), nn.ReLU(), nn.Linear(12, 5))
+    cfg = inference_config(film_record(), levels=8, w_range="tile", hwat_noise=0.0, drift=False, mapping="single",
+                           tile="torch")
+    analog = evaluate.to_analog(net, cfg)
+    targets = physics_tiles.tile_weights(analog)
+    prog = fp.program_network(pool, targets, 3, seed=0)
+    physics_tiles.install(analog, prog)
+    analog.eval()
+    analog.program_analog_weights()
+    for i, t in enumerate(analog.analog_tiles()):
+        held = t.tile.get_weights().numpy()
+        np.testing.assert_allclose(held, prog.weights(i), rtol=1e-6, atol=1e-6 * prog.w_max[i])
+        # 8 levels: the held weights are the film's readings near them, not the targets
+        assert not np.allclose(held, targets[i], rtol=0, atol=1e-3 * prog.w_max[i])
+
+
+def test_cli_writes_netcdf_and_png_with_an_accuracy_per_bit_depth(tmp_path):
+    from memdrift.data.io import open_dataset
+    from memdrift.experiments.cli import main
+    from test_networks import film_record
+
+    rec = tmp_path / "r.json"
+    rec.write_text(json.dumps(film_record()))
+    out = tmp_path / "film.nc"
+    argv = [str(rec), "--network", "mlp-256-128", "--dataset", "digits", "--program", "physics", "--scheme",
+            "ffp-levels", "--pool", "2", "--pool-realisations", "1", "--grid", "8", "--map-pulses", "10",
+            "--bits", "3,9", "--epochs", "1", "--repeats", "1", "--train-samples", "200", "--test-samples", "100",
+            "--quiet", "-o", str(out)]
+    assert main(["evaluate", *argv]) == 0
+    ds = open_dataset(out)
+    assert ds.accuracy.dims == ("mode", "repeat", "bits")
+    assert [str(m) for m in ds["mode"].values] == ["digital", "statistical", "physics"]
+    assert list(ds["bits"].values) == [3, 9]
+    assert ds.attrs["preset"] == "tio2x-4t" and ds.attrs["pool_films"] == 2
+    assert int(ds["physics_devices"].sel(bits=3)) == 64 * 256 + 256 * 128 + 128 * 10
+    assert ds["physics_energy"].attrs["units"] == "J" and np.all(ds["physics_energy"].values > 0)
+    # 512 levels ask for more than a coarse film's trace resolves: counted per bit depth
+    assert int(ds["pool_unreached"].sel(bits=9)) >= int(ds["pool_unreached"].sel(bits=3))
+    assert (tmp_path / "film.png").exists()
+    ds.close()
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--age", "1d"], "not allowed with --scheme ffp-levels"),
+    (["--preset", "hfoxsy-hfs2"], "needs a film (bulk4t) preset"),
+    (["--bits", "3,x"], "not a list of integers"),
+    (["--pool", "0"], "pool"),
+])
+def test_cli_refuses_bad_film_arguments_before_training(tmp_path, capsys, extra, words):
+    from memdrift.experiments.cli import main
+    from test_networks import record
+
+    rec = tmp_path / "r.json"
+    rec.write_text(json.dumps(record()))
+    rc = main(["evaluate", str(rec), "--network", "mlp", "--dataset", "digits", "--program", "physics",
+               "--scheme", "ffp-levels", *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and words in err, err
+    assert "Traceback" not in err

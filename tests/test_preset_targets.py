@@ -56,3 +56,33 @@ def test_depression_bin_width_within_10_percent(record):
 @pytest.mark.slow
 def test_potentiation_bin_width_within_10_percent(record):
     assert record["branches"]["potentiation"]["bin_width"] == pytest.approx(BW_POTENTIATION_S, rel=0.10)
+
+
+# --------------------------------------------------------------------------- the paper's protocol
+
+from memdrift.mapping.calibrate_targets import RampTargets, check_protocol  # noqa: E402
+
+TARGETS = RampTargets.from_reference("filament_hfoxsy_hfs2")
+
+
+@pytest.fixture(scope="module")
+def single_devices():
+    """The paper measured ONE device over 100 cycles: five devices drawn from the preset's variation
+    (seeds 21-25, not the calibration's), each cycled 100 times and extracted on its own."""
+    return check_protocol(load_preset("hfoxsy-hfs2").params, TARGETS, seed=20)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="the shipped preset meets the figures as an ensemble mean, not one "
+                                       "device at a time, and not the energy (its [calibration] says so)")
+def test_four_of_five_single_devices_meet_every_figure_and_the_energy(single_devices):
+    assert single_devices["devices_meeting_every_target"] >= 4, [r["met"] for r in single_devices["per_device"]]
+
+
+@pytest.mark.slow
+def test_single_device_energy_is_what_the_preset_records(single_devices):
+    """The energy per 40-pulse cycle of each single device against the 51-52 nJ the preset's
+    [calibration] records at converged stepping and the ~51 nJ at its own (paper: 23.74 nJ)."""
+    for row in single_devices["per_device"]:
+        assert 45e-9 < row["figures"]["energy_per_cycle"] < 56e-9
+        assert not row["met"]["energy_per_cycle"]

@@ -106,7 +106,7 @@ function of |V| and width whichever way it moves the gap (dissolution apart).
 Under an amplitude/width ramp applied identically to both branches that cannot
 give equal steps on both: at the low-conductance end depression arrives with its
 strongest pulses and potentiation leaves with its weakest
-(``scripts/calibrate_hfoxsy.py`` has the argument). In a cell with an asymmetric
+(``memdrift/mapping/calibrate_targets.py`` has the argument). In a cell with an asymmetric
 stack (metal / HfOxSy / HfS2) the two polarities move different species: SET
 draws vacancies towards the tip, RESET drives oxygen ions from the interface
 reservoir across the gap to recombine at the tip, and the field those ions feel

@@ -54,6 +54,14 @@ class ModelParams:
             check_range(f.name, getattr(self, f.name), meta["low"], meta["high"], low_open=meta["low_open"],
                         unit=meta["unit"])
 
+    def physical_violations(self) -> list[str]:
+        """Why these parameters lie outside the model's physical envelope (empty: inside).
+
+        The field ranges bound what the numerics accept (a solver can be tested at
+        V0 = 15 mV); the envelope bounds what a device can be. Presets, calibration
+        and the CLI refuse parameters outside it (:func:`check_physical`)."""
+        return []
+
     def _validate_variation(self) -> None:
         allowed = sorted(self.variable_fields)
         for name, spread in dict(self.variation).items():
@@ -168,6 +176,66 @@ class FilamentParams(ModelParams):
                                 f"[{self.gap_min_m!r}, {self.gap_max_m!r}] m (gap_min_m..gap_max_m)")
         self._validate_variation()
 
+    def max_field_enhancement(self) -> float:
+        """The largest γ either polarity reaches over [g_min, g_max] (γ falls with the gap, so at g_min)."""
+        g = (self.gap_min_m / 1e-9) ** self.field_enhancement_power
+        set_gamma = self.field_enhancement - self.field_enhancement_slope * g
+        reset_gamma = (self.field_enhancement + self.reset_field_enhancement_offset
+                       - (self.field_enhancement_slope + self.reset_field_enhancement_slope) * g)
+        return max(set_gamma, reset_gamma, 0.0)
+
+    def physical_violations(self) -> list[str]:
+        out = []
+        for name, (low, high, why) in FILAMENT_ENVELOPE.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                unit = next(f.metadata["unit"] for f in fields(self) if f.name == name)
+                out.append(f"{name} = {value!r} is outside the physical envelope; allowed: [{low:g}, {high:g}] "
+                           f"{unit} ({why})")
+        # A hop of length a in the field E gains z q E a, and the potential across one hop
+        # cannot exceed the cell's: E a <= |V_cell|, i.e. gamma <= t_ox / a, so the barrier
+        # lowering z q a E / 2 never exceeds half of z q |V_cell|.
+        bound = self.oxide_thickness_m / self.hop_distance_m
+        gamma = self.max_field_enhancement()
+        if gamma > bound:
+            out.append(f"field_enhancement = {self.field_enhancement!r} is outside the physical envelope: gamma "
+                       f"reaches {gamma:.4g} at gap_min_m (with field_enhancement_slope, "
+                       f"reset_field_enhancement_offset and reset_field_enhancement_slope); allowed: gamma(g) <= "
+                       f"oxide_thickness_m / hop_distance_m = {bound:.4g} at every gap (the potential across one "
+                       "hop cannot exceed the cell voltage)")
+        return out
+
+
+#: The filament's physical envelope: (low, high, reason) per field, beyond the numerical ranges.
+FILAMENT_ENVELOPE: dict[str, tuple[float, float, str]] = {
+    "tunnel_voltage_v": (0.1, 1.0, "tunnelling voltage scale of a sub-nm gap; fitted compact models give "
+                                   "0.25-0.43 V, and below ~0.1 V the cell is a short at any write bias"),
+    "tunnel_current_a": (1e-6, 0.1, "tunnelling prefactor of a nanometre filament (Stanford-PKU: 1 mA)"),
+    "tunnel_length_m": (0.05e-9, 1e-9, "tunnelling decay length, a fraction of a nanometre"),
+    "hop_distance_m": (0.1e-9, 1e-9, "vacancy hop distance, about one lattice spacing"),
+    "attempt_frequency_hz": (1e10, 1e14, "attempt frequency, of the order of a phonon frequency"),
+    "activation_energy_ev": (0.3, 2.5, "oxygen-vacancy migration barrier in transition-metal oxides"),
+    "charge_number": (0.5, 2.0, "charge of an oxygen vacancy in units of q"),
+    "oxide_thickness_m": (1e-9, 100e-9, "switching layer thickness"),
+    "series_resistance_ohm": (0.0, 1e4, "access resistance of lines, contacts and the series layer"),
+    "thermal_resistance_k_per_w": (0.0, 1e8, "thermal resistance of a nanometre filament, 1e5-1e7 K/W"),
+    "thermal_time_constant_s": (0.0, 1e-6, "thermal time constant of a nanometre filament, ns"),
+    "dissolution_energy_ev": (0.5, 3.0, "barrier of vacancy out-diffusion from the filament tip"),
+    "gap_max_m": (0.0, 10e-9, "a tunnelling gap beyond ~10 nm conducts nothing"),
+}
+
+
+class PhysicalEnvelopeWarning(UserWarning):
+    """A preset outside the physical envelope was loaded because its [calibration] says why."""
+
+
+def check_physical(params: Any, source: str = "parameters") -> None:
+    """Refuse parameters outside the model's physical envelope, naming the field and the range."""
+    problems = params.physical_violations()
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise MemdriftError(f"{source}: {problems[0]}{more}")
+
 
 # Fields whose device-to-device spread can be drawn (all strictly positive, so a
 # lognormal draw keeps them physical).
@@ -220,8 +288,9 @@ PRESET_KEYS: dict[str, type] = {"name": str, "description": str, "scheme": str, 
 _TYPE_WORDS = {str: "a string", dict: "a table"}
 
 
-def preset_from_toml(text: str, source: str = "<string>") -> Preset:
-    """Parse a preset strictly: known keys of their declared types, ``model`` and ``[parameters]`` present."""
+def preset_from_toml(text: str, source: str = "<string>", *, envelope: bool = True) -> Preset:
+    """Parse a preset strictly: known keys of their declared types, ``model`` and ``[parameters]`` present,
+    and (``envelope``) the parameters inside the model's physical envelope."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -252,17 +321,29 @@ def preset_from_toml(text: str, source: str = "<string>") -> Preset:
         raise MemdriftError(f"{source}: {exc}") from None
     except TypeError as exc:  # a model's own constructor refusing a combination
         raise MemdriftError(f"{source}: {exc}") from None
+    calibration = dict(data.get("calibration", {}))
+    if envelope:
+        exception = calibration.get("envelope_exception")
+        if isinstance(exception, str) and exception.strip() and params.physical_violations():
+            # a preset that says why it lies outside is loaded, and flagged every time it is
+            import warnings
+
+            warnings.warn(f"{source}: {params.physical_violations()[0]}; the preset says why: {exception}",
+                          PhysicalEnvelopeWarning, stacklevel=2)
+        else:
+            check_physical(params, source)
     return Preset(name=data.get("name", Path(source).stem), params=params,
                   description=data.get("description", ""), scheme=data.get("scheme", "ramp"),
-                  calibration=dict(data.get("calibration", {})))
+                  calibration=calibration)
 
 
 def list_presets() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".toml"))
 
 
-def load_preset(name_or_path: str | os.PathLike[str]) -> Preset:
-    """A shipped preset by name, or any preset TOML file by path."""
+def load_preset(name_or_path: str | os.PathLike[str], *, envelope: bool = True) -> Preset:
+    """A shipped preset by name, or any preset TOML file by path; ``envelope=False`` lets a preset outside
+    the physical envelope load (the start of a calibration, nothing that simulates)."""
     path = Path(name_or_path)
     if path.suffix == ".toml" and path.exists():
         if not path.is_file():
@@ -271,13 +352,13 @@ def load_preset(name_or_path: str | os.PathLike[str]) -> Preset:
         from memdrift.data.io import read_text_file
 
         text = read_text_file(path, f"preset = {str(path)!r}", "a TOML file, which is UTF-8")
-        return preset_from_toml(text, str(path))
+        return preset_from_toml(text, str(path), envelope=envelope)
     shipped = list_presets()
     if str(name_or_path) not in shipped:
         raise MemdriftError(f"preset = {str(name_or_path)!r} is unknown; allowed: {', '.join(shipped)} "
                             "or the path of a preset .toml file")
     text = resources.files(PRESET_PACKAGE).joinpath(f"{name_or_path}.toml").read_text()
-    return preset_from_toml(text, f"{name_or_path}.toml")
+    return preset_from_toml(text, f"{name_or_path}.toml", envelope=envelope)
 
 
 def save_preset(preset: Preset, path: str | os.PathLike[str]) -> None:

@@ -89,11 +89,36 @@ def _os_error_line(exc: OSError) -> str:
     return f"{where}: {exc.strerror or exc} ({type(exc).__name__}); allowed: a readable input and a writable output"
 
 
+@contextlib.contextmanager
+def _envelope_notes():
+    """Collect the notes of presets outside the physical envelope (loaded because they say why): a run
+    that succeeds ends with one stderr line each (not Python's two-line warning); a failing run's one
+    line is its error."""
+    import warnings
+
+    from memdrift.emulator.params import PhysicalEnvelopeWarning
+
+    shown: set[str] = set()
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, PhysicalEnvelopeWarning):
+            shown.add(str(message))
+            return
+        previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield shown
+    finally:
+        warnings.showwarning = previous
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; every expected failure is one stderr line and exit 2 (130 on SIGINT, 143 on SIGTERM)."""
     command = "memdrift"
     try:
-        with _sigterm_raises():
+        with _sigterm_raises(), _envelope_notes() as notes:
             try:
                 args = build_parser().parse_args(argv)
             except UsageError as exc:
@@ -101,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             command = f"memdrift {args.command}"
             result = args.func(args)
+            for note in sorted(notes):
+                print(f"memdrift: warning: {_one_line(note)}", file=sys.stderr)
     except MemdriftError as exc:
         line = f"{command}: error: {exc}"
     except OSError as exc:

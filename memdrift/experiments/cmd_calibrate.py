@@ -10,12 +10,25 @@ from memdrift.errors import MemdriftError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="fit a model to measured curves and write a preset TOML",
+    p = sub.add_parser("calibrate", help="fit a model to measured curves or published figures; write a preset TOML",
                        description="Fit the physics parameters of a model to measured data (CSV or netCDF, layout "
-                                   "in memdrift/mapping/README.md) with scipy least squares; write a preset TOML "
-                                   "whose [calibration] table records the fit.")
-    p.add_argument("data", type=Path, metavar="MEASURED.(nc|csv)", help="measured pulse-cycling data")
-    p.add_argument("--model", required=True, metavar="filament|bulk4t", help="model to fit")
+                                   "in memdrift/mapping/README.md) with scipy least squares, or with --targets to "
+                                   "the published figures of merit of a paper's protocol inside the model's "
+                                   "physical envelope (docs/calibration.md); write a preset TOML whose "
+                                   "[calibration] table records the fit.")
+    p.add_argument("data", type=Path, nargs="?", default=None, metavar="MEASURED.(nc|csv)",
+                   help="measured pulse-cycling data (not with --targets)")
+    p.add_argument("--model", default=None, metavar="filament|bulk4t", help="model to fit (measured data)")
+    p.add_argument("--targets", default=None, metavar="SECTION",
+                   help="fit to the figures of this reference/targets.toml section instead of data "
+                        "(filament_hfoxsy_hfs2)")
+    p.add_argument("--stages", default="global,noise,check", metavar="S,S,...",
+                   help="--targets: stages to run, of global, noise, check (default all)")
+    p.add_argument("--generations", type=int, default=150, metavar="N",
+                   help="--targets: differential-evolution generations of the global stage (default 150)")
+    p.add_argument("--popsize", type=int, default=12, metavar="N",
+                   help="--targets: population per searched parameter (default 12)")
+    p.add_argument("--seed", type=int, default=0, help="--targets: seed of the search and of the check devices")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="PRESET.toml", help="preset to write")
     p.add_argument("--free", default=None, metavar="NAME,NAME,...",
                    help="parameters to fit (default filament: activation_energy_ev,tunnel_current_a,"
@@ -40,13 +53,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from memdrift.data.io import check_output_path
     from memdrift.emulator.params import save_preset
     from memdrift.errors import check_range
     from memdrift.mapping.calibrate import calibrate
 
-    from memdrift.data.io import check_output_path
-
     check_output_path(args.output, ".toml", "output")
+    if args.targets is not None:
+        return _run_targets(args)
+    if args.data is None or args.model is None:
+        raise MemdriftError("calibrate needs MEASURED.(nc|csv) and --model, or --targets SECTION")
     from memdrift.models import MODELS
 
     if args.model not in MODELS.calibratable():
@@ -72,5 +88,27 @@ def run(args: argparse.Namespace) -> int:
             print(f"{key}: {rec[key]:.4g}")
     if rec.get("at_bound"):
         print(f"warning: at the --span bound: {', '.join(rec['at_bound'])}")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _run_targets(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+
+    from memdrift.emulator.params import save_preset
+    from memdrift.errors import check_range
+    from memdrift.mapping.calibrate_targets import calibrate_to_targets
+
+    if args.data is not None:
+        raise MemdriftError("data = given with --targets; allowed: one of MEASURED.(nc|csv) or --targets")
+    check_range("generations", args.generations, 1, 100_000)
+    check_range("popsize", args.popsize, 2, 1000)
+    stages = [s for s in args.stages.split(",") if s]
+    command = "memdrift " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result = calibrate_to_targets(args.start_preset or "hfoxsy-hfs2", args.targets, stages=stages,
+                                  generations=args.generations, popsize=args.popsize, seed=args.seed,
+                                  name=args.name, command=command)
+    save_preset(result.preset, args.output)
     print(f"wrote {args.output}")
     return 0

@@ -414,7 +414,8 @@ def calibrate(data: str | os.PathLike[str] | xr.Dataset, model: str, *, free: st
     if "pulse" not in ds[("conductance" if "conductance" in ds else "resistance")].dims:
         raise MemdriftError("measured data have no 'pulse' dimension; allowed: reads after programming pulses "
                             "over (device, cycle, pulse) (retention data cannot calibrate the programming physics)")
-    start = load_preset(start_preset or get_model(model).calibration_start)
+    # the start only seeds the fit; what the fit returns is held to the envelope below
+    start = load_preset(start_preset or get_model(model).calibration_start, envelope=False)
     if start.model != model:
         raise MemdriftError(f"start-preset = {start.name!r} is a {start.model!r} preset; allowed: a {model!r} preset")
     names = parse_free(free, start.params, model)
@@ -422,6 +423,12 @@ def calibrate(data: str | os.PathLike[str] | xr.Dataset, model: str, *, free: st
                                                 rounds=rounds, progress=progress)
     calibration = {"method": method, "data_file": source, "model": model, "start_preset": start.name,
                    "free": list(names), "span": float(span), **result.record}
+    outside = result.params.physical_violations()
+    if outside:
+        # a data fit keeps the start's fixed parameters: an unphysical start gives an unphysical fit, which
+        # is written (the data are the user's) but loads only with a warning naming why
+        calibration["envelope_exception"] = (f"fitted to {source} from start preset {start.name!r} with "
+                                             f"{', '.join(names)} free; outside the physical envelope: {outside[0]}")
     preset = Preset(name=name or f"{start.name}-calibrated", params=result.params,
                     description=f"{start.description} — calibrated to {source}".strip(" —"),
                     scheme=start.scheme, calibration=_toml_safe(calibration))

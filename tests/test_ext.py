@@ -51,8 +51,9 @@ def test_a_kernel_whose_columns_differ_is_refused_naming_the_column(monkeypatch)
     swapped[3], swapped[4] = swapped[4], swapped[3]
     monkeypatch.setattr(module, "COLUMNS", tuple(swapped))
     params = load_preset("hfoxsy-hfs2").params
+    n = len(swapped)
     with pytest.raises(MemdriftError, match=r"memdrift.ext._filament holds 'oxide_thickness_m' in column 3 .* "
-                                            r"the NumPy twin holds 'charge_number' \(28 columns against 28\)"):
+                                            rf"the NumPy twin holds 'charge_number' \({n} columns against {n}\)"):
         run_pulses(params, ramp(), devices=2, cycles=1, seed=0, backend="compiled")
 
 

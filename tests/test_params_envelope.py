@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from memdrift.emulator import filament
@@ -97,6 +97,7 @@ def test_barrier_lowering_in_the_envelope_preset_never_exceeds_the_cell_supply()
 
 @settings(max_examples=60, deadline=None)
 @given(u=st.lists(st.floats(0.0, 1.0), min_size=len(ct.SPACE), max_size=len(ct.SPACE)))
+@example(u=[0.0, 1.0] + [0.0] * (len(ct.SPACE) - 2))  # exp(log(1e14)) rounds above the nu0 bound
 def test_every_candidate_of_the_calibration_search_box_is_inside_the_envelope(u):
     """The global stage cannot propose an unphysical device: any point of its box decodes inside."""
     base = load_preset(CANDIDATE).params

@@ -145,7 +145,8 @@ _DERIVED = ("gamma_frac", "gamma_drop", "reset_gamma_drop", "reset_gamma_rise", 
 
 def decode(x: Sequence[float], base: Any) -> Any:
     """Parameters from a search vector (the cycle starts fully reset: gap_initial = gap_max)."""
-    v = {name: (math.exp(t) if log else float(t)) for (name, _lo, _hi, log), t in zip(SPACE, x)}
+    # clipped to the box: exp(log(1e14)) is 1e14 plus a rounding that would leave the envelope
+    v = {name: min(max(math.exp(t) if log else float(t), lo), hi) for (name, lo, hi, log), t in zip(SPACE, x)}
     bound = v["oxide_thickness_m"] / base.hop_distance_m
     gamma0 = v["gamma_frac"] * bound
     rise = v["reset_gamma_rise"]

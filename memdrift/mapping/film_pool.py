@@ -147,12 +147,13 @@ def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, 
                map_amplitudes_v: Sequence[float] | None = None, ffp_width_s: float = 0.8,
                target_ohm: float = 0.28, max_events: int = MAX_EVENTS, hrs_ohm: float | None = None,
                lrs_ohm: float | None = None, conditioning_cycles: int = 2, init_amplitude_v: float = 6.0,
-               calibration: dict | None = None, progress: bool = False) -> FilmPool:
+               calibration: dict | None = None, progress: bool = False, backend: str = "compiled") -> FilmPool:
     """Condition, map and FFP-cycle a pool of ``films`` films ``realisations`` times (the scheme's defaults).
 
     ``grid``: cells per side (the preset's 32 × 32 by default; a coarser grid is faster and shifts the
     levels); ``noise`` False: expected hop counts. ``hrs_ohm`` / ``lrs_ohm`` default to the preset's
-    calibration (880 / 740 ohm without one), and bound the window.
+    calibration (880 / 740 ohm without one), and bound the window. ``backend``: the compiled kernel or
+    its SciPy twin (``reference``), for benchmarks and checks.
     """
     from memdrift.emulator import bulk4t_schemes as bs
 
@@ -173,7 +174,8 @@ def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, 
         check_range("grid", gy, 4, 512)
         params = params.replace(grid_x=float(gx), grid_y=float(gy))
     wall, cpu = time.perf_counter(), time.process_time()
-    dev = bs.Bulk4TDevices(params, int(films), seed=int(seed), threads=int(threads), deterministic=not noise)
+    dev = bs.Bulk4TDevices(params, int(films), seed=int(seed), threads=int(threads), deterministic=not noise,
+                           backend=backend)
     over = {k: np.zeros(int(films)) for k in ("conditioning_pulses", "conditioning_energy_j", "conditioning_time_s",
                                               "map_pulses", "map_energy_j", "map_time_s",
                                               "return_pulses", "return_energy_j", "return_time_s")}

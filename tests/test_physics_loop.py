@@ -131,6 +131,28 @@ def test_deterministic_for_a_seed_and_across_chunks_and_threads(fit, scheme):
     assert not np.array_equal(other.conductance_s[0], whole.conductance_s[0])
 
 
+def test_programming_on_dask_workers_is_the_serial_run_bit_for_bit(fit):
+    """Chunks programmed and aged by a real LocalCluster (two worker processes) give the serial bits,
+    for both schemes; a different seed on the cluster does not."""
+    distributed = pytest.importorskip("distributed")
+    ages = [(358.0, 86400.0), (358.0, 3.1536e7)]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        for scheme in pp.SCHEMES:
+            serial = pp.program_network(PARAMS, weights(), scheme=scheme, fit=fit, ages=ages, seed=5)
+            spread = pp.program_network(PARAMS, weights(), scheme=scheme, fit=fit, ages=ages, seed=5,
+                                        chunk_devices=50, client=client)
+            for layer in range(2):
+                np.testing.assert_array_equal(spread.conductance_s[layer], serial.conductance_s[layer])
+                np.testing.assert_array_equal(spread.pulses[layer], serial.pulses[layer])
+                np.testing.assert_array_equal(spread.energy_j[layer], serial.energy_j[layer])
+                for key in ages:
+                    np.testing.assert_array_equal(spread.aged_s[key][layer], serial.aged_s[key][layer])
+        other = pp.program_network(PARAMS, weights(), scheme=pp.SCHEMES[-1], fit=fit, ages=ages, seed=6,
+                                   chunk_devices=50, client=client)
+        assert not np.array_equal(other.conductance_s[0], serial.conductance_s[0])
+
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("aihwkit", reason="aihwkit not installed: bash scripts/install-aihwkit.sh")
 
@@ -207,6 +229,14 @@ def test_cli_end_to_end_on_digits(tmp_path):
     # unaged, the two temperatures see the same conductances: the same accuracy exactly
     phys = ds.accuracy.sel(mode="physics").isel(repeat=0)
     assert float(phys.isel(temperature=0, time=0)) == float(phys.isel(temperature=1, time=0))
+    # the same study with the devices programmed on two Dask worker processes: the same numbers
+    spread = tmp_path / "spread.nc"
+    assert main(["evaluate", *argv[:-1], str(spread), "--dask-workers", "2"]) == 0
+    other = open_dataset(spread)
+    for name in ("accuracy", "physics_energy", "physics_pulses"):
+        if name in ds:
+            np.testing.assert_array_equal(other[name].values, ds[name].values)
+    other.close()
     ds.close()
 
 

@@ -75,6 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="aging temperature (K), repeatable (default 300)")
     g.add_argument("--emulator-threads", type=int, default=1, help="threads of the compiled emulator kernels")
     g.add_argument("--chunk-devices", type=int, default=None, help="devices emulated together (default 65536)")
+    g.add_argument("--dask-workers", type=int, default=0, metavar="N",
+                   help="pulse-count / write-verify: program the device chunks on a Dask LocalCluster of N "
+                        "single-threaded worker processes (default 0: here); the result is the same bit for bit")
     p.set_defaults(func=run)
 
 
@@ -186,7 +189,11 @@ def _physics_inputs(args: argparse.Namespace) -> dict[str, Any]:
         if given:
             raise MemdriftError(f"{given[0]} is only for --scheme ffp-levels (the film pool); not allowed with "
                                 f"--scheme {args.scheme}")
-        return {**common, "ages_s": [parse_duration(a) for a in args.age], "temperatures_k": temps}
+        check_range("dask-workers", args.dask_workers, 0, 1024)
+        return {**common, "ages_s": [parse_duration(a) for a in args.age], "temperatures_k": temps,
+                "dask_workers": args.dask_workers}
+    if args.dask_workers:
+        raise MemdriftError("--dask-workers is only for --scheme pulse-count|write-verify; the film pool is built here")
     if args.age or args.age_temperature:
         raise MemdriftError("--age / --age-temperature are not allowed with --scheme ffp-levels: the film relaxes at "
                             "zero bias in the emulator, but the pool keeps no film state per level to age (allowed: "

@@ -39,7 +39,26 @@ LONG = {"devices": "emulated devices (two per weight)", "pulses": "write pulses 
 def study_physics(record: Mapping[str, Any], network: str, data: Split, s: evaluate.Settings, *,
                   params: FilamentParams, preset: str, scheme: str, ages_s: Sequence[float] = (),
                   temperatures_k: Sequence[float] = (300.0,), threads: int = 1,
-                  chunk_devices: int | None = None) -> xr.Dataset:
+                  chunk_devices: int | None = None, dask_workers: int = 0) -> xr.Dataset:
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        client = None
+        if dask_workers:
+            from distributed import Client, LocalCluster
+
+            cluster = stack.enter_context(LocalCluster(n_workers=int(dask_workers), threads_per_worker=1,
+                                                       processes=True, dashboard_address=None))
+            client = stack.enter_context(Client(cluster))
+        return _study_physics(record, network, data, s, params=params, preset=preset, scheme=scheme,
+                              ages_s=ages_s, temperatures_k=temperatures_k, threads=threads,
+                              chunk_devices=chunk_devices, client=client)
+
+
+def _study_physics(record: Mapping[str, Any], network: str, data: Split, s: evaluate.Settings, *,
+                   params: FilamentParams, preset: str, scheme: str, ages_s: Sequence[float],
+                   temperatures_k: Sequence[float], threads: int, chunk_devices: int | None,
+                   client: Any) -> xr.Dataset:
     from memdrift.mapping import physics_program, physics_tiles
 
     s = s.checked()
@@ -67,7 +86,7 @@ def study_physics(record: Mapping[str, Any], network: str, data: Split, s: evalu
         prog = physics_program.program_network(
             params, targets, scheme=scheme, seed=s.seed + r, threads=threads, ages=ages,
             chunk_devices=chunk_devices or physics_program.CHUNK_DEVICES, progress=s.progress,
-            fit=None if first is None else first.fit)
+            fit=None if first is None else first.fit, client=client)
         for key in ("fit", "program", "age"):
             clock[key] += prog.wall_s.get(key, 0.0)
         first = first or prog

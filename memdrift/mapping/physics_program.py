@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -164,6 +165,34 @@ class PhysicsProgram:
         return np.arange(counts.size), counts
 
 
+def _program_chunk(params: FilamentParams, targets_s: np.ndarray, first_device: int, *, scheme: str,
+                   fit: LinearFit, verify: WriteVerify, seed: int, threads: int, noise: bool, ambient_k: float,
+                   by_temp: dict[float, list[float]]) -> tuple[dict[str, np.ndarray], dict, float, float]:
+    """Program and age devices ``first_device ...`` of the network: (results, aged reads by (T, t),
+    programming wall s, aging wall s). A function of its arguments alone, so it runs on any worker."""
+    import time
+
+    tic = time.perf_counter()
+    if scheme == "pulse-count":
+        res, ens = _pulse_count_chunk(params, fit, targets_s, seed=seed, first_device=first_device,
+                                      threads=threads, noise=noise, ambient_k=ambient_k, read=verify)
+    else:
+        res = program_to_targets(params, targets_s, verify, seed=seed, first_device=first_device,
+                                 threads=threads, noise=noise, ambient_k=ambient_k)
+        ens = res.pop("ensemble")
+    program_s = time.perf_counter() - tic
+    tic = time.perf_counter()
+    aged_out: dict[tuple[float, float], np.ndarray] = {}
+    for temp_k, times in by_temp.items():
+        aged = ens.copy()
+        elapsed = 0.0
+        for t_s in sorted(set(times)):
+            aged_out[(temp_k, t_s)] = age_ensemble(aged, t_s - elapsed, temp_k, verify.read_voltage_v,
+                                                   verify.read_width_s)
+            elapsed = t_s
+    return res, aged_out, program_s, time.perf_counter() - tic
+
+
 def pair_targets(w: np.ndarray, g_min_s: float, g_max_s: float) -> tuple[np.ndarray, float]:
     """(2, rows, cols) targets G+, G− of weight array ``w`` and its largest |w|."""
     w = np.asarray(w, dtype=np.float64)
@@ -176,11 +205,13 @@ def program_network(params: FilamentParams, weights: Sequence[np.ndarray], *, sc
                     seed: int = 0, threads: int = 1, chunk_devices: int = CHUNK_DEVICES, noise: bool = True,
                     ambient_k: float = 300.0, ages: Sequence[tuple[float, float]] = (),
                     fit: LinearFit | None = None, verify: WriteVerify | None = None,
-                    progress: bool = False) -> PhysicsProgram:
+                    progress: bool = False, client: Any = None) -> PhysicsProgram:
     """Program every weight of ``weights`` (one 2-D array per analog layer) by ``scheme``, then age.
 
     ``ages``: (temperature K, time s) pairs; for each temperature the times are reached in increasing
     order from the programmed state. The window is the ramp fit's linear range for both schemes.
+    ``client``: a ``distributed.Client`` whose workers program the chunks (the result is the serial
+    one, bit for bit); None programs them here.
     """
     import time
 
@@ -214,29 +245,25 @@ def program_network(params: FilamentParams, weights: Sequence[np.ndarray], *, sc
         by_temp.setdefault(float(temp_k), []).append(float(t_s))
     aged_flat = {(tk, ts): np.empty(n) for tk, times in by_temp.items() for ts in times}
     clock["program"] = clock["age"] = 0.0
-    for start in tqdm(range(0, n, int(chunk_devices)), disable=not progress, desc="devices", unit="chunk",
-                      leave=False):
-        stop = min(start + int(chunk_devices), n)
-        tic = time.perf_counter()
-        if scheme == "pulse-count":
-            res, ens = _pulse_count_chunk(params, fit, flat[start:stop], seed=seed, first_device=start,
-                                          threads=threads, noise=noise, ambient_k=ambient_k, read=verify)
-        else:
-            res = program_to_targets(params, flat[start:stop], verify, seed=seed, first_device=start,
-                                     threads=threads, noise=noise, ambient_k=ambient_k)
-            ens = res.pop("ensemble")
+    starts = list(range(0, n, int(chunk_devices)))
+    jobs = [(start, min(start + int(chunk_devices), n)) for start in starts]
+    common = dict(scheme=scheme, fit=fit, verify=verify, seed=seed, threads=threads, noise=noise,
+                  ambient_k=ambient_k, by_temp=by_temp)
+    if client is None:
+        done = (_program_chunk(params, flat[a:b], a, **common) for a, b in jobs)
+    else:
+        # every chunk is a function of its devices' global indices and the seed alone, so the workers'
+        # results are those of the serial loop; gathered in submission order
+        futures = [client.submit(_program_chunk, params, flat[a:b], a, pure=False, **common) for a, b in jobs]
+        done = (f.result() for f in futures)
+    for (start, stop), (res, aged, program_s, age_s) in zip(
+            jobs, tqdm(done, total=len(jobs), disable=not progress, desc="devices", unit="chunk", leave=False)):
         for k, v in res.items():
             results[k][start:stop] = v
-        clock["program"] += time.perf_counter() - tic
-        tic = time.perf_counter()
-        for temp_k, times in by_temp.items():
-            aged = ens.copy()
-            elapsed = 0.0
-            for t_s in sorted(set(times)):
-                aged_flat[(temp_k, t_s)][start:stop] = age_ensemble(aged, t_s - elapsed, temp_k,
-                                                                    verify.read_voltage_v, verify.read_width_s)
-                elapsed = t_s
-        clock["age"] += time.perf_counter() - tic
+        for key, v in aged.items():
+            aged_flat[key][start:stop] = v
+        clock["program"] += program_s
+        clock["age"] += age_s
 
     def split(a: np.ndarray) -> list[np.ndarray]:
         out, at = [], 0

@@ -1,6 +1,6 @@
 """End-to-end timing: record → digital training → HWAT → 5 analog inference repeats (MNIST-5k MLP).
 
-Goal (issue 5): ≤ 120 s on 2 cores for the offline MNIST subset with 784-500-10.
+Goal: ≤ 120 s on 2 cores for the offline MNIST subset with 784-500-10.
 Prints the time of each stage and the accuracies, then the growth of the analog
 stages with the training-set size (500 … 4000) so the cost law is visible.
 

@@ -1,4 +1,4 @@
-"""Design-space sweeps (issue 6): spec validation, Dask vs serial, resume after a kill, Pareto."""
+"""Design-space sweeps: spec validation, Dask vs serial, resume after a kill, Pareto."""
 
 from __future__ import annotations
 

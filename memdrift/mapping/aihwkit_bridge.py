@@ -380,7 +380,7 @@ def relative_program_noise(record: Mapping[str, Any]) -> float:
     df = 2), with the level's bias ``loc`` added in quadrature. Not the Student-t
     variance ``scale² df/(df − 2)``: fitted df of the tail levels come out near 2,
     where that variance diverges (one level at df = 2.002 made it 10 % of the window
-    on the record of the hfoxsy-hfs2 preset as shipped at commit c2e2096, ≈ 4.5× the
+    on the record of an earlier hfoxsy-hfs2 calibration, ≈ 4.5× the
     spread of the conductances it describes), and HWAT with that much noise lost
     accuracy it should have gained.
     """

@@ -461,6 +461,7 @@ def calibrate_to_targets(start_preset: str, section: str, *, stages: Sequence[st
     """Fit ``start_preset`` to the figures of ``section`` (module docstring); returns the preset whose
     ``[calibration]`` records stages, per-device check, residuals and uncertainties."""
     from memdrift.emulator.params import FILAMENT_ENVELOPE, Preset, check_physical, load_preset
+    from memdrift.mapping.calibrate import _toml_safe
 
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
@@ -504,14 +505,3 @@ def calibrate_to_targets(start_preset: str, section: str, *, stages: Sequence[st
     preset = Preset(name=name or start.name, params=p, description=start.description, scheme=start.scheme,
                     calibration=_toml_safe(record))
     return TargetCalibration(preset=preset, record=record)
-
-
-def _toml_safe(obj: Any) -> Any:
-    """``obj`` with None dropped from tables and numpy scalars as Python numbers (TOML has no null)."""
-    if isinstance(obj, dict):
-        return {str(k): _toml_safe(v) for k, v in obj.items() if v is not None}
-    if isinstance(obj, (list, tuple)):
-        return [_toml_safe(v) for v in obj if v is not None]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj

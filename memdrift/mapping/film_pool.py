@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from memdrift.errors import MemdriftError, check_range
-from memdrift.mapping.physics_program import PhysicsProgram
+from memdrift.mapping.physics_program import PhysicsProgram, split_layers
 
 #: stream of the weight → (film, realisation) draws, apart from the films' own streams
 DRAW_STREAM = np.uint64(0x6A09E667F3BCC909)
@@ -283,12 +283,7 @@ def program_network(pool: FilmPool, weights: Sequence[np.ndarray], bits: int, *,
         out["film"][start:stop], out["realisation"][start:stop] = f, c
 
     def split(a: np.ndarray) -> list[np.ndarray]:
-        res, at = [], 0
-        for s in shapes:
-            size = int(np.prod(s))
-            res.append(a[at:at + size].reshape(s))
-            at += size
-        return res
+        return split_layers(a, shapes)
 
     if not np.isfinite(out["conductance_s"]).all():
         raise MemdriftError("a pool level has no reading; allowed: a pool whose every trace moves")

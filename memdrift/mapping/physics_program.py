@@ -193,6 +193,16 @@ def _program_chunk(params: FilamentParams, targets_s: np.ndarray, first_device: 
     return res, aged_out, program_s, time.perf_counter() - tic
 
 
+def split_layers(flat: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+    """The per-device values ``flat`` of all layers back into one array of each layer's shape."""
+    out, at = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        out.append(flat[at:at + size].reshape(shape))
+        at += size
+    return out
+
+
 def pair_targets(w: np.ndarray, g_min_s: float, g_max_s: float) -> tuple[np.ndarray, float]:
     """(2, rows, cols) targets G+, G− of weight array ``w`` and its largest |w|."""
     w = np.asarray(w, dtype=np.float64)
@@ -266,12 +276,7 @@ def program_network(params: FilamentParams, weights: Sequence[np.ndarray], *, sc
         clock["age"] += age_s
 
     def split(a: np.ndarray) -> list[np.ndarray]:
-        out, at = [], 0
-        for s in shapes:
-            size = int(np.prod(s))
-            out.append(a[at:at + size].reshape(s))
-            at += size
-        return out
+        return split_layers(a, shapes)
 
     return PhysicsProgram(scheme, g_min_s, g_max_s, w_max, targets, *(split(results[k]) for k in
                           ("conductance_s", "pulses", "energy_j", "time_s", "converged")),

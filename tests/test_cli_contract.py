@@ -304,7 +304,8 @@ def test_a_failed_sweep_leaves_no_parts_folder(tmp_path, capsys, monkeypatch):
     def broken(task, digital=None):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sweep, "compute_point", broken)
+    # the serial loop looks the point runner up in the module that runs the sweep
+    monkeypatch.setattr("memdrift.experiments.sweep.run.compute_point", broken)
     before = files_under(tmp_path)
     assert cli.main(["sweep", str(tmp_path / "s.toml"), "-o", str(tmp_path / "o.nc"), "--serial",
                      "--no-progress"]) == 130

@@ -192,6 +192,28 @@ def test_bad_flags_one_line_error_and_no_file(argv, field, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_unused_option_is_named_by_its_field_in_python_and_by_its_flag_on_the_command_line(tmp_path, capsys):
+    from memdrift.emulator.protocols import PROTOCOL_SPECIFIC, UnusedOption
+    from memdrift.experiments.cmd_characterise import FLAGS
+
+    # every option only some protocols read has a flag, and the emulator's messages name none of them
+    assert set(FLAGS) == set(PROTOCOL_SPECIFIC)
+    with pytest.raises(UnusedOption) as raised:
+        characterise(FILAMENT, "iv", Options(temperatures_k=(300.0,)))
+    assert str(raised.value) == ("temperatures_k is not used by protocol 'iv'; allowed options: cycles, "
+                                 "voltage_max_v, steps, dwell_s")
+    with pytest.raises(UnusedOption, match=r"^program_pulses is not used by protocol 'retention' on a bulk4t"):
+        characterise("tio2x-4t", "retention", Options(program_pulses=2))
+    assert main(["characterise", "--device", "tio2x-4t", "--protocol", "retention", "--program-pulses", "2",
+                 "-o", str(tmp_path / "o.nc")]) == 2
+    assert "program_pulses (--program-pulses) is not used by protocol 'retention'" in capsys.readouterr().err
+    assert main(["characterise", "--device", FILAMENT, "--protocol", "iv", "--temperatures", "300",
+                 "-o", str(tmp_path / "o.nc")]) == 2
+    assert ("temperatures_k (--temperatures) is not used by protocol 'iv'; allowed options: cycles (--cycles), "
+            "voltage_max_v (--v-max), steps (--steps), dwell_s (--dwell)") in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_device_and_output(tmp_path, capsys):
     assert main(["characterise", "--device", "nope", "--protocol", "iv", "-o", str(tmp_path / "o.nc")]) == 2
     assert "preset" in capsys.readouterr().err

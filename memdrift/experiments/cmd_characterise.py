@@ -9,6 +9,11 @@ from memdrift.errors import MemdriftError
 from memdrift.experiments.cmd_pulse import available_cores
 
 PROTOCOLS = ("pd-cycling", "dr-map", "ffp-segmentation", "retention", "iv", "endurance")
+#: the flag of each protocol option (a field of ``memdrift.emulator.protocols.Options``), for error messages
+FLAGS = {"cycles": "--cycles", "temperatures_k": "--temperatures", "time_min_s": "--time-min",
+         "time_max_s": "--time-max", "times": "--times", "program_pulses": "--program-pulses",
+         "amplitudes_v": "--amplitudes", "pulses": "--pulses", "width_s": "--width", "voltage_max_v": "--v-max",
+         "steps": "--steps", "dwell_s": "--dwell", "record": "--record", "levels": "--levels"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,7 +74,7 @@ def _floats(name: str, text: str | None) -> tuple[float, ...] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from memdrift.emulator.protocols import Options, characterise, write_characterisation
+    from memdrift.emulator.protocols import Options, UnusedOption, characterise, write_characterisation
     from memdrift.experiments.cmd_extract import parse_levels
 
     from memdrift.data.io import check_output_path
@@ -86,7 +91,11 @@ def run(args: argparse.Namespace) -> int:
                    amplitudes_v=_floats("amplitudes", args.amplitudes), pulses=args.pulses, width_s=args.width,
                    voltage_max_v=args.v_max, steps=args.steps, dwell_s=args.dwell, record=args.record,
                    levels=parse_levels(args.levels) if args.levels is not None else None)
-    ds = characterise(args.device, args.protocol, opts)
+    try:
+        ds = characterise(args.device, args.protocol, opts)
+    except UnusedOption as exc:
+        # the emulator names the fields; here each comes with the flag that set it
+        raise MemdriftError(exc.message(lambda name: f"{name} ({FLAGS[name]})")) from None
     write_characterisation(ds, args.output, progress=not args.quiet, float32=args.float32)
     print(f"wrote {args.output} ({args.protocol}; {', '.join(f'{k}={v}' for k, v in ds.sizes.items())})")
     return 0

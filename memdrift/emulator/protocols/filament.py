@@ -1,44 +1,8 @@
-"""Characterisation protocols: the emulator as a virtual probe station.
-
-:func:`characterise` runs a named protocol on a preset and returns a labelled
-``xarray.Dataset`` (DESIGN.md, "Datasets"). Filament protocols:
-
-==================  ==========================================================
-protocol            what is measured
-==================  ==========================================================
-``pd-cycling``      the preset's pulse scheme (the 20 + 20 ramp) repeated for
-                    ``cycles``: ``conductance`` (device, cycle, pulse)
-``dr-map``          identical-pulse families, one per signed amplitude, each
-                    after a reset by the ramp's opposite branch; ΔG per pulse
-                    and its ensemble mean per family
-``retention``       programmed by the first ``program_pulses`` ramp pulses at
-                    the ambient temperature, then a zero-bias bake at each
-                    temperature with reads at log-spaced times:
-                    ``conductance`` (device, temperature, time)
-``iv``              quasi-static triangular loops 0 → +V → −V → 0 in steps of
-                    ``dwell_s``: ``current`` (device, cycle, sweep, voltage)
-``endurance``       ``cycles`` ramp cycles, kept at log-spaced cycles only:
-                    on/off conductances and their ratio per kept cycle
-==================  ==========================================================
-
-Bulk four-terminal presets delegate to :mod:`memdrift.emulator.bulk4t_schemes`
-(``dr-map``, ``ffp-segmentation``, ``retention``), computed whole in memory:
-that model's device streams depend on the ensemble size, so it cannot be
-split into device chunks.
-
-Filament ensembles are split into device chunks (``first_device=`` keeps each
-device's random stream whatever the split) and the dataset is dask-backed: a
-chunk is computed when the dataset is written or computed, so
-:func:`write_characterisation` holds one chunk in memory at a time.
-"""
+"""The filament protocols: ``pd-cycling``, ``dr-map``, ``retention``, ``iv`` and ``endurance``, each a plan
+of per-device variables computed in device chunks."""
 
 from __future__ import annotations
 
-import math
-import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,120 +11,14 @@ import xarray as xr
 from memdrift import __version__
 from memdrift.data.schema import BRANCH, annotate, netcdf_attrs
 from memdrift.emulator import engine, filament
-from memdrift.emulator.params import FilamentParams, Preset, load_preset
+from memdrift.emulator.params import FilamentParams, Preset
+from memdrift.emulator.protocols.chunks import _advance, _assemble, _Plan, _Var
+from memdrift.emulator.protocols.options import (DEFAULT_DR_AMPLITUDES_V, DEFAULT_TEMPERATURES_K, FILAMENT_PROTOCOLS,
+                                                 TEN_YEARS_S, Options, _check_options, _int_option)
 from memdrift.emulator.pulses import (DEPRESSION, POTENTIATION, PulseTrain, from_name, identical,
                                       retention)
 from memdrift.emulator.randomness import device_keys
 from memdrift.errors import MemdriftError, check_range, field_error
-
-PROTOCOLS = ("pd-cycling", "dr-map", "ffp-segmentation", "retention", "iv", "endurance")
-FILAMENT_PROTOCOLS = ("pd-cycling", "dr-map", "retention", "iv", "endurance")
-#: protocol -> bulk4t_schemes scheme it delegates to
-BULK4T_PROTOCOLS = {"dr-map": "dr-map", "ffp-segmentation": "ffp-segmentation", "retention": "retention"}
-
-TEN_YEARS_S = 10 * 365.25 * 86400.0
-DEFAULT_TEMPERATURES_K = (300.0, 325.0, 350.0)
-DEFAULT_DR_AMPLITUDES_V = (0.7, 0.8, 0.9, 1.0, -0.7, -0.8, -0.9, -1.0)
-# A chunk this large (bytes of float64 output) keeps memory flat for any ensemble size.
-CHUNK_BYTES = 64 * 2**20
-CHUNK_KEY = "memdrift-chunk"
-
-
-# --------------------------------------------------------------------------- options
-
-
-@dataclass(frozen=True)
-class Options:
-    """Protocol settings (SI). ``None`` means the protocol's default."""
-
-    devices: int = 16
-    cycles: int | None = None
-    seed: int = 0
-    threads: int = 1
-    noise: bool = True
-    chunk_devices: int | None = None
-    # retention
-    temperatures_k: tuple[float, ...] | None = None
-    time_min_s: float | None = None
-    time_max_s: float | None = None
-    times: int | None = None
-    program_pulses: int | None = None
-    # dr-map
-    amplitudes_v: tuple[float, ...] | None = None
-    pulses: int | None = None
-    width_s: float | None = None
-    # iv
-    voltage_max_v: float | None = None
-    steps: int | None = None
-    dwell_s: float | None = None
-    # endurance
-    record: int | None = None
-    # bulk ffp-segmentation
-    levels: tuple[int, ...] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-#: Options each protocol reads besides devices/seed/threads/noise/chunk_devices.
-PROTOCOL_OPTIONS: dict[str, tuple[str, ...]] = {
-    "pd-cycling": ("cycles",),
-    "dr-map": ("amplitudes_v", "pulses", "width_s"),
-    "ffp-segmentation": ("levels",),
-    "retention": ("temperatures_k", "time_min_s", "time_max_s", "times", "program_pulses"),
-    "iv": ("cycles", "voltage_max_v", "steps", "dwell_s"),
-    "endurance": ("cycles", "record"),
-}
-#: command-line flag of each option, for error messages
-FLAGS = {"cycles": "--cycles", "temperatures_k": "--temperatures", "time_min_s": "--time-min",
-         "time_max_s": "--time-max", "times": "--times", "program_pulses": "--program-pulses",
-         "amplitudes_v": "--amplitudes", "pulses": "--pulses", "width_s": "--width", "voltage_max_v": "--v-max",
-         "steps": "--steps", "dwell_s": "--dwell", "record": "--record", "levels": "--levels"}
-_OPTIONAL = tuple(FLAGS)
-#: options the bulk schemes have no use for, although the protocol of the same name has
-BULK4T_UNUSED = {"program_pulses"}
-
-
-def _check_options(protocol: str, opts: Options, allowed: Sequence[str], device: str) -> None:
-    if protocol not in allowed:
-        raise MemdriftError(f"protocol = {protocol!r} is not available for {device}; allowed: {', '.join(allowed)}")
-    for name in _OPTIONAL:
-        if getattr(opts, name) is not None and name not in PROTOCOL_OPTIONS[protocol]:
-            used = ", ".join(f"{n} ({FLAGS[n]})" for n in PROTOCOL_OPTIONS[protocol]) or "none"
-            raise MemdriftError(f"{name} ({FLAGS[name]}) is not used by protocol {protocol!r}; allowed options: "
-                                f"{used}")
-    if not (isinstance(opts.devices, (int, np.integer)) and 1 <= opts.devices <= engine.MAX_DEVICES):
-        raise field_error("devices", opts.devices, f"an integer in [1, {engine.MAX_DEVICES}]")
-    if not (isinstance(opts.seed, (int, np.integer)) and opts.seed >= 0):
-        raise field_error("seed", opts.seed, "an integer >= 0")
-    if not (isinstance(opts.threads, (int, np.integer)) and 1 <= opts.threads <= 1024):
-        raise field_error("threads", opts.threads, "an integer in [1, 1024]")
-    if opts.chunk_devices is not None and not (isinstance(opts.chunk_devices, (int, np.integer))
-                                               and opts.chunk_devices >= 1):
-        raise field_error("chunk_devices", opts.chunk_devices, "an integer >= 1")
-
-
-def _int_option(name: str, value: int | None, default: int, low: int, high: int) -> int:
-    value = default if value is None else value
-    if not (isinstance(value, (int, np.integer)) and low <= value <= high):
-        raise field_error(name, value, f"an integer in [{low}, {high}]")
-    return int(value)
-
-
-# --------------------------------------------------------------------------- entry point
-
-
-def characterise(preset: str | Preset, protocol: str, options: Options | None = None) -> xr.Dataset:
-    """Run ``protocol`` on ``preset`` (name, path or :class:`Preset`); see the module docstring.
-
-    Filament results are dask-backed (one chunk per group of devices); bulk
-    four-terminal results are in memory.
-    """
-    opts = options or Options()
-    if protocol not in PROTOCOLS:
-        raise MemdriftError(f"protocol = {protocol!r} is unknown; allowed: {', '.join(PROTOCOLS)}")
-    p = preset if isinstance(preset, Preset) else load_preset(preset)
-    from memdrift.models import MODELS
-
-    return MODELS.get(p.model).characterise(p, protocol, opts)
 
 
 def characterise_filament(p: Preset, protocol: str, opts: Options) -> xr.Dataset:
@@ -177,113 +35,6 @@ def characterise_filament(p: Preset, protocol: str, opts: Options) -> xr.Dataset
     ds = _assemble(plan, opts, dask.base.tokenize(p.to_toml(), protocol, repr(opts)))
     ds.attrs.update(_filament_attrs(p, protocol, opts, plan.attrs))
     return annotate(ds)
-
-
-def characterise_bulk4t(p: Preset, protocol: str, opts: Options) -> xr.Dataset:
-    """A bulk four-terminal protocol (the film model's :meth:`~memdrift.models.DeviceModel.characterise`)."""
-    _check_options(protocol, opts, tuple(BULK4T_PROTOCOLS), f"the bulk4t preset {p.name!r}")
-    return _bulk4t(p, protocol, opts)
-
-
-def write_characterisation(ds: xr.Dataset, path: str | os.PathLike[str], *, progress: bool = True,
-                           float32: bool = False) -> Path:
-    """Write ``ds`` atomically, computing its device chunks one at a time (tqdm bar per device)."""
-    import dask
-
-    from memdrift.data.io import write_dataset
-
-    total = int(ds.sizes.get("device", 0))
-    with dask.config.set(scheduler="synchronous"), _ChunkProgress(total, progress and bool(ds.chunks)):
-        written = write_dataset(ds, path, float32=float32)
-    return written
-
-
-class _ChunkProgress:
-    """A tqdm bar in devices, advanced by the chunks as they compute (and within long chunks)."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled = total, enabled
-
-    def __enter__(self) -> "_ChunkProgress":
-        if self.enabled:
-            from tqdm.auto import tqdm
-
-            _BARS.append(tqdm(total=self.total, unit="device", desc="characterise", leave=False,
-                               bar_format="{l_bar}{bar}| {n:.0f}/{total} devices [{elapsed}<{remaining}]"))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            _BARS.pop().close()
-
-
-# The active bar; chunks compute in the writing thread (synchronous scheduler), so a plain list will do.
-_BARS: list[Any] = []
-
-
-def _advance(devices: float) -> None:
-    if _BARS:
-        _BARS[-1].update(devices)
-
-
-def _run_chunk(compute: Callable[[int, int], dict[str, np.ndarray]], first: int, n: int) -> dict[str, np.ndarray]:
-    """``compute(first, n)``, then the bar topped up to ``n`` devices (long protocols advance it inside)."""
-    from memdrift.data.io import check_signals
-
-    # a Ctrl-C or SIGTERM held during the write ends the run here, between chunks, not inside
-    # the writer's file lock
-    check_signals()
-    before = _BARS[-1].n if _BARS else 0.0
-    out = compute(first, n)
-    if _BARS:
-        _BARS[-1].update(n - (_BARS[-1].n - before))
-    return out
-
-
-# --------------------------------------------------------------------------- chunked assembly
-
-
-@dataclass
-class _Var:
-    dims: tuple[str, ...]  # first dim is always "device"
-    shape: tuple[int, ...]  # without the device axis
-    units: str
-    long_name: str
-
-
-@dataclass
-class _Plan:
-    """What one protocol produces: per-device variables from ``compute(first, n)``, and the rest."""
-
-    variables: dict[str, _Var]
-    compute: Callable[[int, int], dict[str, np.ndarray]]
-    coords: dict[str, Any]
-    static: dict[str, Any] = field(default_factory=dict)  # variables not over device
-    attrs: dict[str, Any] = field(default_factory=dict)
-    bytes_per_device: int = 0
-    derived: Callable[[xr.Dataset], xr.Dataset] | None = None
-
-
-def _assemble(plan: _Plan, opts: Options, token: str) -> xr.Dataset:
-    import dask
-    import dask.array as da
-
-    devices = int(opts.devices)
-    per_device = max(plan.bytes_per_device, 8 * sum(math.prod(v.shape) for v in plan.variables.values()))
-    size = opts.chunk_devices or max(1, min(devices, CHUNK_BYTES // max(per_device, 1)))
-    blocks: dict[str, list] = {name: [] for name in plan.variables}
-    for first in range(0, devices, size):
-        n = min(size, devices - first)
-        part = dask.delayed(_run_chunk, pure=True)(plan.compute, first, n,
-                                                   dask_key_name=f"{CHUNK_KEY}-{token}-{first}-{n}")
-        for name, var in plan.variables.items():
-            blocks[name].append(da.from_delayed(part[name], shape=(n, *var.shape), dtype=np.float64))
-    data = {name: ((*var.dims,), da.concatenate(blocks[name], axis=0),
-                   {"units": var.units, "long_name": var.long_name}) for name, var in plan.variables.items()}
-    ds = xr.Dataset(data | plan.static, coords={"device": ("device", np.arange(devices))} | plan.coords)
-    if plan.derived is not None:
-        ds = plan.derived(ds).unify_chunks()
-    return ds
 
 
 def _filament_attrs(p: Preset, protocol: str, opts: Options, extra: dict[str, Any]) -> dict[str, Any]:
@@ -339,9 +90,6 @@ def _ramp(p: Preset) -> PulseTrain:
     # The paper's 20 + 20 ramp for every filament preset: the protocols need both branches,
     # which a preset's own scheme (e.g. identical pulses) need not have.
     return from_name("ramp")
-
-
-# --------------------------------------------------------------------------- filament protocols
 
 
 def _pd_cycling(p: Preset, opts: Options) -> _Plan:
@@ -589,51 +337,3 @@ def _endurance(p: Preset, opts: Options) -> _Plan:
     return _Plan(variables, compute, coords, static,
                  {"scheme": train.name, **train.describe(), "cycles_run": cycles, "cycles_kept": int(kept.size)},
                  bytes_per_device=8 * (kept.size + 1) * train.n_pulses * 5)
-
-
-# --------------------------------------------------------------------------- bulk four-terminal
-
-
-def _bulk4t(p: Preset, protocol: str, opts: Options) -> xr.Dataset:
-    from memdrift.emulator import bulk4t_schemes
-
-    for name in BULK4T_UNUSED:
-        if getattr(opts, name) is not None:
-            raise MemdriftError(f"{name} ({FLAGS[name]}) is not used by protocol {protocol!r} on a bulk4t preset "
-                                "(the film is initialised to LRS by +6 V)")
-    kw: dict[str, Any] = {"deterministic": not opts.noise}
-    if protocol == "dr-map":
-        if opts.amplitudes_v is not None:
-            # the scheme runs every amplitude in both polarities: magnitudes, each once
-            kw["amplitudes_v"] = tuple(sorted({abs(a) for a in opts.amplitudes_v}))
-        if opts.pulses is not None:
-            kw["pulses"] = opts.pulses
-        if opts.width_s is not None:
-            kw["width_s"] = opts.width_s
-    elif protocol == "ffp-segmentation":
-        if opts.levels is not None:
-            kw["levels"] = tuple(opts.levels)
-    else:
-        if opts.temperatures_k is not None:
-            kw["temperatures_k"] = tuple(opts.temperatures_k)
-        # Without time options the scheme's own reads (1 s … 1e5 s) are kept: the film's zero-bias
-        # relaxation costs minutes per device and temperature to reach 10 years.
-        if (opts.time_min_s, opts.time_max_s, opts.times) != (None, None, None):
-            t_min = 1.0 if opts.time_min_s is None else opts.time_min_s
-            t_max = TEN_YEARS_S if opts.time_max_s is None else opts.time_max_s
-            check_range("time_min_s", t_min, 1e-4, None, unit="s")
-            check_range("time_max_s", t_max, t_min, None, low_open=True, unit=f"s (> time_min_s = {t_min:g})")
-            n = _int_option("times", opts.times, 21, 2, 100_000)
-            kw["times_s"] = np.logspace(np.log10(t_min), np.log10(t_max), n)
-    kw.update(opts.extra)
-    ds = bulk4t_schemes.simulate_scheme(p, BULK4T_PROTOCOLS[protocol], devices=opts.devices, seed=opts.seed,
-                                        threads=opts.threads, progress=True, **kw)
-    ds.attrs.update(protocol=protocol, title=f"memdrift characterisation: {protocol} on {p.name}",
-                    source="memdrift characterise (emulated)")
-    for name in ("time", "temperature"):
-        if name in ds.coords:
-            ds[name].attrs.setdefault("units", "s" if name == "time" else "K")
-    return ds
-
-
-__all__ = ["PROTOCOLS", "Options", "characterise", "write_characterisation"]

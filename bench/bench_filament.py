@@ -59,15 +59,31 @@ def main() -> None:
     ap.add_argument("--max-devices", type=int, default=1_000_000)
     ap.add_argument("--tolerance", type=float, default=None,
                     help="integration_tolerance (default: the preset's)")
+    ap.add_argument("--converged", action="store_true",
+                    help="the class's default stepping (tolerance, temperature step, thermal error control) "
+                         "instead of the preset's calibrated one")
+    ap.add_argument("--thermal-error", type=float, default=None,
+                    help="thermal_step_error_fraction (0: the temperature-step bound alone)")
     args = ap.parse_args()
 
+    from memdrift.emulator.params import FilamentParams
+
     params = load_preset("hfoxsy-hfs2").params
+    if args.converged:
+        d = FilamentParams()
+        params = params.replace(integration_tolerance=d.integration_tolerance,
+                                max_temperature_step_k=d.max_temperature_step_k,
+                                thermal_step_error_fraction=d.thermal_step_error_fraction)
     if args.tolerance is not None:
         params = params.replace(integration_tolerance=args.tolerance)
+    if args.thermal_error is not None:
+        params = params.replace(thermal_step_error_fraction=args.thermal_error)
     train = ramp()
     n_pulse = train.n_pulses
     print(f"filament ramp cycle: {n_pulse} pulses + reads, preset hfoxsy-hfs2, noise on, "
-          f"integration_tolerance {params.integration_tolerance:g}, {os.cpu_count()} CPUs")
+          f"integration_tolerance {params.integration_tolerance:g}, temperature step "
+          f"{params.max_temperature_step_k:g} K, thermal_step_error_fraction {params.thermal_step_error_fraction:g}, "
+          f"{os.cpu_count()} CPUs")
 
     _kernel_run(params, train, 1000, args.threads, "compiled")  # warm-up (page faults, OpenMP pool)
     t_fast, steps, cpu_fast = _kernel_run(params, train, args.devices, args.threads, "compiled")

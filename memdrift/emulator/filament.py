@@ -70,6 +70,28 @@ needs more than ``max_substeps`` ends with one step over the rest of its time,
 flagged ``STEP_BUDGET``. A rate beyond double range ends the segment flagged
 ``RATE_OVERFLOW``.
 
+The temperature bound is a blunt one: it makes a device take ~40 sub-steps to warm
+up and ~40 to cool down in every pulse whether or not anything moves. With
+``thermal_step_error_fraction`` ε > 0 (default 0.01) the temperature's effect on
+a sub-step is estimated instead. Each rate r_i = ν exp(−E_i/kT) (E_i the
+field-lowered barrier) changes as ``d ln r_i/dt = κ_i = E_i (T_ss − T)/(k T² τ_th)``;
+the midpoint rule then errs on the gap change by about
+``a Δt³ Σ r_i κ_i (κ_i + 1/τ_th)/24``, and the step keeps that below ε times the
+gap bound. A cooling device's rates at its start are the largest of its step,
+so its step comes from them and the temperature bound is dropped. A warming
+device may take, instead of the temperature bound's step, the one that bounds on
+its rates over the whole step allow (each rate is monotonic in T, so the larger
+of its values at T and at T_ss bounds it): the gap bounds with the total rate as
+drift, and the error estimate. It takes the larger of the two steps, each safe
+on its own. The midpoint rule alone underestimates a convex rate by
+``(κ Δt)²/24`` on every step, heating and cooling alike, a bias that adds up, so in
+this mode each midpoint rate is multiplied by the mean of its local exponential,
+``sinh(κ_i Δt/2)/(κ_i Δt/2)``. On the preset's nominal ramp at the class defaults
+this takes 15 sub-steps per pulse instead of 88, and the reads stay within 0.032
+bin widths of the temperature bound alone at a 16-fold tighter tolerance. The gap
+a device at 1,200 K opens by dissolution while it cools is within 0.1 % of a tight
+run (1.6 % without the rate-shape factor); see tests/test_filament_convergence.py.
+
 The step bounds in use are ``integration_tolerance`` times ``max_gap_step_m`` and
 ``max_temperature_step_k`` (default 0.5; (0, 16]). It is a step-bound tolerance,
 not an embedded error estimate: the midpoint's local error scales with the bound,
@@ -162,7 +184,7 @@ COLUMNS = (
     "thermal_resistance_k_per_w", "thermal_time_constant_s", "ambient_temperature_k", "gap_min_m", "gap_max_m",
     "dissolution_frequency_hz", "dissolution_energy_ev", "max_gap_step_m", "max_substeps",
     "reset_field_enhancement_slope", "reset_field_enhancement_offset", "thermal_ceiling_k", "max_temperature_step_k",
-    "integration_tolerance", "dissolution_barrier_slope_ev_per_m",
+    "integration_tolerance", "dissolution_barrier_slope_ev_per_m", "thermal_step_error_fraction",
 )
 COL = {name: i for i, name in enumerate(COLUMNS)}
 assert set(COLUMNS) <= {f.name for f in fields(FilamentParams)}
@@ -338,6 +360,70 @@ def dissolution_step_rate(rate_hz: np.ndarray, dt_s: np.ndarray, temperature_k: 
     return np.where(on, rate_hz * np.log1p(x) / np.where(on, x, 1.0), rate_hz)
 
 
+def barriers(cell_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray, relaxation_m: np.ndarray | float
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Activation energies (eV) of the forward, backward and dissolution rates of :func:`hop_rates`:
+    ``Ea ∓ z a E/2`` (E after the F_min cut) and ``Ea_r + b δ``."""
+    field = np.zeros_like(cell_v)
+    biased = cell_v != 0.0
+    if biased.any():
+        field = enhancement(cell_v, gap_m, table) * cell_v / table[:, COL["oxide_thickness_m"]]
+        field = np.where(biased & (np.abs(field) >= table[:, COL["min_field_v_per_m"]]), field, 0.0)
+    lower = 0.5 * table[:, COL["charge_number"]] * table[:, COL["hop_distance_m"]] * field
+    ea = table[:, COL["activation_energy_ev"]]
+    e_d = table[:, COL["dissolution_energy_ev"]] + table[:, COL["dissolution_barrier_slope_ev_per_m"]] * relaxation_m
+    return ea - lower, ea + lower, e_d
+
+
+def sinhc(x: np.ndarray) -> np.ndarray:
+    """sinh(x)/x, by its series where the exponentials would cancel (the kernel's md_sinhc)."""
+    small = np.abs(x) < 1e-3
+    xs = np.where(small, 1.0, x)
+    e = np.exp(xs)
+    return np.where(small, 1.0 + x * x * (1.0 / 6.0 + x * x / 120.0), (e - 1.0 / e) / (2.0 * xs))
+
+
+def rate_shape_factors(cell_v: np.ndarray, gap_m: np.ndarray, temperature_k: np.ndarray, steady_k: np.ndarray,
+                       dt_s: np.ndarray, table: np.ndarray, relaxation_m: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over a sub-step of each rate over its value at the midpoint, where T relaxes with τ_th.
+
+    Around the midpoint ``ln r_i`` changes at ``κ_i = E_i (T_ss − T)/(k T² τ)`` (T the midpoint
+    temperature), so the mean of the exponential over the step is ``sinh(κ_i Δt/2)/(κ_i Δt/2)`` times
+    the midpoint rate: the midpoint rule alone underestimates a convex rate by ``(κ_i Δt)²/24``, the
+    same sign every step, and that bias would add up over the heating and cooling of every pulse."""
+    e_f, e_b, e_d = barriers(cell_v, gap_m, table, relaxation_m)
+    tau = table[:, COL["thermal_time_constant_s"]]
+    rate_t = (steady_k - temperature_k) / (np.where(tau > 0.0, tau, 1.0) * BOLTZMANN_EV * temperature_k * temperature_k)
+    half = 0.5 * dt_s * rate_t
+    return sinhc(e_f * half), sinhc(e_b * half), sinhc(e_d * half)
+
+
+def thermal_error_step(cell_v: np.ndarray, gap_m: np.ndarray, temperature_k: np.ndarray, steady_k: np.ndarray,
+                       table: np.ndarray, relaxation_m: np.ndarray,
+                       rates: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Sub-step (s) whose estimated gap error from the rates' change with the relaxing temperature is
+    ``thermal_step_error_fraction`` of the gap bound (``inf`` where nothing changes).
+
+    While T relaxes towards T_ss with ``τ_th``, each rate r_i = ν exp(−E_i/kT) changes as
+    ``d ln r_i/dt = κ_i = E_i |T_ss − T| e^(−t/τ)/(k T² τ)``, so ``d²r_i/dt² ≈ r_i κ_i (κ_i + 1/τ)``
+    and the midpoint rule errs on the gap change by ``a Δt³ Σ r_i κ_i (κ_i + 1/τ)/24``. ``rates`` are
+    bounds on the rates over the step (at its hottest), κ is taken at its start, where |dT/dt| is
+    largest; the barriers E_i are the field-lowered ones of :func:`hop_rates`, in magnitude."""
+    r_fwd, r_bwd, r_dis = rates
+    e_f, e_b, e_d = (np.abs(e) for e in barriers(cell_v, gap_m, table, relaxation_m))
+    tau = table[:, COL["thermal_time_constant_s"]]
+    safe_tau = np.where(tau > 0.0, tau, 1.0)
+    rate_t = np.abs(steady_k - temperature_k) / (safe_tau * BOLTZMANN_EV * temperature_k * temperature_k)
+    k_f, k_b, k_d = e_f * rate_t, e_b * rate_t, e_d * rate_t
+    curv = table[:, COL["hop_distance_m"]] * (r_fwd * k_f * (k_f + 1.0 / safe_tau) + r_bwd * k_b * (k_b + 1.0 / safe_tau)
+                                             + r_dis * k_d * (k_d + 1.0 / safe_tau))
+    cap = table[:, COL["max_gap_step_m"]] * table[:, COL["integration_tolerance"]]
+    h = np.exp(np.log(24.0 * table[:, COL["thermal_step_error_fraction"]] * cap / np.where(curv > 0.0, curv, 1.0))
+               / 3.0)
+    return np.where(curv > 0.0, h, np.inf)
+
+
 def field_excess(cell_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray) -> np.ndarray:
     """|E| − F_min (V/m) as :func:`hop_rates` forms E: the drive is on where it is >= 0."""
     gamma = enhancement(cell_v, gap_m, table)
@@ -416,9 +502,32 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
             dt = np.where(pinned, rest, dt)
         safe_tau = np.where(ti > 0.0, ti, 1.0)
         span = np.abs(t_ss - temp)
-        warming = (ti > 0.0) & (span > dt_max[idx])
+        cooling = (tb[:, COL["thermal_step_error_fraction"]] > 0.0) & (ti > 0.0) & (temp > t_ss)
+        if cooling.any():
+            # a cooling device's rates at its start are the hottest of its step
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                h_err = thermal_error_step(vc, gap, temp, t_ss, tb, relax, (r_fwd, r_bwd, r_dis))
+            dt = np.where(cooling, np.minimum(dt, h_err), dt)
+        warming = (ti > 0.0) & ~cooling & (span > dt_max[idx])
         h_t = -safe_tau * np.log(1.0 - np.where(warming, dt_max[idx] / np.where(warming, span, 1.0), 0.5))
         dt = np.where(warming & (h_t < dt), h_t, dt)
+        heating = warming & (tb[:, COL["thermal_step_error_fraction"]] > 0.0)
+        if heating.any():
+            # or the step that bounds on its rates over the whole step allow (each rate is monotonic in
+            # T, so the larger of its values at the two ends bounds it; their sum bounds the drift): the
+            # larger of that and the temperature bound's step, each safe on its own
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                far = np.minimum(t_ss, ci)
+                f_f, f_b, f_d = hop_rates(vc, gap, far, tb, relax)
+                f_f, f_b, f_d = np.maximum(f_f, r_fwd), np.maximum(f_b, r_bwd), np.maximum(f_d, r_dis)
+                h_far = thermal_error_step(vc, gap, temp, t_ss, tb, relax, (f_f, f_b, f_d))
+                total = f_f + f_b + f_d
+                drift_ub, spread_ub = ai * total, ai * ai * total / mi
+                h_far = np.where(drift_ub * h_far > capi, capi / np.where(drift_ub > 0, drift_ub, 1.0), h_far)
+                h_far = np.where(spread_ub * h_far > capi * capi,
+                                 capi * capi / np.where(spread_ub > 0, spread_ub, 1.0), h_far)
+            h_far = np.where(heating & ~np.isnan(h_far), np.minimum(h_far, rest), 0.0)
+            dt = np.maximum(dt, h_far)
         beyond = (ti > 0.0) & (t_ss > ci) & (temp < ci)
         with np.errstate(divide="ignore", invalid="ignore"):
             h_c = safe_tau * np.log(np.where(beyond, (t_ss - temp) / np.where(beyond, t_ss - ci, 1.0), 2.0))
@@ -443,6 +552,12 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
         with np.errstate(over="ignore", invalid="ignore"):
             temp_mid = t_ss + (temp - t_ss) * decay_half
             r_fwd, r_bwd, r_dis = hop_rates(vc_mid, g_mid, temp_mid, tb, relax)
+            shaped = (tb[:, COL["thermal_step_error_fraction"]] > 0.0) & (ti > 0.0)
+            if shaped.any():
+                s_f, s_b, s_d = rate_shape_factors(vc_mid, g_mid, temp_mid, t_ss, dt, tb, relax)
+                r_fwd = np.where(shaped, r_fwd * s_f, r_fwd)
+                r_bwd = np.where(shaped, r_bwd * s_b, r_bwd)
+                r_dis = np.where(shaped, r_dis * s_d, r_dis)
             temp_new = t_ss + (temp - t_ss) * decay_half * decay_half
             r_dis = dissolution_step_rate(r_dis, dt, temp_mid, tb)
             mean_fwd, mean_bwd, mean_dis = mi * r_fwd * dt, mi * r_bwd * dt, mi * r_dis * dt

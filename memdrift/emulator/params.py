@@ -161,6 +161,9 @@ class FilamentParams(ModelParams):
     dissolution_barrier_slope_ev_per_m: float = quantity(
         0.0, "eV/m", 0.0, 1e11, "b: the dissolution barrier is Ea_r + b*delta, delta the gap relaxed by dissolution "
         "since the tip was last rebuilt by field-driven hops (0: constant-rate dissolution)")
+    thermal_step_error_fraction: float = quantity(
+        0.01, "1", 0.0, 1.0, "largest estimated gap error of a cooling sub-step from the rates' change with the "
+        "relaxing temperature, as a fraction of max_gap_step_m (0: only the max_temperature_step_k bound)")
     variation: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -81,7 +81,8 @@
     X(C_TCEIL, "thermal_ceiling_k") \
     X(C_DTMAX, "max_temperature_step_k") \
     X(C_TOL, "integration_tolerance") \
-    X(C_BDIS, "dissolution_barrier_slope_ev_per_m")
+    X(C_BDIS, "dissolution_barrier_slope_ev_per_m") \
+    X(C_TERR, "thermal_step_error_fraction")
 
 #define MD_COLUMN_INDEX(index, name) index,
 enum { MD_FILAMENT_COLUMNS(MD_COLUMN_INDEX) N_COLUMNS };
@@ -94,6 +95,14 @@ static inline const char *md_filament_column_name(int c)
     static const char *const names[N_COLUMNS] = { MD_FILAMENT_COLUMNS(MD_COLUMN_NAME) };
 #undef MD_COLUMN_NAME
     return c >= 0 && c < N_COLUMNS ? names[c] : NULL;
+}
+
+/* sinh(x)/x, by its series where the exponentials would cancel (twin: filament.sinhc) */
+MD_INLINE double md_sinhc(double x)
+{
+    int small = fabs(x) < 1e-3;
+    double xs = small ? 1.0 : x, e = md_exp(xs);
+    return small ? 1.0 + x * x * (1.0 / 6.0 + x * x / 120.0) : (e - 1.0 / e) / (2.0 * xs);
 }
 
 enum { K_PULSE = 0, K_IDLE = 1, K_READ = 2 };

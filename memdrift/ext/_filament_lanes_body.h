@@ -254,6 +254,69 @@ MD_INLINE void MD_W(md_dissolution_step)(const MD_W(md_batch) *B, const double *
     }
 }
 
+/* activation energies (eV) of lane l's forward, backward and dissolution rates (twin: filament.barriers):
+ * Ea -+ z a E/2, E = gamma V_cell / t_ox after the F_min cut (0 unbiased), and Ea_r + b delta */
+MD_INLINE void MD_W(md_barriers)(const MD_W(md_batch) *B, int l, int biased, double vc, double gamma, double *e_f,
+                           double *e_b, double *e_d)
+{
+    double field = biased ? gamma * vc / B->p[C_TOX][l] : 0.0;
+    field = fabs(field) < B->p[C_FMIN][l] ? 0.0 : field;
+    double lower = 0.5 * B->p[C_Z][l] * B->p[C_A][l] * field;
+    *e_f = B->p[C_EA][l] - lower;
+    *e_b = B->p[C_EA][l] + lower;
+    *e_d = B->p[C_EAR][l] + B->p[C_BDIS][l] * B->relax[l];
+}
+
+/* The sub-step (s) whose estimated gap error from the rates' change with the relaxing temperature is
+ * thermal_step_error_fraction of the gap bound, for lanes in mask (twin: filament.thermal_error_step):
+ * r_i = nu exp(-E_i/kT) changes as d ln r_i/dt = kappa_i = E_i |T_ss - T|/(k T^2 tau) at the step's
+ * start, so the midpoint rule errs by a h^3 sum r_i kappa_i (kappa_i + 1/tau)/24; fwd, bwd, dis are
+ * the rates at the hottest temperature the step reaches, kappa at the present one. */
+MD_INLINE void MD_W(md_thermal_error_step)(const MD_W(md_batch) *B, int biased, const double *vc, const double *gamma,
+                                     const double *t_ss, const double *fwd, const double *bwd, const double *dis,
+                                     const int64_t *mask, double *h_err)
+{
+    LANES {
+        double e_f, e_b, e_d;
+        MD_W(md_barriers)(B, l, biased, vc[l], gamma[l], &e_f, &e_b, &e_d);
+        e_f = fabs(e_f);
+        e_b = fabs(e_b);
+        e_d = fabs(e_d);
+        double safe_tau = B->p[C_TAU][l] > 0.0 ? B->p[C_TAU][l] : 1.0;
+        double rate_t = fabs(t_ss[l] - B->temp[l]) / (safe_tau * MD_BOLTZMANN_EV * B->temp[l] * B->temp[l]);
+        double k_f = e_f * rate_t, k_b = e_b * rate_t, k_d = e_d * rate_t, inv_tau = 1.0 / safe_tau;
+        double curv = B->p[C_A][l] * (fwd[l] * k_f * (k_f + inv_tau) + bwd[l] * k_b * (k_b + inv_tau) +
+                                      dis[l] * k_d * (k_d + inv_tau));
+        /* the cube root as exp(ln x / 3): the lane functions vectorise, libm's cbrt does not */
+        double h = md_exp(md_log(24.0 * B->p[C_TERR][l] * B->p[C_CAP][l] / (curv > 0.0 ? curv : 1.0)) / 3.0);
+        h_err[l] = mask[l] & (curv > 0.0) ? h : INFINITY;
+    }
+}
+
+/* Each midpoint rate times the mean of its exponential over the step (twin:
+ * filament.rate_shape_factors), for lanes with thermal_step_error_fraction > 0 and tau > 0: ln r_i
+ * changes at kappa_i = E_i (T_ss - T)/(k T^2 tau) around the midpoint, so the mean is
+ * sinh(kappa_i dt/2)/(kappa_i dt/2) times the midpoint rate. Only in a batch with such a lane. */
+MD_INLINE void MD_W(md_rate_shape)(const MD_W(md_batch) *B, int biased, const double *vc, const double *gamma,
+                             const double *temp, const double *t_ss, const double *dt, double *fwd, double *bwd,
+                             double *dis)
+{
+    int64_t any_s = 0;
+    LANES any_s |= (B->p[C_TERR][l] > 0.0) & (B->p[C_TAU][l] > 0.0);
+    if (!any_s)
+        return;
+    LANES {
+        int64_t on = (B->p[C_TERR][l] > 0.0) & (B->p[C_TAU][l] > 0.0);
+        double e_f, e_b, e_d;
+        MD_W(md_barriers)(B, l, biased, vc[l], gamma[l], &e_f, &e_b, &e_d);
+        double safe_tau = on ? B->p[C_TAU][l] : 1.0;
+        double half = 0.5 * dt[l] * (t_ss[l] - temp[l]) / (safe_tau * MD_BOLTZMANN_EV * temp[l] * temp[l]);
+        fwd[l] = on ? fwd[l] * md_sinhc(e_f * half) : fwd[l];
+        bwd[l] = on ? bwd[l] * md_sinhc(e_b * half) : bwd[l];
+        dis[l] = on ? dis[l] * md_sinhc(e_d * half) : dis[l];
+    }
+}
+
 /* One constant-voltage segment for every valid lane: adaptive midpoint tau-leaps (twin:
  * filament.run_segment). peak and energy receive each lane's peak temperature and delivered
  * energy; first_current (or NULL) the current of the first sub-step, i.e. the reading at the
@@ -318,6 +381,16 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
         /* |E| - F_min at the start, for the F_min event (twin: filament.field_excess) */
         double phi0[MD_LANES], drift0[MD_LANES];
         LANES phi0[l] = fabs(gamma[l] * vc[l] / B->p[C_TOX][l]) - B->p[C_FMIN][l];
+        /* a cooling lane's step from the thermal error estimate, its rates at the start (the hottest) */
+        double h_err[MD_LANES];
+        int64_t cooling[MD_LANES], any_e = 0;
+        LANES {
+            cooling[l] = (B->p[C_TERR][l] > 0.0) & (tau[l] > 0.0) & (B->temp[l] > t_ss[l]);
+            any_e |= cooling[l];
+            h_err[l] = INFINITY;
+        }
+        if (any_e)
+            MD_W(md_thermal_error_step)(B, biased, vc, gamma, t_ss, fwd, bwd, dis, cooling, h_err);
         LANES {
             double drift = a[l] * fabs(bwd[l] + dis[l] - fwd[l]);
             double spread = a[l] * a[l] * (fwd[l] + bwd[l] + dis[l]) / m[l];
@@ -340,10 +413,43 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
         LANES {
             double rest = duration - elapsed[l];
             h_arr[l] = h_arr[l] < rest ? h_arr[l] : rest;
-            warming[l] = (tau[l] > 0.0) & (fabs(t_ss[l] - B->temp[l]) > dt_max[l]);
+            h_arr[l] = h_arr[l] < h_err[l] ? h_arr[l] : h_err[l];
+            warming[l] = (tau[l] > 0.0) & !cooling[l] & (fabs(t_ss[l] - B->temp[l]) > dt_max[l]);
             beyond[l] = (tau[l] > 0.0) & (t_ss[l] > ceil_k[l]) & (B->temp[l] < ceil_k[l]);
             any_t |= warming[l] | beyond[l];
             reach[l] = 0;
+        }
+        /* a warming lane in error mode may instead take the step that bounds on its rates over the whole
+         * step allow (the gap bounds with the total rate as drift, and the thermal error estimate): the
+         * larger of that and the temperature bound's step, each safe on its own */
+        double h_far[MD_LANES];
+        int64_t heating[MD_LANES], any_w = 0;
+        LANES {
+            heating[l] = warming[l] & (B->p[C_TERR][l] > 0.0);
+            any_w |= heating[l];
+            h_far[l] = 0.0;
+        }
+        if (any_w) {
+            double far[MD_LANES], f_f[MD_LANES], f_b[MD_LANES], f_d[MD_LANES];
+            LANES far[l] = t_ss[l] < ceil_k[l] ? t_ss[l] : ceil_k[l];
+            MD_W(md_rates)(B, biased, vc, gamma, far, f_f, f_b, f_d);
+            /* each rate is monotonic in T, so the larger of its values at the two ends bounds it over
+             * the step, and their sum bounds the drift */
+            LANES {
+                f_f[l] = f_f[l] > fwd[l] ? f_f[l] : fwd[l];
+                f_b[l] = f_b[l] > bwd[l] ? f_b[l] : bwd[l];
+                f_d[l] = f_d[l] > dis[l] ? f_d[l] : dis[l];
+            }
+            MD_W(md_thermal_error_step)(B, biased, vc, gamma, t_ss, f_f, f_b, f_d, heating, h_far);
+            LANES {
+                double total = f_f[l] + f_b[l] + f_d[l];
+                double drift = a[l] * total, spread = a[l] * a[l] * total / m[l];
+                double h = h_far[l];
+                h = drift * h > cap[l] ? cap[l] / drift : h;
+                h = spread * h > cap[l] * cap[l] ? cap[l] * cap[l] / spread : h;
+                double rest = duration - elapsed[l];
+                h_far[l] = heating[l] & (h == h) ? (h < rest ? h : rest) : 0.0;
+            }
         }
         if (any_t) LANES {
             double h = h_arr[l];
@@ -352,6 +458,7 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
             double h_t = -safe_tau * md_log(1.0 - (warming[l] ? dt_max[l] / span : 0.5));
             h = warming[l] & (h_t < h) ? h_t : h;
             double h_c = safe_tau * md_log(beyond[l] ? (t_ss[l] - B->temp[l]) / (t_ss[l] - ceil_k[l]) : 2.0);
+            h = h > h_far[l] ? h : h_far[l];
             reach[l] = beyond[l] & (h_c <= h);
             h_arr[l] = reach[l] ? h_c : h;
         }
@@ -394,6 +501,7 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
         if (biased)
             MD_W(md_enhancement)(B, g_mid, reset, gamma);
         MD_W(md_rates)(B, biased, vc, gamma, temp_mid, fwd, bwd, dis);
+        MD_W(md_rate_shape)(B, biased, vc, gamma, temp_mid, t_ss, dt, fwd, bwd, dis);
         MD_W(md_dissolution_step)(B, temp_mid, dt, dis);
         double n_fwd[MD_LANES], n_bwd[MD_LANES], n_dis[MD_LANES], temp_new[MD_LANES];
         /* F_min event: the secant through |E| - F_min at the start and the midpoint, in units of the

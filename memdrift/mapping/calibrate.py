@@ -56,7 +56,7 @@ from memdrift.models import get as get_model
 NOT_FITTABLE = {"max_gap_step_m", "integration_tolerance", "max_substeps", "max_outflow_fraction",
                 "sigma_tolerance", "max_steps_per_pulse",
                 "grid_x", "grid_y", "ambient_temperature_k", "charge_number", "joule_heating",
-                "thermal_ceiling_k", "scharfetter_gummel"}
+                "thermal_ceiling_k", "scharfetter_gummel", "thermal_step_error_fraction"}
 SPREAD_PARAMETER = "site_population"
 # Read settings of the paper ramp; used when the measured file does not record them.
 DEFAULT_READ = {"read_voltage_v": -0.1, "read_width_s": 30e-6, "read_gap_s": 20e-6}

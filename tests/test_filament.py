@@ -592,3 +592,42 @@ def test_joule_heating_drives_a_set_pulse_beyond_the_isothermal_switch(preset_pa
     # the same pulse with the heating removed from the parameters: the kernel gives the isothermal move
     cold = run_pulses(p.replace(thermal_resistance_k_per_w=0.0), train, devices=1, noise=False)
     assert p.gap_initial_m - float(cold["gap"].values[0, 0, 0]) == pytest.approx(moved_iso, rel=0.02)
+
+
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+@pytest.mark.parametrize("share", [0.0, 0.4, 1.0])
+def test_series_heat_share_heats_with_its_share_of_i2rs(share, backend):
+    """A cell that cannot switch (F_min above any field) and heats at once (tau 0): its pulse
+    temperature is T0 + (V_cell I + share I^2 R_s) R_th with the cell solved independently by brentq,
+    and the source still delivers V I (the heat share moves no charge)."""
+    from scipy.optimize import brentq
+
+    volts, width, rs, rth, gap = 0.8, 1e-7, 200.0, 2e5, 1.0e-9
+    p = FilamentParams(min_field_v_per_m=1e11, series_resistance_ohm=rs, thermal_resistance_k_per_w=rth,
+                       thermal_time_constant_s=0.0, series_heat_share=share, gap_initial_m=gap,
+                       ambient_temperature_k=300.0)
+    train = PulseTrain(np.array([volts]), np.array([width]), read_voltage_v=-0.1, read_width_s=1e-9, read_gap_s=0.0)
+    ds = run_pulses(p, train, devices=1, cycles=1, seed=0, noise=False, backend=backend, threads=1)
+
+    def current(vc: float) -> float:
+        return p.tunnel_current_a * np.exp(-gap / p.tunnel_length_m) * np.sinh(vc / p.tunnel_voltage_v)
+
+    vc = brentq(lambda v: v + current(v) * rs - volts, 0.0, volts, xtol=1e-15, rtol=1e-15)
+    i = current(vc)
+    heat = vc * i + share * i * i * rs
+    assert heat <= volts * i * (1 + 1e-12)
+    assert float(ds["temperature_peak"].values.ravel()[0]) == pytest.approx(300.0 + heat * rth, rel=1e-9)
+    assert float(ds["energy"].values.ravel()[0]) == pytest.approx(volts * i * width, rel=1e-9)
+    assert float(ds["gap"].values.ravel()[0]) == gap  # nothing moved
+
+
+def test_series_heat_share_makes_the_set_pulse_hotter_on_both_backends(preset_params):
+    base = preset_params.replace(variation={})
+    runs = {}
+    for share in (0.0, 0.2):
+        for backend in ("compiled", "reference"):
+            ds = run_pulses(base.replace(series_heat_share=share), ramp(), devices=1, cycles=1, seed=0, noise=False,
+                            backend=backend, threads=1)
+            runs[share, backend] = ds["temperature_peak"].values.ravel()
+    np.testing.assert_allclose(runs[0.2, "compiled"], runs[0.2, "reference"], rtol=1e-9)
+    assert runs[0.2, "compiled"].max() > runs[0.0, "compiled"].max() + 50.0

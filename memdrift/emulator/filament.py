@@ -14,15 +14,17 @@ The equations (DESIGN.md, "Filament model"), per device and sub-step Δt:
   ``r_d = ν_r exp(−(Ea_r + b δ)/kT)``, δ the device's relaxation (see "Retention" below);
 * hops Poisson(M r Δt) (or their means with noise off);
   ``Δg = (a/M)(N− + N_d − N+)``, clipped to ``[g_min, g_max]``;
-* heating ``τ_th dT/dt = V_cell I R_th − (T − T0)`` (T in K, R_th in K/W, τ_th in s)
-  integrated exactly for the power held over the sub-step; with ``τ_th = 0`` and
-  ``R_s = 0`` the mean dynamics are the Stanford–PKU compact model with ``v0 = 2 a ν0``.
-  The filament is heated by the cell's own power ``V_cell I`` only, none of the
-  series-resistance power ``I² R_s``: R_s stands for the access path (electrode
-  lines, the HfS2 layer, contacts), which dissipates over a volume and an area far
-  larger than the filament's and is sunk by the electrodes, not through the
-  filament's thermal resistance R_th (fitted with this convention; a share of
-  I² R_s would need its own thermal path, which the model does not have);
+* heating ``τ_th dT/dt = (V_cell I + s I² R_s) R_th − (T − T0)`` (T in K, R_th in K/W,
+  τ_th in s) integrated exactly for the power held over the sub-step; with ``τ_th = 0``
+  and ``R_s = 0`` the mean dynamics are the Stanford–PKU compact model with ``v0 = 2 a ν0``.
+  The share s (``series_heat_share``, default 0) says where R_s is. At 0 it is the
+  access path (electrode lines, the HfS2 layer, contacts), which dissipates over a
+  volume and an area far larger than the filament's and is sunk by the electrodes,
+  not through the filament's thermal resistance R_th. The shipped preset was fitted
+  with that convention. A filament whose series resistance is partly its own body,
+  or the constriction of the electrode at its ends, heats with that part of
+  I² R_s through the same R_th: s is that part. The source delivers V I either
+  way (s moves no charge), so the heat never exceeds the delivered power;
 * a pulse ends, flagged ``THERMAL_CEILING`` in ``pulse_flag``, when T reaches
   ``thermal_ceiling_k`` (default 3,031 K, the melting point of HfO2: above it the
   oxide is liquid and vacancy hopping describes nothing). The sub-step heading past
@@ -184,7 +186,7 @@ COLUMNS = (
     "thermal_resistance_k_per_w", "thermal_time_constant_s", "ambient_temperature_k", "gap_min_m", "gap_max_m",
     "dissolution_frequency_hz", "dissolution_energy_ev", "max_gap_step_m", "max_substeps",
     "reset_field_enhancement_slope", "reset_field_enhancement_offset", "thermal_ceiling_k", "max_temperature_step_k",
-    "integration_tolerance", "dissolution_barrier_slope_ev_per_m", "thermal_step_error_fraction",
+    "integration_tolerance", "dissolution_barrier_slope_ev_per_m", "thermal_step_error_fraction", "series_heat_share",
 )
 COL = {name: i for i, name in enumerate(COLUMNS)}
 assert set(COLUMNS) <= {f.name for f in fields(FilamentParams)}
@@ -360,6 +362,16 @@ def dissolution_step_rate(rate_hz: np.ndarray, dt_s: np.ndarray, temperature_k: 
     return np.where(on, rate_hz * np.log1p(x) / np.where(on, x, 1.0), rate_hz)
 
 
+def heating_power(cell_v: np.ndarray, current_a: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Power (W) that heats the filament: the cell's ``V_cell I`` and ``series_heat_share`` of the series
+    resistance's ``I² R_s``."""
+    share = table[:, COL["series_heat_share"]]
+    on = share > 0.0
+    if not on.any():
+        return cell_v * current_a
+    return cell_v * current_a + np.where(on, share * current_a * current_a * table[:, COL["series_resistance_ohm"]], 0.0)
+
+
 def barriers(cell_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray, relaxation_m: np.ndarray | float
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Activation energies (eV) of the forward, backward and dissolution rates of :func:`hop_rates`:
@@ -480,7 +492,7 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
         gap = state.gap_m[idx]
         temp = state.temperature_k[idx]
         vc, current, share[idx], slope, bad = cell_solve(volts[idx], gap, tb, share[idx])
-        t_ss = t_amb[idx] + vc * current * r_th[idx]
+        t_ss = t_amb[idx] + heating_power(vc, current, tb) * r_th[idx]
         ci, ti = ceiling[idx], tau[idx]
         with np.errstate(over="ignore", invalid="ignore"):
             # sized at the hottest the step can reach: T_ss, at most dt_max above T, at most the ceiling
@@ -548,7 +560,7 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
         share_mid = share[idx] + slope * np.where(np.isfinite(g_mid), g_mid - gap, 0.0)
         vc_mid, current, _, _, bad = cell_solve(volts[idx], np.nan_to_num(g_mid), tb, share_mid)
         fail = np.where((fail == 0) & bad, SOLVE_NOT_CONVERGED, fail).astype(np.uint8)
-        t_ss = t_amb[idx] + vc_mid * current * r_th[idx]
+        t_ss = t_amb[idx] + heating_power(vc_mid, current, tb) * r_th[idx]
         with np.errstate(over="ignore", invalid="ignore"):
             temp_mid = t_ss + (temp - t_ss) * decay_half
             r_fwd, r_bwd, r_dis = hop_rates(vc_mid, g_mid, temp_mid, tb, relax)

@@ -164,6 +164,10 @@ class FilamentParams(ModelParams):
     thermal_step_error_fraction: float = quantity(
         0.01, "1", 0.0, 1.0, "largest estimated gap error of a cooling sub-step from the rates' change with the "
         "relaxing temperature, as a fraction of max_gap_step_m (0: only the max_temperature_step_k bound)")
+    series_heat_share: float = quantity(
+        0.0, "1", 0.0, 1.0, "share of the series resistance's Joule power I^2 R_s that heats the filament (the "
+        "part of R_s in the filament's own body and the electrode constriction at its ends; 0: R_s is the line "
+        "and the electrodes away from the cell)")
     variation: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -82,7 +82,8 @@
     X(C_DTMAX, "max_temperature_step_k") \
     X(C_TOL, "integration_tolerance") \
     X(C_BDIS, "dissolution_barrier_slope_ev_per_m") \
-    X(C_TERR, "thermal_step_error_fraction")
+    X(C_TERR, "thermal_step_error_fraction") \
+    X(C_RSHEAT, "series_heat_share")
 
 #define MD_COLUMN_INDEX(index, name) index,
 enum { MD_FILAMENT_COLUMNS(MD_COLUMN_INDEX) N_COLUMNS };

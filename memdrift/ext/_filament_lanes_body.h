@@ -364,7 +364,7 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
          * temperature, so that runaway heating is resolved */
         double hot[MD_LANES], t_ss[MD_LANES];
         LANES {
-            t_ss[l] = t0[l] + vc[l] * cur[l] * rth[l];
+            t_ss[l] = t0[l] + (vc[l] * cur[l] + (B->p[C_RSHEAT][l] > 0.0 ? B->p[C_RSHEAT][l] * cur[l] * cur[l] * B->p[C_RS][l] : 0.0)) * rth[l];
             hot[l] = B->temp[l] > t_ss[l] ? B->temp[l] : t_ss[l];
             /* the step below keeps T within dt_max of its present value (tau > 0; with tau = 0, T is
              * T_ss at once), and a lane past the ceiling ends this sub-step: neither bound is passed */
@@ -494,7 +494,7 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
         LANES go[l] = active[l] & (fail[l] == 0);
         MD_W(md_solve_cell)(B, volts, g_mid, share_mid, go, vc, cur, NULL, bad);
         LANES {
-            t_ss[l] = t0[l] + vc[l] * cur[l] * rth[l];
+            t_ss[l] = t0[l] + (vc[l] * cur[l] + (B->p[C_RSHEAT][l] > 0.0 ? B->p[C_RSHEAT][l] * cur[l] * cur[l] * B->p[C_RS][l] : 0.0)) * rth[l];
             temp_mid[l] = t_ss[l] + (B->temp[l] - t_ss[l]) * decay[l];
             fail[l] = fail[l] ? fail[l] : (bad[l] ? MD_FLAG_SOLVE : 0);
         }

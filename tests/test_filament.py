@@ -483,15 +483,22 @@ def test_reference_reports_a_solve_that_runs_out_of_iterations(preset_params, mo
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(amplitudes=st.lists(st.floats(-10, 10), min_size=1, max_size=3),
        log_width=st.floats(np.log10(1e-9), np.log10(10.0)), ambient=st.floats(250.0, 600.0),
-       backend=st.sampled_from(["compiled", "reference"]))
-def test_preset_stays_finite_and_below_its_thermal_ceiling(preset_params, amplitudes, log_width, ambient, backend):
+       backend=st.sampled_from(["compiled", "reference"]), converged=st.booleans())
+def test_preset_stays_finite_and_below_its_thermal_ceiling(preset_params, amplitudes, log_width, ambient, backend,
+                                                           converged):
     """The shipped preset with its variation, 0 to +-10 V, 1 ns to 10 s, 250 to 600 K: every output finite,
-    no temperature above ``thermal_ceiling_k``; a pulse that would heat past it carries THERMAL_CEILING."""
+    no temperature above ``thermal_ceiling_k``; a pulse that would heat past it carries THERMAL_CEILING.
+    Also at the class's stepping (the thermal error control and its rate-shape factors on)."""
     import warnings
 
     from memdrift.data import flags
 
     params = preset_params.replace(ambient_temperature_k=ambient)
+    if converged:
+        d = FilamentParams()
+        params = params.replace(integration_tolerance=d.integration_tolerance,
+                                max_temperature_step_k=d.max_temperature_step_k,
+                                thermal_step_error_fraction=d.thermal_step_error_fraction)
     train = PulseTrain(np.array(amplitudes), np.full(len(amplitudes), 10 ** log_width), read_voltage_v=-0.1,
                        read_width_s=1e-6, read_gap_s=1e-6)
     with warnings.catch_warnings():

@@ -399,12 +399,13 @@ def hold(dev: Bulk4TDevices, time_s: float, temperature_k: float) -> np.ndarray:
 
 
 def ffp_states(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, stops_ohm: np.ndarray, *,
-               width_s: float = 0.8, max_events: int = 1500) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               width_s: float = 0.8, max_events: int = 1500,
+               in_kernel: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One FFP potentiation branch from the present state, its vacancy map kept where it first reads at or
     below each of ``stops_ohm`` (decreasing): (states (devices, stops, nx, ny), R there, events there).
 
     The same events as an uninterrupted branch to the last stop (the compiled kernel is stopped and resumed;
-    the reference runs the Python loop of :func:`run_ffp`). A device that one event carries past several stops
+    the reference, or ``in_kernel`` False, runs the Python loop of :func:`run_ffp`). A device that one event carries past several stops
     keeps that event's state for all of them; one still above a stop after ``max_events`` events keeps its
     last state there.
     """
@@ -423,7 +424,7 @@ def ffp_states(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, sto
     events = np.zeros(dev.devices, dtype=np.dtype("l"))
     record = np.full((dev.devices, max_events, 6), np.nan)
     for k, stop in enumerate(stops):
-        if hasattr(dev.engine, "ffp"):
+        if in_kernel and hasattr(dev.engine, "ffp"):
             dev.n = dev.engine.ffp(dev.n, r_grid, vw, 1.0, width, float(stop), max_events, r, events, record,
                                    deterministic=dev.deterministic)
         else:

@@ -247,6 +247,24 @@ def test_an_age_beyond_the_films_step_bound_is_refused_before_anything_runs():
             fp.build_pool(PRESET.params, films=1, **{"ages": [(300.0, 1.0)], **bad}, **COARSE)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.floats(250.0, 500.0), st.floats(1e-3, 1e10), st.sampled_from([8.0, 32.0]))
+def test_an_age_is_refused_exactly_when_its_step_bound_is_above_the_limit(temp_k, t_s, grid):
+    params = PRESET.params.replace(grid_x=grid, grid_y=grid)
+    steps = fp.age_steps_bound(params, temp_k, t_s)
+    # hotter, longer and finer all take more steps
+    assert fp.age_steps_bound(params, temp_k + 10.0, t_s) > steps
+    assert fp.age_steps_bound(params, temp_k, 2 * t_s) > steps
+    if steps <= fp.MAX_AGE_STEPS:
+        fp.check_ages(params, [(temp_k, t_s)])
+    else:
+        with pytest.raises(MemdriftError, match="out of range for this film") as err:
+            fp.check_ages(params, [(temp_k, t_s)])
+        # the longest age the message allows is itself allowed
+        longest = float(str(err.value).split("ages up to ")[1].split(" s at")[0])
+        fp.check_ages(params, [(temp_k, longest * (1 - 1e-3))])
+
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("aihwkit", reason="aihwkit not installed: bash scripts/install-aihwkit.sh")
 

@@ -98,7 +98,8 @@ class FilmPool:
     state) and after every event, NaN past the trace's end; ``energy_j`` (films, realisations,
     events) the source energy of each event's write pulse; ``events`` (films, realisations).
     ``overhead`` per film: pulses, energy (J), time (s) of the conditioning, the ΔR map and the
-    return branches (keys ``*_pulses``, ``*_energy_j``, ``*_time_s``).
+    return branches (keys ``*_pulses``, ``*_energy_j``, ``*_time_s``). ``aging``: the films' changes at
+    zero bias (:class:`FilmAging`), None for a pool built without ages.
     """
 
     conductance_s: np.ndarray
@@ -209,6 +210,9 @@ def check_ages(params, ages: Sequence[tuple[float, float]], max_age_steps: float
         steps = age_steps_bound(params, temp_k, t_s)
         if steps > max_age_steps:
             longest = (max_age_steps - 1.0) / (steps - 1.0) * t_s
+            # three digits rounded down, so the age the message allows is allowed
+            unit = 10.0 ** (np.floor(np.log10(longest)) - 2)
+            longest = np.floor(longest / unit) * unit
             raise MemdriftError(
                 f"age = {t_s:g} s at {temp_k:g} K is out of range for this film: its zero-bias hold takes up to "
                 f"{steps:.3g} relaxation steps on a {int(params.grid_x)} x {int(params.grid_y)} grid (each bounded by "

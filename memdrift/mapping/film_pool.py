@@ -85,8 +85,8 @@ MAX_EVENTS = 2000
 #: conductance anchors of the window at which each film is aged (8: exactly the levels of 3 bits)
 AGE_LEVELS = 8
 AGE_LEVELS_RANGE = (2, 1024)
-#: relaxation steps (upper bound) one hold may take: ~65 us of CPU each on a 32 x 32 film, so about
-#: two minutes per film and anchor; 10 years at 300 K and a month at 358 K on tio2x-4t fit, a year at 358 K not
+#: relaxation steps (upper bound) one hold may take: ~61 us of CPU each on a 32 x 32 film, so about
+#: two minutes per film and anchor; 10 years at 300 K and ~5 months at 358 K on tio2x-4t fit, a year at 358 K not
 MAX_AGE_STEPS = 2e6
 
 

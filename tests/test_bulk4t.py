@@ -937,3 +937,20 @@ def test_ffp_branch_kept_at_stops_is_the_uninterrupted_branch():
     assert np.all(np.diff(events[:, [0, 1, 3]], axis=1) > 0)
     with pytest.raises(MemdriftError, match="stops_ohm"):
         ffp_states(Bulk4TDevices(params, 1), vw, r_grid, stops[::-1])
+
+
+def test_a_hot_zero_bias_hold_is_the_same_on_the_compiled_kernel_and_its_twin():
+    from memdrift.emulator.bulk4t_schemes import hold
+
+    params = preset_params(grid_x=8.0, grid_y=8.0, max_steps_per_pulse=25.0)
+    devs = [Bulk4TDevices(params, 2, seed=4, backend=bk, deterministic=True) for bk in ("compiled", "reference")]
+    for d in devs:
+        d.write(6.0, 30.0)
+    np.testing.assert_allclose(devs[0].n, devs[1].n, rtol=1e-8, atol=1e-6)
+    before = devs[0].n.copy()
+    steps = [hold(d, 3600.0 * 6, 358.0) for d in devs]
+    np.testing.assert_array_equal(steps[0], steps[1])
+    assert np.all(steps[0] > 25)
+    np.testing.assert_allclose(devs[0].n, devs[1].n, rtol=1e-8, atol=1e-6)
+    np.testing.assert_allclose(devs[0].read(), devs[1].read(), rtol=1e-10)
+    assert np.abs(devs[0].n - before).max() > 1.0

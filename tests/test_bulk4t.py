@@ -879,3 +879,78 @@ def test_film_kernels_give_the_same_bits_on_every_instruction_set(isa_builds):
     assert np.all(np.isfinite(baseline)) and baseline.size > 5000
     for isa, out in others:
         assert np.array_equal(out, baseline), f"{isa} differs from the baseline build"
+
+
+# -- zero-bias holds and FFP branches kept at stops (the film route's aging) -------------------------------
+
+
+def test_a_hold_past_the_step_budget_goes_on_and_lands_where_one_long_hold_does():
+    from memdrift.emulator.bulk4t_schemes import hold
+
+    base = preset_params(grid_x=8.0, grid_y=8.0, variation={"activation_energy_ev": 0.01})
+    runs = []
+    for budget in (20000.0, 37.0):
+        dev = Bulk4TDevices(base.replace(max_steps_per_pulse=budget), 2, seed=3)
+        dev.write(6.0, 30.0)
+        before = dev.n.copy()
+        steps = hold(dev, 86400.0, 358.0)
+        runs.append((before, dev.n.copy(), steps, dev.read()))
+    (before, long_n, long_steps, long_r), (_, chained_n, chained_steps, chained_r) = runs
+    # a day at 358 K needs hundreds of steps: the 37-step budget was run through many times
+    assert np.all(long_steps > 10 * 37)
+    np.testing.assert_array_equal(chained_steps, long_steps)
+    np.testing.assert_array_equal(chained_n, long_n)
+    np.testing.assert_array_equal(chained_r, long_r)
+    assert not np.array_equal(long_n, before)
+    np.testing.assert_allclose(long_n.sum(axis=(1, 2)), before.sum(axis=(1, 2)), rtol=1e-12)
+
+
+def test_ffp_branch_kept_at_stops_is_the_uninterrupted_branch():
+    from memdrift.emulator.bulk4t_schemes import ffp_states, run_ffp
+
+    params = preset_params(grid_x=8.0, grid_y=8.0, variation={"activation_energy_ev": 0.01})
+    r0 = Bulk4TDevices(params, 1).read()[0]
+    r_grid = np.linspace(r0 - 1.0, r0 + 1.0, 7)
+    vw = np.vstack([np.linspace(3.0, 6.0, 7), np.linspace(2.0, 5.0, 7)])
+    stops = r0 - np.array([0.1, 0.2, 0.2, 0.4])
+    whole = Bulk4TDevices(params, 2, seed=5)
+    res = run_ffp(whole, vw, r_grid, max_events=60, hrs_ohm=r0 + 0.05, lrs_ohm=stops[-1], branches=(+1.0,),
+                  initialise=False)
+    kept = []
+    for in_kernel in (True, False):
+        dev = Bulk4TDevices(params, 2, seed=5)
+        kept.append(ffp_states(dev, vw, r_grid, stops, width_s=0.8, max_events=60, in_kernel=in_kernel))
+    (states, r_at, events), (slow_states, slow_r, slow_events) = kept
+    np.testing.assert_array_equal(states, slow_states)
+    np.testing.assert_array_equal(r_at, slow_r)
+    np.testing.assert_array_equal(events, slow_events)
+    # the last stop is the branch's end; each stop the first reading at or below it
+    np.testing.assert_array_equal(events[:, -1], res["events"][:, 0])
+    np.testing.assert_array_equal(states[:, -1], whole.n)
+    for d in range(2):
+        trace = res["resistance"][d, 0]
+        for k, stop in enumerate(stops):
+            first = int(np.argmax(trace <= stop))
+            assert events[d, k] == first + 1 and r_at[d, k] == trace[first]
+    # two equal stops: the second keeps the first's state, no event between them
+    np.testing.assert_array_equal(states[:, 2], states[:, 1])
+    assert np.all(np.diff(events[:, [0, 1, 3]], axis=1) > 0)
+    with pytest.raises(MemdriftError, match="stops_ohm"):
+        ffp_states(Bulk4TDevices(params, 1), vw, r_grid, stops[::-1])
+
+
+def test_a_hot_zero_bias_hold_is_the_same_on_the_compiled_kernel_and_its_twin():
+    from memdrift.emulator.bulk4t_schemes import hold
+
+    params = preset_params(grid_x=8.0, grid_y=8.0, max_steps_per_pulse=25.0)
+    devs = [Bulk4TDevices(params, 2, seed=4, backend=bk, deterministic=True) for bk in ("compiled", "reference")]
+    for d in devs:
+        d.write(6.0, 30.0)
+    np.testing.assert_allclose(devs[0].n, devs[1].n, rtol=1e-8, atol=1e-6)
+    before = devs[0].n.copy()
+    steps = [hold(d, 3600.0 * 6, 358.0) for d in devs]
+    np.testing.assert_array_equal(steps[0], steps[1])
+    assert np.all(steps[0] > 25)
+    np.testing.assert_allclose(devs[0].n, devs[1].n, rtol=1e-8, atol=1e-6)
+    np.testing.assert_allclose(devs[0].read(), devs[1].read(), rtol=1e-10)
+    assert np.abs(devs[0].n - before).max() > 1.0

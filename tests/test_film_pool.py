@@ -155,6 +155,116 @@ def test_every_weight_gets_the_nearest_level_of_its_tile_window(w, bits):
     assert prog.accounting()["devices"][0] == w.size
 
 
+DAY_S = 86400.0
+AGES = ((300.0, 1e-6), (300.0, DAY_S), (358.0, DAY_S))
+
+
+@functools.cache
+def _aged_pool(seed: int = 4, threads: int = 1, age_levels: int = 5) -> fp.FilmPool:
+    return fp.build_pool(PRESET.params, films=2, realisations=1, seed=seed, threads=threads, ages=AGES,
+                         age_levels=age_levels, **COARSE)
+
+
+def test_aging_leaves_the_pool_as_it_was_and_keeps_each_film_at_its_anchors():
+    aged = _aged_pool()
+    plain = fp.build_pool(PRESET.params, films=2, realisations=1, seed=4, **COARSE)
+    assert plain.aging is None
+    # the aging branch runs after the realisations: the pool's traces are those of the unaged pool
+    for key in ("conductance_s", "energy_j", "events"):
+        np.testing.assert_array_equal(getattr(aged, key), getattr(plain, key))
+    a = aged.aging
+    np.testing.assert_allclose(a.anchors_s, np.linspace(aged.g_min_s, aged.g_max_s, 5))
+    # anchor 0 the reset state; every other the first reading at or past its anchor, within an event of it
+    assert np.all(a.events[:, 0] == 0) and np.all(np.diff(a.events, axis=1) > 0)
+    step_s = np.nanmax(np.diff(aged.conductance_s, axis=2))
+    assert np.all(a.reached_s[:, 1:] >= a.anchors_s[1:] * (1 - 1e-12))
+    assert np.all(a.reached_s[:, 1:] - a.anchors_s[1:] <= step_s)
+
+
+def test_aging_to_a_vanishing_time_gives_the_programmed_conductances_exactly():
+    pool = _aged_pool()
+    prog = fp.program_network(pool, weights(), 3, seed=1)
+    assert set(prog.aged_s) == set(AGES)
+    for layer in range(2):
+        np.testing.assert_array_equal(prog.aged_s[(300.0, 1e-6)][layer], prog.conductance_s[layer])
+        # a day does move them: the comparison above is not between two unmoved states
+        assert np.abs(prog.aged_s[(300.0, DAY_S)][layer] - prog.conductance_s[layer]).max() > 1e-7
+
+
+def test_aging_hotter_moves_the_levels_more_and_each_weight_gets_its_films_change():
+    pool = _aged_pool()
+    a = pool.aging
+    cold, hot = np.abs(a.delta_s[(300.0, DAY_S)]), np.abs(a.delta_s[(358.0, DAY_S)])
+    assert hot.mean() > 2 * cold.mean() > 0
+    # relaxing towards the uniform film: the low-conductance end gains, the high end loses
+    for d in (a.delta_s[(300.0, DAY_S)], a.delta_s[(358.0, DAY_S)]):
+        assert np.all(d[:, 0] > 0) and np.all(d[:, -1] < 0)
+    for bits in (2, 5):
+        prog = fp.program_network(pool, weights(), bits, seed=1)
+        targets = np.linspace(pool.g_min_s, pool.g_max_s, 1 << bits)
+        for key in ((300.0, DAY_S), (358.0, DAY_S)):
+            for layer in range(2):
+                f, j = prog.film[layer][0], prog.level[layer][0]
+                expected = np.stack([np.interp(targets, a.anchors_s, d) for d in a.delta_s[key]])[f, j]
+                np.testing.assert_allclose(prog.aged_s[key][layer][0] - prog.conductance_s[layer][0], expected,
+                                           rtol=1e-9, atol=1e-15)
+    # 4 anchors are the levels of 2 bits: each level gets its own anchor's change, nothing interpolated
+    four = _aged_pool(age_levels=4)
+    prog = fp.program_network(four, weights(), 2, seed=1)
+    f, j = prog.film[0][0], prog.level[0][0]
+    np.testing.assert_array_equal(prog.aged_s[(358.0, DAY_S)][0][0] - prog.conductance_s[0][0],
+                                  four.aging.delta_s[(358.0, DAY_S)][f, j])
+
+
+def test_aging_is_seeded_bit_for_bit_whatever_the_threads_and_chunks():
+    one, two, other = _aged_pool(), _aged_pool(threads=2), _aged_pool(seed=5)
+    for key in AGES:
+        np.testing.assert_array_equal(two.aging.delta_s[key], one.aging.delta_s[key])
+        np.testing.assert_array_equal(two.aging.steps[key], one.aging.steps[key])
+    assert not np.array_equal(other.aging.delta_s[(358.0, DAY_S)], one.aging.delta_s[(358.0, DAY_S)])
+    whole = fp.program_network(one, weights(), 6, seed=3)
+    chunked = fp.program_network(one, weights(), 6, seed=3, chunk_devices=11)
+    for key in AGES:
+        for layer in range(2):
+            np.testing.assert_array_equal(chunked.aged_s[key][layer], whole.aged_s[key][layer])
+
+
+def test_an_age_beyond_the_films_step_bound_is_refused_before_anything_runs():
+    # a year at 358 K on the preset's 32 x 32 film: millions of relaxation steps
+    steps = fp.age_steps_bound(PRESET.params, 358.0, 3.1536e7)
+    assert steps > fp.MAX_AGE_STEPS
+    with pytest.raises(MemdriftError, match=r"age = 3.1536e\+07 s at 358 K is out of range.*allowed: at most"):
+        fp.check_ages(PRESET.params, [(300.0, DAY_S), (358.0, 3.1536e7)])
+    with pytest.raises(MemdriftError, match="out of range"):
+        fp.build_pool(PRESET.params, films=1, ages=[(358.0, 3.1536e7)], calibration=PRESET.calibration)
+    # the bound is an upper bound of the steps a hold takes
+    hot = _aged_pool().aging.steps[(358.0, DAY_S)]
+    coarse = PRESET.params.replace(grid_x=8.0, grid_y=8.0)
+    assert hot.max() <= fp.age_steps_bound(coarse, 358.0, DAY_S)
+    assert hot.min() > 0.2 * fp.age_steps_bound(coarse, 358.0, DAY_S)
+    for bad, words in (({"age_levels": 1}, "age_levels"), ({"ages": [(358.0, -1.0)]}, "age")):
+        with pytest.raises(MemdriftError, match=words):
+            fp.build_pool(PRESET.params, films=1, **{"ages": [(300.0, 1.0)], **bad}, **COARSE)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(250.0, 500.0), st.floats(1e-3, 1e10), st.sampled_from([8.0, 32.0]))
+def test_an_age_is_refused_exactly_when_its_step_bound_is_above_the_limit(temp_k, t_s, grid):
+    params = PRESET.params.replace(grid_x=grid, grid_y=grid)
+    steps = fp.age_steps_bound(params, temp_k, t_s)
+    # hotter, longer and finer all take more steps
+    assert fp.age_steps_bound(params, temp_k + 10.0, t_s) > steps
+    assert fp.age_steps_bound(params, temp_k, 2 * t_s) > steps
+    if steps <= fp.MAX_AGE_STEPS:
+        fp.check_ages(params, [(temp_k, t_s)])
+    else:
+        with pytest.raises(MemdriftError, match="out of range for this film") as err:
+            fp.check_ages(params, [(temp_k, t_s)])
+        # the longest age the message allows is itself allowed
+        longest = float(str(err.value).split("ages up to ")[1].split(" s at")[0])
+        fp.check_ages(params, [(temp_k, longest * (1 - 1e-3))])
+
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("aihwkit", reason="aihwkit not installed: bash scripts/install-aihwkit.sh")
 
@@ -210,8 +320,45 @@ def test_cli_writes_netcdf_and_png_with_an_accuracy_per_bit_depth(tmp_path):
     ds.close()
 
 
+def test_cli_ages_the_film_levels_on_a_time_axis_and_time_zero_is_the_unaged_run(tmp_path):
+    from memdrift.data.io import open_dataset
+    from memdrift.experiments.cli import main
+    from test_networks import film_record
+
+    rec = tmp_path / "r.json"
+    rec.write_text(json.dumps(film_record()))
+    common = [str(rec), "--network", "mlp-256-128", "--dataset", "digits", "--program", "physics", "--scheme",
+              "ffp-levels", "--pool", "2", "--pool-realisations", "1", "--grid", "8", "--map-pulses", "10",
+              "--bits", "3,5", "--epochs", "1", "--repeats", "1", "--train-samples", "200", "--test-samples", "100",
+              "--quiet"]
+    aged_nc, plain_nc = tmp_path / "aged.nc", tmp_path / "plain.nc"
+    assert main(["evaluate", *common, "--age", "1h", "--age", "1d", "--age-temperature", "300",
+                 "--age-temperature", "358", "--age-levels", "4", "-o", str(aged_nc)]) == 0
+    assert main(["evaluate", *common, "-o", str(plain_nc)]) == 0
+    aged, plain = open_dataset(aged_nc), open_dataset(plain_nc)
+    assert aged.accuracy.dims == ("mode", "repeat", "bits", "temperature", "time")
+    assert list(aged["time"].values) == [0.0, 3600.0, 86400.0]
+    assert list(aged["temperature"].values) == [300.0, 358.0] and aged["time"].attrs["units"] == "s"
+    assert plain.accuracy.dims == ("mode", "repeat", "bits")
+    # time 0 is the programmed state: the physics accuracy is the unaged run's, exactly, at both temperatures
+    for temp in (300.0, 358.0):
+        np.testing.assert_array_equal(aged.accuracy.sel(mode="physics", temperature=temp, time=0.0).values,
+                                      plain.accuracy.sel(mode="physics").values)
+    change = aged["aging_conductance_change"]
+    assert change.dims == ("pool_film", "aging_anchor", "temperature", "time") and change.attrs["units"] == "S"
+    assert np.all(change.sel(time=0.0).values == 0)
+    day = np.abs(change.sel(time=86400.0))
+    assert float(day.sel(temperature=358.0).mean()) > float(day.sel(temperature=300.0).mean()) > 0
+    assert aged.attrs["aging_levels"] == 4 and aged.attrs["cpu_aging_s"] > 0
+    assert (tmp_path / "aged.png").exists()
+    aged.close()
+    plain.close()
+
+
 @pytest.mark.parametrize("extra, words", [
-    (["--age", "1d"], "not allowed with --scheme ffp-levels"),
+    (["--age", "1y", "--age-temperature", "358"], "is out of range for this film"),
+    (["--age-levels", "4"], "--age-levels is only for aging"),
+    (["--age", "1d", "--age-levels", "1"], "age-levels"),
     (["--preset", "hfoxsy-hfs2"], "needs a film (bulk4t) preset"),
     (["--bits", "3,x"], "not a list of integers"),
     (["--pool", "0"], "pool"),

@@ -369,6 +369,75 @@ def _ffp_in_kernel(dev: Bulk4TDevices, vw: np.ndarray, r_grid: np.ndarray, sign:
     return r_now, events.astype(np.int64)
 
 
+def hold(dev: Bulk4TDevices, time_s: float, temperature_k: float) -> np.ndarray:
+    """Zero bias for ``time_s`` at ``temperature_k``: the film's field-free hopping (drift-diffusion without a
+    field), in as many bounded-step intervals as it takes; returns the relaxation steps each device took.
+
+    A hold is not a pulse: where one interval runs out of the per-pulse step budget, the next one goes on
+    from where it stopped, so any time is reached (at a cost that grows with it). Any other flag (a field
+    solve that did not converge) ends the hold with an error.
+    """
+    check_range("time_s", time_s, 0.0, None, unit="s")
+    check_range("temperature_k", temperature_k, 1.0, 2000.0, unit="K")
+    remaining = np.full(dev.devices, float(time_s))
+    steps = np.zeros(dev.devices, dtype=np.int64)
+    zeros = np.zeros((dev.devices, 4))
+    ambient = np.full(dev.devices, float(temperature_k))
+    while np.any(remaining > 0):
+        active = remaining > 0
+        rec = dev.apply(zeros, np.where(active, remaining, 1.0), active, ambient_k=ambient)
+        bad = rec.flag & ~np.uint8(flags.STEP_BUDGET)
+        if np.any(bad[active]):
+            d = int(np.flatnonzero(active & (bad > 0))[0])
+            raise MemdriftError(f"a zero-bias hold of device {d} ended with flag {int(rec.flag[d])} at "
+                                f"{float(time_s - remaining[d] + rec.elapsed_s[d]):g} s of {float(time_s):g} s")
+        steps += np.where(active, rec.steps, 0)
+        left = np.where(active, remaining - rec.elapsed_s, 0.0)
+        # an interval that ended on its width leaves rounding dust, not time to hold
+        remaining = np.where(left > 1e-12 * float(time_s), left, 0.0)
+    return steps
+
+
+def ffp_states(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, stops_ohm: np.ndarray, *,
+               width_s: float = 0.8, max_events: int = 1500,
+               in_kernel: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One FFP potentiation branch from the present state, its vacancy map kept where it first reads at or
+    below each of ``stops_ohm`` (decreasing): (states (devices, stops, nx, ny), R there, events there).
+
+    The same events as an uninterrupted branch to the last stop (the compiled kernel is stopped and resumed;
+    the reference, or ``in_kernel`` False, runs the Python loop of :func:`run_ffp`). A device that one event carries past several stops
+    keeps that event's state for all of them; one still above a stop after ``max_events`` events keeps its
+    last state there.
+    """
+    stops = np.asarray(stops_ohm, dtype=float)
+    if stops.ndim != 1 or np.any(np.diff(stops) > 0):
+        raise MemdriftError("stops_ohm is out of range; allowed: decreasing resistances (ohm)")
+    max_events = int(max_events)
+    if max_events < 1:
+        raise field_error("max_events", max_events, ">= 1")
+    width = check_range("width_s", width_s, 0.0, None, low_open=True, unit="s")
+    vw = np.asarray(vw_table)[0]
+    states = np.empty((dev.devices, stops.size, *dev.n.shape[1:]))
+    r_at = np.empty((dev.devices, stops.size))
+    events_at = np.empty((dev.devices, stops.size), dtype=np.int64)
+    r = dev.read()
+    events = np.zeros(dev.devices, dtype=np.dtype("l"))
+    record = np.full((dev.devices, max_events, 6), np.nan)
+    for k, stop in enumerate(stops):
+        if in_kernel and hasattr(dev.engine, "ffp"):
+            dev.n = dev.engine.ffp(dev.n, r_grid, vw, 1.0, width, float(stop), max_events, r, events, record,
+                                   deterministic=dev.deterministic)
+        else:
+            active = (r > stop) & (events < max_events)
+            while np.any(active):
+                dev.write(np.interp(r, r_grid, vw), width, active)
+                r = np.where(active, dev.read(), r)
+                events += active
+                active &= (r > stop) & (events < max_events)
+        states[:, k], r_at[:, k], events_at[:, k] = dev.n, r, events
+    return states, r_at, events_at
+
+
 def run_retention(dev: Bulk4TDevices, temperatures_k=(300.0, 350.0, 400.0, 450.0), times_s=None, *,
                   hrs_ohm: float, lrs_ohm: float, init_amplitude_v: float = 6.0,
                   progress: bool = False) -> dict[str, np.ndarray]:

@@ -73,6 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="aging time after programming, repeatable: a number with unit s, min, h, d, w, y (e.g. 1d)")
     g.add_argument("--age-temperature", action="append", type=float, default=[], metavar="K",
                    help="aging temperature (K), repeatable (default 300)")
+    g.add_argument("--age-levels", type=int, default=None, metavar="K",
+                   help="ffp-levels with --age: conductance anchors of the window at which each pool film is aged, "
+                        "the levels between interpolated (default 8: exactly the levels of 3 bits)")
     g.add_argument("--emulator-threads", type=int, default=1, help="threads of the compiled emulator kernels")
     g.add_argument("--chunk-devices", type=int, default=None, help="devices emulated together (default 65536)")
     g.add_argument("--dask-workers", type=int, default=0, metavar="N",
@@ -165,6 +168,7 @@ def _physics_inputs(args: argparse.Namespace) -> dict[str, Any]:
     from memdrift.emulator.params import load_preset
     from memdrift.errors import MemdriftError, check_range
     from memdrift.experiments.evaluate_physics import parse_duration
+    from memdrift.mapping import film_pool
 
     if args.study != "accuracy":
         raise MemdriftError(f"--program physics runs its own study; --study {args.study} is not allowed with it "
@@ -185,7 +189,8 @@ def _physics_inputs(args: argparse.Namespace) -> dict[str, Any]:
     common = {"params": preset.params, "preset": preset.name, "scheme": args.scheme,
               "threads": args.emulator_threads, "chunk_devices": args.chunk_devices}
     if not film:
-        given = [flag for flag, value in (("--bits", args.bits), ("--grid", args.grid)) if value is not None]
+        given = [flag for flag, value in (("--bits", args.bits), ("--grid", args.grid),
+                                                     ("--age-levels", args.age_levels)) if value is not None]
         if given:
             raise MemdriftError(f"{given[0]} is only for --scheme ffp-levels (the film pool); not allowed with "
                                 f"--scheme {args.scheme}")
@@ -194,18 +199,22 @@ def _physics_inputs(args: argparse.Namespace) -> dict[str, Any]:
                 "dask_workers": args.dask_workers}
     if args.dask_workers:
         raise MemdriftError("--dask-workers is only for --scheme pulse-count|write-verify; the film pool is built here")
-    if args.age or args.age_temperature:
-        raise MemdriftError("--age / --age-temperature are not allowed with --scheme ffp-levels: the film relaxes at "
-                            "zero bias in the emulator, but the pool keeps no film state per level to age (allowed: "
-                            "no --age; aging is emulated for pulse-count and write-verify)")
     check_range("pool", args.pool, 1, 4096)
     check_range("pool-realisations", args.pool_realisations, 1, 1024)
     check_range("map-pulses", args.map_pulses, 1, 100_000)
     if args.grid is not None:
         check_range("grid", args.grid, 4, 512)
+    ages_s = [parse_duration(a) for a in args.age]
+    if args.age_levels is not None:
+        if not ages_s:
+            raise MemdriftError("--age-levels is only for aging; allowed with --age")
+        check_range("age-levels", args.age_levels, *film_pool.AGE_LEVELS_RANGE)
+    grid = {} if args.grid is None else {"grid_x": float(args.grid), "grid_y": float(args.grid)}
+    # a hold the film cannot reach within its step bound is refused here, not after the training
+    film_pool.check_ages(preset.params.replace(**grid), [(t, a) for t in temps for a in ages_s])
     return {**common, "calibration": dict(preset.calibration), "pool": args.pool,
             "realisations": args.pool_realisations, "grid": args.grid, "map_pulses": args.map_pulses,
-            "bits": _bits(args.bits)}
+            "bits": _bits(args.bits), "ages_s": ages_s, "temperatures_k": temps, "age_levels": args.age_levels}
 
 
 def _bits(text: str | None) -> tuple[int, ...] | None:

@@ -11,7 +11,12 @@ network, no HWAT, one device per weight against a reference, the tile's largest
                  (:mod:`memdrift.mapping.physics_tiles`).
 
 ``accuracy`` is over (mode, repeat, bits). A physics repeat is a fresh pool (seed + repeat) with fresh
-draws; a statistical repeat a fresh draw of program error. No aging (the pool keeps no film states).
+draws; a statistical repeat a fresh draw of program error.
+
+With ``ages_s`` the pool's films are aged by their own zero-bias physics
+(:mod:`memdrift.mapping.film_pool`, "Aging from the film's own physics") and ``accuracy`` is over
+(mode, repeat, bits, temperature, time), time 0 the programmed state, as the filament route's; the
+statistical route then draws with the record's drift (Arrhenius at the aging temperature).
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ def study_film_levels(record: Mapping[str, Any], network: str, data: Split, s: e
                       params: Any, preset: str, calibration: Mapping[str, Any] | None = None,
                       pool: int = POOL_FILMS, realisations: int = POOL_REALISATIONS,
                       grid: int | None = None, map_pulses: int = 100, threads: int = 1,
-                      chunk_devices: int | None = None, **_: Any) -> xr.Dataset:
+                      chunk_devices: int | None = None, ages_s: Sequence[float] = (),
+                      temperatures_k: Sequence[float] = (300.0,), age_levels: int | None = None,
+                      **_: Any) -> xr.Dataset:
     from memdrift.mapping import film_pool, physics_tiles
     from memdrift.mapping.aihwkit_bridge import inference_config
 
@@ -47,16 +54,27 @@ def study_film_levels(record: Mapping[str, Any], network: str, data: Split, s: e
     net = evaluate.train_digital(network, data, s)
     digital = evaluate.accuracy(net, data.x_test, data.y_test, batch=s.eval_batch)
     clock["training"] = time.perf_counter() - tic
+    times = np.array(sorted({0.0, *(float(t) for t in ages_s)}))
+    temps = np.array(sorted({float(t) for t in temperatures_k}))
+    aging = times.size > 1
+    ages = [(float(T), float(t)) for T in temps for t in times if t > 0]
+    levels = film_pool.AGE_LEVELS if age_levels is None else int(age_levels)
+    if aging:
+        clock.update(aging=0.0, aging_cpu=0.0)
     pools = []
     for r in range(s.repeats):
         p = film_pool.build_pool(params, films=pool, realisations=realisations, seed=s.seed + r, threads=threads,
                                  grid=grid, map_pulses=map_pulses, calibration=dict(calibration or {}),
-                                 progress=s.progress)
+                                 progress=s.progress, ages=ages, age_levels=levels)
         clock["pool"] += p.wall_s
         clock["pool_cpu"] += p.cpu_s
+        if p.aging is not None:
+            clock["aging"] += p.aging.wall_s
+            clock["aging_cpu"] += p.aging.cpu_s
         pools.append(p)
     bits = np.asarray(s.bits_values, dtype=int)
-    acc = np.empty((len(MODES), s.repeats, bits.size))
+    # without aging the layout (mode, repeat, bits) of the unaged study; with it two more axes
+    acc = np.empty((len(MODES), s.repeats, bits.size) + ((temps.size, times.size) if aging else ()))
     acc[0] = digital
     per_bits: list[dict[str, np.ndarray]] = []
     hist: list[np.ndarray] = []
@@ -64,7 +82,16 @@ def study_film_levels(record: Mapping[str, Any], network: str, data: Split, s: e
         cfg = inference_config(record, levels=2 ** int(b), w_range=s.bits_weight_range, dtod=s.dtod,
                                ir_drop=s.ir_drop, hwat_noise=0.0, drift=False, mapping="single", tile=s.tile)
         tic = time.perf_counter()
-        acc[1, :, j] = evaluate._programmed_repeats(evaluate.to_analog(net, cfg, s.device), data, s)
+        if not aging:
+            acc[1, :, j] = evaluate._programmed_repeats(evaluate.to_analog(net, cfg, s.device), data, s)
+        else:
+            drifting = evaluate.to_analog(net, inference_config(
+                record, levels=2 ** int(b), w_range=s.bits_weight_range, dtod=s.dtod, ir_drop=s.ir_drop,
+                hwat_noise=0.0, drift=True, mapping="single", tile=s.tile), s.device)
+            for i, temp in enumerate(temps):
+                evaluate.set_noise(drifting, temperature_k=float(temp))
+                for k, t in enumerate(times):
+                    acc[1, :, j, i, k] = evaluate._programmed_repeats(drifting, data, s, float(t))
         clock["statistical_inference"] += time.perf_counter() - tic
         phys = evaluate.to_analog(net, cfg, s.device)
         targets = physics_tiles.tile_weights(phys)
@@ -78,13 +105,20 @@ def study_film_levels(record: Mapping[str, Any], network: str, data: Split, s: e
                 hist.append(prog.pulse_histogram()[1])
             physics_tiles.install(phys, prog)
             tic = time.perf_counter()
-            acc[2, r, j] = evaluate.program_and_test(phys, data, t_inference_s=0.0, seed=s.seed + 1000 + r,
-                                                     eval_batch=s.eval_batch)
+            if not aging:
+                acc[2, r, j] = evaluate.program_and_test(phys, data, t_inference_s=0.0, seed=s.seed + 1000 + r,
+                                                         eval_batch=s.eval_batch)
+            for i, temp in enumerate(temps if aging else ()):
+                physics_tiles.select_age(phys, float(temp))
+                for k, t in enumerate(times):
+                    acc[2, r, j, i, k] = evaluate.program_and_test(phys, data, t_inference_s=float(t),
+                                                                   seed=s.seed + 1000 + r, eval_batch=s.eval_batch)
             clock["physics_inference"] += time.perf_counter() - tic
-    ds = evaluate._result(acc, list(MODES), s, record, network, data, "physics",
-                          {"bits": ("bits", bits, {"units": "1",
-                                                   "long_name": "weight resolution (2^bits levels of one film)"})},
-                          ("bits",))
+    coords = {"bits": ("bits", bits, {"units": "1", "long_name": "weight resolution (2^bits levels of one film)"})}
+    if aging:
+        coords.update({"temperature": ("temperature", temps, {"units": "K", "long_name": "aging temperature"}),
+                       "time": ("time", times, {"units": "s", "long_name": "time since the end of programming"})})
+    ds = evaluate._result(acc, list(MODES), s, record, network, data, "physics", coords, tuple(coords))
     ds = evaluate._cost(ds, record, net)
     for name in [v for v in ds.data_vars if str(v).startswith("programming_")]:
         ds = ds.rename({name: "statistical_" + str(name)})
@@ -99,10 +133,38 @@ def study_film_levels(record: Mapping[str, Any], network: str, data: Split, s: e
                      "physics_reference": "G_ref = (g_min + g_max) / 2, an ideal reference",
                      "physics_energy_attribution": "each weight: the emulated FFP events of its drawn realisation "
                                                    "from HRS to its level; pool overhead reported apart",
-                     "aging": "not emulated for ffp-levels (the pool keeps no film state per level)"})
+                     "aging": ("each film of the pool held at zero bias from its anchor states; a weight on film f "
+                               "at level j holds its reading + film f's change interpolated at target j"
+                               if aging else "none (no --age)")})
+    if aging:
+        ds.attrs["aging_levels"] = levels
+        _aging_vars(ds, pools[0])
     for key, value in clock.items():
-        ds.attrs[f"wall_{key}_s" if key != "pool_cpu" else "cpu_pool_s"] = float(value)
+        ds.attrs[f"cpu_{key[:-4]}_s" if key.endswith("_cpu") else f"wall_{key}_s"] = float(value)
     return ds
+
+
+def _aging_vars(ds: xr.Dataset, pool: Any) -> None:
+    """Repeat 0's pool: the anchors, and each film's change at each (temperature, time) of the study."""
+    a = pool.aging
+    ds["aging_anchor_conductance"] = xr.DataArray(a.anchors_s, dims=("aging_anchor",), attrs={
+        "units": "S", "long_name": "window conductances at which each film is aged"})
+    ds["aging_anchor"] = np.arange(a.anchors_s.size)
+    ds["aging_anchor"].attrs.update(units="1", long_name="aging anchor index")
+    temps, times = ds["temperature"].values, ds["time"].values
+    delta = np.zeros((pool.films, a.anchors_s.size, temps.size, times.size))
+    steps = np.zeros(delta.shape, dtype=np.int64)
+    for i, temp in enumerate(temps):
+        for k, t in enumerate(times):
+            if t > 0:
+                delta[:, :, i, k] = a.delta_s[(float(temp), float(t))]
+                steps[:, :, i, k] = a.steps[(float(temp), float(t))]
+    dims = ("pool_film", "aging_anchor", "temperature", "time")
+    ds["aging_conductance_change"] = xr.DataArray(delta, dims=dims, attrs={
+        "units": "S", "long_name": "conductance change of a film held at zero bias from its anchor state, read "
+                                   "at the film's ambient (repeat 0's pool)"})
+    ds["aging_relaxation_steps"] = xr.DataArray(steps, dims=dims, attrs={
+        "units": "1", "long_name": "relaxation steps of that hold (repeat 0's pool)"})
 
 
 def _accounting(ds: xr.Dataset, per_bits: Sequence[dict[str, np.ndarray]], hist: Sequence[np.ndarray],
@@ -157,10 +219,25 @@ def _pool_vars(ds: xr.Dataset, pool: Any, bits: np.ndarray) -> None:
 
 
 def table(ds: xr.Dataset) -> str:
-    """Accuracy per bit depth (mean ± std over repeats), then the programming cost and the unreached levels."""
+    """Accuracy per bit depth (mean ± std over repeats), then the programming cost and the unreached levels;
+    with aging, the accuracy per bit depth and aging point first."""
     mean, std = ds.accuracy.mean("repeat") * 100, ds.accuracy.std("repeat") * 100
-    lines = [f"{'bits':>5} " + " ".join(f"{m:>17}" for m in ds["mode"].values)
-             + f" {'unreached weights':>18} {'energy (J)':>11} {'events':>10}"]
+    lines = []
+    if "time" in ds.accuracy.dims:
+        lines.append(f"{'bits':>5} {'T (K)':>7} {'t (s)':>10} " + " ".join(f"{m:>17}" for m in ds["mode"].values))
+        for b in ds["bits"].values:
+            for temp in ds["temperature"].values:
+                for t in ds["time"].values:
+                    at = dict(bits=b, temperature=temp, time=t)
+                    cells = [f"{float(mean.sel(mode=m, **at)):6.2f} ± {float(std.sel(mode=m, **at)):4.2f} %"
+                             for m in ds["mode"].values]
+                    lines.append(f"{b:>5} {temp:>7g} {t:>10g} " + " ".join(f"{c:>17}" for c in cells))
+        lines.append(f"aging: {ds.attrs['aging_levels']} anchors per film, "
+                     f"{ds.attrs['wall_aging_s']:.1f} s wall ({ds.attrs['cpu_aging_s']:.1f} s CPU) over the pools")
+        mean, std = mean.isel(temperature=0, time=0), std.isel(temperature=0, time=0)
+        lines.append("as programmed:")
+    lines.append(f"{'bits':>5} " + " ".join(f"{m:>17}" for m in ds["mode"].values)
+                 + f" {'unreached weights':>18} {'energy (J)':>11} {'events':>10}")
     for b in ds["bits"].values:
         cells = [f"{float(mean.sel(mode=m, bits=b)):6.2f} ± {float(std.sel(mode=m, bits=b)):4.2f} %"
                  for m in ds["mode"].values]
@@ -178,7 +255,39 @@ def table(ds: xr.Dataset) -> str:
 
 
 def plot(ds: xr.Dataset, path: Any) -> None:
-    """Accuracy against bit depth, one line per mode (mean ± 1 s.d. over the repeats)."""
+    """Accuracy against bit depth, one line per mode (mean ± 1 s.d. over the repeats); with aging, accuracy
+    against aging time, one panel per bit depth, one line per route and temperature."""
+    if "time" in ds.accuracy.dims:
+        _plot_aging(ds, path)
+        return
     shown = ds.copy()
     shown.attrs["study"] = f"film levels of a {ds.attrs.get('pool_films')}-film pool vs record"
     evaluate.plot(shown, path)
+
+
+def _plot_aging(ds: xr.Dataset, path: Any) -> None:
+    from memdrift.experiments import figstyle
+
+    plt = figstyle.pyplot()
+    acc = ds.accuracy * 100
+    mean, std = acc.mean("repeat"), acc.std("repeat")
+    times = ds["time"].values.astype(float)
+    shown = np.where(times > 0, times, min(times[times > 0].min() / 10, 1.0))
+    bits = ds["bits"].values
+    fig, axes = plt.subplots(1, bits.size, figsize=(3.2 * bits.size + 1.0, 3.6), layout="constrained",
+                             squeeze=False, sharey=True)
+    for ax, b in zip(axes[0], bits):
+        ax.axhline(float(mean.sel(mode="digital", bits=b).mean()), color="0.6", lw=1, ls=":", label="digital")
+        for mode, style in (("statistical", "--"), ("physics", "-")):
+            for temp in ds["temperature"].values:
+                at = dict(mode=mode, bits=b, temperature=temp)
+                ax.errorbar(shown, mean.sel(**at), yerr=std.sel(**at), marker="o", ms=3, capsize=3, ls=style,
+                            label=f"{mode}, {temp:g} K")
+        ax.set_xscale("log")
+        ax.set_title(f"{b} bits", fontsize=10)
+        ax.set_xlabel("time since programming (s)")
+    axes[0][0].set_ylabel("test-set classification accuracy (%)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"{ds.attrs.get('network')} on {ds.attrs.get('dataset')}: film levels aged by the film's physics "
+                 "vs record (leftmost point: as programmed)", fontsize=10)
+    figstyle.save(fig, path)

@@ -47,9 +47,23 @@ branch is the reset a real device would pay before being programmed. The
 automatic ±6 V initialisations between the map's runs and before the first FFP
 branch are not recorded by the emulator and are not counted.
 
-Aging is not done: the film model relaxes at zero bias (``bulk4t_schemes.run_retention``),
-but aging a level needs the film's state at that level's event for every
-realisation, which the FFP kernel does not keep; ``--age`` is refused for this scheme.
+Aging from the film's own physics. With ``ages`` ((temperature K, time s) pairs), each
+film of the pool runs one more FFP potentiation branch from HRS after its
+realisations (the same procedure, one more realisation), kept at ``age_levels``
+anchors evenly spaced in conductance over the window (the state where the branch
+first reads at or above each anchor; anchor 0 the reset state). Each anchor state
+is held at zero bias at each temperature for each time (times accumulate from the
+anchor state, every temperature starts from it again; the kernel's field-free
+hopping, :func:`memdrift.emulator.bulk4t_schemes.hold`) and read at the film's
+ambient: ``ΔG_f(anchor, T, t)``, zero where no vacancy moved. A weight on film
+``f`` at level ``j`` then holds its programmed reading plus ``ΔG_f`` linearly
+interpolated in conductance at target ``j`` (exactly the anchor's where
+``age_levels = 2^bits``, the anchors being that depth's targets). The
+approximation: the aging of one realisation of film ``f`` near a level stands
+for every realisation of that film at that level. A hold's cost grows with its
+relaxation steps, each bounded by the fastest cell (at most ``max_outflow_fraction``
+of a cell leaves per step); an age whose bound (:func:`age_steps_bound`) is above
+``max_age_steps`` is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -68,6 +82,12 @@ DRAW_STREAM = np.uint64(0x6A09E667F3BCC909)
 BITS_RANGE = (1, 12)
 #: FFP events above which a potentiation branch is cut (the preset's branches take ~520)
 MAX_EVENTS = 2000
+#: conductance anchors of the window at which each film is aged (8: exactly the levels of 3 bits)
+AGE_LEVELS = 8
+AGE_LEVELS_RANGE = (2, 1024)
+#: relaxation steps (upper bound) one hold may take: ~61 us of CPU each on a 32 x 32 film, so about
+#: two minutes per film and anchor; 10 years at 300 K and ~5 months at 358 K on tio2x-4t fit, a year at 358 K not
+MAX_AGE_STEPS = 2e6
 
 
 @dataclass(frozen=True)
@@ -78,7 +98,8 @@ class FilmPool:
     state) and after every event, NaN past the trace's end; ``energy_j`` (films, realisations,
     events) the source energy of each event's write pulse; ``events`` (films, realisations).
     ``overhead`` per film: pulses, energy (J), time (s) of the conditioning, the ΔR map and the
-    return branches (keys ``*_pulses``, ``*_energy_j``, ``*_time_s``).
+    return branches (keys ``*_pulses``, ``*_energy_j``, ``*_time_s``). ``aging``: the films' changes at
+    zero bias (:class:`FilmAging`), None for a pool built without ages.
     """
 
     conductance_s: np.ndarray
@@ -92,6 +113,7 @@ class FilmPool:
     seed: int
     wall_s: float = 0.0
     cpu_s: float = 0.0
+    aging: FilmAging | None = None
 
     @property
     def films(self) -> int:
@@ -142,18 +164,113 @@ class PoolLevels:
         return float(np.nanstd(self.offset.reshape(-1, self.offset.shape[-1]), axis=0).mean())
 
 
+@dataclass(frozen=True)
+class FilmAging:
+    """Each film's conductance change at zero bias from its anchor states, by (temperature K, time s).
+
+    ``anchors_s`` (anchors,) the window's conductances; ``reached_s`` (films, anchors) the conductance read
+    where the aging branch was kept; ``events`` (films, anchors) its FFP events there; ``delta_s`` and
+    ``steps`` by (T, t): (films, anchors) conductance change and relaxation steps of the hold to ``t``.
+    """
+
+    anchors_s: np.ndarray
+    reached_s: np.ndarray
+    events: np.ndarray
+    delta_s: dict[tuple[float, float], np.ndarray]
+    steps: dict[tuple[float, float], np.ndarray]
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+
+    def level_delta_s(self, key: tuple[float, float], targets_s: np.ndarray) -> np.ndarray:
+        """(films, levels): each film's change interpolated linearly in conductance at ``targets_s``."""
+        delta = self.delta_s[key]
+        return np.stack([np.interp(targets_s, self.anchors_s, d) for d in delta])
+
+
+def age_steps_bound(params, temperature_k: float, time_s: float) -> float:
+    """Relaxation steps a zero-bias hold of ``time_s`` at ``temperature_k`` takes at most on ``params``' grid.
+
+    At zero bias a vacancy leaves a cell over at most four faces at ``(a/h)^2 ν exp(−Ea/kT)`` each, and a
+    step lets at most ``max_outflow_fraction`` of the fastest cell leave: steps ≤ t · 4 (a/h)² ν e^(−Ea/kT) / f.
+    The nominal parameters (the preset's variation moves it by a few per cent).
+    """
+    from memdrift.emulator.params import BOLTZMANN_EV
+
+    h = min(params.side_length_m / params.grid_x, params.side_length_m / params.grid_y)
+    rate = params.attempt_frequency_hz * np.exp(-params.activation_energy_ev / (BOLTZMANN_EV * float(temperature_k)))
+    return float(time_s) * 4.0 * (params.hop_distance_m / h) ** 2 * rate / params.max_outflow_fraction + 1.0
+
+
+def check_ages(params, ages: Sequence[tuple[float, float]], max_age_steps: float = MAX_AGE_STEPS) -> None:
+    """Refuse an age the film cannot be held for within ``max_age_steps`` relaxation steps (before anything runs)."""
+    check_range("max_age_steps", max_age_steps, 1.0, 1e12)
+    for temp_k, t_s in ages:
+        check_range("age temperature", temp_k, 1.0, 2000.0, unit="K")
+        check_range("age", t_s, 0.0, 1e10, low_open=True, unit="s")
+        steps = age_steps_bound(params, temp_k, t_s)
+        if steps > max_age_steps:
+            longest = (max_age_steps - 1.0) / (steps - 1.0) * t_s
+            # three digits rounded down, so the age the message allows is allowed
+            unit = 10.0 ** (np.floor(np.log10(longest)) - 2)
+            longest = np.floor(longest / unit) * unit
+            raise MemdriftError(
+                f"age = {t_s:g} s at {temp_k:g} K is out of range for this film: its zero-bias hold takes up to "
+                f"{steps:.3g} relaxation steps on a {int(params.grid_x)} x {int(params.grid_y)} grid (each bounded by "
+                f"the fastest cell); allowed: at most {max_age_steps:.3g} steps, ages up to {longest:.3g} s at "
+                f"{temp_k:g} K")
+
+
+def _age_pool(dev, vw_table: np.ndarray, r_grid: np.ndarray, *, g_min_s: float, g_max_s: float,
+              ffp_width_s: float, max_events: int, ages: Sequence[tuple[float, float]],
+              age_levels: int) -> FilmAging:
+    """One more potentiation branch per film, kept at the anchors, each anchor state held and read."""
+    from memdrift.emulator import bulk4t_schemes as bs
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    anchors = np.linspace(g_min_s, g_max_s, int(age_levels))
+    states = np.empty((dev.devices, anchors.size, *dev.n.shape[1:]))
+    reached = np.empty((dev.devices, anchors.size))
+    events = np.zeros((dev.devices, anchors.size), dtype=np.int64)
+    # anchor 0 is the reset state the branch starts from, as level 0 is the reset reading of every trace
+    states[:, 0], reached[:, 0] = dev.n, 1.0 / dev.read()
+    states[:, 1:], r_at, events[:, 1:] = bs.ffp_states(dev, vw_table, r_grid, 1.0 / anchors[1:],
+                                                       width_s=ffp_width_s, max_events=max_events)
+    reached[:, 1:] = 1.0 / r_at
+    by_temp: dict[float, list[float]] = {}
+    for temp_k, t_s in ages:
+        by_temp.setdefault(float(temp_k), []).append(float(t_s))
+    delta = {(tk, ts): np.empty((dev.devices, anchors.size)) for tk, ts_ in by_temp.items() for ts in ts_}
+    steps = {key: np.zeros((dev.devices, anchors.size), dtype=np.int64) for key in delta}
+    for k in range(anchors.size):
+        for temp_k, times in by_temp.items():
+            dev.n = states[:, k].copy()
+            g0 = 1.0 / dev.read()
+            elapsed, taken = 0.0, np.zeros(dev.devices, dtype=np.int64)
+            for t_s in sorted(set(times)):
+                taken += bs.hold(dev, t_s - elapsed, temp_k)
+                steps[(temp_k, t_s)][:, k] = taken
+                elapsed = t_s
+                # no vacancy moved: the film is what it was (a re-read differs only by the solver's tolerance)
+                same = np.all(dev.n == states[:, k], axis=(1, 2))
+                delta[(temp_k, t_s)][:, k] = np.where(same, 0.0, 1.0 / dev.read() - g0)
+    return FilmAging(anchors, reached, events, delta, steps, time.perf_counter() - wall, time.process_time() - cpu)
+
+
 def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, threads: int = 1,
                noise: bool = True, grid: int | tuple[int, int] | None = None, map_pulses: int = 100,
                map_amplitudes_v: Sequence[float] | None = None, ffp_width_s: float = 0.8,
                target_ohm: float = 0.28, max_events: int = MAX_EVENTS, hrs_ohm: float | None = None,
                lrs_ohm: float | None = None, conditioning_cycles: int = 2, init_amplitude_v: float = 6.0,
-               calibration: dict | None = None, progress: bool = False, backend: str = "compiled") -> FilmPool:
+               calibration: dict | None = None, progress: bool = False, backend: str = "compiled",
+               ages: Sequence[tuple[float, float]] = (), age_levels: int = AGE_LEVELS,
+               max_age_steps: float = MAX_AGE_STEPS) -> FilmPool:
     """Condition, map and FFP-cycle a pool of ``films`` films ``realisations`` times (the scheme's defaults).
 
     ``grid``: cells per side (the preset's 32 × 32 by default; a coarser grid is faster and shifts the
     levels); ``noise`` False: expected hop counts. ``hrs_ohm`` / ``lrs_ohm`` default to the preset's
     calibration (880 / 740 ohm without one), and bound the window. ``backend``: the compiled kernel or
-    its SciPy twin (``reference``), for benchmarks and checks.
+    its SciPy twin (``reference``), for benchmarks and checks. ``ages``: (temperature K, time s) pairs at
+    which every film is aged from ``age_levels`` anchor states (none: no aging, the pool as without it).
     """
     from memdrift.emulator import bulk4t_schemes as bs
 
@@ -173,6 +290,10 @@ def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, 
         check_range("grid", gx, 4, 512)
         check_range("grid", gy, 4, 512)
         params = params.replace(grid_x=float(gx), grid_y=float(gy))
+    ages = [(float(tk), float(ts)) for tk, ts in ages]
+    if ages:
+        check_range("age_levels", age_levels, *AGE_LEVELS_RANGE)
+        check_ages(params, ages, max_age_steps)
     wall, cpu = time.perf_counter(), time.process_time()
     dev = bs.Bulk4TDevices(params, int(films), seed=int(seed), threads=int(threads), deterministic=not noise,
                            backend=backend)
@@ -206,9 +327,14 @@ def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, 
     over["return_pulses"] += back.sum(axis=1)
     over["return_energy_j"] += np.nansum(res["energy"][:, pot + 1], axis=(1, 2))
     over["return_time_s"] += float(ffp_width_s) * back.sum(axis=1)
+    aging = None
+    if ages:
+        aging = _age_pool(dev, m["vw_table"], m["dr_map_resistance"], g_min_s=1.0 / hrs, g_max_s=1.0 / lrs,
+                          ffp_width_s=float(ffp_width_s), max_events=int(max_events), ages=ages,
+                          age_levels=int(age_levels))
     return FilmPool(g, energy, events, 1.0 / hrs, 1.0 / lrs, float(ffp_width_s), over,
                     (int(params.grid_x), int(params.grid_y)), int(seed), time.perf_counter() - wall,
-                    time.process_time() - cpu)
+                    time.process_time() - cpu, aging)
 
 
 @dataclass
@@ -285,11 +411,18 @@ def program_network(pool: FilmPool, weights: Sequence[np.ndarray], bits: int, *,
     def split(a: np.ndarray) -> list[np.ndarray]:
         return split_layers(a, shapes)
 
+    aged: dict[tuple[float, float], list[np.ndarray]] = {}
+    if pool.aging is not None:
+        targets = np.linspace(pool.g_min_s, pool.g_max_s, n)
+        for key in pool.aging.delta_s:
+            # film f's change near level j, the same for every realisation of f (the route's approximation)
+            per_level = pool.aging.level_delta_s(key, targets)
+            aged[key] = split(out["conductance_s"] + per_level[out["film"], flat])
     if not np.isfinite(out["conductance_s"]).all():
         raise MemdriftError("a pool level has no reading; allowed: a pool whose every trace moves")
     prog = FilmProgram("ffp-levels", pool.g_min_s, pool.g_max_s, w_max, [np.full(s, np.nan) for s in shapes],
                        *(split(out[k]) for k in ("conductance_s", "pulses", "energy_j", "time_s", "converged")),
-                       bits=lv.bits, level=[lvl[None] for lvl in levels], film=split(out["film"]),
+                       aged_s=aged, bits=lv.bits, level=[lvl[None] for lvl in levels], film=split(out["film"]),
                        realisation=split(out["realisation"]))
     prog.target_s = [pool.g_min_s + lvl * (pool.g_max_s - pool.g_min_s) / (n - 1) for lvl in prog.level]
     prog.wall_s = {"program": time.perf_counter() - tic}

@@ -224,9 +224,24 @@ def test_targets_unknown_section_and_data_together_are_refused(tmp_path, capsys)
     rc = main(["calibrate", "--targets", "nope", "--stages", "check", "-o", str(tmp_path / "x.toml")])
     assert rc != 0 and "targets = 'nope' is unknown; allowed: filament_hfoxsy_hfs2" in capsys.readouterr().err
     rc = main(["calibrate", "--targets", "filament_hfoxsy_hfs2", "--stages", "fit", "-o", str(tmp_path / "x.toml")])
-    assert rc != 0 and "stages contains 'fit'; allowed: global, noise, check" in capsys.readouterr().err
+    assert rc != 0 and "stages contains 'fit'; allowed: global, polish, noise, check" in capsys.readouterr().err
     rc = main(["calibrate", "--targets", "filament_hfoxsy_hfs2", "--stages", "check", "-o",
                str(tmp_path / "x.toml")])  # the shipped preset lies outside the envelope: nothing to judge
     assert rc != 0 and "calibrated parameters: tunnel_voltage_v = 0.01901 is outside" in capsys.readouterr().err
     rc = main(["calibrate", "-o", str(tmp_path / "x.toml")])
     assert rc != 0 and "or --targets SECTION" in capsys.readouterr().err
+
+
+def test_targets_polish_lowers_the_cost_and_stays_in_the_envelope():
+    """A few Nelder-Mead evaluations from the candidate at tolerance 2 (cheap): the cost can only go
+    down, and the result is a physical device."""
+    from memdrift.mapping import calibrate_targets as ct
+
+    start = load_preset(CANDIDATE).params.replace(integration_tolerance=2.0)
+    targets = ct.RampTargets.from_reference("filament_hfoxsy_hfs2")
+    before = ct.nominal_cost(start, targets)
+    p, info = ct.stage_polish(start, targets, rounds=1, evaluations=40, report=lambda _m: None)
+    assert info["stage"] == "polish" and 0 < info["evaluations"] <= 41
+    assert info["cost"] <= before
+    assert ct.nominal_cost(p, targets) == pytest.approx(info["cost"], rel=1e-12)
+    assert p.physical_violations() == []

@@ -638,3 +638,37 @@ def test_series_heat_share_makes_the_set_pulse_hotter_on_both_backends(preset_pa
             runs[share, backend] = ds["temperature_peak"].values.ravel()
     np.testing.assert_allclose(runs[0.2, "compiled"], runs[0.2, "reference"], rtol=1e-9)
     assert runs[0.2, "compiled"].max() > runs[0.0, "compiled"].max() + 50.0
+
+
+# --------------------------------------------------------------------------- the RESET threshold
+
+
+def _threshold_cell(preset_params, ratio: float, volts: float, backend: str = "compiled"):
+    """Gap after one pulse of a cell whose F_min (4e9 V/m) is above the field of -0.8 V at its gap
+    (2.8e9 V/m); read at +0.1 V, so that a RESET threshold of its own cannot act in the read."""
+    p = preset_params.replace(variation={}, min_field_v_per_m=4.0e9, reset_min_field_ratio=ratio,
+                              gap_initial_m=2.0e-9)
+    train = PulseTrain(np.array([volts]), np.array([2e-7]), read_voltage_v=0.1, read_width_s=1e-9,
+                       read_gap_s=0.0)
+    ds = run_pulses(p, train, devices=1, cycles=1, seed=0, noise=False, backend=backend, threads=1)
+    return float(ds["gap"].values.ravel()[0]), ds
+
+
+def test_reset_threshold_ratio_turns_on_the_reset_drive_only(preset_params):
+    """With F_min above the RESET field, a RESET pulse only diffuses; a RESET threshold of its own below
+    that field (ratio < 1) drives the gap open; a SET pulse gives the same bits for any ratio."""
+    g_off, _ = _threshold_cell(preset_params, 1.0, -0.8)
+    g_on, _ = _threshold_cell(preset_params, 0.2, -0.8)
+    assert g_on > g_off + 0.02e-9
+    set_a = _threshold_cell(preset_params, 1.0, 1.5)[1]
+    set_b = _threshold_cell(preset_params, 0.2, 1.5)[1]
+    for name in ("conductance", "energy", "temperature_peak", "gap"):
+        assert np.array_equal(set_a[name].values, set_b[name].values)
+
+
+def test_reset_threshold_ratio_twins_agree(preset_params):
+    p = preset_params.replace(reset_min_field_ratio=0.3, min_field_v_per_m=1.0e9)
+    a = run_pulses(p, ramp(), devices=3, cycles=1, seed=1, noise=False, backend="compiled", threads=1)
+    b = run_pulses(p, ramp(), devices=3, cycles=1, seed=1, noise=False, backend="reference", threads=1)
+    for name in ("conductance", "energy", "temperature_peak", "gap"):
+        np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-9)

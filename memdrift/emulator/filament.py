@@ -9,7 +9,8 @@ The equations (DESIGN.md, "Filament model"), per device and sub-step Δt:
   offset and slope, ``γ_R(g) = max(γ0 + δ_R − (β + β_R)(g / 1 nm)^α, 0)``
   (``reset_field_enhancement_offset`` δ_R, ``reset_field_enhancement_slope`` β_R;
   both 0 by default: the same law for both polarities, as in the Stanford–PKU
-  model). See "RESET field enhancement" below;
+  model), and its own threshold, ``F_min`` times ``reset_min_field_ratio`` (1 by
+  default). See "RESET field enhancement" below;
 * hopping rates ``r± = ν0 exp(−Ea/kT) exp(±z a E / (2 kT/q))`` and dissolution
   ``r_d = ν_r exp(−(Ea_r + b δ)/kT)``, δ the device's relaxation (see "Retention" below);
 * hops Poisson(M r Δt) (or their means with noise off);
@@ -186,7 +187,8 @@ COLUMNS = (
     "thermal_resistance_k_per_w", "thermal_time_constant_s", "ambient_temperature_k", "gap_min_m", "gap_max_m",
     "dissolution_frequency_hz", "dissolution_energy_ev", "max_gap_step_m", "max_substeps",
     "reset_field_enhancement_slope", "reset_field_enhancement_offset", "thermal_ceiling_k", "max_temperature_step_k",
-    "integration_tolerance", "dissolution_barrier_slope_ev_per_m", "thermal_step_error_fraction", "series_heat_share",
+    "integration_tolerance", "dissolution_barrier_slope_ev_per_m", "thermal_step_error_fraction",
+    "reset_min_field_ratio", "series_heat_share",
 )
 COL = {name: i for i, name in enumerate(COLUMNS)}
 assert set(COLUMNS) <= {f.name for f in fields(FilamentParams)}
@@ -321,6 +323,12 @@ def cell_voltage(voltage_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray,
     return vc, current
 
 
+def min_field(cell_v: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """F_min (V/m) for a cell voltage: RESET bias (V_cell < 0) has its own, F_min times
+    ``reset_min_field_ratio``."""
+    return table[:, COL["min_field_v_per_m"]] * np.where(cell_v < 0.0, table[:, COL["reset_min_field_ratio"]], 1.0)
+
+
 def enhancement(cell_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Field enhancement γ(g); RESET bias (V_cell < 0) has its own: γ0 + δ_R, slope β + β_R."""
     reset = cell_v < 0.0
@@ -337,7 +345,7 @@ def hop_rates(cell_v: np.ndarray, gap_m: np.ndarray, temperature_k: np.ndarray,
     raised by ``b·δ``, δ = ``relaxation_m``)."""
     gamma = enhancement(cell_v, gap_m, table)
     field = gamma * cell_v / table[:, COL["oxide_thickness_m"]]
-    field = np.where(np.abs(field) < table[:, COL["min_field_v_per_m"]], 0.0, field)
+    field = np.where(np.abs(field) < min_field(cell_v, table), 0.0, field)
     kt_ev = BOLTZMANN_EV * temperature_k
     base = table[:, COL["attempt_frequency_hz"]] * np.exp(-table[:, COL["activation_energy_ev"]] / kt_ev)
     tilt = np.exp(table[:, COL["charge_number"]] * table[:, COL["hop_distance_m"]] * field / (2.0 * kt_ev))
@@ -380,7 +388,7 @@ def barriers(cell_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray, relaxatio
     biased = cell_v != 0.0
     if biased.any():
         field = enhancement(cell_v, gap_m, table) * cell_v / table[:, COL["oxide_thickness_m"]]
-        field = np.where(biased & (np.abs(field) >= table[:, COL["min_field_v_per_m"]]), field, 0.0)
+        field = np.where(biased & (np.abs(field) >= min_field(cell_v, table)), field, 0.0)
     lower = 0.5 * table[:, COL["charge_number"]] * table[:, COL["hop_distance_m"]] * field
     ea = table[:, COL["activation_energy_ev"]]
     e_d = table[:, COL["dissolution_energy_ev"]] + table[:, COL["dissolution_barrier_slope_ev_per_m"]] * relaxation_m
@@ -439,7 +447,7 @@ def thermal_error_step(cell_v: np.ndarray, gap_m: np.ndarray, temperature_k: np.
 def field_excess(cell_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray) -> np.ndarray:
     """|E| − F_min (V/m) as :func:`hop_rates` forms E: the drive is on where it is >= 0."""
     gamma = enhancement(cell_v, gap_m, table)
-    return np.abs(gamma * cell_v / table[:, COL["oxide_thickness_m"]]) - table[:, COL["min_field_v_per_m"]]
+    return np.abs(gamma * cell_v / table[:, COL["oxide_thickness_m"]]) - min_field(cell_v, table)
 
 
 def read_conductance(voltage_v: float, state: DeviceState, table: np.ndarray) -> np.ndarray:
@@ -480,7 +488,7 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
     h_lim = np.full(n, np.inf)
     # the F_min crossing a sub-step was cut to end at (NaN: none pending)
     g_event = np.full(n, np.nan)
-    f_min = table[:, COL["min_field_v_per_m"]]
+    f_min = min_field(np.full(n, float(voltage_v)), table)
     peak = state.temperature_k.copy()
     energy = np.zeros(n)
     volts = np.full(n, float(voltage_v))

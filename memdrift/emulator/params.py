@@ -164,6 +164,9 @@ class FilamentParams(ModelParams):
     thermal_step_error_fraction: float = quantity(
         0.01, "1", 0.0, 1.0, "largest estimated gap error of a cooling sub-step from the rates' change with the "
         "relaxing temperature, as a fraction of max_gap_step_m (0: only the max_temperature_step_k bound)")
+    reset_min_field_ratio: float = quantity(
+        1.0, "1", 0.0, 10.0, "F_min under RESET bias over F_min: the field below which ions do not drift away from "
+        "the tip (the two interfaces of an asymmetric cell need not share one threshold)")
     series_heat_share: float = quantity(
         0.0, "1", 0.0, 1.0, "share of the series resistance's Joule power I^2 R_s that heats the filament (the "
         "part of R_s in the filament's own body and the electrode constriction at its ends; 0: R_s is the line "

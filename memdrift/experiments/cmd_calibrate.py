@@ -23,7 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fit to the figures of this reference/targets.toml section instead of data "
                         "(filament_hfoxsy_hfs2)")
     p.add_argument("--stages", default="global,noise,check", metavar="S,S,...",
-                   help="--targets: stages to run, of global, noise, check (default all)")
+                   help="--targets: stages to run, of global, polish, noise, check (default global,noise,check)")
+    p.add_argument("--polish-rounds", type=int, default=3, metavar="N",
+                   help="--targets: Nelder-Mead restarts of the polish stage (default 3)")
+    p.add_argument("--polish-evaluations", type=int, default=800, metavar="N",
+                   help="--targets: cost evaluations per polish round (default 800)")
     p.add_argument("--generations", type=int, default=150, metavar="N",
                    help="--targets: differential-evolution generations of the global stage (default 150)")
     p.add_argument("--popsize", type=int, default=12, metavar="N",
@@ -104,10 +108,13 @@ def _run_targets(args: argparse.Namespace) -> int:
         raise MemdriftError("data = given with --targets; allowed: one of MEASURED.(nc|csv) or --targets")
     check_range("generations", args.generations, 1, 100_000)
     check_range("popsize", args.popsize, 2, 1000)
+    check_range("polish-rounds", args.polish_rounds, 1, 1000)
+    check_range("polish-evaluations", args.polish_evaluations, 1, 1_000_000)
     stages = [s for s in args.stages.split(",") if s]
     command = "memdrift " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = calibrate_to_targets(args.start_preset or "hfoxsy-hfs2", args.targets, stages=stages,
                                   generations=args.generations, popsize=args.popsize, seed=args.seed,
+                                  polish_rounds=args.polish_rounds, polish_evaluations=args.polish_evaluations,
                                   name=args.name, command=command)
     save_preset(result.preset, args.output)
     print(f"wrote {args.output}")

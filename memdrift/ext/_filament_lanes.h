@@ -83,6 +83,7 @@
     X(C_TOL, "integration_tolerance") \
     X(C_BDIS, "dissolution_barrier_slope_ev_per_m") \
     X(C_TERR, "thermal_step_error_fraction") \
+    X(C_FMINR, "reset_min_field_ratio") \
     X(C_RSHEAT, "series_heat_share")
 
 #define MD_COLUMN_INDEX(index, name) index,

@@ -206,6 +206,13 @@ MD_INLINE void MD_W(md_enhancement)(const MD_W(md_batch) *B, const double *gap, 
 /* Hop rates (1/s) of every lane: forward (shrinks the gap), backward, dissolution (barrier
  * Ea_r + b delta, delta = B->relax), at cell voltage vc, field enhancement gamma and temperature
  * temp. biased = 0: zero bias, no tilt. */
+/* F_min of lane l for a cell voltage vc: RESET bias (vc < 0) has its own, F_min times
+ * reset_min_field_ratio (twin: filament.min_field) */
+MD_INLINE double MD_W(md_fmin)(const MD_W(md_batch) *B, int l, double vc)
+{
+    return B->p[C_FMIN][l] * (vc < 0.0 ? B->p[C_FMINR][l] : 1.0);
+}
+
 MD_INLINE void MD_W(md_rates)(const MD_W(md_batch) *B, int biased, const double *vc, const double *gamma, const double *temp,
                         double *fwd, double *bwd, double *dis)
 {
@@ -221,7 +228,7 @@ MD_INLINE void MD_W(md_rates)(const MD_W(md_batch) *B, int biased, const double 
     }
     LANES {
         double field = gamma[l] * vc[l] / B->p[C_TOX][l];
-        field = fabs(field) < B->p[C_FMIN][l] ? 0.0 : field;
+        field = fabs(field) < MD_W(md_fmin)(B, l, vc[l]) ? 0.0 : field;
         double kt = MD_BOLTZMANN_EV * temp[l];
         double base = B->p[C_NU0][l] * md_exp(-B->p[C_EA][l] / kt);
         double tilt = md_exp(B->p[C_Z][l] * B->p[C_A][l] * field / (2.0 * MD_BOLTZMANN_EV * temp[l]));
@@ -260,7 +267,7 @@ MD_INLINE void MD_W(md_barriers)(const MD_W(md_batch) *B, int l, int biased, dou
                            double *e_b, double *e_d)
 {
     double field = biased ? gamma * vc / B->p[C_TOX][l] : 0.0;
-    field = fabs(field) < B->p[C_FMIN][l] ? 0.0 : field;
+    field = fabs(field) < MD_W(md_fmin)(B, l, vc) ? 0.0 : field;
     double lower = 0.5 * B->p[C_Z][l] * B->p[C_A][l] * field;
     *e_f = B->p[C_EA][l] - lower;
     *e_b = B->p[C_EA][l] + lower;
@@ -380,7 +387,7 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
         MD_W(md_rates)(B, biased, vc, gamma, hot, fwd, bwd, dis);
         /* |E| - F_min at the start, for the F_min event (twin: filament.field_excess) */
         double phi0[MD_LANES], drift0[MD_LANES];
-        LANES phi0[l] = fabs(gamma[l] * vc[l] / B->p[C_TOX][l]) - B->p[C_FMIN][l];
+        LANES phi0[l] = fabs(gamma[l] * vc[l] / B->p[C_TOX][l]) - MD_W(md_fmin)(B, l, vc[l]);
         /* a cooling lane's step from the thermal error estimate, its rates at the start (the hottest) */
         double h_err[MD_LANES];
         int64_t cooling[MD_LANES], any_e = 0;
@@ -511,10 +518,10 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
         double s_cross[MD_LANES], g_star[MD_LANES], g_cut[MD_LANES];
         int64_t cut[MD_LANES], hold[MD_LANES], pending[MD_LANES], any_cut = 0;
         LANES {
-            double phim = fabs(gamma[l] * vc[l] / B->p[C_TOX][l]) - B->p[C_FMIN][l];
+            double phim = fabs(gamma[l] * vc[l] / B->p[C_TOX][l]) - MD_W(md_fmin)(B, l, vc[l]);
             double den = phi0[l] != phim ? phi0[l] - phim : 1.0;
             double sc = phi0[l] / den;
-            int64_t crossing = biased & (B->p[C_FMIN][l] > 0.0) & (phi0[l] != phim) & (sc >= 0.0) & (sc < 2.0) &
+            int64_t crossing = biased & (MD_W(md_fmin)(B, l, volts) > 0.0) & (phi0[l] != phim) & (sc >= 0.0) & (sc < 2.0) &
                                (fabs(g_mid[l]) <= DBL_MAX);
             double gs = B->gap[l] + sc * (g_mid[l] - B->gap[l]);
             gs = gs > gmin[l] ? gs : gmin[l];
@@ -542,7 +549,7 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
                 MD_W(md_solve_cell)(B, volts, g_b, ls, cut, vc_b, cur_b, NULL, bad_b);
                 MD_W(md_enhancement)(B, g_b, reset, gam_b);
                 LANES {
-                    double phi_b = fabs(gam_b[l] * vc_b[l] / B->p[C_TOX][l]) - B->p[C_FMIN][l];
+                    double phi_b = fabs(gam_b[l] * vc_b[l] / B->p[C_TOX][l]) - MD_W(md_fmin)(B, l, vc_b[l]);
                     double den = phi_b - phi_a[l];
                     int64_t ok = cut[l] & !bad_b[l] & (den != 0.0) & (fabs(phi_b) <= DBL_MAX);
                     double gn = g_b[l] - phi_b * (g_b[l] - g_a[l]) / (ok ? den : 1.0);

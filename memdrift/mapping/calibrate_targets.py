@@ -23,9 +23,11 @@ a device that misses). Stages, each reproducible for a seed:
    (:data:`memdrift.emulator.params.FILAMENT_ENVELOPE`): the field enhancement is
    searched as a fraction of its bound t_ox/a, so no candidate can have a barrier
    lowering beyond what the cell voltage supplies.
-2. ``noise``: the site population M alone (σ ∝ 1/√M), by a secant in log M on
+2. ``polish``: adaptive Nelder-Mead on the same cost from the global stage's
+   result (or the start preset), restarted from its best point a few times.
+3. ``noise``: the site population M alone (σ ∝ 1/√M), by a secant in log M on
    single-device runs, so that the mean state σ of one device meets 23.7 µS.
-3. ``check``: the paper's protocol on ``check_devices`` devices drawn from the
+4. ``check``: the paper's protocol on ``check_devices`` devices drawn from the
    preset's variation (one device × ``check_cycles`` cycles each, seeds
    ``seed + 1 ...``): every target per device, and the energy per cycle.
 
@@ -139,6 +141,7 @@ SPACE: tuple[tuple[str, float, float, bool], ...] = (
     ("gap_min_m", 0.1e-9, 1.0e-9, False),
     ("reset_gamma_drop", 0.0, 3.0, False),
     ("reset_gamma_rise", -0.5, 1.0, False),
+    ("reset_min_field_ratio", 0.0, 1.0, False),
 )
 _DERIVED = ("gamma_frac", "gamma_drop", "reset_gamma_drop", "reset_gamma_rise", "fmin_frac")
 
@@ -363,6 +366,35 @@ def stage_global(start: Any, targets: RampTargets, *, generations: int, popsize:
                   "cost": float(res.fun), "cpu_s": round(time.process_time() - t0, 1)}
 
 
+def stage_polish(start: Any, targets: RampTargets, *, rounds: int = 3, evaluations: int = 800,
+                 report: Callable[[str], None] = print) -> tuple[Any, dict[str, Any]]:
+    """Adaptive Nelder-Mead (scipy) on :func:`nominal_cost` from ``start`` over :data:`SPACE`, restarted
+    ``rounds`` times from the best point (a restart rebuilds the simplex, which a long run lets collapse);
+    the candidates are clipped into the box, so they stay inside the envelope."""
+    from scipy import optimize
+
+    lo, hi = (np.array(b) for b in zip(*space_bounds()))
+
+    def cost(x: np.ndarray) -> float:
+        try:
+            return nominal_cost(decode(np.clip(x, lo, hi), start), targets)
+        except (MemdriftError, OverflowError):
+            return 1e4
+
+    t0 = time.process_time()
+    x = np.clip(encode(start), lo, hi)
+    best, used = cost(x), 0
+    for r in range(rounds):
+        res = optimize.minimize(cost, x, method="Nelder-Mead",
+                                options={"maxfev": evaluations, "adaptive": True, "xatol": 1e-4, "fatol": 1e-3})
+        used += int(res.nfev)
+        if res.fun < best:
+            best, x = float(res.fun), np.clip(res.x, lo, hi)
+        report(f"  polish round {r + 1}: cost {best:.4g} ({time.process_time() - t0:.0f} s CPU)")
+    return decode(x, start), {"stage": "polish", "rounds": rounds, "evaluations": used, "cost": best,
+                              "cpu_s": round(time.process_time() - t0, 1)}
+
+
 def stage_noise(p: Any, targets: RampTargets, *, devices: int = 4, cycles: int = 50, seed: int = 0,
                 rounds: int = 4) -> tuple[Any, dict[str, Any]]:
     """Site population M so the mean state σ of single devices meets the target (σ ∝ 1/√M, secant in
@@ -452,11 +484,12 @@ class TargetCalibration:
     record: dict[str, Any] = field(default_factory=dict)
 
 
-STAGES = ("global", "noise", "check")
+STAGES = ("global", "polish", "noise", "check")
 
 
 def calibrate_to_targets(start_preset: str, section: str, *, stages: Sequence[str] = STAGES,
-                         generations: int = 150, popsize: int = 12, seed: int = 0, name: str | None = None,
+                         generations: int = 150, popsize: int = 12, seed: int = 0, polish_rounds: int = 3,
+                         polish_evaluations: int = 800, name: str | None = None,
                          command: str = "", report: Callable[[str], None] = print) -> TargetCalibration:
     """Fit ``start_preset`` to the figures of ``section`` (module docstring); returns the preset whose
     ``[calibration]`` records stages, per-device check, residuals and uncertainties."""
@@ -479,6 +512,11 @@ def calibrate_to_targets(start_preset: str, section: str, *, stages: Sequence[st
         p, info = stage_global(p, targets, generations=generations, popsize=popsize, seed=seed, report=report)
         log.append(info)
         report(f"global: cost {info['cost']:.4g} ({info['cpu_s']} s CPU)")
+    if "polish" in stages:
+        report(f"polish: adaptive Nelder-Mead, {polish_rounds} rounds of {polish_evaluations} evaluations")
+        p, info = stage_polish(p, targets, rounds=polish_rounds, evaluations=polish_evaluations, report=report)
+        log.append(info)
+        report(f"polish: cost {info['cost']:.4g} ({info['cpu_s']} s CPU)")
     if "noise" in stages:
         p, info = stage_noise(p, targets, seed=seed)
         log.append(info)

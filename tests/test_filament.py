@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -672,3 +674,40 @@ def test_reset_threshold_ratio_twins_agree(preset_params):
     b = run_pulses(p, ramp(), devices=3, cycles=1, seed=1, noise=False, backend="reference", threads=1)
     for name in ("conductance", "energy", "temperature_peak", "gap"):
         np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-9)
+
+
+# --------------------------------------------------------------------------- overshoot in the envelope candidate
+
+CANDIDATE = Path(__file__).resolve().parents[1] / "examples" / "presets" / "hfoxsy-physical-candidate.toml"
+
+
+def _set_trace(params, backend: str = "compiled"):
+    """G (S) and peak T (K) after each ns of a 1.0 V, 150 ns SET from the reset state (reads at +0.1 V for
+    1 ps between the 1 ns pieces, so the temperature carries over)."""
+    n = 150
+    train = PulseTrain(np.full(n, 1.0), np.full(n, 1e-9), read_voltage_v=0.1, read_width_s=1e-12, read_gap_s=0.0)
+    ds = run_pulses(params, train, devices=1, noise=False, backend=backend)
+    return ds["conductance"].values[0, 0], ds["temperature_peak"].values[0, 0], float(ds["gap"].values[0, 0, -1])
+
+
+def test_envelope_candidate_set_runs_away_with_its_heating_and_r_s_limits_it():
+    """The physical candidate at 600 K ambient: the SET runs away (G and T rise together, each ns moves G
+    more than the one before) until the field falls to F_min at a gap that R_s sets; the same pulse
+    without heating also switches, but moves the gap less than a third as far."""
+    p = load_preset(CANDIDATE).params.replace(variation={}, ambient_temperature_k=600.0)
+    g_hot, t_hot, gap_hot = _set_trace(p)
+    g_iso, t_iso, gap_iso = _set_trace(p.replace(thermal_resistance_k_per_w=0.0))
+    start = p.gap_initial_m
+    assert start - gap_iso > 0.05e-9                       # the isothermal device switches too
+    assert start - gap_hot > 3.0 * (start - gap_iso)      # heating makes the difference
+    assert np.all(t_iso == p.ambient_temperature_k)
+    steps = np.diff(np.concatenate([[g_hot[0]], g_hot]))[1:]
+    peak = int(np.argmax(steps))
+    assert peak >= 5                                       # a runaway, not a jump in the first ns
+    assert np.all(np.diff(steps[:peak + 1]) > 0)           # dG/dt accelerating ...
+    assert np.all(np.diff(t_hot[:peak + 2]) > 0)           # ... while the filament heats
+    assert np.ptp(g_hot[-20:]) < 1e-3 * g_hot[-1]          # then it stops
+    g_low_rs, _, _ = _set_trace(p.replace(series_resistance_ohm=0.8 * p.series_resistance_ohm))
+    assert g_low_rs[-1] > 1.2 * g_hot[-1]                  # where it stops is set by R_s
+    g_ref, t_ref, _ = _set_trace(p, backend="reference")
+    np.testing.assert_allclose(g_ref, g_hot, rtol=1e-6)

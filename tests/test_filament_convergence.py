@@ -5,6 +5,8 @@ at the class's default stepping, noise off, second cycle of its 20 + 20 ramp (th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -172,3 +174,30 @@ def test_thermal_error_control_twins_agree(nominal):
 def test_bad_thermal_error_fraction_is_refused_naming_the_field(nominal, value):
     with pytest.raises(MemdriftError, match="thermal_step_error_fraction"):
         nominal.replace(thermal_step_error_fraction=value)
+
+
+# --------------------------------------------------------------------------- sliding at the threshold
+
+CANDIDATE = Path(__file__).resolve().parents[1] / "examples" / "presets" / "hfoxsy-physical-candidate.toml"
+
+
+def _candidate_cycle(tolerance: float, backend: str = "compiled"):
+    p = load_preset(CANDIDATE).params.replace(variation={}, integration_tolerance=tolerance)
+    ds = run_pulses(p, ramp(), devices=1, cycles=2, seed=0, noise=False, backend=backend, threads=1)
+    return ds["conductance"].values[0, 1], float(ds["energy"].values[0, 1].sum())
+
+
+def test_a_device_held_at_the_threshold_is_not_held_back_by_its_gap(compiled_substeps):
+    """The envelope candidate's SET pulses slide at F_min for most of their length (the drive pulls the gap
+    in, dissolution pushes it back): held there, its gap bounds nothing and its power is the held gap's.
+    Before, each of those sub-steps was gap-bounded (472 a pulse) and its energy taken at a midpoint the
+    device never reached (0.23 % from tolerance 0.5 to 0.125)."""
+    p = load_preset(CANDIDATE).params.replace(variation={})
+    assert compiled_substeps(p, ramp()) / 40 < 60
+    reads, energy = _candidate_cycle(p.integration_tolerance)
+    tight_reads, tight_energy = _candidate_cycle(p.integration_tolerance / 16)
+    assert energy == pytest.approx(tight_energy, rel=1e-3)
+    assert np.abs(reads - tight_reads).max() / BIN_WIDTH_S < 0.02
+    ref_reads, ref_energy = _candidate_cycle(p.integration_tolerance, "reference")
+    np.testing.assert_allclose(ref_reads, reads, rtol=1e-9)
+    assert ref_energy == pytest.approx(energy, rel=1e-9)

@@ -116,6 +116,14 @@ dissolution pushes it back on the other, a sliding mode) holds there for the
 step, refined to the secant's estimate of it: the threshold gap g* is then the
 same whatever the tolerance (1e-13 m measured from 1/32 to 16). A crossing with
 the drift on through it (RESET running into F_min) is only cut to, not held.
+A held device sits at g* for the whole step, so its power is the held gap's: its
+temperature and delivered energy use the start of the step, not the midpoint the
+drift would have reached. Its next step is not bounded by its gap, as for a
+device pinned at g_min or g_max. If that step finds it no longer held, the step
+is taken again at the gap bound. The envelope candidate's SET pulses slide at
+F_min for most of their length. This takes them from 472 sub-steps a pulse to
+38, and its energy per cycle from a first-order error (0.23 % from tolerance 0.5
+to 0.125) to 0.007 % (0.5 against 1/32).
 
 Convergence, measured on the preset's nominal device (noise off, second cycle of
 the 40-pulse ramp, largest change of any read, in 81 µS bin widths) at 0.02 nm
@@ -488,6 +496,8 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
     h_lim = np.full(n, np.inf)
     # the F_min crossing a sub-step was cut to end at (NaN: none pending)
     g_event = np.full(n, np.nan)
+    # held at the F_min threshold by the last sub-step (sliding): its gap bounds nothing
+    held = np.zeros(n, dtype=bool)
     f_min = min_field(np.full(n, float(voltage_v)), table)
     peak = state.temperature_k.copy()
     energy = np.zeros(n)
@@ -519,7 +529,8 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
             # at a gap bound with hops biased outward (net >= half the total) the gap bounds nothing
             net, total = r_bwd + r_dis - r_fwd, r_fwd + r_bwd + r_dis
             pinned = ((gap >= g_max[idx]) & (net > 0.5 * total)) | ((gap <= g_min[idx]) & (-net > 0.5 * total))
-            dt = np.where(pinned, rest, dt)
+            h_gap = dt
+            dt = np.where(pinned | held[idx], rest, dt)
         safe_tau = np.where(ti > 0.0, ti, 1.0)
         span = np.abs(t_ss - temp)
         cooling = (tb[:, COL["thermal_step_error_fraction"]] > 0.0) & (ti > 0.0) & (temp > t_ss)
@@ -566,6 +577,7 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
             g_mid = np.clip(gap + 0.5 * dt * drift_start, g_min[idx], g_max[idx])
         # the midpoint solve starts from the first solve moved along its slope
         share_mid = share[idx] + slope * np.where(np.isfinite(g_mid), g_mid - gap, 0.0)
+        current_start, t_ss_start = current, t_ss
         vc_mid, current, _, _, bad = cell_solve(volts[idx], np.nan_to_num(g_mid), tb, share_mid)
         fail = np.where((fail == 0) & bad, SOLVE_NOT_CONVERGED, fail).astype(np.uint8)
         t_ss = t_amb[idx] + heating_power(vc_mid, current, tb) * r_th[idx]
@@ -621,8 +633,18 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
         g_event[idx] = np.where(cut, g_star, np.nan)
         fail = np.where(fail == 0, np.where(overflow, RATE_OVERFLOW, np.where(hot_end & ~retry, THERMAL_CEILING, 0)),
                         fail).astype(np.uint8)
-        retry = retry | cut
+        # a step sized as held (its gap bound waived) whose device no longer holds is taken again at the
+        # gap bound
+        lost = held[idx] & ~hold & ~cut & (dt > h_gap) & (fail == 0) & ~retry & ~overflow & ~last
+        h_lim[idx] = np.where(lost, h_gap, h_lim[idx])
+        retry = retry | cut | lost
         go = (fail == 0) & ~retry
+        # a held device sits at the threshold for the whole step: its power, and so its temperature and
+        # the energy delivered, are those at the start, not at the midpoint the drift would have reached
+        sits = hold & ~pending
+        temp_new = np.where(sits, t_ss_start + (temp - t_ss_start) * decay_half * decay_half, temp_new)
+        current = np.where(sits, current_start, current)
+        held[idx] = np.where(go, sits, held[idx] & ~lost)
         if rng is None:
             n_fwd, n_bwd, n_dis = mean_fwd, mean_bwd, mean_dis
         else:

@@ -336,7 +336,8 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
                           md_hops_fn hops, double *peak, double *energy, double *first_current, int64_t *first_bad)
 {
     double elapsed[MD_LANES], steps[MD_LANES], h_lim[MD_LANES], g_event[MD_LANES];
-    int64_t active[MD_LANES];
+    /* held at the F_min threshold by the last sub-step (sliding): its gap bounds nothing */
+    int64_t active[MD_LANES], held[MD_LANES];
     const int biased = volts != 0.0, reset = volts < 0.0;
     const double *a = B->p[C_A], *m = B->p[C_M], *cap = B->p[C_CAP], *tau = B->p[C_TAU];
     const double *t0 = B->p[C_T0], *rth = B->p[C_RTH], *gmin = B->p[C_GMIN], *gmax = B->p[C_GMAX];
@@ -349,6 +350,7 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
         h_lim[l] = INFINITY;
         g_event[l] = NAN;
         active[l] = B->valid[l];
+        held[l] = 0;
     }
     if (duration <= 0.0)
         return;
@@ -360,7 +362,7 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
         double vc[MD_LANES], cur[MD_LANES], dwdg[MD_LANES], gamma[MD_LANES], temp_mid[MD_LANES];
         double fwd[MD_LANES], bwd[MD_LANES], dis[MD_LANES], dt[MD_LANES], decay[MD_LANES];
         double g_mid[MD_LANES], share_mid[MD_LANES];
-        double h_arr[MD_LANES];
+        double h_arr[MD_LANES], h_gap[MD_LANES], cur0[MD_LANES], tss0[MD_LANES];
         int64_t last[MD_LANES], forced[MD_LANES], bad[MD_LANES], fail[MD_LANES], reach[MD_LANES], retry[MD_LANES];
         MD_W(md_solve_cell)(B, volts, B->gap, lnshare, active, vc, cur, dwdg, bad);
         if (first && first_current != NULL) LANES {
@@ -409,7 +411,8 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
             int64_t pinned = ((B->gap[l] >= gmax[l]) & (net > 0.5 * total)) | ((B->gap[l] <= gmin[l]) & (-net > 0.5 * total));
             double h_g = drift * h > cap[l] ? cap[l] / drift : h;
             h_g = spread * h_g > cap[l] * cap[l] ? cap[l] * cap[l] / spread : h_g;
-            h_arr[l] = pinned ? h : h_g;
+            h_gap[l] = h_g;
+            h_arr[l] = pinned | held[l] ? h : h_g;
             fail[l] = bad[l] ? MD_FLAG_SOLVE : (overflow ? MD_FLAG_RATES : 0);
         }
         /* the temperature moves by |T_ss - T| (1 - e^(-h/tau)) in a sub-step: at most dt_max; heading
@@ -498,7 +501,11 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
             share_mid[l] = lnshare[l] + dwdg[l] * (g_mid[l] - B->gap[l]);
         }
         int64_t go[MD_LANES];
-        LANES go[l] = active[l] & (fail[l] == 0);
+        LANES {
+            go[l] = active[l] & (fail[l] == 0);
+            cur0[l] = cur[l];
+            tss0[l] = t_ss[l];
+        }
         MD_W(md_solve_cell)(B, volts, g_mid, share_mid, go, vc, cur, NULL, bad);
         LANES {
             t_ss[l] = t0[l] + (vc[l] * cur[l] + (B->p[C_RSHEAT][l] > 0.0 ? B->p[C_RSHEAT][l] * cur[l] * cur[l] * B->p[C_RS][l] : 0.0)) * rth[l];
@@ -587,8 +594,19 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
             cut[l] = cut[l] & active[l] & (fail[l] == 0) & !retry[l] & !last[l];
             h_lim[l] = cut[l] ? 0.5 * s_cross[l] * dt[l] : h_lim[l];
             g_event[l] = cut[l] ? g_star[l] : NAN;
-            retry[l] = retry[l] | cut[l];
+            /* a step sized as held (its gap bound waived) whose device no longer holds is taken again at
+             * the gap bound */
+            int64_t lost = active[l] & held[l] & !hold[l] & !cut[l] & (dt[l] > h_gap[l]) & (fail[l] == 0) &
+                           !retry[l] & !overflow & !last[l];
+            h_lim[l] = lost ? h_gap[l] : h_lim[l];
+            retry[l] = retry[l] | cut[l] | lost;
             go[l] = active[l] & (fail[l] == 0) & !retry[l];
+            /* a held device sits at the threshold for the whole step: its power, and so its temperature
+             * and the energy delivered, are those at the start, not at the midpoint the drift would reach */
+            int64_t sits = hold[l] & !pending[l];
+            temp_new[l] = sits ? tss0[l] + (B->temp[l] - tss0[l]) * decay[l] * decay[l] : temp_new[l];
+            cur[l] = sits ? cur0[l] : cur[l];
+            held[l] = go[l] ? sits : (held[l] & !lost);
         }
         double mean_net[MD_LANES];
         LANES mean_net[l] = n_bwd[l] + n_dis[l] - n_fwd[l];

@@ -99,3 +99,42 @@ def test_streamed_file_compresses_its_flags(tmp_path):
     assert ds["pulse_flag"].encoding["zlib"] is True
     assert ds["pulse_flag"].encoding["chunksizes"][0] == 4
     ds.close()
+
+
+def _fresh_python(code: str) -> str:
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+
+
+def test_pulse_imports_no_dask_array_distributed_scipy_or_frameworks(tmp_path):
+    # each of these costs a tenth of a second or more of start-up that a filament pulse run has no use for
+    # (scipy.special it has: the parameter draws' inverse normal)
+    heavy = ("dask.array", "distributed", "scipy.linalg", "torch", "aihwkit", "matplotlib", "numba")
+    out = _fresh_python(
+        "import sys\n"
+        "from memdrift.experiments import cli\n"
+        f"assert cli.main({[*BASE, '-o', str(tmp_path / 'p.nc')]!r}) == 0\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+        "from xarray.namedarray import pycompat\n"
+        "print('dask' in pycompat._cached_duck_array_modules)\n")
+    assert out.splitlines()[-2:] == ["[]", "False"], out
+    assert xr.open_dataset(tmp_path / "p.nc").sizes["device"] == 7
+
+
+def test_dask_stand_in_answers_as_xarray_would():
+    out = _fresh_python(
+        "import sys\n"
+        "import numpy as np, xarray as xr\n"
+        "from xarray.namedarray.pycompat import array_type, mod_version\n"
+        "from memdrift.experiments import cli\n"
+        "with cli._dask_looked_up_lazily():\n"
+        "    xr.Variable(('x',), np.zeros(3))\n"
+        "    print('dask.array' in sys.modules, array_type('dask'))\n"
+        "    import dask, dask.array as da\n"
+        "    print(array_type('dask') == (da.Array,), mod_version('dask') == mod_version('dask'))\n"
+        "    print(str(mod_version('dask')) == dask.__version__.split('+')[0])\n"
+        "    v = xr.DataArray(da.ma.masked_array(da.arange(4.0, chunks=2), mask=[0, 1, 0, 0]))\n"
+        "    print(v.chunks, int(v.isnull().sum()))\n")
+    assert out.splitlines() == ["False ()", "True True", "True", "((2, 2),) 1"], out

@@ -340,6 +340,11 @@ def write_dataset_stream(chunks: Iterable[xr.Dataset], path: str | os.PathLike[s
                         store.close()
                     nc = netCDF4.Dataset(tmp, "a")
                     nc.set_auto_maskandscale(False)
+                    # no chunk cache: netCDF's 64 MiB per variable would hold a 10^5-device run whole
+                    # and compress and write it all at close, after the kernel is done; without it each
+                    # chunk is filtered and written here, while the kernel computes the next
+                    for name in along:
+                        nc.variables[name].set_var_chunk_cache(size=0)
                 else:
                     for name in along:
                         var = ds[name]

@@ -166,7 +166,7 @@ def test_seeds_checked_up_front(tmp_path, capsys, argv):
 def test_huge_pulse_refused_with_estimate_and_limit(tmp_path, capsys):
     line = run_cli(["pulse", "--device", PRESET, "--devices", "1", "--cycles", "100000000", "-o", "o.nc"], capsys,
                    tmp_path)
-    assert "358 GiB" in line and "in chunks of 1 device" in line and "at most 8 GiB" in line and "--max-memory-gb" in line
+    assert "119 GiB" in line and "in chunks of 1 device" in line and "at most 8 GiB" in line and "--max-memory-gb" in line
 
 
 def test_memory_limit_can_be_lowered_and_raised(tmp_path, capsys):

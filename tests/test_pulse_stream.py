@@ -37,17 +37,17 @@ def test_chunked_file_is_the_whole_run(tmp_path, float32):
 
 
 def test_interrupt_and_writer_failure_leave_nothing(tmp_path, capsys, monkeypatch):
-    real = engine.run_pulses
+    real = engine.pulse_arrays
 
     def interrupted(*args, first_device=0, **kwargs):
         if first_device >= 2:
             raise KeyboardInterrupt
         return real(*args, first_device=first_device, **kwargs)
 
-    monkeypatch.setattr(engine, "run_pulses", interrupted)
+    monkeypatch.setattr(engine, "pulse_arrays", interrupted)
     assert cli.main([*BASE, "--chunk-devices", "2", "-o", str(tmp_path / "o.nc")]) == 130
     assert list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(engine, "run_pulses", real)
+    monkeypatch.setattr(engine, "pulse_arrays", real)
 
     from memdrift.data import schema
 
@@ -138,3 +138,35 @@ def test_dask_stand_in_answers_as_xarray_would():
         "    v = xr.DataArray(da.ma.masked_array(da.arange(4.0, chunks=2), mask=[0, 1, 0, 0]))\n"
         "    print(v.chunks, int(v.isnull().sum()))\n")
     assert out.splitlines() == ["False ()", "True True", "True", "((2, 2),) 1"], out
+
+
+def test_kernel_computes_the_next_chunk_while_this_one_is_assembled(monkeypatch):
+    import threading
+
+    from memdrift.models import MODELS
+
+    real_arrays, real_dataset = engine.pulse_arrays, engine.pulse_dataset
+    second_started = threading.Event()
+    where = []
+
+    def arrays(*args, first_device=0, **kwargs):
+        where.append(threading.current_thread().name)
+        if first_device == 2:
+            second_started.set()
+        return real_arrays(*args, first_device=first_device, **kwargs)
+
+    def dataset(*args, first_device=0, **kwargs):
+        if first_device == 0:
+            # the chunk after this one is already in the kernel (a serial loop would wait here in vain)
+            assert second_started.wait(10)
+        return real_dataset(*args, first_device=first_device, **kwargs)
+
+    monkeypatch.setattr(engine, "pulse_arrays", arrays)
+    monkeypatch.setattr(engine, "pulse_dataset", dataset)
+    params = load_preset(PRESET).params
+    chunks = list(MODELS.get("filament").run_chunks(params, "ramp", devices=5, chunk_devices=2, cycles=2, seed=3))
+    assert [c.sizes["device"] for c in chunks] == [2, 2, 1]
+    assert all(name.startswith("memdrift-kernel") for name in where), where
+    whole = engine.run_pulses(params, from_name("ramp"), devices=5, cycles=2, seed=3)
+    for name in ("conductance", "temperature_peak", "energy", "gap", "pulse_flag", "device"):
+        assert np.array_equal(np.concatenate([c[name].values for c in chunks]), whole[name].values), name

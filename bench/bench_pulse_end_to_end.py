@@ -145,14 +145,21 @@ def split_child(devices: int, threads: int, out: Path, launched: float) -> None:
     start = time.perf_counter()
     assert cli.main(command(devices, threads, out, [])) == 0
     end = time.perf_counter()
+    span = marks["last kernel return"] - marks["first kernel call"]
     print(json.dumps({
-        "interpreter start": started - launched, "imports": imported - started,
-        "start-up CPU": imported_cpu,
+        "interpreter start": started - launched,
+        "imports": imported - started,
+        "start-up CPU (interpreter + imports)": imported_cpu,
         "before the first kernel call": marks["first kernel call"] - start,
-        **phases,
-        "tail": end - marks["last kernel return"],
-        "command (after imports)": end - start,
-        "total": time.time() - launched, "total CPU": time.process_time(),
+        "parameter draw (kernel thread)": phases["parameter draw"],
+        "kernel (kernel thread)": phases["kernel"],
+        # the span less the kernel and the draws (the first draw lies before the span: a few ms too little)
+        "kernel thread idle between chunks": max(0.0, span - phases["kernel"] - phases["parameter draw"]),
+        "dataset assembly (main thread, beside the kernel)": phases["dataset assembly"],
+        "writer thread CPU (beside the kernel)": phases["writer thread CPU"],
+        "tail (last kernel return to the file in place)": end - marks["last kernel return"],
+        "total": time.time() - launched,
+        "total CPU": time.process_time(),
         "file MB": out.stat().st_size / 1e6,
     }))
 
@@ -222,10 +229,10 @@ def main() -> None:
               f"{pulses / kernel_wall:9.3g} device-pulses/s")
         print(f"ratio end to end (float64) / kernel only: {kernel_wall / best['end to end, float64'][0]:.2f}")
         parts = min((split(args.devices, args.threads, out) for _ in range(args.repeats)), key=lambda s: s["total"])
-        print(f"\nsplit of the fastest of {args.repeats} instrumented runs (seconds; main thread unless noted):")
+        print(f"\nsplit of the fastest of {args.repeats} instrumented runs (seconds of wall time unless noted):")
         for key, value in parts.items():
-            print(f"  {key:<30} {value:7.3f}")
-        print(f"  {'device-pulses/s (instrumented)':<30} {pulses / parts['total']:9.3g}")
+            print(f"  {key:<50} {value:7.3f}")
+        print(f"  {'device-pulses/s (instrumented)':<50} {pulses / parts['total']:9.3g}")
         if args.compression:
             end_to_end(args.devices, args.threads, out, [])
             compression_table(out)

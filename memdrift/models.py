@@ -102,14 +102,22 @@ class Registry(Mapping[str, DeviceModel]):
         self._models: dict[str, DeviceModel] = {}
         self._loaded = False
 
-    def _load(self) -> None:
-        if not self._loaded:
-            self._loaded = True
-            # the built-in models register themselves on import, the filament first
-            import importlib
+    #: the built-in models and the modules that register them on import, in registration order
+    BUILTIN_MODULES: ClassVar[dict[str, str]] = {"filament": "memdrift.emulator.model_filament",
+                                                 "bulk4t": "memdrift.emulator.model_bulk4t"}
 
-            for module in ("memdrift.emulator.model_filament", "memdrift.emulator.model_bulk4t"):
-                importlib.import_module(module)
+    def _load(self, upto: str | None = None) -> None:
+        """Import the built-in models' modules, the filament first; with ``upto``, only those up to that
+        model's, so a filament run does not pay for the film's SciPy import (a tenth of a second)."""
+        if self._loaded:
+            return
+        import importlib
+
+        for name, module in self.BUILTIN_MODULES.items():
+            importlib.import_module(module)
+            if name == upto:
+                return
+        self._loaded = True
 
     def register(self, model: DeviceModel | type[DeviceModel], *, replace: bool = False) -> DeviceModel:
         """Add ``model`` (an instance or a class with a no-argument constructor) under its name,
@@ -135,7 +143,10 @@ class Registry(Mapping[str, DeviceModel]):
 
     def get(self, name: str) -> DeviceModel:  # type: ignore[override]
         """The model named ``name``; an unknown name is refused naming the known ones."""
-        self._load()
+        builtin = isinstance(name, str) and name in self.BUILTIN_MODULES
+        self._load(name if builtin else None)
+        if not builtin or name not in self._models:
+            self._load()
         try:
             return self._models[name]
         except (KeyError, TypeError):

@@ -37,17 +37,17 @@ def test_chunked_file_is_the_whole_run(tmp_path, float32):
 
 
 def test_interrupt_and_writer_failure_leave_nothing(tmp_path, capsys, monkeypatch):
-    real = engine.run_pulses
+    real = engine.pulse_arrays
 
     def interrupted(*args, first_device=0, **kwargs):
         if first_device >= 2:
             raise KeyboardInterrupt
         return real(*args, first_device=first_device, **kwargs)
 
-    monkeypatch.setattr(engine, "run_pulses", interrupted)
+    monkeypatch.setattr(engine, "pulse_arrays", interrupted)
     assert cli.main([*BASE, "--chunk-devices", "2", "-o", str(tmp_path / "o.nc")]) == 130
     assert list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(engine, "run_pulses", real)
+    monkeypatch.setattr(engine, "pulse_arrays", real)
 
     from memdrift.data import schema
 
@@ -99,3 +99,74 @@ def test_streamed_file_compresses_its_flags(tmp_path):
     assert ds["pulse_flag"].encoding["zlib"] is True
     assert ds["pulse_flag"].encoding["chunksizes"][0] == 4
     ds.close()
+
+
+def _fresh_python(code: str) -> str:
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+
+
+def test_pulse_imports_no_dask_array_distributed_scipy_or_frameworks(tmp_path):
+    # each of these costs a tenth of a second or more of start-up that a filament pulse run has no use for
+    # (scipy.special it has: the parameter draws' inverse normal)
+    heavy = ("dask.array", "distributed", "scipy.linalg", "torch", "aihwkit", "matplotlib", "numba")
+    out = _fresh_python(
+        "import sys\n"
+        "from memdrift.experiments import cli\n"
+        f"assert cli.main({[*BASE, '-o', str(tmp_path / 'p.nc')]!r}) == 0\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+        "from xarray.namedarray import pycompat\n"
+        "print('dask' in pycompat._cached_duck_array_modules)\n")
+    assert out.splitlines()[-2:] == ["[]", "False"], out
+    assert xr.open_dataset(tmp_path / "p.nc").sizes["device"] == 7
+
+
+def test_dask_stand_in_answers_as_xarray_would():
+    out = _fresh_python(
+        "import sys\n"
+        "import numpy as np, xarray as xr\n"
+        "from xarray.namedarray.pycompat import array_type, mod_version\n"
+        "from memdrift.experiments import cli\n"
+        "with cli._dask_looked_up_lazily():\n"
+        "    xr.Variable(('x',), np.zeros(3))\n"
+        "    print('dask.array' in sys.modules, array_type('dask'))\n"
+        "    import dask, dask.array as da\n"
+        "    print(array_type('dask') == (da.Array,), mod_version('dask') == mod_version('dask'))\n"
+        "    print(str(mod_version('dask')) == dask.__version__.split('+')[0])\n"
+        "    v = xr.DataArray(da.ma.masked_array(da.arange(4.0, chunks=2), mask=[0, 1, 0, 0]))\n"
+        "    print(v.chunks, int(v.isnull().sum()))\n")
+    assert out.splitlines() == ["False ()", "True True", "True", "((2, 2),) 1"], out
+
+
+def test_kernel_computes_the_next_chunk_while_this_one_is_assembled(monkeypatch):
+    import threading
+
+    from memdrift.models import MODELS
+
+    real_arrays, real_dataset = engine.pulse_arrays, engine.pulse_dataset
+    second_started = threading.Event()
+    where = []
+
+    def arrays(*args, first_device=0, **kwargs):
+        where.append(threading.current_thread().name)
+        if first_device == 2:
+            second_started.set()
+        return real_arrays(*args, first_device=first_device, **kwargs)
+
+    def dataset(*args, first_device=0, **kwargs):
+        if first_device == 0:
+            # the chunk after this one is already in the kernel (a serial loop would wait here in vain)
+            assert second_started.wait(10)
+        return real_dataset(*args, first_device=first_device, **kwargs)
+
+    monkeypatch.setattr(engine, "pulse_arrays", arrays)
+    monkeypatch.setattr(engine, "pulse_dataset", dataset)
+    params = load_preset(PRESET).params
+    chunks = list(MODELS.get("filament").run_chunks(params, "ramp", devices=5, chunk_devices=2, cycles=2, seed=3))
+    assert [c.sizes["device"] for c in chunks] == [2, 2, 1]
+    assert all(name.startswith("memdrift-kernel") for name in where), where
+    whole = engine.run_pulses(params, from_name("ramp"), devices=5, cycles=2, seed=3)
+    for name in ("conductance", "temperature_peak", "energy", "gap", "pulse_flag", "device"):
+        assert np.array_equal(np.concatenate([c[name].values for c in chunks]), whole[name].values), name

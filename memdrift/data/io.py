@@ -329,9 +329,22 @@ def write_dataset_stream(chunks: Iterable[xr.Dataset], path: str | os.PathLike[s
                             for key in ("zlib", "complevel", "shuffle"):
                                 enc.pop(key, None)
                             enc.update(measured_compression(var.values, enc.get("dtype")))
-                    ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding, unlimited_dims=[dim])
+                    # the store to_netcdf writes through, under xarray's own netCDF/HDF5 lock, without
+                    # to_netcdf's question to dask about its scheduler (an import of dask.distributed,
+                    # 0.1 CPU-s): only this thread writes the file, and the data are NumPy arrays
+                    store = xr.backends.NetCDF4DataStore.open(tmp, mode="w", format="NETCDF4",
+                                                              lock=_netcdf4_lock())
+                    try:
+                        ds.dump_to_store(store, encoding=encoding, unlimited_dims=[dim])
+                    finally:
+                        store.close()
                     nc = netCDF4.Dataset(tmp, "a")
                     nc.set_auto_maskandscale(False)
+                    # no chunk cache: netCDF's 64 MiB per variable would hold a 10^5-device run whole
+                    # and compress and write it all at close, after the kernel is done; without it each
+                    # chunk is filtered and written here, while the kernel computes the next
+                    for name in along:
+                        nc.variables[name].set_var_chunk_cache(size=0)
                 else:
                     for name in along:
                         var = ds[name]
@@ -379,6 +392,14 @@ def write_dataset_stream(chunks: Iterable[xr.Dataset], path: str | os.PathLike[s
     except (OSError, RuntimeError) as exc:
         raise write_error(path, exc) from None
     return Path(path)
+
+
+def _netcdf4_lock():
+    """xarray's process-wide lock around the netCDF-C and HDF5 libraries (None, xarray's default choice,
+    where this xarray has none by that name)."""
+    from xarray.backends import netCDF4_
+
+    return getattr(netCDF4_, "NETCDF4_PYTHON_LOCK", None)
 
 
 def open_dataset(path: str | os.PathLike[str], *, chunks: dict | None = None) -> xr.Dataset:

@@ -100,6 +100,17 @@ def run_pulses(params: FilamentParams, train: PulseTrain, *, devices: int, cycle
     ``first_device`` offsets the device indices, so an ensemble computed in chunks
     gives the same per-device results as computed whole.
     """
+    arrays = pulse_arrays(params, train, devices=devices, cycles=cycles, seed=seed, threads=threads, backend=backend,
+                          noise=noise, progress=progress, first_device=first_device)
+    return pulse_dataset(arrays, params, train, seed=seed, noise=noise, preset=preset, backend=backend,
+                         first_device=first_device)
+
+
+def pulse_arrays(params: FilamentParams, train: PulseTrain, *, devices: int, cycles: int = 1, seed: int = 0,
+                 threads: int = 1, backend: Backend = "compiled", noise: bool = True, progress: bool = False,
+                 first_device: int = 0) -> dict[str, np.ndarray]:
+    """The computing half of :func:`run_pulses`: its per-pulse arrays (device, cycle, pulse), the kernel's
+    flags under ``pulse_flag``; :func:`pulse_dataset` makes them the dataset."""
     _check_ensemble(devices, cycles, seed, threads, backend)
     if not (isinstance(first_device, (int, np.integer)) and first_device >= 0):
         raise MemdriftError(f"first_device = {first_device!r} is out of range; allowed: integer >= 0")
@@ -132,8 +143,18 @@ def run_pulses(params: FilamentParams, train: PulseTrain, *, devices: int, cycle
                 out[name][:, cycle] = value
             bar.update(1)
     bar.close()
+    out[flags.VARIABLE] = pulse_flags.astype(np.uint8)
+    return out
+
+
+def pulse_dataset(arrays: dict[str, np.ndarray], params: FilamentParams, train: PulseTrain, *, seed: int,
+                  noise: bool, preset: str, backend: str, first_device: int = 0) -> xr.Dataset:
+    """The dataset of :func:`run_pulses` from :func:`pulse_arrays`' arrays (warning once on flagged pulses)."""
+    out = dict(arrays)
+    pulse_flags = out.pop(flags.VARIABLE)
+    devices = pulse_flags.shape[0]
     ds = build_dataset(out, params, train, seed=seed, noise=noise, preset=preset, backend=backend)
-    ds = flags.attach(ds, pulse_flags.astype(np.uint8), (DEVICE, CYCLE, PULSE_DIM))
+    ds = flags.attach(ds, pulse_flags, (DEVICE, CYCLE, PULSE_DIM))
     _warn_flags(ds[flags.VARIABLE].values)
     return ds.assign_coords({DEVICE: np.arange(first_device, first_device + devices)})
 
@@ -143,7 +164,7 @@ def _warn_flags(pulse_flags: np.ndarray) -> None:
     phrases = flags.describe(pulse_flags)
     if phrases:
         warnings.warn(f"filament kernel: {', '.join(phrases)} (see {flags.VARIABLE})", FlaggedPulseWarning,
-                      stacklevel=3)
+                      stacklevel=4)
 
 
 class FlaggedPulseWarning(UserWarning):

@@ -81,14 +81,41 @@ class FilamentModel(DeviceModel):
     def streams(self, scheme: str, backend: str) -> bool:
         return scheme != "write-verify" and backend == "compiled"
 
-    def run_chunks(self, params: Any, scheme: str, *, devices: int, chunk_devices: int,
-                   **kwargs: Any) -> Iterator[xr.Dataset]:
-        from memdrift.emulator.engine import run_pulses
+    def run_chunks(self, params: Any, scheme: str, *, devices: int, chunk_devices: int, cycles: int = 1,
+                   seed: int = 0, threads: int = 1, backend: str = "compiled", noise: bool = True,
+                   preset: str = "custom") -> Iterator[xr.Dataset]:
+        """The chunks of :func:`~memdrift.emulator.engine.run_pulses`, the kernel one chunk ahead.
+
+        A worker thread computes chunk k+1 while this thread makes chunk k's dataset and the caller
+        uses it (``memdrift pulse`` writes it from a third thread): the compiled kernel releases the
+        GIL, so it runs back to back instead of waiting on the dataset assembly between chunks.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from memdrift.emulator import engine
 
         train = self._train(scheme)
-        for first in range(0, devices, chunk_devices):
-            n = min(chunk_devices, devices - first)
-            yield _with_layout(run_pulses(params, train, devices=n, first_device=first, **kwargs), LAYOUT_PULSE)
+        starts = list(range(0, devices, chunk_devices))
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="memdrift-kernel") as pool:
+            def compute(first: int):
+                return pool.submit(engine.pulse_arrays, params, train, devices=min(chunk_devices, devices - first),
+                                   cycles=cycles, seed=seed, threads=threads, backend=backend, noise=noise,
+                                   first_device=first)
+
+            ahead = compute(starts[0]) if starts else None
+            try:
+                for i, first in enumerate(starts):
+                    assert ahead is not None
+                    arrays = ahead.result()
+                    ahead = compute(starts[i + 1]) if i + 1 < len(starts) else None
+                    ds = engine.pulse_dataset(arrays, params, train, seed=seed, noise=noise, preset=preset,
+                                              backend=backend, first_device=first)
+                    yield _with_layout(ds, LAYOUT_PULSE)
+            finally:
+                # an interrupted caller waits for the chunk in the kernel (it cannot be stopped), not the rest
+                if ahead is not None:
+                    ahead.cancel()
 
     def characterise(self, preset: Any, protocol: str, options: Any) -> xr.Dataset:
         from memdrift.emulator.protocols import characterise_filament

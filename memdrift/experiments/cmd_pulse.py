@@ -60,8 +60,9 @@ DEFAULT_MAX_MEMORY_GB = 8.0
 #: float64 output of one streamed chunk: small enough that computing one chunk overlaps writing the
 #: previous one several times over on a 10^5-device run, large enough for HDF5 chunks of megabytes
 PULSE_CHUNK_BYTES = 16 * 2**20
-#: chunks alive at once while streaming: the one computing, the one waiting, the one being written
-CHUNKS_IN_FLIGHT = 3
+#: chunks alive at once while streaming: the one in the kernel, the one made a dataset, the one waiting
+#: for the writer, the one being written
+CHUNKS_IN_FLIGHT = 4
 
 
 def memory_limit_bytes(args: argparse.Namespace) -> float:
@@ -176,7 +177,8 @@ def _stream(model, preset, scheme: str, args: argparse.Namespace, options: dict[
     chunk = args.chunk_devices or max(1, int(PULSE_CHUNK_BYTES // per_device))
     chunk = min(chunk, args.devices)
     check_memory(f"pulse --devices {args.devices} --cycles {cycles} ({train.n_pulses} pulses a cycle) in chunks of "
-                 f"{chunk} device{'s' if chunk != 1 else ''}", CHUNKS_IN_FLIGHT * chunk * per_device,
+                 f"{chunk} device{'s' if chunk != 1 else ''}",
+                 min(CHUNKS_IN_FLIGHT, -(-args.devices // chunk)) * chunk * per_device,
                  memory_limit_bytes(args))
     outside = [0]
 

@@ -9,6 +9,8 @@ import numba
 import numpy as np
 import pytest
 import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import memdrift
 from memdrift.emulator import filament
@@ -228,3 +230,59 @@ def test_a_module_function_text_names_a_law(preset):
     assert user.attrs["scheme.conduction"] == "memdrift.emulator.conduction:sinh_law"
     with pytest.raises(MemdriftError, match="module 'no_such_module' cannot be imported"):
         _run(preset, conduction="no_such_module:law")
+
+
+def cubic(cell_v, gap_m, i0_a, g0_m, v0_v):
+    # a law of another shape: linear at small bias, cubic at large
+    u = cell_v / v0_v
+    return i0_a * np.exp(-gap_m / g0_m) * (u + u * u * u / 6.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(volts=st.floats(-10.0, 10.0).filter(lambda v: abs(v) > 1e-6), log_rs=st.floats(-1.0, 3.0),
+       log_v0=st.floats(-1.8, 0.0), log_i0=st.floats(-5.0, -1.0), gap_nm=st.floats(0.3, 3.0),
+       share=st.floats(-40.0, 0.0))
+def test_the_solve_of_any_law_satisfies_the_series_equation(volts, log_rs, log_v0, log_i0, gap_nm, share):
+    law = _cubic()
+    table = np.zeros((1, len(filament.COLUMNS)))
+    rs, v0, i0, g0 = 10.0 ** log_rs, 10.0 ** log_v0, 10.0 ** log_i0, 2.5e-10
+    for name, value in (("series_resistance_ohm", rs), ("tunnel_voltage_v", v0), ("tunnel_current_a", i0),
+                        ("tunnel_length_m", g0)):
+        table[0, filament.COL[name]] = value
+    vc, current, _, _, failed = law.cell_solve(np.array([volts]), np.array([gap_nm * 1e-9]), table,
+                                               np.array([share]))
+    assert not failed[0]
+    assert np.sign(vc[0]) == np.sign(volts) and abs(vc[0]) <= abs(volts)
+    assert abs(vc[0] + current[0] * rs - volts) <= 4e-15 * abs(volts)
+    # the current is the law's at that cell voltage, to within what the cell voltage's rounding allows
+    own = cubic(vc[0], gap_nm * 1e-9, i0, g0, v0)
+    slope = (cubic(vc[0] * (1 + 1e-7), gap_nm * 1e-9, i0, g0, v0) - own) / (vc[0] * 1e-7)
+    assert abs(current[0] - own) <= 1e-13 * abs(own) + 8e-16 * abs(volts) * abs(slope)
+
+
+_CUBIC = []
+
+
+def _cubic():
+    if not _CUBIC:
+        _CUBIC.append(compile_conduction(cubic))
+    return _CUBIC[0]
+
+
+def nan_above_half_a_volt(cell_v, gap_m, i0_a, g0_m, v0_v):
+    return np.nan if abs(cell_v) > 0.5 else cell_v * 1e-3
+
+
+def test_a_solve_that_meets_no_finite_current_is_flagged_and_reads_nan():
+    law = compile_conduction(nan_above_half_a_volt)
+    table = np.zeros((2, len(filament.COLUMNS)))
+    table[:, filament.COL["series_resistance_ohm"]] = 100.0
+    table[:, filament.COL["tunnel_voltage_v"]] = 0.1
+    table[:, filament.COL["tunnel_length_m"]] = 2.5e-10
+    # at 0.2 V the root is at 0.18 V; at 5 V it lies where the law gives NaN
+    _, current, _, _, failed = law.cell_solve(np.array([0.2, 5.0]), np.full(2, 1e-9), table, np.zeros(2) - 1.0)
+    assert current[0] == pytest.approx(0.2 / 1100.0, rel=1e-14)
+    assert failed.tolist() == [False, True]
+    state = filament.DeviceState(np.full(2, 1e-9), np.full(2, 300.0))
+    g = filament.read_conductance(5.0, state, table, law)
+    assert np.isnan(g).all()

@@ -21,7 +21,7 @@ the derivative by a forward difference, all in one Numba loop over the devices. 
 step, or the bracket, is within ``SOLVE_RTOL |V|``; the current is then taken from whichever side of
 ``V = V_cell + I R_s`` is better conditioned (the law where the cell takes the bias, ``(|V| - V_cell)/R_s``
 where the resistor does), so it is good to a few units of 1e-16 relative however steep the law.
-A device whose solve does not converge, or whose current is not finite, is flagged
+A device whose solve does not converge, or meets a current that is not finite, is flagged
 ``SOLVE_NOT_CONVERGED`` like the built-in solve's. The compiled backend runs only the built-in law.
 """
 
@@ -184,7 +184,7 @@ def _compile_grid(law: Any) -> Callable[..., None]:
                 up[k, j] = law(voltages[j], gaps[k], i0, g0, v0)
                 down[k, j] = law(-voltages[j], gaps[k], i0, g0, v0)
 
-    return numba.njit(grid)
+    return numba.njit(error_model="numpy")(grid)
 
 
 def _compile_solve(law: Any) -> Callable[..., None]:
@@ -223,6 +223,9 @@ def _compile_solve(law: Any) -> Callable[..., None]:
             for _ in range(max_iter):
                 cur = law(x, g, i0, g0, v0)
                 f = (x - target) + rs * cur
+                if not np.isfinite(f):
+                    # a law with no current here: no root to bracket (flagged below)
+                    break
                 if f == 0.0:
                     done = True
                     break
@@ -261,7 +264,8 @@ def _compile_solve(law: Any) -> Callable[..., None]:
                 slope_out[d] = rs * di_dg / (y * (1.0 + rs * di_dv))
             failed[d] = not (done and np.isfinite(current) and np.isfinite(x))
 
-    return numba.njit(solve)
+    # IEEE arithmetic (a division by zero gives inf, not an exception), as in the NumPy solve
+    return numba.njit(error_model="numpy")(solve)
 
 
 def resolve_conduction(conduction: Any) -> CompiledConduction | None:

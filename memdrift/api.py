@@ -41,7 +41,8 @@ def _preset(preset: str | os.PathLike[str] | Preset) -> Preset:
 def simulate(preset: str | os.PathLike[str] | Preset, scheme: str | None = None, *, devices: int = 1,
              cycles: int | None = None, seed: int = 0, threads: int = 1, backend: str = "compiled",
              noise: bool = True, progress: bool = False,
-             policy: Callable[..., float] | str | os.PathLike[str] | None = None, **options: Any) -> xr.Dataset:
+             policy: Callable[..., float] | str | os.PathLike[str] | None = None,
+             conduction: Callable[..., float] | str | os.PathLike[str] | None = None, **options: Any) -> xr.Dataset:
     """Run ``scheme`` (default: the preset's) on ``devices`` devices of ``preset``.
 
     The preset's model (:data:`memdrift.models.MODELS`) runs it; ``options`` are the scheme's own
@@ -49,7 +50,10 @@ def simulate(preset: str | os.PathLike[str] | Preset, scheme: str | None = None,
     :func:`memdrift.emulator.bulk4t_schemes.simulate_scheme`). ``policy``: the film's FFP schemes
     write with ``policy(r_ohm, sign, r_grid_ohm, vw_table_v) -> amplitude_v`` (a function, or
     ``"path/to/file.py:function"``), compiled with Numba, instead of the built-in table look-up
-    (docs/policies.md).
+    (docs/policies.md). ``conduction``: filament ramp/identical runs on ``backend="reference"`` solve the
+    cell with ``conduction(cell_v, gap_m, i0_a, g0_m, v0_v) -> current_a`` (a function, or
+    ``"path/to/file.py:function"``), compiled with Numba, instead of the built-in sinh law
+    (docs/policies.md, "Conduction laws of your own").
 
     >>> import memdrift
     >>> ds = memdrift.simulate("hfoxsy-hfs2", "ramp", devices=2, cycles=2)
@@ -63,6 +67,8 @@ def simulate(preset: str | os.PathLike[str] | Preset, scheme: str | None = None,
     p = _preset(preset)
     if policy is not None:
         options["policy"] = policy
+    if conduction is not None:
+        options["conduction"] = conduction
     return MODELS.get(p.model).run(p, scheme or p.scheme, devices=devices, cycles=cycles, seed=seed,
                                    threads=threads, backend=backend, noise=noise, progress=progress,
                                    preset=p.name, **options)

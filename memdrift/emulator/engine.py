@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -94,28 +94,37 @@ def _check_ensemble(devices: int, cycles: int, seed: int, threads: int, backend:
 
 def run_pulses(params: FilamentParams, train: PulseTrain, *, devices: int, cycles: int = 1, seed: int = 0,
                threads: int = 1, backend: Backend = "compiled", noise: bool = True, progress: bool = False,
-               preset: str = "custom", first_device: int = 0) -> xr.Dataset:
+               preset: str = "custom", first_device: int = 0, conduction: Any = None) -> xr.Dataset:
     """Emulate ``devices`` filament cells through ``cycles`` repetitions of ``train``.
 
     ``first_device`` offsets the device indices, so an ensemble computed in chunks
-    gives the same per-device results as computed whole.
+    gives the same per-device results as computed whole. ``conduction``: a conduction law
+    ``law(cell_v, gap_m, i0_a, g0_m, v0_v) -> current_a`` of your own (a function, or
+    ``"path/to/file.py:function"``) in place of the built-in sinh law, compiled with Numba and checked
+    before any device runs; the reference backend only (:mod:`memdrift.emulator.conduction`).
     """
+    from memdrift.emulator.conduction import resolve_conduction
+
+    check_conduction_backend(conduction, backend)
+    law = resolve_conduction(conduction)  # compiled once, here
     arrays = pulse_arrays(params, train, devices=devices, cycles=cycles, seed=seed, threads=threads, backend=backend,
-                          noise=noise, progress=progress, first_device=first_device)
+                          noise=noise, progress=progress, first_device=first_device, conduction=law)
     return pulse_dataset(arrays, params, train, seed=seed, noise=noise, preset=preset, backend=backend,
-                         first_device=first_device)
+                         first_device=first_device, conduction_name=None if law is None else law.name)
 
 
 def pulse_arrays(params: FilamentParams, train: PulseTrain, *, devices: int, cycles: int = 1, seed: int = 0,
                  threads: int = 1, backend: Backend = "compiled", noise: bool = True, progress: bool = False,
-                 first_device: int = 0) -> dict[str, np.ndarray]:
+                 first_device: int = 0, conduction: Any = None) -> dict[str, np.ndarray]:
     """The computing half of :func:`run_pulses`: its per-pulse arrays (device, cycle, pulse), the kernel's
     flags under ``pulse_flag``; :func:`pulse_dataset` makes them the dataset."""
     _check_ensemble(devices, cycles, seed, threads, backend)
     if not (isinstance(first_device, (int, np.integer)) and first_device >= 0):
         raise MemdriftError(f"first_device = {first_device!r} is out of range; allowed: integer >= 0")
+    check_conduction_backend(conduction, backend)
     keys = device_keys(seed, int(devices), int(first_device))
     table, gap0 = parameter_table(params, keys)
+    law = _checked_law(conduction, params, train, table)
     segments = segment_table(train)
     shape = (int(devices), int(cycles), train.n_pulses)
     out = {name: np.empty(shape) for name in ("conductance", "temperature_peak", "energy", "gap")}
@@ -138,7 +147,7 @@ def pulse_arrays(params: FilamentParams, train: PulseTrain, *, devices: int, cyc
         ref_state = filament.DeviceState(gap0, temperature0)
         rng = np.random.default_rng(np.random.SeedSequence(int(seed))) if noise else None
         for cycle in range(cycles):
-            res = filament.run_cycle_reference(segments, ref_state, table, rng, pulse_flags[:, cycle])
+            res = filament.run_cycle_reference(segments, ref_state, table, rng, pulse_flags[:, cycle], conduction=law)
             for name, value in zip(("conductance", "temperature_peak", "energy", "gap"), res):
                 out[name][:, cycle] = value
             bar.update(1)
@@ -148,15 +157,49 @@ def pulse_arrays(params: FilamentParams, train: PulseTrain, *, devices: int, cyc
 
 
 def pulse_dataset(arrays: dict[str, np.ndarray], params: FilamentParams, train: PulseTrain, *, seed: int,
-                  noise: bool, preset: str, backend: str, first_device: int = 0) -> xr.Dataset:
+                  noise: bool, preset: str, backend: str, first_device: int = 0,
+                  conduction_name: str | None = None) -> xr.Dataset:
     """The dataset of :func:`run_pulses` from :func:`pulse_arrays`' arrays (warning once on flagged pulses)."""
     out = dict(arrays)
     pulse_flags = out.pop(flags.VARIABLE)
     devices = pulse_flags.shape[0]
     ds = build_dataset(out, params, train, seed=seed, noise=noise, preset=preset, backend=backend)
+    if conduction_name is not None:
+        ds.attrs["scheme.conduction"] = conduction_name
     ds = flags.attach(ds, pulse_flags, (DEVICE, CYCLE, PULSE_DIM))
     _warn_flags(ds[flags.VARIABLE].values)
     return ds.assign_coords({DEVICE: np.arange(first_device, first_device + devices)})
+
+
+def check_conduction_backend(conduction: Any, backend: str) -> None:
+    """Refuse a user conduction law on the compiled backend, whose kernel solves only the built-in law."""
+    if conduction is not None and backend != "reference":
+        from memdrift.emulator.conduction import describe
+
+        name = describe(conduction)
+        raise MemdriftError(f"conduction = {name!r} needs backend = 'reference': the compiled kernel solves only "
+                            f"the built-in sinh law (backend = {backend!r}); allowed: backend=\"reference\" "
+                            "(--backend reference)")
+
+
+def _checked_law(conduction: Any, params: FilamentParams, train: PulseTrain, table: np.ndarray) -> Any:
+    """The user law compiled and checked (odd, increasing) over the run's voltages and gaps for the
+    nominal device and those at the extremes of each tunnelling parameter; None for the built-in law."""
+    from memdrift.emulator.conduction import resolve_conduction
+
+    law = resolve_conduction(conduction)
+    if law is None:
+        return None
+    cols = [filament.COL[name] for name in ("tunnel_current_a", "tunnel_length_m", "tunnel_voltage_v")]
+    rows = table[:, cols]
+    picks = {int(f(rows[:, j])) for j in range(3) for f in (np.argmin, np.argmax)}
+    nominal = params.scalars()
+    devices = np.vstack([[nominal["tunnel_current_a"], nominal["tunnel_length_m"], nominal["tunnel_voltage_v"]],
+                         rows[sorted(picks)]])
+    max_v = max(float(np.max(np.abs(train.amplitude_v))), abs(float(train.read_voltage_v)))
+    law.check(max_v, float(np.min(table[:, filament.COL["gap_min_m"]])),
+              float(np.max(table[:, filament.COL["gap_max_m"]])), devices)
+    return law
 
 
 def _warn_flags(pulse_flags: np.ndarray) -> None:

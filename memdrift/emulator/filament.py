@@ -180,6 +180,7 @@ them, and serve as the twin in tests and benchmarks.
 from __future__ import annotations
 
 from dataclasses import fields
+from typing import Any
 
 import numpy as np
 
@@ -458,19 +459,22 @@ def field_excess(cell_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray) -> np
     return np.abs(gamma * cell_v / table[:, COL["oxide_thickness_m"]]) - min_field(cell_v, table)
 
 
-def read_conductance(voltage_v: float, state: DeviceState, table: np.ndarray) -> np.ndarray:
+def read_conductance(voltage_v: float, state: DeviceState, table: np.ndarray, conduction: Any = None) -> np.ndarray:
     """Conductance I/V seen by the instrument at ``voltage_v`` (series resistance included); NaN
-    where the solve failed."""
+    where the solve failed. ``conduction``: a user law (:mod:`memdrift.emulator.conduction`) in place
+    of the built-in one."""
     v = np.full(state.gap_m.shape, voltage_v)
-    _, current, _, _, failed = cell_solve(v, state.gap_m, table, state.read_share)
+    solve = cell_solve if conduction is None else conduction.cell_solve
+    _, current, _, _, failed = solve(v, state.gap_m, table, state.read_share)
     return np.where(failed, np.nan, current / v)
 
 
 def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: np.ndarray,
                 rng: np.random.Generator | None, *, read: bool = False,
-                flags: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                flags: np.ndarray | None = None, conduction: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Advance every device through one constant-voltage segment (``read``: warm-start
-    the solve from the last read rather than the last write).
+    the solve from the last read rather than the last write; ``conduction``: a user law,
+    :mod:`memdrift.emulator.conduction`, solved in place of the built-in one).
 
     Returns (peak temperature K, energy J delivered by the source) per device; ORs the
     ``memdrift.data.flags`` bits of what ended a device's segment early into ``flags``.
@@ -504,12 +508,13 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
     volts = np.full(n, float(voltage_v))
     active = np.ones(n, dtype=bool) if duration_s > 0 else np.zeros(n, dtype=bool)
     share = state.read_share if read else state.write_share
+    cell_solve_ = cell_solve if conduction is None else conduction.cell_solve
     while active.any():
         idx = np.flatnonzero(active)
         tb = table[idx]
         gap = state.gap_m[idx]
         temp = state.temperature_k[idx]
-        vc, current, share[idx], slope, bad = cell_solve(volts[idx], gap, tb, share[idx])
+        vc, current, share[idx], slope, bad = cell_solve_(volts[idx], gap, tb, share[idx])
         t_ss = t_amb[idx] + heating_power(vc, current, tb) * r_th[idx]
         ci, ti = ceiling[idx], tau[idx]
         with np.errstate(over="ignore", invalid="ignore"):
@@ -578,7 +583,7 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
         # the midpoint solve starts from the first solve moved along its slope
         share_mid = share[idx] + slope * np.where(np.isfinite(g_mid), g_mid - gap, 0.0)
         current_start, t_ss_start = current, t_ss
-        vc_mid, current, _, _, bad = cell_solve(volts[idx], np.nan_to_num(g_mid), tb, share_mid)
+        vc_mid, current, _, _, bad = cell_solve_(volts[idx], np.nan_to_num(g_mid), tb, share_mid)
         fail = np.where((fail == 0) & bad, SOLVE_NOT_CONVERGED, fail).astype(np.uint8)
         t_ss = t_amb[idx] + heating_power(vc_mid, current, tb) * r_th[idx]
         with np.errstate(over="ignore", invalid="ignore"):
@@ -611,7 +616,7 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
                 # the secant on |E(g)| - F_min alone (the cell solved at each estimate) from the start
                 g_a, phi_a, g_b = gap, phi0, g_star
                 for _ in range(EVENT_SECANT_ITER):
-                    vc_b, _, _, _, bad_b = cell_solve(volts[idx], g_b, tb, share[idx].copy())
+                    vc_b, _, _, _, bad_b = cell_solve_(volts[idx], g_b, tb, share[idx].copy())
                     phi_b = field_excess(vc_b, g_b, tb)
                     den = phi_b - phi_a
                     ok = cut & ~bad_b & (den != 0.0) & np.isfinite(phi_b)
@@ -683,14 +688,14 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
 
 
 def run_cycle_reference(segments: np.ndarray, state: DeviceState, table: np.ndarray,
-                        rng: np.random.Generator | None, flags: np.ndarray | None = None
+                        rng: np.random.Generator | None, flags: np.ndarray | None = None, conduction: Any = None
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One cycle of (pulse, idle, read) segment triples for all devices.
 
     ``segments`` has rows (voltage V, duration s, kind). Returns per pulse:
     conductance read (S), peak temperature (K), pulse energy (J), gap after the read (m);
     ``flags`` (device, pulse), if given, receives each pulse's ``memdrift.data.flags`` bits
-    (of its pulse, idle and read segments).
+    (of its pulse, idle and read segments); ``conduction``: a user law in place of the built-in one.
     """
     n_pulses = int(np.sum(segments[:, 2] == PULSE))
     n = state.gap_m.size
@@ -706,14 +711,15 @@ def run_cycle_reference(segments: np.ndarray, state: DeviceState, table: np.ndar
         if kind == PULSE:
             pulse += 1
             seg_flags = pulse_flags[:, pulse]
-            peak[:, pulse], energy[:, pulse] = run_segment(voltage, duration, state, table, rng, flags=seg_flags)
+            peak[:, pulse], energy[:, pulse] = run_segment(voltage, duration, state, table, rng, flags=seg_flags,
+                                                            conduction=conduction)
         elif kind == READ:
-            conductance[:, pulse] = read_conductance(voltage, state, table)
+            conductance[:, pulse] = read_conductance(voltage, state, table, conduction)
             seg_flags |= np.where(np.isnan(conductance[:, pulse]), SOLVE_NOT_CONVERGED, 0).astype(np.uint8)
-            run_segment(voltage, duration, state, table, rng, read=True, flags=seg_flags)
+            run_segment(voltage, duration, state, table, rng, read=True, flags=seg_flags, conduction=conduction)
             gap[:, pulse] = state.gap_m
         else:
-            run_segment(0.0, duration, state, table, rng, flags=seg_flags)
+            run_segment(0.0, duration, state, table, rng, flags=seg_flags, conduction=conduction)
         if pulse >= 0:
             pulse_flags[:, pulse] = seg_flags
     if flags is not None:

@@ -39,14 +39,19 @@ class FilamentModel(DeviceModel):
             **options: Any) -> xr.Dataset:
         """``params``: parameters or a preset; ``scheme``: ``ramp``/``identical`` (or a ``PulseTrain``),
         or ``write-verify`` (or a ``WriteVerify``; ``targets_s``/``tolerance``/``max_pulses`` options
-        change the default one)."""
+        change the default one). ``conduction`` (ramp/identical, reference backend): a conduction law of
+        your own in place of the built-in sinh law (:mod:`memdrift.emulator.conduction`)."""
         from memdrift.emulator.params import Preset
         from memdrift.emulator.write_verify import WriteVerify, run_write_verify
 
         if isinstance(params, Preset):
             params = params.params
 
+        conduction = options.pop("conduction", None)
         if isinstance(scheme, WriteVerify) or scheme == "write-verify":
+            if conduction is not None:
+                raise MemdriftError(f"conduction = {conduction!r} is not used by write-verify; allowed: scheme = "
+                                    "'ramp' or 'identical' (or a PulseTrain) on backend 'reference'")
             if cycles is not None:
                 raise MemdriftError(f"cycles = {cycles!r} is not used by write-verify; allowed: omit --cycles "
                                     "(each device is programmed to every target once)")
@@ -69,7 +74,7 @@ class FilamentModel(DeviceModel):
             check_memory(f"pulse --devices {devices} --cycles {n_cycles} ({train.n_pulses} pulses a cycle)",
                          float(devices) * n_cycles * train.n_pulses * BYTES_PER_PULSE, memory_limit_bytes)
         ds = run_pulses(params, train, devices=devices, cycles=n_cycles, seed=seed, threads=threads,
-                        backend=backend, noise=noise, progress=progress, preset=preset)
+                        backend=backend, noise=noise, progress=progress, preset=preset, conduction=conduction)
         return _with_layout(ds, LAYOUT_PULSE)
 
     @staticmethod

@@ -140,18 +140,27 @@ def resolve_policy(policy: Any) -> CompiledPolicy | None:
 
 
 def load_policy(spec: str) -> Callable[..., Any]:
-    """The function named by ``path/to/file.py:function``, imported from that file (not from memdrift)."""
+    """The function named by ``path/to/file.py:function``, imported from that file (not from memdrift),
+    or by ``package.module:function``."""
+    return load_function(spec, "policy")
+
+
+def load_function(spec: str, what: str) -> Callable[..., Any]:
+    """The function named by ``spec``, ``path/to/file.py:function`` (imported from that file, not from
+    memdrift) or ``package.module:function`` (an importable module); ``what`` names the option in errors."""
     path_text, sep, attr = str(spec).rpartition(":")
     if not sep or not path_text or not attr:
-        raise MemdriftError(f"policy = {spec!r} names no function; allowed: path/to/file.py:function")
+        raise MemdriftError(f"{what} = {spec!r} names no function; allowed: path/to/file.py:function")
     path = Path(path_text)
+    if path.suffix != ".py" and not path.exists() and path_text.replace(".", "").replace("_", "").isalnum():
+        return _from_module(spec, path_text, attr, what)
     if path.suffix != ".py" or not path.is_file():
-        raise MemdriftError(f"policy = {spec!r}: {path_text!r} is not a Python file; allowed: an existing "
+        raise MemdriftError(f"{what} = {spec!r}: {path_text!r} is not a Python file; allowed: an existing "
                             "path/to/file.py:function")
-    module_name = f"memdrift_user_policy_{abs(hash(str(path.resolve())))}"
+    module_name = f"memdrift_user_{what}_{abs(hash(str(path.resolve())))}"
     loader_spec = importlib.util.spec_from_file_location(module_name, path)
     if loader_spec is None or loader_spec.loader is None:
-        raise MemdriftError(f"policy = {spec!r}: {path_text!r} cannot be imported; allowed: a Python file")
+        raise MemdriftError(f"{what} = {spec!r}: {path_text!r} cannot be imported; allowed: a Python file")
     module = importlib.util.module_from_spec(loader_spec)
     # registered so that Numba (and pickling) find the module by its name
     sys.modules[module_name] = module
@@ -159,9 +168,22 @@ def load_policy(spec: str) -> Callable[..., Any]:
         loader_spec.loader.exec_module(module)
     except Exception as e:
         del sys.modules[module_name]
-        raise MemdriftError(f"policy = {spec!r}: importing {path_text!r} failed: {type(e).__name__}: {e}") from None
+        raise MemdriftError(f"{what} = {spec!r}: importing {path_text!r} failed: {type(e).__name__}: {e}") from None
     fn = getattr(module, attr, None)
     if fn is None:
-        raise MemdriftError(f"policy = {spec!r}: {path_text!r} defines no {attr!r}; allowed: a function "
+        raise MemdriftError(f"{what} = {spec!r}: {path_text!r} defines no {attr!r}; allowed: a function "
                             "defined in that file")
+    return fn
+
+
+def _from_module(spec: str, module_name: str, attr: str, what: str) -> Callable[..., Any]:
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:
+        raise MemdriftError(f"{what} = {spec!r}: module {module_name!r} cannot be imported ({type(e).__name__}: "
+                            f"{e}); allowed: path/to/file.py:function or package.module:function") from None
+    fn = getattr(module, attr, None)
+    if fn is None:
+        raise MemdriftError(f"{what} = {spec!r}: module {module_name!r} defines no {attr!r}; allowed: a "
+                            "function defined in that module")
     return fn

@@ -45,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="bulk4t ffp/ffp-segmentation: write policy Vw(r) compiled with Numba instead of the "
                         "built-in table look-up, policy(r_ohm, sign, r_grid_ohm, vw_table_v) -> amplitude_v "
                         "(see docs/policies.md)")
+    p.add_argument("--conduction", default=None, metavar="FILE.py:FUNCTION",
+                   help="filament ramp/identical with --backend reference: conduction law compiled with Numba "
+                        "instead of the built-in sinh law, law(cell_v, gap_m, i0_a, g0_m, v0_v) -> current_a "
+                        "(see docs/policies.md)")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.nc", help="netCDF file to write")
     p.add_argument("--plot", type=Path, default=None, metavar="OUT.png", help="also write a PNG summary")
     p.add_argument("--chunk-devices", type=int, default=None, metavar="N",
@@ -121,6 +125,13 @@ def run(args: argparse.Namespace) -> int:
     options = _write_verify_options(args)
     if args.policy is not None:
         options["policy"] = args.policy
+    if args.conduction is not None:
+        from memdrift.emulator.engine import check_conduction_backend
+
+        if preset.model == "filament":
+            # before the streamed path, which serves only the compiled backend
+            check_conduction_backend(args.conduction, args.backend)
+        options["conduction"] = args.conduction
     if streams:
         return _stream(model, preset, scheme, args, options)
     ds = model.run(preset, scheme, devices=args.devices, cycles=args.cycles, seed=args.seed, threads=args.threads,

@@ -59,6 +59,8 @@ def main() -> None:
     ap.add_argument("--max-devices", type=int, default=1_000_000)
     ap.add_argument("--tolerance", type=float, default=None,
                     help="integration_tolerance (default: the preset's)")
+    ap.add_argument("--preset", default="hfoxsy-hfs2",
+                    help="preset name or TOML (e.g. examples/presets/hfoxsy-physical-candidate.toml)")
     ap.add_argument("--converged", action="store_true",
                     help="the class's default stepping (tolerance, temperature step, thermal error control) "
                          "instead of the preset's calibrated one")
@@ -68,7 +70,7 @@ def main() -> None:
 
     from memdrift.emulator.params import FilamentParams
 
-    params = load_preset("hfoxsy-hfs2").params
+    params = load_preset(args.preset).params
     if args.converged:
         d = FilamentParams()
         params = params.replace(integration_tolerance=d.integration_tolerance,
@@ -80,7 +82,7 @@ def main() -> None:
         params = params.replace(thermal_step_error_fraction=args.thermal_error)
     train = ramp()
     n_pulse = train.n_pulses
-    print(f"filament ramp cycle: {n_pulse} pulses + reads, preset hfoxsy-hfs2, noise on, "
+    print(f"filament ramp cycle: {n_pulse} pulses + reads, preset {args.preset}, noise on, "
           f"integration_tolerance {params.integration_tolerance:g}, temperature step "
           f"{params.max_temperature_step_k:g} K, thermal_step_error_fraction {params.thermal_step_error_fraction:g}, "
           f"{os.cpu_count()} CPUs")

@@ -27,7 +27,6 @@ A device whose solve does not converge, or meets a current that is not finite, i
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,34 +142,19 @@ def compile_conduction(fn: Any, name: str | None = None) -> CompiledConduction:
     arguments (with Numba's reason), and one that returns anything but a number. ``name``: how errors and
     the dataset's attributes name it (default ``module:qualname``).
     """
-    import numba
     from numba import types
-    from numba.core.registry import CPUDispatcher
+
+    from memdrift.emulator.policies import njit_checked
 
     signature_text = f"law({', '.join(PARAMETERS)}) -> current_a"
     if not callable(fn):
         raise MemdriftError(f"conduction = {fn!r} is not callable; allowed: a function {signature_text}")
     name = name or _name(getattr(fn, "py_func", fn))
-    try:
-        inspect.signature(getattr(fn, "py_func", fn)).bind(*PARAMETERS)
-    except TypeError as e:
-        raise MemdriftError(f"conduction law {name} cannot be called with ({', '.join(PARAMETERS)}): {e}; "
-                            "allowed: a function of exactly those five arguments") from None
-    except ValueError:
-        pass  # no signature to read (a builtin): the compile below decides
-    jitted = fn if isinstance(fn, CPUDispatcher) else numba.njit(fn)
-    signature = (types.float64,) * len(PARAMETERS)
-    try:
-        jitted.compile(signature)
-    except Exception as e:  # numba raises its own errors, and whatever the function's body raises when typed
-        reason = " ".join(str(e).split("\n\n")[0].split())
-        raise MemdriftError(f"conduction law {name} could not be compiled by numba.njit: {reason}; allowed: a "
-                            "function of five floats in Numba's nopython subset (no objects, dicts of mixed "
-                            "types or calls into plain Python)") from None
-    returned = jitted.overloads[signature].signature.return_type
-    if not isinstance(returned, (types.Float, types.Integer)) or isinstance(returned, types.Boolean):
-        raise MemdriftError(f"conduction law {name} returns {returned}; allowed: one number, the current "
-                            "current_a (A)")
+    jitted = njit_checked(fn, kind="conduction law", name=name, parameters=PARAMETERS,
+                          signature=(types.float64,) * len(PARAMETERS), count="five",
+                          subset="of five floats in Numba's nopython subset (no objects, dicts of mixed types "
+                                 "or calls into plain Python)",
+                          returns="the current current_a (A)")
     return CompiledConduction(name=name, function=jitted, _solve=_compile_solve(jitted),
                               _grid=_compile_grid(jitted))
 

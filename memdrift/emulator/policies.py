@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,39 @@ def _read_only(values: np.ndarray) -> np.ndarray:
     return a
 
 
+def njit_checked(fn: Any, *, kind: str, name: str, parameters: Sequence[str], signature: tuple[Any, ...],
+                 count: str, subset: str, returns: str) -> Any:
+    """``fn`` compiled by ``numba.njit`` for ``signature`` (kept as is when it is already a dispatcher).
+
+    Refuses, naming the ``kind`` and ``name``: a function that cannot be called with ``parameters``
+    (``count`` of them, in words), one Numba cannot compile in nopython mode (with Numba's reason;
+    ``subset`` says what is allowed), and one that returns anything but a number (``returns``: what the
+    number is). Shared by the write policies and the conduction laws.
+    """
+    import numba
+    from numba import types
+    from numba.core.registry import CPUDispatcher
+
+    try:
+        inspect.signature(getattr(fn, "py_func", fn)).bind(*parameters)
+    except TypeError as e:
+        raise MemdriftError(f"{kind} {name} cannot be called with ({', '.join(parameters)}): {e}; allowed: a "
+                            f"function of exactly those {count} arguments") from None
+    except ValueError:
+        pass  # no signature to read (a builtin): the compile below decides
+    jitted = fn if isinstance(fn, CPUDispatcher) else numba.njit(fn)
+    try:
+        jitted.compile(signature)
+    except Exception as e:  # numba raises its own errors, and whatever the function's body raises when typed
+        reason = " ".join(str(e).split("\n\n")[0].split())
+        raise MemdriftError(f"{kind} {name} could not be compiled by numba.njit: {reason}; allowed: a function "
+                            f"{subset}") from None
+    returned = jitted.overloads[signature].signature.return_type
+    if not isinstance(returned, (types.Float, types.Integer)) or isinstance(returned, types.Boolean):
+        raise MemdriftError(f"{kind} {name} returns {returned}; allowed: one number, {returns}")
+    return jitted
+
+
 def compile_policy(fn: Any, name: str | None = None) -> CompiledPolicy:
     """Compile ``fn`` (a plain Python function, or one already decorated with ``numba.njit``) as a policy.
 
@@ -94,33 +127,17 @@ def compile_policy(fn: Any, name: str | None = None) -> CompiledPolicy:
     """
     import numba
     from numba import types
-    from numba.core.registry import CPUDispatcher
 
     if not callable(fn):
         raise MemdriftError(f"policy = {fn!r} is not callable; allowed: a function "
                             f"policy({', '.join(PARAMETERS)}) -> amplitude_v")
     name = name or _name(getattr(fn, "py_func", fn))
-    try:
-        inspect.signature(getattr(fn, "py_func", fn)).bind(*PARAMETERS)
-    except TypeError as e:
-        raise MemdriftError(f"policy {name} cannot be called with ({', '.join(PARAMETERS)}): {e}; allowed: a "
-                            f"function of exactly those four arguments") from None
-    except ValueError:
-        pass  # no signature to read (a builtin): the compile below decides
-    jitted = fn if isinstance(fn, CPUDispatcher) else numba.njit(fn)
     table = types.Array(types.float64, 1, "C", readonly=True)
-    signature = (types.float64, types.float64, table, table)
-    try:
-        jitted.compile(signature)
-    except Exception as e:  # numba raises its own errors, and whatever the function's body raises when typed
-        reason = " ".join(str(e).split("\n\n")[0].split())
-        raise MemdriftError(f"policy {name} could not be compiled by numba.njit: {reason}; allowed: a function "
-                            "of floats and NumPy arrays in Numba's nopython subset (no dicts of mixed "
-                            "types, objects or calls into Python)") from None
-    returned = jitted.overloads[signature].signature.return_type
-    if not isinstance(returned, (types.Float, types.Integer)) or isinstance(returned, types.Boolean):
-        raise MemdriftError(f"policy {name} returns {returned}; allowed: one number, the write amplitude "
-                            "amplitude_v (V)")
+    jitted = njit_checked(fn, kind="policy", name=name, parameters=PARAMETERS,
+                          signature=(types.float64, types.float64, table, table), count="four",
+                          subset="of floats and NumPy arrays in Numba's nopython subset (no dicts of mixed "
+                                 "types, objects or calls into Python)",
+                          returns="the write amplitude amplitude_v (V)")
 
     def amplitudes(r: np.ndarray, sign: float, grid: np.ndarray, vw: np.ndarray, out: np.ndarray) -> None:
         for i in range(r.size):

@@ -347,9 +347,6 @@ def enhancement(cell_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray) -> np.
     return np.maximum(gamma0 - beta * (gap_m / 1e-9) ** table[:, COL["field_enhancement_power"]], 0.0)
 
 
-PROBE = __import__('collections').Counter()
-
-
 def hop_rates(cell_v: np.ndarray, gap_m: np.ndarray, temperature_k: np.ndarray,
               table: np.ndarray, relaxation_m: np.ndarray | float = 0.0
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -645,7 +642,6 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
         # gap bound
         lost = held[idx] & ~hold & ~cut & (dt > h_gap) & (fail == 0) & ~retry & ~overflow & ~last
         h_lim[idx] = np.where(lost, h_gap, h_lim[idx])
-        PROBE['ceil'] += int(np.sum(retry)); PROBE['cut'] += int(np.sum(cut)); PROBE['lost'] += int(np.sum(lost)); PROBE['iter'] += 1; PROBE['hold'] += int(np.sum(hold))
         retry = retry | cut | lost
         go = (fail == 0) & ~retry
         # a held device sits at the threshold for the whole step: its power, and so its temperature and

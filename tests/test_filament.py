@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 from scipy.integrate import solve_ivp
 
 from memdrift.emulator import filament
@@ -413,6 +413,7 @@ def _kernel_solves(volts, gaps, params_list, share):
 @given(volts=st.floats(-10.0, 10.0), rs=st.one_of(st.just(0.0), st.floats(1e-3, 1000.0)),
        log_v0=st.floats(np.log10(0.015), 0.0), log_i0=st.floats(-6.0, 0.0), gap_nm=st.floats(0.1, 5.0),
        share=st.floats(-700.0, 0.0))
+@example(volts=5e-324, rs=1.0, log_v0=0.0, log_i0=0.0, gap_nm=0.125, share=0.0)  # the current underflows
 def test_cell_solve_matches_brentq_on_both_backends(volts, rs, log_v0, log_i0, gap_nm, share):
     """Any bias in [-10, 10] V, R_s in [0, 1] kOhm, V0 from 15 mV (the preset's regime) to 1 V, any warm
     start: the current is within 1e-9 relative of brentq's root, V = V_cell + I R_s holds, and the solve

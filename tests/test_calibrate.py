@@ -245,3 +245,18 @@ def test_targets_polish_lowers_the_cost_and_stays_in_the_envelope():
     assert info["cost"] <= before
     assert ct.nominal_cost(p, targets) == pytest.approx(info["cost"], rel=1e-12)
     assert p.physical_violations() == []
+
+
+def test_targets_noise_stage_stops_where_sigma_does_not_follow_m():
+    """On the envelope candidate the state σ of single devices hardly moves with the site population
+    (measured: 29.0 to 27.9 µS from M = 2e4 to 6e4), so the secant would run M to its bound; the stage
+    measures the exponent, stops at the best M it saw and records that σ is not Poisson-limited."""
+    from memdrift.mapping import calibrate_targets as ct
+
+    start = load_preset(CANDIDATE).params
+    targets = ct.RampTargets.from_reference("filament_hfoxsy_hfs2")
+    p, info = ct.stage_noise(start.replace(site_population=3.0e4), targets, devices=2, cycles=30, seed=3, rounds=4)
+    seen = [h["site_population"] for h in info["history"]]
+    assert len(seen) >= 2 and p.site_population in seen
+    assert info["poisson_limited"] is False and info["exponent"] < ct.MIN_NOISE_EXPONENT
+    assert max(seen) < 1e6                  # not driven to the bound

@@ -25,8 +25,9 @@ a device that misses). Stages, each reproducible for a seed:
    lowering beyond what the cell voltage supplies.
 2. ``polish``: adaptive Nelder-Mead on the same cost from the global stage's
    result (or the start preset), restarted from its best point a few times.
-3. ``noise``: the site population M alone (σ ∝ 1/√M), by a secant in log M on
-   single-device runs, so that the mean state σ of one device meets 23.7 µS.
+3. ``noise``: the site population M alone, by a secant in log σ against log M
+   on single-device runs (started from σ ∝ 1/√M), so that the mean state σ of one
+   device meets 23.7 µS; it stops, saying so, where σ does not follow M.
 4. ``check``: the paper's protocol on ``check_devices`` devices drawn from the
    preset's variation (one device × ``check_cycles`` cycles each, seeds
    ``seed + 1 ...``): every target per device, and the energy per cycle.
@@ -73,6 +74,8 @@ R2_MARGIN = 0.997
 G_LOW_S, G_HIGH_S = 0.42e-3, 1.9e-3
 #: filament temperature during writes above which a candidate is charged (K)
 T_WRITE_LIMIT_K = 1600.0
+#: −d ln σ / d ln M below which the noise stage takes the state σ as not Poisson-limited (Poisson: 1/2)
+MIN_NOISE_EXPONENT = 0.1
 
 
 @dataclass(frozen=True)
@@ -397,18 +400,33 @@ def stage_polish(start: Any, targets: RampTargets, *, rounds: int = 3, evaluatio
 
 def stage_noise(p: Any, targets: RampTargets, *, devices: int = 4, cycles: int = 50, seed: int = 0,
                 rounds: int = 4) -> tuple[Any, dict[str, Any]]:
-    """Site population M so the mean state σ of single devices meets the target (σ ∝ 1/√M, secant in
-    log M from that scaling)."""
-    history = []
+    """Site population M so the mean state σ of single devices meets the target: a secant in log σ against
+    log M, started from Poisson scaling (σ ∝ M^(−1/2)) and then using the exponent the runs show.
+
+    Where σ barely follows M (measured exponent below :data:`MIN_NOISE_EXPONENT`) the state σ is not
+    Poisson-limited (device dynamics or heating set it), so the stage stops at the M whose σ came closest
+    and says so (``poisson_limited`` false) instead of driving M to its bound."""
+    history: list[dict[str, float]] = []
+    exponent, limited = 0.5, True
     for _ in range(rounds):
         sigmas = [device_figures(p, seed + 101 + k, cycles)["state_sigma"] for k in range(devices)]
         sigma = float(np.mean([s for s in sigmas if s is not None])) if any(s is not None for s in sigmas) else 0.0
         history.append({"site_population": p.site_population, "state_sigma": sigma})
         if sigma <= 0 or abs(sigma / targets.state_sigma_s - 1.0) < 0.03:
             break
-        m = p.site_population * (sigma / targets.state_sigma_s) ** 2
+        if len(history) >= 2:
+            (m1, s1), (m2, s2) = ((h["site_population"], h["state_sigma"]) for h in history[-2:])
+            if m1 != m2 and s1 > 0 and s2 > 0:
+                exponent = -math.log(s2 / s1) / math.log(m2 / m1)
+            if exponent < MIN_NOISE_EXPONENT:
+                limited = False
+                best = min(history, key=lambda h: abs(h["state_sigma"] / targets.state_sigma_s - 1.0))
+                p = p.replace(site_population=best["site_population"])
+                break
+        m = p.site_population * (sigma / targets.state_sigma_s) ** (1.0 / exponent)
         p = p.replace(site_population=float(f"{min(max(m, 1.0), 1e12):.4g}"))
-    return p, {"stage": "noise", "devices": devices, "cycles": cycles, "history": history}
+    return p, {"stage": "noise", "devices": devices, "cycles": cycles, "history": history,
+               "exponent": round(exponent, 4), "poisson_limited": limited}
 
 
 # --------------------------------------------------------------------------- uncertainties

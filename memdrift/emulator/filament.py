@@ -347,14 +347,25 @@ def enhancement(cell_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray) -> np.
     return np.maximum(gamma0 - beta * (gap_m / 1e-9) ** table[:, COL["field_enhancement_power"]], 0.0)
 
 
+def drive_field(cell_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """The field that drives the hops (V/m), ``E = γ(g) V_cell / t_ox``, and 0 below its F_min."""
+    field = enhancement(cell_v, gap_m, table) * cell_v / table[:, COL["oxide_thickness_m"]]
+    return np.where(np.abs(field) < min_field(cell_v, table), 0.0, field)
+
+
+def gap_bounded(h: np.ndarray, drift: np.ndarray, spread: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """``h`` cut so that neither the expected gap change (``drift h``) nor its standard deviation
+    (``√(spread h)``) exceeds the gap bound ``cap``."""
+    h = np.where(drift * h > cap, cap / np.where(drift > 0, drift, 1.0), h)
+    return np.where(spread * h > cap * cap, cap * cap / np.where(spread > 0, spread, 1.0), h)
+
+
 def hop_rates(cell_v: np.ndarray, gap_m: np.ndarray, temperature_k: np.ndarray,
               table: np.ndarray, relaxation_m: np.ndarray | float = 0.0
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-site rates (1/s): forward hops (shrink the gap), backward, dissolution (its barrier
     raised by ``b·δ``, δ = ``relaxation_m``)."""
-    gamma = enhancement(cell_v, gap_m, table)
-    field = gamma * cell_v / table[:, COL["oxide_thickness_m"]]
-    field = np.where(np.abs(field) < min_field(cell_v, table), 0.0, field)
+    field = drive_field(cell_v, gap_m, table)
     kt_ev = BOLTZMANN_EV * temperature_k
     base = table[:, COL["attempt_frequency_hz"]] * np.exp(-table[:, COL["activation_energy_ev"]] / kt_ev)
     tilt = np.exp(table[:, COL["charge_number"]] * table[:, COL["hop_distance_m"]] * field / (2.0 * kt_ev))
@@ -393,12 +404,7 @@ def barriers(cell_v: np.ndarray, gap_m: np.ndarray, table: np.ndarray, relaxatio
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Activation energies (eV) of the forward, backward and dissolution rates of :func:`hop_rates`:
     ``Ea ∓ z a E/2`` (E after the F_min cut) and ``Ea_r + b δ``."""
-    field = np.zeros_like(cell_v)
-    biased = cell_v != 0.0
-    if biased.any():
-        field = enhancement(cell_v, gap_m, table) * cell_v / table[:, COL["oxide_thickness_m"]]
-        field = np.where(biased & (np.abs(field) >= min_field(cell_v, table)), field, 0.0)
-    lower = 0.5 * table[:, COL["charge_number"]] * table[:, COL["hop_distance_m"]] * field
+    lower = 0.5 * table[:, COL["charge_number"]] * table[:, COL["hop_distance_m"]] * drive_field(cell_v, gap_m, table)
     ea = table[:, COL["activation_energy_ev"]]
     e_d = table[:, COL["dissolution_energy_ev"]] + table[:, COL["dissolution_barrier_slope_ev_per_m"]] * relaxation_m
     return ea - lower, ea + lower, e_d
@@ -430,9 +436,9 @@ def rate_shape_factors(cell_v: np.ndarray, gap_m: np.ndarray, temperature_k: np.
 
 def thermal_error_step(cell_v: np.ndarray, gap_m: np.ndarray, temperature_k: np.ndarray, steady_k: np.ndarray,
                        table: np.ndarray, relaxation_m: np.ndarray,
-                       rates: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+                       rates: tuple[np.ndarray, np.ndarray, np.ndarray], cap_m: np.ndarray) -> np.ndarray:
     """Sub-step (s) whose estimated gap error from the rates' change with the relaxing temperature is
-    ``thermal_step_error_fraction`` of the gap bound (``inf`` where nothing changes).
+    ``thermal_step_error_fraction`` of the gap bound ``cap_m`` (``inf`` where nothing changes).
 
     While T relaxes towards T_ss with ``τ_th``, each rate r_i = ν exp(−E_i/kT) changes as
     ``d ln r_i/dt = κ_i = E_i |T_ss − T| e^(−t/τ)/(k T² τ)``, so ``d²r_i/dt² ≈ r_i κ_i (κ_i + 1/τ)``
@@ -447,8 +453,7 @@ def thermal_error_step(cell_v: np.ndarray, gap_m: np.ndarray, temperature_k: np.
     k_f, k_b, k_d = e_f * rate_t, e_b * rate_t, e_d * rate_t
     curv = table[:, COL["hop_distance_m"]] * (r_fwd * k_f * (k_f + 1.0 / safe_tau) + r_bwd * k_b * (k_b + 1.0 / safe_tau)
                                              + r_dis * k_d * (k_d + 1.0 / safe_tau))
-    cap = table[:, COL["max_gap_step_m"]] * table[:, COL["integration_tolerance"]]
-    h = np.exp(np.log(24.0 * table[:, COL["thermal_step_error_fraction"]] * cap / np.where(curv > 0.0, curv, 1.0))
+    h = np.exp(np.log(24.0 * table[:, COL["thermal_step_error_fraction"]] * cap_m / np.where(curv > 0.0, curv, 1.0))
                / 3.0)
     return np.where(curv > 0.0, h, np.inf)
 
@@ -529,8 +534,7 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
         overflow = ~((drift <= np.finfo(float).max) & (spread <= np.finfo(float).max))
         rest = duration_s - elapsed[idx]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            dt = np.where(drift * rest > capi, capi / np.where(drift > 0, drift, 1.0), rest)
-            dt = np.where(spread * dt > capi * capi, capi * capi / np.where(spread > 0, spread, 1.0), dt)
+            dt = gap_bounded(rest, drift, spread, capi)
             # at a gap bound with hops biased outward (net >= half the total) the gap bounds nothing
             net, total = r_bwd + r_dis - r_fwd, r_fwd + r_bwd + r_dis
             pinned = ((gap >= g_max[idx]) & (net > 0.5 * total)) | ((gap <= g_min[idx]) & (-net > 0.5 * total))
@@ -542,7 +546,7 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
         if cooling.any():
             # a cooling device's rates at its start are the hottest of its step
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                h_err = thermal_error_step(vc, gap, temp, t_ss, tb, relax, (r_fwd, r_bwd, r_dis))
+                h_err = thermal_error_step(vc, gap, temp, t_ss, tb, relax, (r_fwd, r_bwd, r_dis), capi)
             dt = np.where(cooling, np.minimum(dt, h_err), dt)
         warming = (ti > 0.0) & ~cooling & (span > dt_max[idx])
         h_t = -safe_tau * np.log(1.0 - np.where(warming, dt_max[idx] / np.where(warming, span, 1.0), 0.5))
@@ -556,12 +560,10 @@ def run_segment(voltage_v: float, duration_s: float, state: DeviceState, table: 
                 far = np.minimum(t_ss, ci)
                 f_f, f_b, f_d = hop_rates(vc, gap, far, tb, relax)
                 f_f, f_b, f_d = np.maximum(f_f, r_fwd), np.maximum(f_b, r_bwd), np.maximum(f_d, r_dis)
-                h_far = thermal_error_step(vc, gap, temp, t_ss, tb, relax, (f_f, f_b, f_d))
+                h_far = thermal_error_step(vc, gap, temp, t_ss, tb, relax, (f_f, f_b, f_d), capi)
                 total = f_f + f_b + f_d
                 drift_ub, spread_ub = ai * total, ai * ai * total / mi
-                h_far = np.where(drift_ub * h_far > capi, capi / np.where(drift_ub > 0, drift_ub, 1.0), h_far)
-                h_far = np.where(spread_ub * h_far > capi * capi,
-                                 capi * capi / np.where(spread_ub > 0, spread_ub, 1.0), h_far)
+                h_far = gap_bounded(h_far, drift_ub, spread_ub, capi)
             h_far = np.where(heating & ~np.isnan(h_far), np.minimum(h_far, rest), 0.0)
             dt = np.maximum(dt, h_far)
         beyond = (ti > 0.0) & (t_ss > ci) & (temp < ci)

@@ -99,6 +99,14 @@ static inline const char *md_filament_column_name(int c)
     return c >= 0 && c < N_COLUMNS ? names[c] : NULL;
 }
 
+/* h cut so that neither the expected gap change (drift h) nor its standard deviation (sqrt(spread h))
+ * exceeds the gap bound cap (twin: filament.gap_bounded) */
+MD_INLINE double md_gap_bounded(double h, double drift, double spread, double cap)
+{
+    h = drift * h > cap ? cap / drift : h;
+    return spread * h > cap * cap ? cap * cap / spread : h;
+}
+
 /* sinh(x)/x, by its series where the exponentials would cancel (twin: filament.sinhc) */
 MD_INLINE double md_sinhc(double x)
 {

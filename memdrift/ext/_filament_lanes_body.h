@@ -213,6 +213,14 @@ MD_INLINE double MD_W(md_fmin)(const MD_W(md_batch) *B, int l, double vc)
     return B->p[C_FMIN][l] * (vc < 0.0 ? B->p[C_FMINR][l] : 1.0);
 }
 
+/* The field that drives lane l's hops, E = gamma V_cell / t_ox, and 0 below its F_min
+ * (twin: filament.drive_field) */
+MD_INLINE double MD_W(md_drive_field)(const MD_W(md_batch) *B, int l, double vc, double gamma)
+{
+    double field = gamma * vc / B->p[C_TOX][l];
+    return fabs(field) < MD_W(md_fmin)(B, l, vc) ? 0.0 : field;
+}
+
 MD_INLINE void MD_W(md_rates)(const MD_W(md_batch) *B, int biased, const double *vc, const double *gamma, const double *temp,
                         double *fwd, double *bwd, double *dis)
 {
@@ -227,8 +235,7 @@ MD_INLINE void MD_W(md_rates)(const MD_W(md_batch) *B, int biased, const double 
         return;
     }
     LANES {
-        double field = gamma[l] * vc[l] / B->p[C_TOX][l];
-        field = fabs(field) < MD_W(md_fmin)(B, l, vc[l]) ? 0.0 : field;
+        double field = MD_W(md_drive_field)(B, l, vc[l], gamma[l]);
         double kt = MD_BOLTZMANN_EV * temp[l];
         double base = B->p[C_NU0][l] * md_exp(-B->p[C_EA][l] / kt);
         double tilt = md_exp(B->p[C_Z][l] * B->p[C_A][l] * field / (2.0 * MD_BOLTZMANN_EV * temp[l]));
@@ -266,8 +273,7 @@ MD_INLINE void MD_W(md_dissolution_step)(const MD_W(md_batch) *B, const double *
 MD_INLINE void MD_W(md_barriers)(const MD_W(md_batch) *B, int l, int biased, double vc, double gamma, double *e_f,
                            double *e_b, double *e_d)
 {
-    double field = biased ? gamma * vc / B->p[C_TOX][l] : 0.0;
-    field = fabs(field) < MD_W(md_fmin)(B, l, vc) ? 0.0 : field;
+    double field = biased ? MD_W(md_drive_field)(B, l, vc, gamma) : 0.0;
     double lower = 0.5 * B->p[C_Z][l] * B->p[C_A][l] * field;
     *e_f = B->p[C_EA][l] - lower;
     *e_b = B->p[C_EA][l] + lower;
@@ -409,8 +415,7 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
              * about a hop quantum of it for any step: its gap bounds nothing, only its heating does */
             double net = bwd[l] + dis[l] - fwd[l], total = fwd[l] + bwd[l] + dis[l];
             int64_t pinned = ((B->gap[l] >= gmax[l]) & (net > 0.5 * total)) | ((B->gap[l] <= gmin[l]) & (-net > 0.5 * total));
-            double h_g = drift * h > cap[l] ? cap[l] / drift : h;
-            h_g = spread * h_g > cap[l] * cap[l] ? cap[l] * cap[l] / spread : h_g;
+            double h_g = md_gap_bounded(h, drift, spread, cap[l]);
             h_gap[l] = h_g;
             h_arr[l] = pinned | held[l] ? h : h_g;
             fail[l] = bad[l] ? MD_FLAG_SOLVE : (overflow ? MD_FLAG_RATES : 0);
@@ -454,9 +459,7 @@ MD_INLINE void MD_W(md_segment)(MD_W(md_batch) *B, double volts, double duration
             LANES {
                 double total = f_f[l] + f_b[l] + f_d[l];
                 double drift = a[l] * total, spread = a[l] * a[l] * total / m[l];
-                double h = h_far[l];
-                h = drift * h > cap[l] ? cap[l] / drift : h;
-                h = spread * h > cap[l] * cap[l] ? cap[l] * cap[l] / spread : h;
+                double h = md_gap_bounded(h_far[l], drift, spread, cap[l]);
                 double rest = duration - elapsed[l];
                 h_far[l] = heating[l] & (h == h) ? (h < rest ? h : rest) : 0.0;
             }

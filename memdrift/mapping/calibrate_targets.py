@@ -340,16 +340,22 @@ def check_protocol(p: Any, targets: RampTargets, *, devices: int | None = None, 
 # --------------------------------------------------------------------------- stages
 
 
+def search_cost(x: np.ndarray, base: Any, targets: RampTargets) -> float:
+    """:func:`nominal_cost` of the search vector ``x`` decoded on ``base``; 1e4 where a decoded parameter
+    leaves its allowed range."""
+    try:
+        return nominal_cost(decode(x, base), targets)
+    except (MemdriftError, OverflowError):
+        return 1e4
+
+
 def stage_global(start: Any, targets: RampTargets, *, generations: int, popsize: int, seed: int,
                  report: Callable[[str], None] = print) -> tuple[Any, dict[str, Any]]:
     """Differential evolution over :data:`SPACE` on :func:`nominal_cost` (the start seeds the population)."""
     from scipy import optimize
 
     def cost(x: np.ndarray) -> float:
-        try:
-            return nominal_cost(decode(x, start), targets)
-        except (MemdriftError, OverflowError):  # outside a parameter's allowed range
-            return 1e4
+        return search_cost(x, start, targets)
 
     t0 = time.process_time()
     x0 = encode(start)
@@ -379,10 +385,7 @@ def stage_polish(start: Any, targets: RampTargets, *, rounds: int = 3, evaluatio
     lo, hi = (np.array(b) for b in zip(*space_bounds()))
 
     def cost(x: np.ndarray) -> float:
-        try:
-            return nominal_cost(decode(np.clip(x, lo, hi), start), targets)
-        except (MemdriftError, OverflowError):
-            return 1e4
+        return search_cost(np.clip(x, lo, hi), start, targets)
 
     t0 = time.process_time()
     x = np.clip(encode(start), lo, hi)

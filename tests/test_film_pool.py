@@ -160,9 +160,9 @@ AGES = ((300.0, 1e-6), (300.0, DAY_S), (358.0, DAY_S))
 
 
 @functools.cache
-def _aged_pool(seed: int = 4, threads: int = 1, age_levels: int = 5) -> fp.FilmPool:
+def _aged_pool(seed: int = 4, threads: int = 1, age_levels: int = 5, reference: bool = False) -> fp.FilmPool:
     return fp.build_pool(PRESET.params, films=2, realisations=1, seed=seed, threads=threads, ages=AGES,
-                         age_levels=age_levels, **COARSE)
+                         age_levels=age_levels, reference=reference, **COARSE)
 
 
 def test_aging_leaves_the_pool_as_it_was_and_keeps_each_film_at_its_anchors():
@@ -265,6 +265,94 @@ def test_an_age_is_refused_exactly_when_its_step_bound_is_above_the_limit(temp_k
         fp.check_ages(params, [(temp_k, longest * (1 - 1e-3))])
 
 
+def test_the_reference_state_leaves_the_anchors_as_they_were_and_ages_as_the_middle_does():
+    plain, ref = _aged_pool(), _aged_pool(reference=True)
+    assert plain.aging.reference_reached_s is None and not plain.aging.reference_delta_s
+    # one more stop on the aging branch and one more hold after the anchors' change none of theirs
+    for key in AGES:
+        np.testing.assert_array_equal(ref.aging.delta_s[key], plain.aging.delta_s[key])
+        np.testing.assert_array_equal(ref.aging.steps[key], plain.aging.steps[key])
+    np.testing.assert_array_equal(ref.aging.reached_s, plain.aging.reached_s)
+    a = ref.aging
+    middle = 0.5 * (ref.g_min_s + ref.g_max_s)
+    step_s = np.nanmax(np.diff(ref.conductance_s, axis=2))
+    assert np.all(a.reference_reached_s >= middle * (1 - 1e-12)) and np.all(a.reference_reached_s - middle <= step_s)
+    np.testing.assert_array_equal(a.reference_delta_s[(300.0, 1e-6)], 0.0)
+    day, hot = a.reference_delta_s[(300.0, DAY_S)], a.reference_delta_s[(358.0, DAY_S)]
+    # the middle lies above the uniform film: it loses conductance, faster when hotter
+    assert np.all(day < 0) and np.all(hot < 2 * day)
+    # 5 anchors put one at the middle: without hop noise the reference is that anchor's state, aged alike
+    quiet = fp.build_pool(PRESET.params, films=2, realisations=1, seed=4, noise=False, ages=AGES, age_levels=5,
+                          reference=True, **COARSE).aging
+    np.testing.assert_array_equal(quiet.reference_reached_s, quiet.reached_s[:, 2])
+    for key in AGES:
+        np.testing.assert_array_equal(quiet.reference_delta_s[key], quiet.delta_s[key][:, 2])
+    # with noise, its own hop stream: close to the middle anchor's change, not a copy of it
+    assert not np.array_equal(hot, a.delta_s[(358.0, DAY_S)][:, 2])
+    np.testing.assert_allclose(hot, a.delta_s[(358.0, DAY_S)][:, 2], rtol=0.1)
+
+
+def test_an_aged_film_reference_is_the_fixed_one_until_it_ages_then_takes_the_tiles_common_offset_out():
+    pool = _aged_pool(reference=True)
+    fixed = fp.program_network(pool, weights(), 4, seed=1)
+    ref = fp.program_network(pool, weights(), 4, seed=1, reference="aged-film")
+    assert fixed.reference == "fixed" and ref.reference == "aged-film"
+    window = pool.g_max_s - pool.g_min_s
+    for layer in range(2):
+        np.testing.assert_array_equal(ref.weights(layer), fixed.weights(layer))
+        np.testing.assert_array_equal(ref.aged_s[(358.0, DAY_S)][layer], fixed.aged_s[(358.0, DAY_S)][layer])
+        assert ref.reference_film[layer].shape == (weights()[layer].shape[1],)
+        # nothing moved in a microsecond: the aged reference is the fixed one, exactly
+        np.testing.assert_array_equal(ref.aged_weights(layer, (300.0, 1e-6)), fixed.aged_weights(layer, (300.0, 1e-6)))
+        for key in ((300.0, DAY_S), (358.0, DAY_S)):
+            shift = ref.aged_weights(layer, key) - fixed.aged_weights(layer, key)
+            # each input line's reference moved by its own film's change from the middle
+            expected = -pool.aging.reference_delta_s[key][ref.reference_film[layer]] * 2 * ref.w_max[layer] / window
+            np.testing.assert_allclose(shift, np.broadcast_to(expected, shift.shape), rtol=1e-9,
+                                       atol=1e-12 * ref.w_max[layer])
+            assert np.abs(shift).min() > 0.01 * ref.w_max[layer]
+            w0 = fixed.weights(layer)
+            offset_fixed = np.mean(fixed.aged_weights(layer, key) - w0) / fixed.w_max[layer]
+            offset_ref = np.mean(ref.aged_weights(layer, key) - w0) / ref.w_max[layer]
+            # the films relax towards the uniform film, below the middle: a common offset a fixed reference keeps
+            assert offset_fixed < -0.02 and abs(offset_ref) < 0.3 * abs(offset_fixed)
+
+
+def test_the_aged_film_reference_is_seeded_and_independent_of_threads_and_chunks():
+    one, two = _aged_pool(reference=True), _aged_pool(threads=2, reference=True)
+    for key in AGES:
+        np.testing.assert_array_equal(two.aging.reference_delta_s[key], one.aging.reference_delta_s[key])
+    np.testing.assert_array_equal(two.aging.reference_events, one.aging.reference_events)
+    whole = fp.program_network(one, weights(), 6, seed=3, reference="aged-film")
+    chunked = fp.program_network(one, weights(), 6, seed=3, chunk_devices=11, reference="aged-film")
+    other = fp.program_network(one, weights(), 6, seed=5, reference="aged-film")
+    for layer in range(2):
+        np.testing.assert_array_equal(chunked.reference_film[layer], whole.reference_film[layer])
+        for key in AGES:
+            np.testing.assert_array_equal(chunked.aged_weights(layer, key), whole.aged_weights(layer, key))
+    assert not np.array_equal(np.concatenate(other.reference_film), np.concatenate(whole.reference_film))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32), st.integers(1, 300), st.integers(0, 300), st.integers(1, 9))
+def test_a_reference_films_draw_is_a_function_of_the_seed_and_its_index(seed, count, first, films):
+    part = fp.reference_draws(seed, count, films, first)
+    whole = fp.reference_draws(seed, first + count, films)
+    np.testing.assert_array_equal(part, whole[first:])
+    assert part.min() >= 0 and part.max() <= films - 1
+
+
+def test_an_aged_film_reference_is_refused_without_the_pools_reference_state(pool):
+    with pytest.raises(MemdriftError, match="needs a pool whose films aged a reference state"):
+        fp.program_network(pool, weights(), 3, reference="aged-film")
+    with pytest.raises(MemdriftError, match="needs a pool whose films aged a reference state"):
+        fp.program_network(_aged_pool(), weights(), 3, reference="aged-film")
+    with pytest.raises(MemdriftError, match="reference = 'aged' is unknown; allowed: fixed, aged-film"):
+        fp.program_network(pool, weights(), 3, reference="aged")
+    with pytest.raises(MemdriftError, match="reference is only for aging"):
+        fp.build_pool(PRESET.params, films=1, reference=True, **COARSE)
+
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("aihwkit", reason="aihwkit not installed: bash scripts/install-aihwkit.sh")
 
@@ -292,6 +380,32 @@ def test_tiles_hold_exactly_the_film_weights(pool):
         np.testing.assert_allclose(held, prog.weights(i), rtol=1e-6, atol=1e-6 * prog.w_max[i])
         # 8 levels: the held weights are the film's readings near them, not the targets
         assert not np.allclose(held, targets[i], rtol=0, atol=1e-3 * prog.w_max[i])
+
+
+def test_tiles_drift_to_the_weights_against_the_aged_reference_film():
+    from torch import nn
+
+    from memdrift.experiments import evaluate
+    from memdrift.mapping import physics_tiles
+    from memdrift.mapping.aihwkit_bridge import inference_config
+    from test_networks import film_record
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(20, 12), nn.ReLU(), nn.Linear(12, 5))
+    cfg = inference_config(film_record(), levels=8, w_range="tile", hwat_noise=0.0, drift=False, mapping="single",
+                           tile="torch")
+    analog = evaluate.to_analog(net, cfg)
+    pool = _aged_pool(reference=True)
+    prog = fp.program_network(pool, physics_tiles.tile_weights(analog), 3, seed=0, reference="aged-film")
+    physics_tiles.install(analog, prog)
+    for i, t in enumerate(analog.analog_tiles()):
+        model = t.rpu_config.noise_model
+        for key in AGES:
+            np.testing.assert_allclose(model.aged[key].numpy(), prog.aged_weights(i, key), rtol=1e-6,
+                                       atol=1e-6 * prog.w_max[i])
+        day = model.aged[(358.0, DAY_S)].numpy()
+        # against the fixed reference the tile would hold other weights
+        assert not np.allclose(day, prog.weights(i, prog.aged_s[(358.0, DAY_S)][i]), atol=1e-3 * prog.w_max[i])
 
 
 def test_cli_writes_netcdf_and_png_with_an_accuracy_per_bit_depth(tmp_path):
@@ -351,6 +465,19 @@ def test_cli_ages_the_film_levels_on_a_time_axis_and_time_zero_is_the_unaged_run
     assert float(day.sel(temperature=358.0).mean()) > float(day.sel(temperature=300.0).mean()) > 0
     assert aged.attrs["aging_levels"] == 4 and aged.attrs["cpu_aging_s"] > 0
     assert (tmp_path / "aged.png").exists()
+    assert "aging_reference_conductance_change" not in aged and aged.attrs["physics_reference"].startswith("G_ref")
+    # the same study against an aged reference film: its time 0 is the fixed reference's, its day is not
+    ref_nc = tmp_path / "ref.nc"
+    assert main(["evaluate", *common, "--age", "1h", "--age", "1d", "--age-temperature", "300",
+                 "--age-temperature", "358", "--age-levels", "4", "--reference", "aged-film", "-o", str(ref_nc)]) == 0
+    ref = open_dataset(ref_nc)
+    assert ref.attrs["physics_reference"].startswith("aged-film")
+    np.testing.assert_array_equal(ref.accuracy.sel(time=0.0).values, aged.accuracy.sel(time=0.0).values)
+    np.testing.assert_array_equal(ref["aging_conductance_change"].values, aged["aging_conductance_change"].values)
+    moved = ref["aging_reference_conductance_change"]
+    assert moved.dims == ("pool_film", "temperature", "time") and np.all(moved.sel(time=0.0).values == 0)
+    assert np.all(moved.sel(time=86400.0).values < 0)
+    ref.close()
     aged.close()
     plain.close()
 
@@ -362,6 +489,8 @@ def test_cli_ages_the_film_levels_on_a_time_axis_and_time_zero_is_the_unaged_run
     (["--preset", "hfoxsy-hfs2"], "needs a film (bulk4t) preset"),
     (["--bits", "3,x"], "not a list of integers"),
     (["--pool", "0"], "pool"),
+    (["--reference", "aged-film"], "--reference aged-film is only for aging"),
+    (["--scheme", "pulse-count", "--reference", "fixed"], "--reference is only for --scheme ffp-levels"),
 ])
 def test_cli_refuses_bad_film_arguments_before_training(tmp_path, capsys, extra, words):
     from memdrift.experiments.cli import main

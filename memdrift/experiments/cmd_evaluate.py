@@ -76,6 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--age-levels", type=int, default=None, metavar="K",
                    help="ffp-levels with --age: conductance anchors of the window at which each pool film is aged, "
                         "the levels between interpolated (default 8: exactly the levels of 3 bits)")
+    g.add_argument("--reference", default=None, choices=("fixed", "aged-film"),
+                   help="ffp-levels with --age: each weight's reference, fixed (default: the window's middle at "
+                        "every age) or aged-film (a film programmed to the window's middle, one per input line, "
+                        "aged by the same physics at the same temperature)")
     g.add_argument("--emulator-threads", type=int, default=1, help="threads of the compiled emulator kernels")
     g.add_argument("--chunk-devices", type=int, default=None, help="devices emulated together (default 65536)")
     g.add_argument("--dask-workers", type=int, default=0, metavar="N",
@@ -190,7 +194,8 @@ def _physics_inputs(args: argparse.Namespace) -> dict[str, Any]:
               "threads": args.emulator_threads, "chunk_devices": args.chunk_devices}
     if not film:
         given = [flag for flag, value in (("--bits", args.bits), ("--grid", args.grid),
-                                                     ("--age-levels", args.age_levels)) if value is not None]
+                                                     ("--age-levels", args.age_levels),
+                                                     ("--reference", args.reference)) if value is not None]
         if given:
             raise MemdriftError(f"{given[0]} is only for --scheme ffp-levels (the film pool); not allowed with "
                                 f"--scheme {args.scheme}")
@@ -209,12 +214,16 @@ def _physics_inputs(args: argparse.Namespace) -> dict[str, Any]:
         if not ages_s:
             raise MemdriftError("--age-levels is only for aging; allowed with --age")
         check_range("age-levels", args.age_levels, *film_pool.AGE_LEVELS_RANGE)
+    if args.reference == "aged-film" and not ages_s:
+        raise MemdriftError("--reference aged-film is only for aging (the reference film ages with the pool); "
+                            "allowed with --age")
     grid = {} if args.grid is None else {"grid_x": float(args.grid), "grid_y": float(args.grid)}
     # a hold the film cannot reach within its step bound is refused here, not after the training
     film_pool.check_ages(preset.params.replace(**grid), [(t, a) for t in temps for a in ages_s])
     return {**common, "calibration": dict(preset.calibration), "pool": args.pool,
             "realisations": args.pool_realisations, "grid": args.grid, "map_pulses": args.map_pulses,
-            "bits": _bits(args.bits), "ages_s": ages_s, "temperatures_k": temps, "age_levels": args.age_levels}
+            "bits": _bits(args.bits), "ages_s": ages_s, "temperatures_k": temps, "age_levels": args.age_levels,
+            "reference": args.reference or "fixed"}
 
 
 def _bits(text: str | None) -> tuple[int, ...] | None:

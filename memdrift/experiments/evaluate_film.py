@@ -35,6 +35,10 @@ from memdrift.experiments.evaluate_physics import LONG, UNITS
 MODES = ("digital", "statistical", "physics")
 POOL_FILMS = 8
 POOL_REALISATIONS = 2
+REFERENCE_ATTRS = {
+    "fixed": "G_ref = (g_min + g_max) / 2, an ideal reference",
+    "aged-film": "aged-film: one reference film per input line of a tile, drawn from the pool, at G_ref = (g_min + "
+                 "g_max) / 2 as programmed and aged by its film's own change held from its middle state"}
 
 
 def study_film_levels(record: Mapping[str, Any], network: str, data: Split, s: evaluate.Settings, *,
@@ -43,7 +47,7 @@ def study_film_levels(record: Mapping[str, Any], network: str, data: Split, s: e
                       grid: int | None = None, map_pulses: int = 100, threads: int = 1,
                       chunk_devices: int | None = None, ages_s: Sequence[float] = (),
                       temperatures_k: Sequence[float] = (300.0,), age_levels: int | None = None,
-                      **_: Any) -> xr.Dataset:
+                      reference: str = "fixed", **_: Any) -> xr.Dataset:
     from memdrift.mapping import film_pool, physics_tiles
     from memdrift.mapping.aihwkit_bridge import inference_config
 
@@ -65,7 +69,8 @@ def study_film_levels(record: Mapping[str, Any], network: str, data: Split, s: e
     for r in range(s.repeats):
         p = film_pool.build_pool(params, films=pool, realisations=realisations, seed=s.seed + r, threads=threads,
                                  grid=grid, map_pulses=map_pulses, calibration=dict(calibration or {}),
-                                 progress=s.progress, ages=ages, age_levels=levels)
+                                 progress=s.progress, ages=ages, age_levels=levels,
+                                 **({"reference": True} if reference == "aged-film" else {}))
         clock["pool"] += p.wall_s
         clock["pool_cpu"] += p.cpu_s
         if p.aging is not None:
@@ -98,7 +103,7 @@ def study_film_levels(record: Mapping[str, Any], network: str, data: Split, s: e
         for r in range(s.repeats):
             tic = time.perf_counter()
             prog = film_pool.program_network(pools[r], targets, int(b), seed=s.seed + r,
-                                             chunk_devices=chunk_devices or 1 << 20)
+                                             chunk_devices=chunk_devices or 1 << 20, reference=reference)
             clock["program"] += time.perf_counter() - tic
             if r == 0:
                 per_bits.append(prog.accounting())
@@ -130,7 +135,7 @@ def study_film_levels(record: Mapping[str, Any], network: str, data: Split, s: e
                      "pool_grid": f"{pools[0].grid[0]} x {pools[0].grid[1]}",
                      "pool_map_pulses": int(map_pulses), "physics_g_min_S": pools[0].g_min_s,
                      "physics_g_max_S": pools[0].g_max_s, "emulator_threads": int(threads),
-                     "physics_reference": "G_ref = (g_min + g_max) / 2, an ideal reference",
+                     "physics_reference": REFERENCE_ATTRS[reference],
                      "physics_energy_attribution": "each weight: the emulated FFP events of its drawn realisation "
                                                    "from HRS to its level; pool overhead reported apart",
                      "aging": ("each film of the pool held at zero bias from its anchor states; a weight on film f "
@@ -160,6 +165,16 @@ def _aging_vars(ds: xr.Dataset, pool: Any) -> None:
                 delta[:, :, i, k] = a.delta_s[(float(temp), float(t))]
                 steps[:, :, i, k] = a.steps[(float(temp), float(t))]
     dims = ("pool_film", "aging_anchor", "temperature", "time")
+    if a.reference_reached_s is not None:
+        ref = np.zeros((pool.films, temps.size, times.size))
+        for i, temp in enumerate(temps):
+            for k, t in enumerate(times):
+                if t > 0:
+                    ref[:, i, k] = a.reference_delta_s[(float(temp), float(t))]
+        ds["aging_reference_conductance_change"] = xr.DataArray(ref, dims=("pool_film", "temperature", "time"), attrs={
+            "units": "S", "long_name": "conductance change of a film held at zero bias from its state at the "
+                                       "window's middle (the aged-film reference), read at the film's ambient "
+                                       "(repeat 0's pool)"})
     ds["aging_conductance_change"] = xr.DataArray(delta, dims=dims, attrs={
         "units": "S", "long_name": "conductance change of a film held at zero bias from its anchor state, read "
                                    "at the film's ambient (repeat 0's pool)"})

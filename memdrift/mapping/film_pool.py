@@ -79,6 +79,10 @@ from memdrift.mapping.physics_program import PhysicsProgram, split_layers
 
 #: stream of the weight → (film, realisation) draws, apart from the films' own streams
 DRAW_STREAM = np.uint64(0x6A09E667F3BCC909)
+#: stream of the reference device → film draws, apart from the weights' draws
+REFERENCE_STREAM = np.uint64(0xBB67AE8584CAA73B)
+#: a weight's reference: the window's middle at every age, or a film at the middle aged by its own physics
+REFERENCES = ("fixed", "aged-film")
 BITS_RANGE = (1, 12)
 #: FFP events above which a potentiation branch is cut (the preset's branches take ~520)
 MAX_EVENTS = 2000
@@ -180,6 +184,12 @@ class FilmAging:
     steps: dict[tuple[float, float], np.ndarray]
     wall_s: float = 0.0
     cpu_s: float = 0.0
+    #: the reference state (None: not aged), per film: read where the aging branch first reads at or
+    #: above the window's middle, its FFP events there, and its change and steps by (T, t) as the anchors'
+    reference_reached_s: np.ndarray | None = None
+    reference_events: np.ndarray | None = None
+    reference_delta_s: dict[tuple[float, float], np.ndarray] = field(default_factory=dict)
+    reference_steps: dict[tuple[float, float], np.ndarray] = field(default_factory=dict)
 
     def level_delta_s(self, key: tuple[float, float], targets_s: np.ndarray) -> np.ndarray:
         """(films, levels): each film's change interpolated linearly in conductance at ``targets_s``."""
@@ -220,10 +230,29 @@ def check_ages(params, ages: Sequence[tuple[float, float]], max_age_steps: float
                 f"{temp_k:g} K")
 
 
+def _hold_state(dev, bs, state: np.ndarray, by_temp: dict[float, list[float]]
+                ) -> tuple[dict[tuple[float, float], np.ndarray], dict[tuple[float, float], np.ndarray]]:
+    """Every film held from ``state`` (films, nx, ny) at each temperature to each of its times: (change, steps)."""
+    delta, steps = {}, {}
+    for temp_k, times in by_temp.items():
+        dev.n = state.copy()
+        g0 = 1.0 / dev.read()
+        elapsed, taken = 0.0, np.zeros(dev.devices, dtype=np.int64)
+        for t_s in sorted(set(times)):
+            taken += bs.hold(dev, t_s - elapsed, temp_k)
+            steps[(temp_k, t_s)] = taken.copy()
+            elapsed = t_s
+            # no vacancy moved: the film is what it was (a re-read differs only by the solver's tolerance)
+            same = np.all(dev.n == state, axis=(1, 2))
+            delta[(temp_k, t_s)] = np.where(same, 0.0, 1.0 / dev.read() - g0)
+    return delta, steps
+
+
 def _age_pool(dev, vw_table: np.ndarray, r_grid: np.ndarray, *, g_min_s: float, g_max_s: float,
               ffp_width_s: float, max_events: int, ages: Sequence[tuple[float, float]],
-              age_levels: int) -> FilmAging:
-    """One more potentiation branch per film, kept at the anchors, each anchor state held and read."""
+              age_levels: int, reference: bool = False) -> FilmAging:
+    """One more potentiation branch per film, kept at the anchors (and, with ``reference``, at the window's
+    middle), each kept state held and read."""
     from memdrift.emulator import bulk4t_schemes as bs
 
     wall, cpu = time.perf_counter(), time.process_time()
@@ -233,27 +262,36 @@ def _age_pool(dev, vw_table: np.ndarray, r_grid: np.ndarray, *, g_min_s: float, 
     events = np.zeros((dev.devices, anchors.size), dtype=np.int64)
     # anchor 0 is the reset state the branch starts from, as level 0 is the reset reading of every trace
     states[:, 0], reached[:, 0] = dev.n, 1.0 / dev.read()
-    states[:, 1:], r_at, events[:, 1:] = bs.ffp_states(dev, vw_table, r_grid, 1.0 / anchors[1:],
-                                                       width_s=ffp_width_s, max_events=max_events)
-    reached[:, 1:] = 1.0 / r_at
+    stops_s = anchors[1:]
+    middle_s = 0.5 * (g_min_s + g_max_s)
+    if reference:
+        # one more stop on the same branch: the kernel stops and resumes there, the anchors' events unchanged
+        at = int(np.searchsorted(stops_s, middle_s))
+        stops_s = np.insert(stops_s, at, middle_s)
+    kept, r_at, ev_at = bs.ffp_states(dev, vw_table, r_grid, 1.0 / stops_s, width_s=ffp_width_s,
+                                      max_events=max_events)
+    rest = np.ones(stops_s.size, dtype=bool)
+    if reference:
+        rest[at] = False
+        ref_state, ref_reached, ref_events = kept[:, at].copy(), 1.0 / r_at[:, at], ev_at[:, at].copy()
+    states[:, 1:], reached[:, 1:], events[:, 1:] = kept[:, rest], 1.0 / r_at[:, rest], ev_at[:, rest]
     by_temp: dict[float, list[float]] = {}
     for temp_k, t_s in ages:
         by_temp.setdefault(float(temp_k), []).append(float(t_s))
     delta = {(tk, ts): np.empty((dev.devices, anchors.size)) for tk, ts_ in by_temp.items() for ts in ts_}
     steps = {key: np.zeros((dev.devices, anchors.size), dtype=np.int64) for key in delta}
     for k in range(anchors.size):
-        for temp_k, times in by_temp.items():
-            dev.n = states[:, k].copy()
-            g0 = 1.0 / dev.read()
-            elapsed, taken = 0.0, np.zeros(dev.devices, dtype=np.int64)
-            for t_s in sorted(set(times)):
-                taken += bs.hold(dev, t_s - elapsed, temp_k)
-                steps[(temp_k, t_s)][:, k] = taken
-                elapsed = t_s
-                # no vacancy moved: the film is what it was (a re-read differs only by the solver's tolerance)
-                same = np.all(dev.n == states[:, k], axis=(1, 2))
-                delta[(temp_k, t_s)][:, k] = np.where(same, 0.0, 1.0 / dev.read() - g0)
-    return FilmAging(anchors, reached, events, delta, steps, time.perf_counter() - wall, time.process_time() - cpu)
+        d_k, s_k = _hold_state(dev, bs, states[:, k], by_temp)
+        for key in delta:
+            delta[key][:, k], steps[key][:, k] = d_k[key], s_k[key]
+    extra = {}
+    if reference:
+        # held after every anchor, so the anchors' holds draw what they draw without it
+        ref_delta, ref_steps = _hold_state(dev, bs, ref_state, by_temp)
+        extra = dict(reference_reached_s=ref_reached, reference_events=ref_events, reference_delta_s=ref_delta,
+                     reference_steps=ref_steps)
+    return FilmAging(anchors, reached, events, delta, steps, time.perf_counter() - wall,
+                     time.process_time() - cpu, **extra)
 
 
 def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, threads: int = 1,
@@ -263,7 +301,7 @@ def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, 
                lrs_ohm: float | None = None, conditioning_cycles: int = 2, init_amplitude_v: float = 6.0,
                calibration: dict | None = None, progress: bool = False, backend: str = "compiled",
                ages: Sequence[tuple[float, float]] = (), age_levels: int = AGE_LEVELS,
-               max_age_steps: float = MAX_AGE_STEPS) -> FilmPool:
+               max_age_steps: float = MAX_AGE_STEPS, reference: bool = False) -> FilmPool:
     """Condition, map and FFP-cycle a pool of ``films`` films ``realisations`` times (the scheme's defaults).
 
     ``grid``: cells per side (the preset's 32 × 32 by default; a coarser grid is faster and shifts the
@@ -271,6 +309,8 @@ def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, 
     calibration (880 / 740 ohm without one), and bound the window. ``backend``: the compiled kernel or
     its SciPy twin (``reference``), for benchmarks and checks. ``ages``: (temperature K, time s) pairs at
     which every film is aged from ``age_levels`` anchor states (none: no aging, the pool as without it).
+    ``reference``: each film also keeps and ages the state at the window's middle, for the aged-film
+    reference of :func:`program_network` (its anchors' aging is the same bit for bit).
     """
     from memdrift.emulator import bulk4t_schemes as bs
 
@@ -294,6 +334,8 @@ def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, 
     if ages:
         check_range("age_levels", age_levels, *AGE_LEVELS_RANGE)
         check_ages(params, ages, max_age_steps)
+    elif reference:
+        raise MemdriftError("reference is only for aging (a reference film ages with the pool); allowed with ages")
     wall, cpu = time.perf_counter(), time.process_time()
     dev = bs.Bulk4TDevices(params, int(films), seed=int(seed), threads=int(threads), deterministic=not noise,
                            backend=backend)
@@ -331,7 +373,7 @@ def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, 
     if ages:
         aging = _age_pool(dev, m["vw_table"], m["dr_map_resistance"], g_min_s=1.0 / hrs, g_max_s=1.0 / lrs,
                           ffp_width_s=float(ffp_width_s), max_events=int(max_events), ages=ages,
-                          age_levels=int(age_levels))
+                          age_levels=int(age_levels), reference=bool(reference))
     return FilmPool(g, energy, events, 1.0 / hrs, 1.0 / lrs, float(ffp_width_s), over,
                     (int(params.grid_x), int(params.grid_y)), int(seed), time.perf_counter() - wall,
                     time.process_time() - cpu, aging)
@@ -341,22 +383,36 @@ def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, 
 class FilmProgram(PhysicsProgram):
     """The film route's programmed layers: arrays over (1, rows, columns), one device per weight.
 
-    ``level``, ``film`` and ``realisation`` per weight; ``converged`` is the level reached.
+    ``level``, ``film`` and ``realisation`` per weight; ``converged`` is the level reached. ``reference``:
+    ``fixed`` (``G_ref`` the window's middle at every age) or ``aged-film`` (one reference film per input
+    line of a tile, ``reference_film`` (columns,) per layer, programmed to the window's middle and aged by
+    its film's own physics: ``reference_aged_s[(T, t)]`` (columns,) per layer).
     """
 
     bits: int = 0
     level: list[np.ndarray] = field(default_factory=list)
     film: list[np.ndarray] = field(default_factory=list)
     realisation: list[np.ndarray] = field(default_factory=list)
+    reference: str = "fixed"
+    reference_film: list[np.ndarray] = field(default_factory=list)
+    reference_aged_s: dict[tuple[float, float], list[np.ndarray]] = field(default_factory=dict)
 
     @property
     def g_ref_s(self) -> float:
         return 0.5 * (self.g_min_s + self.g_max_s)
 
-    def weights(self, layer: int, conductance_s: np.ndarray | None = None) -> np.ndarray:
-        """The weights the layer's devices hold: ``(G − G_ref) · 2 w_max / (g_max − g_min)``."""
+    def weights(self, layer: int, conductance_s: np.ndarray | None = None,
+                reference_s: np.ndarray | None = None) -> np.ndarray:
+        """The weights the layer's devices hold: ``(G − G_ref) · 2 w_max / (g_max − g_min)``; ``reference_s``
+        (columns,) the reference of each input line (None: the fixed ``G_ref``)."""
         g = self.conductance_s[layer] if conductance_s is None else conductance_s
-        return (g[0] - self.g_ref_s) * 2.0 * self.w_max[layer] / (self.g_max_s - self.g_min_s)
+        ref = self.g_ref_s if reference_s is None else reference_s
+        return (g[0] - ref) * 2.0 * self.w_max[layer] / (self.g_max_s - self.g_min_s)
+
+    def aged_weights(self, layer: int, key: tuple[float, float]) -> np.ndarray:
+        """The weights after aging ``key`` = (T, t): the aged devices against the reference at that age."""
+        ref = self.reference_aged_s[key][layer] if self.reference == "aged-film" else None
+        return self.weights(layer, self.aged_s[key][layer], ref)
 
     def ideal_weights(self, layer: int) -> np.ndarray:
         """The ideal quantised weights of the chosen levels, ``−w_max + j · 2 w_max / (n − 1)``."""
@@ -374,10 +430,29 @@ def draws(seed: int, count: int, films: int, realisations: int, first: int = 0) 
     return film, real
 
 
+def reference_draws(seed: int, count: int, films: int, first: int = 0) -> np.ndarray:
+    """Film of reference devices ``first … first + count − 1``: uniform, from the seed and the index alone."""
+    from memdrift.emulator.randomness import device_keys, uniform
+
+    keys = device_keys(int(seed), int(count), int(first))
+    return np.minimum((uniform(keys, 0, REFERENCE_STREAM) * films).astype(np.int64), films - 1)
+
+
 def program_network(pool: FilmPool, weights: Sequence[np.ndarray], bits: int, *, seed: int = 0,
-                    chunk_devices: int = 1 << 20) -> FilmProgram:
-    """Every weight of ``weights`` (one 2-D array per analog layer) on a level of a film drawn from ``pool``."""
+                    chunk_devices: int = 1 << 20, reference: str = "fixed") -> FilmProgram:
+    """Every weight of ``weights`` (one 2-D array per analog layer) on a level of a film drawn from ``pool``.
+
+    ``reference``: ``fixed`` (the ideal ``G_ref``, the window's middle, at every age) or ``aged-film``
+    (each input line of a tile against its own reference film, drawn from the pool, at the window's
+    middle as programmed and aged by that film's emulated change from its middle state; needs a pool
+    built with ``reference=True``).
+    """
     check_range("chunk_devices", chunk_devices, 1, 1 << 30)
+    if reference not in REFERENCES:
+        raise MemdriftError(f"reference = {reference!r} is unknown; allowed: {', '.join(REFERENCES)}")
+    if reference == "aged-film" and (pool.aging is None or pool.aging.reference_reached_s is None):
+        raise MemdriftError("reference = 'aged-film' needs a pool whose films aged a reference state; allowed: "
+                            "a pool built with ages and reference=True")
     tic = time.perf_counter()
     lv = pool.levels(bits)
     n = 1 << lv.bits
@@ -420,10 +495,22 @@ def program_network(pool: FilmPool, weights: Sequence[np.ndarray], bits: int, *,
             aged[key] = split(out["conductance_s"] + per_level[out["film"], flat])
     if not np.isfinite(out["conductance_s"]).all():
         raise MemdriftError("a pool level has no reading; allowed: a pool whose every trace moves")
+    ref_film: list[np.ndarray] = []
+    ref_aged: dict[tuple[float, float], list[np.ndarray]] = {}
+    if reference == "aged-film":
+        # one reference device per input line (column) of each tile, shared by the tile's outputs
+        columns = [s[2] for s in shapes]
+        films = reference_draws(seed, sum(columns), pool.films)
+        ref_film = split_layers(films, [(c,) for c in columns])
+        middle_s = 0.5 * (pool.g_min_s + pool.g_max_s)
+        for key, d in pool.aging.reference_delta_s.items():
+            # trimmed to the middle when programmed; its change is its film's, held from its middle state
+            ref_aged[key] = [middle_s + d[f] for f in ref_film]
     prog = FilmProgram("ffp-levels", pool.g_min_s, pool.g_max_s, w_max, [np.full(s, np.nan) for s in shapes],
                        *(split(out[k]) for k in ("conductance_s", "pulses", "energy_j", "time_s", "converged")),
                        aged_s=aged, bits=lv.bits, level=[lvl[None] for lvl in levels], film=split(out["film"]),
-                       realisation=split(out["realisation"]))
+                       realisation=split(out["realisation"]), reference=reference, reference_film=ref_film,
+                       reference_aged_s=ref_aged)
     prog.target_s = [pool.g_min_s + lvl * (pool.g_max_s - pool.g_min_s) / (n - 1) for lvl in prog.level]
     prog.wall_s = {"program": time.perf_counter() - tic}
     return prog

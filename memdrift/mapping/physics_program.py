@@ -141,6 +141,10 @@ class PhysicsProgram:
         g = self.conductance_s[layer] if conductance_s is None else conductance_s
         return (g[0] - g[1]) * self.w_max[layer] / (self.g_max_s - self.g_min_s)
 
+    def aged_weights(self, layer: int, key: tuple[float, float]) -> np.ndarray:
+        """The weights the layer's devices hold after aging ``key`` = (T, t)."""
+        return self.weights(layer, self.aged_s[key][layer])
+
     def accounting(self) -> dict[str, np.ndarray]:
         """Per layer: devices, pulses, energy (J), serial and row-parallel time (s), devices out of band.
 

@@ -69,7 +69,7 @@ def install(analog: nn.Module, program: PhysicsProgram) -> None:
     if len(tiles) != len(program.conductance_s):
         raise MemdriftError(f"{len(tiles)} analog tiles but {len(program.conductance_s)} programmed layers")
     for i, tile in enumerate(tiles):
-        aged = {key: program.weights(i, g[i]) for key, g in program.aged_s.items()}
+        aged = {key: program.aged_weights(i, key) for key in program.aged_s}
         model = EmulatedConductances(program.weights(i), aged)
         tile.rpu_config = copy.deepcopy(tile.rpu_config)
         tile.rpu_config.noise_model = model

@@ -29,7 +29,12 @@ to level ``j = rint((w / w_max + 1) / 2 · (n − 1))``; the weight the device h
     w_held = (G − G_ref) · 2 w_max / (g_max − g_min),   G_ref = (g_min + g_max) / 2,
 
 with ``G_ref`` an ideal reference (a fixed current, not an emulated film), so the
-ideal quantised weight of level ``j`` is ``−w_max + j · 2 w_max / (n − 1)``. Every
+ideal quantised weight of level ``j`` is ``−w_max + j · 2 w_max / (n − 1)``. With aging,
+``reference="aged-film"`` makes the reference of each input line of a tile a film of the
+pool (drawn from its own stream) at the window's middle as programmed, aged by that
+film's emulated change held from its own middle state (kept on the aging branch): the
+fixed reference keeps the films' relaxation towards their uniform state as a common
+offset of every weight, which an aged reference film shares and so cancels. Every
 weight draws its film and its realisation (uniform, from the counter-based stream
 of the seed and its global index, the same draw at every bit depth), so results
 do not depend on chunking.

@@ -53,6 +53,11 @@ class Bulk4TModel(DeviceModel):
         ds.attrs["layout"] = layout_of(ds)
         return ds
 
+    def options_type(self, protocol: str) -> type:
+        from memdrift.emulator.protocols.options import FILM_OPTIONS
+
+        return FILM_OPTIONS[protocol]
+
     def characterise(self, preset: Any, protocol: str, options: Any) -> xr.Dataset:
         from memdrift.emulator.protocols import characterise_bulk4t
 

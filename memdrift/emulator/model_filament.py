@@ -122,6 +122,11 @@ class FilamentModel(DeviceModel):
                 if ahead is not None:
                     ahead.cancel()
 
+    def options_type(self, protocol: str) -> type:
+        from memdrift.emulator.protocols.options import FILAMENT_OPTIONS
+
+        return FILAMENT_OPTIONS[protocol]
+
     def characterise(self, preset: Any, protocol: str, options: Any) -> xr.Dataset:
         from memdrift.emulator.protocols import characterise_filament
 

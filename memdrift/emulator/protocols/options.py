@@ -333,7 +333,7 @@ def build_options(cls: type[ProtocolOptions], settings: Mapping[str, Any]) -> Pr
         if name in given and name not in PROTOCOL_OPTIONS[protocol]:
             raise UnusedOption(name, protocol, allowed=PROTOCOL_OPTIONS[protocol])
     for name in given:
-        if name not in own and name not in COMMON:
+        if name not in own and name != "chunk_devices":
             # a setting of this protocol on the other model, or no setting at all
             if name in BULK4T_UNUSED:
                 raise UnusedOption(name, protocol, note=BULK4T_UNUSED[name])

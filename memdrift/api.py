@@ -88,7 +88,7 @@ def characterise(preset: str | os.PathLike[str] | Preset, protocol: str, **optio
     >>> memdrift.characterise("hfoxsy-hfs2", "iv", temperatures_k=(300.0,))
     Traceback (most recent call last):
     ...
-    memdrift.emulator.protocols.options.UnusedOption: temperatures_k is not used by protocol 'iv'; allowed options: cycles, voltage_max_v, steps, dwell_s
+    memdrift.emulator.protocols.options.UnusedOption: temperatures_k is not used by protocol 'iv'; allowed options: ...
     """
     from memdrift.emulator.protocols import build_options, options_type
     from memdrift.emulator.protocols import characterise as run

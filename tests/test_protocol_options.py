@@ -119,3 +119,63 @@ def test_a_class_and_the_options_bag_give_the_same_dataset():
 def test_the_shared_settings_are_the_same_on_every_class():
     for cls in CLASSES:
         assert [f.name for f in dataclasses.fields(cls)][:4] == list(COMMON[:4])
+
+
+def test_emulator_messages_name_arguments_and_the_command_line_names_its_flags(tmp_path, capsys):
+    """The emulator's errors name Python arguments; ``memdrift pulse`` words the same errors with its flags."""
+    from memdrift.emulator.params import load_preset
+    from memdrift.errors import NamedError, check_memory
+    from memdrift.experiments.cli import main
+    from memdrift.models import MODELS
+
+    filament, film = MODELS.get("filament"), MODELS.get("bulk4t")
+    preset = load_preset("hfoxsy-hfs2")
+    cases = [
+        (lambda: filament.run(preset, "write-verify", devices=1, cycles=3), "cycles", "--cycles"),
+        (lambda: filament.run(preset, "ramp", devices=1, backend="reference", targets_s=(1e-3,)), "targets_s",
+         "--targets"),
+        (lambda: filament.run(preset, "ramp", devices=1000, cycles=100_000, memory_limit_bytes=2**30),
+         "memory_limit_bytes", "--max-memory-gb"),
+        (lambda: film.run(load_preset("tio2x-4t"), "ffp", devices=1, cycles=3), "cycles", "--cycles"),
+        (lambda: check_memory("a {run}", 2.0, 1.0), "memory_limit_bytes", "--max-memory-gb"),
+    ]
+    for call, name, flag in cases:
+        with pytest.raises(NamedError) as raised:
+            call()
+        text = str(raised.value)
+        assert "--" not in text and name in text, text
+        assert flag in raised.value.message(lambda n: {name: flag}.get(n, n))
+    with pytest.raises(MemdriftError) as raised:
+        from memdrift.emulator.engine import check_conduction_backend
+
+        check_conduction_backend("mine.py:f", "compiled")
+    assert "--" not in str(raised.value)
+    argv = ["pulse", "--device", "hfoxsy-hfs2", "-o", str(tmp_path / "o.nc")]
+    for extra, words in [(["--scheme", "write-verify", "--cycles", "3"], "allowed: omit --cycles"),
+                         (["--backend", "reference", "--targets", "1e-3"], "allowed: --scheme write-verify"),
+                         (["--backend", "reference", "--devices", "1000", "--cycles", "100000"],
+                          "raise it with --max-memory-gb")]:
+        assert main(argv + extra) == 2
+        assert words in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_emulator_message_names_a_command_line_flag():
+    """Every string in the emulator's code and memdrift.errors, docstrings aside, is free of ``--flag``."""
+    import ast
+    from pathlib import Path
+
+    import memdrift
+
+    root = Path(memdrift.__file__).parent
+    found = []
+    for path in [*sorted((root / "emulator").rglob("*.py")), root / "errors.py"]:
+        tree = ast.parse(path.read_text())
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.body
+                and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs \
+                    and re.search(r"--[a-z]", node.value):
+                found.append(f"{path.relative_to(root)}:{node.lineno}: {node.value!r}")
+    assert not found, found

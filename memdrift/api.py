@@ -76,17 +76,28 @@ def simulate(preset: str | os.PathLike[str] | Preset, scheme: str | None = None,
 
 def characterise(preset: str | os.PathLike[str] | Preset, protocol: str, **options: Any) -> xr.Dataset:
     """Run a characterisation ``protocol`` (retention, pd-cycling, dr-map, iv, endurance, ffp-segmentation);
-    ``options`` are the fields of :class:`memdrift.emulator.protocols.Options`.
+    ``options`` are the fields of the protocol's settings class on that preset
+    (:func:`memdrift.emulator.protocols.options_type`: ``RetentionOptions``, ``IvOptions``, ... on a
+    filament preset, ``FilmRetentionOptions``, ... on the film; each field's unit, default and range are
+    in its metadata). A field the protocol does not read is refused, naming the ones it does.
 
     >>> import memdrift
     >>> ds = memdrift.characterise("hfoxsy-hfs2", "retention", devices=2, temperatures_k=(300.0,), times=4)
     >>> ds.attrs["protocol"]
     'retention'
+    >>> memdrift.characterise("hfoxsy-hfs2", "iv", temperatures_k=(300.0,))
+    Traceback (most recent call last):
+    ...
+    memdrift.emulator.protocols.options.UnusedOption: temperatures_k is not used by protocol 'iv'; allowed options: ...
     """
-    from memdrift.emulator.protocols import Options
+    from memdrift.emulator.protocols import build_options, options_type
     from memdrift.emulator.protocols import characterise as run
 
-    return run(_preset(preset), protocol, Options(**options))
+    p = _preset(preset)
+    if "extra" in options:
+        # the film's scheme options under the name the Options bag gives them
+        options["scheme_options"] = options.pop("extra")
+    return run(p, protocol, build_options(options_type(p, protocol), options))
 
 
 def extract(data: xr.Dataset | str | os.PathLike[str], *, levels: Sequence[int] = (32, 128, 512)) -> DeviceRecord:

@@ -7,11 +7,38 @@ non-zero exit; it is a ``ValueError`` so library users can catch it as such.
 from __future__ import annotations
 
 import math
+import string
+from collections.abc import Callable
 from typing import Any
 
 
 class MemdriftError(ValueError):
     """Bad input that names the offending field and what would have been allowed."""
+
+
+class NamedError(MemdriftError):
+    """A message naming Python fields and arguments as ``{name}`` in ``template`` (every other brace doubled):
+    the plain message writes each name as it is, :meth:`message` as ``label`` words it for a caller that
+    knows it by another name (the command line, by its flag)."""
+
+    def __init__(self, template: str):
+        self.template = template
+        super().__init__(self.message())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # rebuilt from its template (a pickled exception is rebuilt from its args, here the message alone)
+        return type(self), (self.template,)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(n for _, n, _, _ in string.Formatter().parse(self.template) if n))
+
+    def message(self, label: Callable[[str], str] = str) -> str:
+        return self.template.format(**{n: label(n) for n in self.names()})
+
+
+def literal(value: Any) -> str:
+    """``repr(value)`` for a :class:`NamedError` template (its braces doubled)."""
+    return repr(value).replace("{", "{{").replace("}", "}}")
 
 
 def field_error(field: str, value: Any, allowed: str) -> MemdriftError:
@@ -54,7 +81,9 @@ def check_seed(field: str, value: Any) -> int:
 
 
 def check_memory(what: str, estimate_bytes: float, limit_bytes: float) -> None:
-    """Refuse a request whose memory estimate is above the limit, naming both."""
+    """Refuse a request whose memory estimate is above the limit, naming both and the argument that raises
+    the limit (``memory_limit_bytes``; a :class:`NamedError`, so a caller may word it as its own)."""
     if estimate_bytes > limit_bytes:
-        raise MemdriftError(f"{what} needs about {estimate_bytes / 2**30:.3g} GiB of memory; allowed: at most "
-                            f"{limit_bytes / 2**30:.3g} GiB (raise it with --max-memory-gb, or ask for less)")
+        what = what.replace("{", "{{").replace("}", "}}")
+        raise NamedError(f"{what} needs about {estimate_bytes / 2**30:.3g} GiB of memory; allowed: at most "
+                         f"{limit_bytes / 2**30:.3g} GiB (raise it with {{memory_limit_bytes}}, or ask for less)")

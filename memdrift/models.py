@@ -80,6 +80,11 @@ class DeviceModel:
         """The run of :meth:`run` as consecutive device chunks whose concatenation is the whole run."""
         raise NotImplementedError(f"model {self.name!r} does not stream")
 
+    def options_type(self, protocol: str) -> type:
+        """The settings dataclass :meth:`characterise` takes for ``protocol`` (one of :attr:`protocols`)."""
+        raise MemdriftError(f"model = {self.name!r} has no characterisation protocols; allowed: "
+                            + ", ".join(n for n, m in MODELS.items() if m.protocols))
+
     def characterise(self, preset: Any, protocol: str, options: Any) -> xr.Dataset:
         raise MemdriftError(f"model = {self.name!r} has no characterisation protocols; allowed: "
                             + ", ".join(n for n, m in MODELS.items() if m.protocols))

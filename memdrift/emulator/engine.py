@@ -178,8 +178,7 @@ def check_conduction_backend(conduction: Any, backend: str) -> None:
 
         name = describe(conduction)
         raise MemdriftError(f"conduction = {name!r} needs backend = 'reference': the compiled kernel solves only "
-                            f"the built-in sinh law (backend = {backend!r}); allowed: backend=\"reference\" "
-                            "(--backend reference)")
+                            f"the built-in sinh law (backend = {backend!r}); allowed: backend=\"reference\"")
 
 
 def _checked_law(conduction: Any, params: FilamentParams, train: PulseTrain, table: np.ndarray) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 import xarray as xr
 
 from memdrift.emulator.bulk4t import Bulk4TParams
-from memdrift.errors import MemdriftError
+from memdrift.errors import NamedError, literal
 from memdrift.models import DeviceModel, layout_of, register
 
 #: 0-based FFP events whose vacancy and temperature maps a plot shows (the start, and points along a
@@ -41,8 +41,8 @@ class Bulk4TModel(DeviceModel):
         from memdrift.emulator import bulk4t_schemes
 
         if cycles is not None:
-            raise MemdriftError(f"cycles = {cycles!r} is not used by bulk4t schemes; allowed: omit "
-                                "--cycles (FFP runs HRS->LRS->HRS once per device)")
+            raise NamedError(f"cycles = {literal(cycles)} is not used by bulk4t schemes; allowed: omit "
+                             "{cycles} (FFP runs HRS->LRS->HRS once per device)")
         if not noise:
             options["deterministic"] = True
         if plot and scheme in ("ffp", "ffp-segmentation"):
@@ -52,6 +52,11 @@ class Bulk4TModel(DeviceModel):
                                             backend=backend, progress=progress, **options)
         ds.attrs["layout"] = layout_of(ds)
         return ds
+
+    def options_type(self, protocol: str) -> type:
+        from memdrift.emulator.protocols.options import FILM_OPTIONS
+
+        return FILM_OPTIONS[protocol]
 
     def characterise(self, preset: Any, protocol: str, options: Any) -> xr.Dataset:
         from memdrift.emulator.protocols import characterise_bulk4t

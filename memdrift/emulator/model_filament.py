@@ -10,7 +10,7 @@ from typing import Any
 import xarray as xr
 
 from memdrift.emulator.params import FilamentParams
-from memdrift.errors import MemdriftError
+from memdrift.errors import MemdriftError, NamedError, literal
 from memdrift.models import LAYOUT_PULSE, LAYOUT_WRITE_VERIFY, DeviceModel, register
 
 #: write-verify options of ``run`` and the ``WriteVerify`` fields they set
@@ -53,16 +53,16 @@ class FilamentModel(DeviceModel):
                 raise MemdriftError(f"conduction = {conduction!r} is not used by write-verify; allowed: scheme = "
                                     "'ramp' or 'identical' (or a PulseTrain) on backend 'reference'")
             if cycles is not None:
-                raise MemdriftError(f"cycles = {cycles!r} is not used by write-verify; allowed: omit --cycles "
-                                    "(each device is programmed to every target once)")
+                raise NamedError(f"cycles = {literal(cycles)} is not used by write-verify; allowed: omit {{cycles}} "
+                                 "(each device is programmed to every target once)")
             _refuse_unknown(options, WRITE_VERIFY_OPTIONS)
             wv = scheme if isinstance(scheme, WriteVerify) else WriteVerify(**options).checked()
             ds = run_write_verify(params, wv, devices=devices, seed=seed, threads=threads, backend=backend,
                                   noise=noise, preset=preset)
             return _with_layout(ds, LAYOUT_WRITE_VERIFY)
         if any(k in WRITE_VERIFY_OPTIONS for k in options):
-            raise MemdriftError(f"--targets/--tolerance/--max-pulses are write-verify options; scheme = "
-                                f"{_name(scheme)!r} does not use them; allowed: --scheme write-verify")
+            raise NamedError("{targets_s}/{tolerance}/{max_pulses} are write-verify options; scheme = "
+                             f"{literal(_name(scheme))} does not use them; allowed: scheme = 'write-verify'")
         _refuse_unknown(options, ())
         from memdrift.emulator.engine import run_pulses
 
@@ -71,7 +71,7 @@ class FilamentModel(DeviceModel):
         if memory_limit_bytes is not None:
             from memdrift.errors import check_memory
 
-            check_memory(f"pulse --devices {devices} --cycles {n_cycles} ({train.n_pulses} pulses a cycle)",
+            check_memory(f"{devices} devices x {n_cycles} cycles ({train.n_pulses} pulses a cycle)",
                          float(devices) * n_cycles * train.n_pulses * BYTES_PER_PULSE, memory_limit_bytes)
         ds = run_pulses(params, train, devices=devices, cycles=n_cycles, seed=seed, threads=threads,
                         backend=backend, noise=noise, progress=progress, preset=preset, conduction=conduction)
@@ -121,6 +121,11 @@ class FilamentModel(DeviceModel):
                 # an interrupted caller waits for the chunk in the kernel (it cannot be stopped), not the rest
                 if ahead is not None:
                     ahead.cancel()
+
+    def options_type(self, protocol: str) -> type:
+        from memdrift.emulator.protocols.options import FILAMENT_OPTIONS
+
+        return FILAMENT_OPTIONS[protocol]
 
     def characterise(self, preset: Any, protocol: str, options: Any) -> xr.Dataset:
         from memdrift.emulator.protocols import characterise_filament

@@ -9,7 +9,7 @@ from memdrift.errors import MemdriftError
 from memdrift.experiments.cmd_pulse import available_cores
 
 PROTOCOLS = ("pd-cycling", "dr-map", "ffp-segmentation", "retention", "iv", "endurance")
-#: the flag of each protocol option (a field of ``memdrift.emulator.protocols.Options``), for error messages
+#: the flag of each protocol setting (a field of a protocol's settings class), for error messages
 FLAGS = {"cycles": "--cycles", "temperatures_k": "--temperatures", "time_min_s": "--time-min",
          "time_max_s": "--time-max", "times": "--times", "program_pulses": "--program-pulses",
          "amplitudes_v": "--amplitudes", "pulses": "--pulses", "width_s": "--width", "voltage_max_v": "--v-max",
@@ -74,7 +74,9 @@ def _floats(name: str, text: str | None) -> tuple[float, ...] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from memdrift.emulator.protocols import Options, UnusedOption, characterise, write_characterisation
+    from memdrift.emulator.params import load_preset
+    from memdrift.emulator.protocols import (UnusedOption, build_options, characterise, options_type,
+                                             write_characterisation)
     from memdrift.experiments.cmd_extract import parse_levels
 
     from memdrift.data.io import check_output_path
@@ -84,18 +86,21 @@ def run(args: argparse.Namespace) -> int:
     check_seed("seed", args.seed)
     if args.protocol not in PROTOCOLS:
         raise MemdriftError(f"protocol = {args.protocol!r} is unknown; allowed: {', '.join(PROTOCOLS)}")
-    opts = Options(devices=args.devices, cycles=args.cycles, seed=args.seed, threads=args.threads,
-                   noise=not args.no_noise, chunk_devices=args.chunk_devices,
-                   temperatures_k=_floats("temperatures", args.temperatures), time_min_s=args.time_min,
-                   time_max_s=args.time_max, times=args.times, program_pulses=args.program_pulses,
-                   amplitudes_v=_floats("amplitudes", args.amplitudes), pulses=args.pulses, width_s=args.width,
-                   voltage_max_v=args.v_max, steps=args.steps, dwell_s=args.dwell, record=args.record,
-                   levels=parse_levels(args.levels) if args.levels is not None else None)
+    settings = dict(devices=args.devices, cycles=args.cycles, seed=args.seed, threads=args.threads,
+                    noise=not args.no_noise, chunk_devices=args.chunk_devices,
+                    temperatures_k=_floats("temperatures", args.temperatures), time_min_s=args.time_min,
+                    time_max_s=args.time_max, times=args.times, program_pulses=args.program_pulses,
+                    amplitudes_v=_floats("amplitudes", args.amplitudes), pulses=args.pulses, width_s=args.width,
+                    voltage_max_v=args.v_max, steps=args.steps, dwell_s=args.dwell, record=args.record,
+                    levels=parse_levels(args.levels) if args.levels is not None else None)
+    preset = load_preset(args.device)
     try:
-        ds = characterise(args.device, args.protocol, opts)
+        # the protocol's settings class made from the flags given (a flag left out keeps its default)
+        opts = build_options(options_type(preset, args.protocol), settings)
     except UnusedOption as exc:
         # the emulator names the fields; here each comes with the flag that set it
         raise MemdriftError(exc.message(lambda name: f"{name} ({FLAGS[name]})")) from None
+    ds = characterise(preset, args.protocol, opts)
     write_characterisation(ds, args.output, progress=not args.quiet, float32=args.float32)
     print(f"wrote {args.output} ({args.protocol}; {', '.join(f'{k}={v}' for k, v in ds.sizes.items())})")
     return 0

@@ -91,7 +91,22 @@ def _warn_kernel_flags(ds, where: str) -> None:
         print(f"warning: {where}: {'; '.join(phrases)} (see {flags.VARIABLE})", file=sys.stderr)
 
 
+#: the flag of each argument the emulator's messages name (:class:`memdrift.errors.NamedError`)
+FLAGS = {"cycles": "--cycles", "memory_limit_bytes": "--max-memory-gb", "targets_s": "--targets",
+         "tolerance": "--tolerance", "max_pulses": "--max-pulses", "scheme": "--scheme", "backend": "--backend"}
+
+
 def run(args: argparse.Namespace) -> int:
+    from memdrift.errors import NamedError
+
+    try:
+        return _run(args)
+    except NamedError as exc:
+        # the emulator names its arguments; here each is the flag that set it
+        raise MemdriftError(exc.message(lambda name: FLAGS.get(name, name))) from None
+
+
+def _run(args: argparse.Namespace) -> int:
     from memdrift.data import envelope
     from memdrift.data.io import write_dataset
     from memdrift.emulator.params import load_preset
@@ -123,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
                                 f"on the {args.backend} backend; allowed: omit --chunk-devices (only filament "
                                 "ramp/identical runs on the compiled backend stream in chunks)")
     options = _write_verify_options(args)
+    if options and scheme != "write-verify" and "write-verify" in model.schemes:
+        _refuse_write_verify_options(scheme)
     if args.policy is not None:
         options["policy"] = args.policy
     if args.conduction is not None:
@@ -130,7 +147,10 @@ def run(args: argparse.Namespace) -> int:
 
         if preset.model == "filament":
             # before the streamed path, which serves only the compiled backend
-            check_conduction_backend(args.conduction, args.backend)
+            try:
+                check_conduction_backend(args.conduction, args.backend)
+            except MemdriftError as exc:
+                raise MemdriftError(f"{exc} (--backend reference)") from None
         options["conduction"] = args.conduction
     if streams:
         return _stream(model, preset, scheme, args, options)
@@ -167,6 +187,11 @@ def _write_verify_options(args: argparse.Namespace) -> dict[str, object]:
     return changes
 
 
+def _refuse_write_verify_options(scheme: str) -> None:
+    raise MemdriftError(f"--targets/--tolerance/--max-pulses are write-verify options; scheme = {scheme!r} "
+                        "does not use them; allowed: --scheme write-verify")
+
+
 def _stream(model, preset, scheme: str, args: argparse.Namespace, options: dict[str, object]) -> int:
     """A run computed and written by device chunks (memory flat in the ensemble size; the writer thread
     overlaps the kernel); the same numbers as one whole run."""
@@ -178,8 +203,7 @@ def _stream(model, preset, scheme: str, args: argparse.Namespace, options: dict[
     from memdrift.errors import check_memory
 
     if options:
-        raise MemdriftError(f"--targets/--tolerance/--max-pulses are write-verify options; scheme = {scheme!r} "
-                            "does not use them; allowed: --scheme write-verify")
+        _refuse_write_verify_options(scheme)
     train = from_name(scheme)
     cycles = args.cycles if args.cycles is not None else default_cycles(scheme)
     # the whole ensemble's arguments are refused here, before a progress bar or a file exists

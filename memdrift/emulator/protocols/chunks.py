@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from memdrift.emulator.protocols.options import Options
+from memdrift.emulator.protocols.options import FilamentOptions
 
 
 # A chunk this large (bytes of float64 output) keeps memory flat for any ensemble size.
@@ -97,7 +97,7 @@ class _Plan:
     derived: Callable[[xr.Dataset], xr.Dataset] | None = None
 
 
-def _assemble(plan: _Plan, opts: Options, token: str) -> xr.Dataset:
+def _assemble(plan: _Plan, opts: FilamentOptions, token: str) -> xr.Dataset:
     import dask
     import dask.array as da
 

@@ -13,22 +13,22 @@ from memdrift.data.schema import BRANCH, annotate, netcdf_attrs
 from memdrift.emulator import engine, filament
 from memdrift.emulator.params import FilamentParams, Preset
 from memdrift.emulator.protocols.chunks import _advance, _assemble, _Plan, _Var
-from memdrift.emulator.protocols.options import (DEFAULT_DR_AMPLITUDES_V, DEFAULT_TEMPERATURES_K, FILAMENT_PROTOCOLS,
-                                                 TEN_YEARS_S, Options, _check_options, _int_option)
+from memdrift.emulator.protocols.options import (FILAMENT_OPTIONS, FILAMENT_PROTOCOLS, DrMapOptions,
+                                                 EnduranceOptions, FilamentOptions, IvOptions, Options,
+                                                 PdCyclingOptions, RetentionOptions, check_protocol,
+                                                 protocol_options)
 from memdrift.emulator.pulses import (DEPRESSION, POTENTIATION, PulseTrain, from_name, identical,
                                       retention)
 from memdrift.emulator.randomness import device_keys
-from memdrift.errors import MemdriftError, check_range, field_error
 
 
-def characterise_filament(p: Preset, protocol: str, opts: Options) -> xr.Dataset:
-    """A filament protocol (the filament model's :meth:`~memdrift.models.DeviceModel.characterise`)."""
-    _check_options(protocol, opts, FILAMENT_PROTOCOLS, f"the filament preset {p.name!r}")
+def characterise_filament(p: Preset, protocol: str, options: FilamentOptions | Options | None) -> xr.Dataset:
+    """A filament protocol (the filament model's :meth:`~memdrift.models.DeviceModel.characterise`);
+    ``options`` an instance of the protocol's class in :data:`FILAMENT_OPTIONS` (or an :class:`Options`)."""
+    check_protocol(protocol, FILAMENT_PROTOCOLS, f"the filament preset {p.name!r}")
+    opts = protocol_options(FILAMENT_OPTIONS[protocol], options)
     builder = {"pd-cycling": _pd_cycling, "dr-map": _dr_map, "retention": _retention, "iv": _iv,
                "endurance": _endurance}[protocol]
-    if opts.extra:
-        raise MemdriftError(f"option {sorted(opts.extra)[0]!r} is unknown for filament protocols; allowed: "
-                            "the fields of Options")
     plan = builder(p, opts)
     import dask.base
 
@@ -37,7 +37,7 @@ def characterise_filament(p: Preset, protocol: str, opts: Options) -> xr.Dataset
     return annotate(ds)
 
 
-def _filament_attrs(p: Preset, protocol: str, opts: Options, extra: dict[str, Any]) -> dict[str, Any]:
+def _filament_attrs(p: Preset, protocol: str, opts: FilamentOptions, extra: dict[str, Any]) -> dict[str, Any]:
     attrs: dict[str, Any] = {
         "title": f"memdrift characterisation: {protocol} on {p.name}",
         "memdrift_version": __version__,
@@ -92,8 +92,8 @@ def _ramp(p: Preset) -> PulseTrain:
     return from_name("ramp")
 
 
-def _pd_cycling(p: Preset, opts: Options) -> _Plan:
-    cycles = _int_option("cycles", opts.cycles, 100, 1, 10**7)
+def _pd_cycling(p: Preset, opts: PdCyclingOptions) -> _Plan:
+    cycles = opts.cycles
     train = _ramp(p)
 
     def compute(first: int, n: int) -> dict[str, np.ndarray]:
@@ -115,17 +115,8 @@ def _pd_cycling(p: Preset, opts: Options) -> _Plan:
     return _Plan(variables, compute, coords, static, {"scheme": train.name, **train.describe(), "cycles": cycles})
 
 
-def _dr_map(p: Preset, opts: Options) -> _Plan:
-    amps = tuple(DEFAULT_DR_AMPLITUDES_V if opts.amplitudes_v is None else opts.amplitudes_v)
-    if not amps:
-        raise MemdriftError("amplitudes_v is empty; allowed: at least one signed amplitude (V)")
-    for i, a in enumerate(amps):
-        check_range(f"amplitudes_v[{i}]", a, -10.0, 10.0, unit="V")
-        if a == 0:
-            raise field_error(f"amplitudes_v[{i}]", a, "a non-zero amplitude in [-10, 10] V")
-    pulses = _int_option("pulses", opts.pulses, 20, 1, 100_000)
-    width = check_range("width_s", 200e-9 if opts.width_s is None else opts.width_s, 0.0, 1.0, low_open=True,
-                        unit="s")
+def _dr_map(p: Preset, opts: DrMapOptions) -> _Plan:
+    amps, pulses, width = opts.amplitudes_v, opts.pulses, opts.width_s
     base = _ramp(p)
     half = {POTENTIATION: np.flatnonzero(np.array(base.branch) == POTENTIATION),
             DEPRESSION: np.flatnonzero(np.array(base.branch) == DEPRESSION)}
@@ -194,20 +185,11 @@ def _dr_map(p: Preset, opts: Options) -> _Plan:
                   **base.describe()}, derived=derived)
 
 
-def _retention(p: Preset, opts: Options) -> _Plan:
-    temps = tuple(DEFAULT_TEMPERATURES_K if opts.temperatures_k is None else opts.temperatures_k)
-    if not temps:
-        raise MemdriftError("temperatures_k is empty; allowed: at least one temperature (K)")
-    for i, t in enumerate(temps):
-        check_range(f"temperatures_k[{i}]", t, 1.0, 2000.0, unit="K")
-    t_min = check_range("time_min_s", 1.0 if opts.time_min_s is None else opts.time_min_s, 1e-4, None, unit="s")
-    t_max = check_range("time_max_s", TEN_YEARS_S if opts.time_max_s is None else opts.time_max_s, t_min, None,
-                        low_open=True, unit=f"s (> time_min_s = {t_min:g})")
-    n_times = _int_option("times", opts.times, 41, 2, 100_000)
-    times = np.logspace(np.log10(t_min), np.log10(t_max), n_times)
+def _retention(p: Preset, opts: RetentionOptions) -> _Plan:
+    temps, n_times, k = opts.temperatures_k, opts.times, opts.program_pulses
+    times = np.logspace(np.log10(opts.time_min_s), np.log10(opts.time_max_s), n_times)
     base = _ramp(p)
     pot = np.flatnonzero(np.array(base.branch) == POTENTIATION)
-    k = _int_option("program_pulses", opts.program_pulses, max(1, pot.size // 2), 0, pot.size)
     read_width = 1e-6
     bake = retention(times, read_voltage_v=base.read_voltage_v, read_width_s=read_width)
     program = PulseTrain(base.amplitude_v[pot[:k]], base.width_s[pot[:k]], base.read_voltage_v, base.read_width_s,
@@ -248,13 +230,8 @@ def _retention(p: Preset, opts: Options) -> _Plan:
     return _Plan(variables, compute, coords, {}, attrs)
 
 
-def _iv(p: Preset, opts: Options) -> _Plan:
-    loops = _int_option("cycles", opts.cycles, 1, 1, 100_000)
-    v_max = check_range("voltage_max_v", 1.0 if opts.voltage_max_v is None else opts.voltage_max_v, 0.0, 10.0,
-                        low_open=True, unit="V")
-    steps = _int_option("steps", opts.steps, 25, 2, 100_000)
-    dwell = check_range("dwell_s", 1e-3 if opts.dwell_s is None else opts.dwell_s, 0.0, 100.0, low_open=True,
-                        unit="s")
+def _iv(p: Preset, opts: IvOptions) -> _Plan:
+    loops, v_max, steps, dwell = opts.cycles, opts.voltage_max_v, opts.steps, opts.dwell_s
     dv = v_max / steps
     grid = np.arange(-steps, steps + 1) * dv  # the voltage coordinate, -V .. +V
     # applied sequence: 0 → +V (up), +V → -V (down), -V → 0 (up); index into grid per step
@@ -294,9 +271,8 @@ def _iv(p: Preset, opts: Options) -> _Plan:
                                                  "dwell_s": dwell, "sweep_rate_v_per_s": dv / dwell})
 
 
-def _endurance(p: Preset, opts: Options) -> _Plan:
-    cycles = _int_option("cycles", opts.cycles, 10_000, 1, 10**9)
-    record = _int_option("record", opts.record, 50, 1, 100_000)
+def _endurance(p: Preset, opts: EnduranceOptions) -> _Plan:
+    cycles, record = opts.cycles, opts.record
     kept = np.unique(np.round(np.logspace(0, np.log10(cycles), record)).astype(np.int64) - 1)
     kept = np.unique(np.concatenate([[0, cycles - 1], kept]))
     train = _ramp(p)

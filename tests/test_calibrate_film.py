@@ -1,0 +1,121 @@
+"""`memdrift calibrate --targets bulk_tio2x_four_terminal`: the film's init stage recovers the
+initialisation it is given, charges a flagged film, judges the FFP figures by their bands, and the CLI
+writes a preset that loads and records what it did."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from memdrift.emulator.params import Preset, load_preset, preset_from_toml, save_preset
+from memdrift.errors import MemdriftError
+from memdrift.experiments.cli import main
+from memdrift.mapping import calibrate_film as cf
+
+
+def _small(**changes):
+    """tio2x-4t on 16 x 16 with its local sink: the init costs milliseconds."""
+    return load_preset("tio2x-4t").params.replace(grid_x=16.0, grid_y=16.0, **changes)
+
+
+def test_targets_are_the_papers():
+    t = cf.FilmTargets.from_reference()
+    assert (t.hrs_ohm, t.lrs_ohm, t.init_amplitude_v) == (880.0, 740.0, 6.0)
+    assert (t.events_potentiation, t.events_depression) == (494.0, 579.0)
+    assert (t.power_potentiation_w, t.power_depression_w) == (0.2407, 0.1146)
+    assert (t.skipped_n512_potentiation, t.skipped_n512_depression) == (117, 8)
+    with pytest.raises(MemdriftError, match="allowed: bulk_tio2x_four_terminal"):
+        cf.FilmTargets.from_reference("filament_hfoxsy_hfs2")
+
+
+def test_init_stage_recovers_the_initialisation_it_is_given():
+    """Targets from a known film; the start 1.6x off in sigma and 4x in nu0; back within the 2 % band."""
+    truth = _small()
+    fig = cf.init_figures(truth)
+    assert fig["flag"] == 0 and fig["hrs_ohm"] > fig["lrs_ohm"]
+    targets = dataclasses.replace(cf.FilmTargets(), hrs_ohm=fig["hrs_ohm"], lrs_ohm=fig["lrs_ohm"])
+    start = truth.replace(conductivity_base_s_per_m=truth.conductivity_base_s_per_m * 1.6,
+                          conductivity_vacancy_s_per_m=truth.conductivity_vacancy_s_per_m * 1.6,
+                          attempt_frequency_hz=truth.attempt_frequency_hz / 4.0)
+    off = cf.init_figures(start)
+    assert abs(off["hrs_ohm"] / fig["hrs_ohm"] - 1) > 0.1  # the start misses by far more than the band
+    p, info = cf.stage_init(start, targets, report=lambda s: None)
+    assert info["met"], info
+    assert max(abs(r) for r in info["residual_relative"]) < 0.02
+    # the two parameters are identifiable here: each lands within 3 of its standard errors of the truth
+    for name in cf.INIT_FREE:
+        rel = info["relative_uncertainty"][name]
+        assert 0 < rel < 1, name
+        assert abs(math.log(getattr(p, name) / getattr(truth, name))) < 3 * rel + 0.02, name
+    # the vacancy conductivity keeps its ratio to the base
+    assert p.conductivity_vacancy_s_per_m / p.conductivity_base_s_per_m == pytest.approx(
+        truth.conductivity_vacancy_s_per_m / truth.conductivity_base_s_per_m)
+
+
+def test_a_flagged_initialisation_is_charged_not_accepted():
+    """A film whose +-6 V initialisation passes its thermal ceiling scores the penalty, whatever it reads."""
+    hot = _small(substrate_conductance_w_per_m2k=1e6, thermal_ceiling_k=400.0)
+    fig = cf.init_figures(hot)
+    assert fig["flag"] != 0
+    assert np.all(cf._init_residuals(fig, cf.FilmTargets()) == 1e3)
+    cool = cf.init_figures(_small())
+    assert np.all(np.abs(cf._init_residuals(cool, cf.FilmTargets())) < 1e3)
+
+
+def _fig(**changes):
+    fig = {"seed": 0, "events": [494, 579], "power_w": [0.2407, 0.1146], "temperature_peak_k": [900.0, 700.0],
+           "flagged_events": 0, "skipped_n32": [0, 0], "skipped_n128": [0, 0], "skipped_n512": [117, 8],
+           "skipped_n512_share_at_start": [0.9, 0.75]}
+    fig.update(changes)
+    return fig
+
+
+def test_the_ffp_judgement_holds_each_band():
+    assert all(cf.judge_ffp(_fig()).values())
+    cases = {
+        "events_potentiation": {"events": [545, 579]},
+        "events_depression": {"events": [494, 518]},
+        "power_potentiation": {"power_w": [0.2407 * 1.36, 0.1146]},
+        "power_depression": {"power_w": [0.2407, 0.1146 * 0.64]},
+        "skipped_n512_potentiation": {"skipped_n512": [58, 8]},
+        "skipped_n512_depression": {"skipped_n512": [117, 17]},
+        "skipped_n32_none": {"skipped_n32": [1, 0]},
+        "skips_at_the_paper_ends": {"skipped_n512_share_at_start": [0.4, 0.75]},
+        "unflagged": {"flagged_events": 1},
+    }
+    for key, change in cases.items():
+        met = cf.judge_ffp(_fig(**change))
+        assert not met[key], key
+        assert all(v for k, v in met.items() if k != key), key
+    # the edges of the bands are inside
+    assert cf.judge_ffp(_fig(events=[544, 639], skipped_n512=[59, 16]))["events_depression"]
+    assert cf.judge_ffp(_fig(skipped_n512=[234, 0], skipped_n512_share_at_start=[0.6, math.nan]))[
+        "skips_at_the_paper_ends"]
+
+
+def test_cli_init_stage_writes_a_preset_that_loads(tmp_path, capsys):
+    start = tmp_path / "start.toml"
+    base = load_preset("tio2x-4t")
+    save_preset(Preset(name="film-start", params=_small(), description="small film", scheme=base.scheme), start)
+    out = tmp_path / "film.toml"
+    rc = main(["calibrate", "--targets", "bulk_tio2x_four_terminal", "--stages", "init", "--start-preset",
+               str(start), "--init-evaluations", "4", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    fitted = load_preset(out)
+    cal = fitted.calibration
+    assert cal["stages"][0]["stage"] == "init" and cal["stages"][0]["evaluations"] >= 4
+    assert cal["hrs_ohm"] == 880.0 and cal["lrs_ohm"] == 740.0
+    assert cal["command"].startswith("memdrift ") and cal["started_from"] == "film-start"
+    assert preset_from_toml(out.read_text(), str(out)) == fitted
+
+
+def test_cli_refuses_filament_stages_and_a_filament_start(tmp_path, capsys):
+    out = str(tmp_path / "x.toml")
+    assert main(["calibrate", "--targets", "bulk_tio2x_four_terminal", "--stages", "global", "-o", out]) == 2
+    assert "allowed for the film: init, check, mechanism, grid" in capsys.readouterr().err
+    assert main(["calibrate", "--targets", "bulk_tio2x_four_terminal", "--stages", "init", "--start-preset",
+                 "hfoxsy-hfs2", "-o", out]) == 2
+    assert "allowed: a bulk4t preset" in capsys.readouterr().err

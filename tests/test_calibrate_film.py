@@ -119,3 +119,21 @@ def test_cli_refuses_filament_stages_and_a_filament_start(tmp_path, capsys):
     assert main(["calibrate", "--targets", "bulk_tio2x_four_terminal", "--stages", "init", "--start-preset",
                  "hfoxsy-hfs2", "-o", out]) == 2
     assert "allowed: a bulk4t preset" in capsys.readouterr().err
+
+
+def test_a_short_first_pulse_keeps_a_fast_film_at_its_initialisation_target():
+    """A film 1000x faster at 6 V than the preset passes 880 ohm far on a 1 s first pulse, not on 0.05 s."""
+    from memdrift.emulator.bulk4t_schemes import Bulk4TDevices
+
+    fast = _small(attempt_frequency_hz=load_preset("tio2x-4t").params.attempt_frequency_hz * 1000,
+                  max_steps_per_pulse=1e6)
+    ends = {}
+    for first in (1.0, cf.INIT_FIRST_PULSE_S):
+        dev = Bulk4TDevices(fast, 1, seed=0, deterministic=True)
+        dev.init_first_pulse_s = first
+        dev.condition(1)
+        r0 = dev.approach(740.0, +1.0)[0]
+        ends[first] = dev.approach(880.0, -1.0, reset_ohm=740.0)[0]
+        assert r0 <= 740.0
+    assert ends[1.0] - 880.0 > 50.0         # the long first pulse carries it far past the target
+    assert 0.0 <= ends[cf.INIT_FIRST_PULSE_S] - 880.0 < 0.05 * (ends[1.0] - 880.0)

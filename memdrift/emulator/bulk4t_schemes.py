@@ -36,6 +36,9 @@ from memdrift.errors import MemdriftError, check_range, field_error
 SCHEMES = ("identical", "dr-map", "ffp", "ffp-segmentation", "retention")
 PAPER_AMPLITUDES_V = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0)
 BACKENDS = ("compiled", "reference")
+#: the first pulse of an automatic initialisation (s), unless the preset's [calibration] names its own
+#: ``init_first_pulse_s``
+INIT_FIRST_PULSE_S = 1.0
 
 
 class Bulk4TDevices:
@@ -60,6 +63,9 @@ class Bulk4TDevices:
         else:
             self.engine = b.ReferenceEngine(params, self.table, children)
         self.n = b.initial_counts(self.table, params.shape)
+        #: width of the first pulse of an automatic initialisation (s); later pulses are sized from the rate
+        #: it achieved. A fast film needs it short, or its first pulse carries it far past the target.
+        self.init_first_pulse_s = INIT_FIRST_PULSE_S
         self._ambient = np.broadcast_to(self.table[:, b.COL["ambient_temperature_k"], None, None], self.n.shape)
 
     def apply(self, volts: np.ndarray, width_s: float | np.ndarray, active: np.ndarray | None = None,
@@ -109,12 +115,12 @@ class Bulk4TDevices:
 
         ``sign`` > 0 programs towards LRS (R falls below the target), < 0 towards HRS. Each pulse is sized
         from the rate the previous one achieved to cover 70 % of what remains (50 ms to 100 s), so the
-        crossing overshoots by a few hundredths of an ohm.
+        crossing overshoots by a few hundredths of an ohm. The first pulse is ``init_first_pulse_s``.
         """
         target = np.broadcast_to(np.asarray(target_ohm, dtype=float), (self.devices,))
         r = self.read()
         active = (r > target) if sign > 0 else (r < target)
-        step = np.full(self.devices, 1.0)
+        step = np.full(self.devices, float(self.init_first_pulse_s))
         for _ in range(int(max_pulses)):
             if not np.any(active):
                 break
@@ -510,7 +516,8 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
     Options (all schemes): ``deterministic`` (expected hop counts, no noise), ``joule_heating`` (bool or
     multiplier), ``grid`` (int or (nx, ny)), ``init_amplitude_v`` (6 V), ``hrs_ohm`` / ``lrs_ohm`` (initialisation
     targets; default from the preset's calibration, else 880 / 740), ``conditioning_cycles`` (2 loops of +-6 V,
-    100 s on the fresh film).
+    100 s on the fresh film), ``init_first_pulse_s`` (the first pulse of each initialisation; default the
+    preset's [calibration] ``init_first_pulse_s``, else 1 s).
     identical / dr-map: ``amplitudes_v``, ``width_s`` (2 s), ``pulses`` (100).
     ffp / ffp-segmentation: the fields of :class:`FFPOptions` (units, defaults and meanings there);
     ``map_joule_heating`` with ``joule_heating`` replays the table of the heated film on a film whose heating
@@ -542,7 +549,10 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
     conditioning = int(opts.pop("conditioning_cycles", 2))
     if conditioning < 0:
         raise field_error("conditioning_cycles", conditioning, ">= 0")
+    first = check_range("init_first_pulse_s", float(opts.pop("init_first_pulse_s", calibration.get(
+        "init_first_pulse_s", INIT_FIRST_PULSE_S))), 1e-3, 100.0, unit="s")
     dev = Bulk4TDevices(params, devices, seed=seed, threads=threads, backend=backend, deterministic=deterministic)
+    dev.init_first_pulse_s = first
     dev.condition(conditioning, init["init_amplitude_v"])
     attrs_extra: dict[str, Any] = {**init, "deterministic": deterministic, "backend": backend}
 
@@ -563,6 +573,7 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
             # heating changed; the same seed draws the same devices
             map_dev = Bulk4TDevices(params.replace(joule_heating=ffp.map_joule_heating), devices, seed=seed,
                                     threads=threads, backend=backend, deterministic=deterministic)
+            map_dev.init_first_pulse_s = first
             map_dev.condition(conditioning, init["init_amplitude_v"])
             attrs_extra["map_joule_heating"] = ffp.map_joule_heating
         ident = run_identical(map_dev, ffp.map_amplitudes_v, 2.0, ffp.map_pulses, progress=progress, **init)

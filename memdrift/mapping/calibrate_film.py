@@ -57,6 +57,9 @@ INIT_SPAN = 100.0
 #: the initialisation: loops of +6 V then -6 V, each 100 s, on a fresh film; the last loop is read
 INIT_LOOPS = 2
 INIT_WIDTH_S = 100.0
+#: the first pulse of the FFP's automatic initialisations in a calibrated preset (s): the shortest the
+#: pulse sizing of ``Bulk4TDevices.initialise`` allows
+INIT_FIRST_PULSE_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -311,8 +314,10 @@ def calibrate_film(start_preset: str = "tio2x-4t", section: str = SECTION, *,
         log.append(info)
         report(f"init: HRS {info['hrs_ohm']:.2f} / LRS {info['lrs_ohm']:.2f} ohm ({info['evaluations']} "
                f"evaluations, {info['cpu_s']} s CPU)")
-    calibration = {k: v for k, v in start.calibration.items() if k in ("hrs_ohm", "lrs_ohm")}
-    calibration.update(hrs_ohm=targets.hrs_ohm, lrs_ohm=targets.lrs_ohm)
+    # the FFP and its map start from these targets; the initialisation's first pulse is the shortest the
+    # sizing allows, so a film fast at 6 V does not overshoot them on its first pulse
+    calibration = {"hrs_ohm": targets.hrs_ohm, "lrs_ohm": targets.lrs_ohm,
+                   "init_first_pulse_s": INIT_FIRST_PULSE_S}
     preset = Preset(name=name or start.name, params=p, description=start.description, scheme=start.scheme,
                     calibration=calibration)
     record: dict[str, Any] = {

@@ -137,3 +137,30 @@ def test_a_short_first_pulse_keeps_a_fast_film_at_its_initialisation_target():
         assert r0 <= 740.0
     assert ends[1.0] - 880.0 > 50.0         # the long first pulse carries it far past the target
     assert 0.0 <= ends[cf.INIT_FIRST_PULSE_S] - 880.0 < 0.05 * (ends[1.0] - 880.0)
+
+
+def test_the_window_map_counts_only_pulses_that_start_in_the_window():
+    """Runs that leave the window: the window map's bins lie in it and ignore what happens outside."""
+    from memdrift.emulator.bulk4t_schemes import FFPOptions, build_dr_map
+
+    amps = np.array([1.0, 2.0])
+    # potentiation runs from 880 ohm: 1 V takes 0.1 ohm per pulse, 2 V 10.5 ohm (it leaves 740-880 in 14
+    # pulses and then, outside, would be counted at 50 ohm per pulse)
+    steps = {1.0: np.full(40, 0.1), 2.0: np.r_[np.full(14, 10.5), np.full(26, 50.0)]}
+    res = {"resistance_initial": np.full((1, 4), np.nan), "resistance": np.full((1, 4, 40), np.nan),
+           "run_amplitude": np.array([1.0, 2.0, 1.0, 2.0]),
+           "run_branch": np.array(["potentiation", "potentiation", "depression", "depression"])}
+    for c, a in enumerate([1.0, 2.0, 1.0, 2.0]):
+        sign = -1.0 if c < 2 else 1.0
+        start = 880.0 if c < 2 else 740.0
+        res["resistance_initial"][0, c] = start
+        res["resistance"][0, c] = start + sign * np.cumsum(steps[a])
+    whole = build_dr_map(res, ffp_width_s=2.0, target_ohm=1.0)
+    window = build_dr_map(res, ffp_width_s=2.0, target_ohm=1.0, window_ohm=(740.0, 880.0))
+    assert whole["dr_map_resistance"].min() < 0 and whole["dr_map_resistance"].max() > 1500
+    r = window["dr_map_resistance"]
+    assert 740.0 < r.min() and r.max() < 880.0
+    pot = window["dr_map"][0]
+    assert np.nanmax(pot[:, 1]) == pytest.approx(10.5) and np.nanmin(pot[:, 0]) == pytest.approx(0.1)
+    with pytest.raises(MemdriftError, match="map_range = 'all' is unknown; allowed: runs, window"):
+        FFPOptions(map_range="all")

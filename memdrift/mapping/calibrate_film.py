@@ -315,9 +315,10 @@ def calibrate_film(start_preset: str = "tio2x-4t", section: str = SECTION, *,
         report(f"init: HRS {info['hrs_ohm']:.2f} / LRS {info['lrs_ohm']:.2f} ohm ({info['evaluations']} "
                f"evaluations, {info['cpu_s']} s CPU)")
     # the FFP and its map start from these targets; the initialisation's first pulse is the shortest the
-    # sizing allows, so a film fast at 6 V does not overshoot them on its first pulse
+    # sizing allows, so a film fast at 6 V does not overshoot them on its first pulse; the map's bins span
+    # the window the FFP works in, which a fast film's strong runs leave within a few pulses
     calibration = {"hrs_ohm": targets.hrs_ohm, "lrs_ohm": targets.lrs_ohm,
-                   "init_first_pulse_s": INIT_FIRST_PULSE_S}
+                   "init_first_pulse_s": INIT_FIRST_PULSE_S, "map_range": "window"}
     preset = Preset(name=name or start.name, params=p, description=start.description, scheme=start.scheme,
                     calibration=calibration)
     record: dict[str, Any] = {

@@ -143,7 +143,6 @@ def test_the_window_map_counts_only_pulses_that_start_in_the_window():
     """Runs that leave the window: the window map's bins lie in it and ignore what happens outside."""
     from memdrift.emulator.bulk4t_schemes import FFPOptions, build_dr_map
 
-    amps = np.array([1.0, 2.0])
     # potentiation runs from 880 ohm: 1 V takes 0.1 ohm per pulse, 2 V 10.5 ohm (it leaves 740-880 in 14
     # pulses and then, outside, would be counted at 50 ohm per pulse)
     steps = {1.0: np.full(40, 0.1), 2.0: np.r_[np.full(14, 10.5), np.full(26, 50.0)]}
@@ -164,3 +163,21 @@ def test_the_window_map_counts_only_pulses_that_start_in_the_window():
     assert np.nanmax(pot[:, 1]) == pytest.approx(10.5) and np.nanmin(pot[:, 0]) == pytest.approx(0.1)
     with pytest.raises(MemdriftError, match="map_range = 'all' is unknown; allowed: runs, window"):
         FFPOptions(map_range="all")
+
+
+def test_the_stack_candidate_reproduces_its_recorded_initialisation():
+    """examples/presets/tio2x-4t-stack-candidate.toml: its init figures are what its record says (32 x 32)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "presets" / "tio2x-4t-stack-candidate.toml"
+    cand = load_preset(path)
+    p = cand.params
+    assert (p.thermal_model, p.scharfetter_gummel, p.contact_resistivity_ohm_m2) == (1.0, 1.0, 1e-9)
+    stage = cand.calibration["stages"][0]
+    fig = cf.init_figures(p)
+    assert fig["flag"] == 0 and fig["temperature_peak_k"] < p.thermal_ceiling_k
+    assert fig["hrs_ohm"] == pytest.approx(stage["hrs_ohm"], rel=1e-6)
+    assert fig["lrs_ohm"] == pytest.approx(stage["lrs_ohm"], rel=1e-6)
+    assert abs(fig["hrs_ohm"] / 880.0 - 1) < 0.02 and abs(fig["lrs_ohm"] / 740.0 - 1) < 0.02
+    # it says what it does not meet
+    assert "events_potentiation" in cand.calibration["not_met"]

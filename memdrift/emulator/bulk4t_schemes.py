@@ -36,6 +36,11 @@ from memdrift.errors import MemdriftError, check_range, field_error
 SCHEMES = ("identical", "dr-map", "ffp", "ffp-segmentation", "retention")
 PAPER_AMPLITUDES_V = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0)
 BACKENDS = ("compiled", "reference")
+#: the first pulse of an automatic initialisation (s), unless the preset's [calibration] names its own
+#: ``init_first_pulse_s``
+INIT_FIRST_PULSE_S = 1.0
+#: the dR map's bin ranges (FFPOptions.map_range); a preset's [calibration] may name its own
+MAP_RANGES = ("runs", "window")
 
 
 class Bulk4TDevices:
@@ -60,6 +65,9 @@ class Bulk4TDevices:
         else:
             self.engine = b.ReferenceEngine(params, self.table, children)
         self.n = b.initial_counts(self.table, params.shape)
+        #: width of the first pulse of an automatic initialisation (s); later pulses are sized from the rate
+        #: it achieved. A fast film needs it short, or its first pulse carries it far past the target.
+        self.init_first_pulse_s = INIT_FIRST_PULSE_S
         self._ambient = np.broadcast_to(self.table[:, b.COL["ambient_temperature_k"], None, None], self.n.shape)
 
     def apply(self, volts: np.ndarray, width_s: float | np.ndarray, active: np.ndarray | None = None,
@@ -109,12 +117,12 @@ class Bulk4TDevices:
 
         ``sign`` > 0 programs towards LRS (R falls below the target), < 0 towards HRS. Each pulse is sized
         from the rate the previous one achieved to cover 70 % of what remains (50 ms to 100 s), so the
-        crossing overshoots by a few hundredths of an ohm.
+        crossing overshoots by a few hundredths of an ohm. The first pulse is ``init_first_pulse_s``.
         """
         target = np.broadcast_to(np.asarray(target_ohm, dtype=float), (self.devices,))
         r = self.read()
         active = (r > target) if sign > 0 else (r < target)
-        step = np.full(self.devices, 1.0)
+        step = np.full(self.devices, float(self.init_first_pulse_s))
         for _ in range(int(max_pulses)):
             if not np.any(active):
                 break
@@ -153,6 +161,8 @@ class FFPOptions:
     map_pulses: int = option(100, "1", "pulses per amplitude of the dR map's runs")
     # the paper's 140 ohm in 494 events is 0.28 ohm per event
     target_ohm: float = option(0.28, "ohm", "|dR| per event the table aims at")
+    map_range: str = option("runs", "", "R range of the dR map's bins: 'runs' (every R the map's runs pass) "
+                                        "or 'window' (LRS to HRS, pulses starting inside it)")
     levels: tuple[int, ...] = option((32, 128, 512), "1", "level counts n the trace is segmented into")
     snapshot_events: tuple[int, ...] = option((), "1", "0-based events whose vacancy and temperature maps "
                                                         "are kept")
@@ -171,6 +181,8 @@ class FFPOptions:
         set_(self, "max_events", int(self.max_events))
         set_(self, "map_pulses", int(self.map_pulses))
         set_(self, "target_ohm", check_range("target_ohm", self.target_ohm, window[0], window[1], unit="ohm"))
+        if self.map_range not in MAP_RANGES:
+            raise MemdriftError(f"map_range = {self.map_range!r} is unknown; allowed: {', '.join(MAP_RANGES)}")
         set_(self, "levels", tuple(int(x) for x in np.atleast_1d(self.levels)))
         set_(self, "snapshot_events", tuple(int(e) for e in np.atleast_1d(self.snapshot_events)))
         if self.map_joule_heating is not None:
@@ -227,17 +239,20 @@ def run_identical(dev: Bulk4TDevices, amplitudes_v=PAPER_AMPLITUDES_V, width_s: 
 
 
 def build_dr_map(identical: dict[str, np.ndarray], *, ffp_width_s: float = 0.8, map_width_s: float = 2.0,
-                 target_ohm: float = 0.2, bins: int = 40) -> dict[str, np.ndarray]:
+                 target_ohm: float = 0.2, bins: int = 40,
+                 window_ohm: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
     """|dR| vs R per amplitude and branch, and the feedforward table Vw(r) aiming at ``target_ohm``.
 
     The map is measured with ``map_width_s`` pulses; a feedforward pulse of ``ffp_width_s`` is expected to
     change R by the mapped |dR| times ffp_width_s / map_width_s (the change per pulse is small, so it is
-    proportional to the time under bias).
+    proportional to the time under bias). ``window_ohm`` (LRS, HRS): the bins span only the window the
+    FFP works in and only pulses starting inside it are counted (a film whose strong runs leave the window
+    in a few pulses otherwise has most of its bins, and most of the window's, outside it or empty).
     """
     r_all = np.concatenate([identical["resistance_initial"][..., None], identical["resistance"]], axis=2)
     before, after = r_all[..., :-1], r_all[..., 1:]
     dr = np.abs(after - before) * (ffp_width_s / map_width_s)
-    r_lo, r_hi = np.nanmin(r_all), np.nanmax(r_all)
+    r_lo, r_hi = (np.nanmin(r_all), np.nanmax(r_all)) if window_ohm is None else map(float, window_ohm)
     edges = np.linspace(r_lo, r_hi, bins + 1)
     centres = 0.5 * (edges[:-1] + edges[1:])
     amps = np.unique(identical["run_amplitude"])
@@ -245,9 +260,12 @@ def build_dr_map(identical: dict[str, np.ndarray], *, ffp_width_s: float = 0.8, 
     table = np.full((2, bins, amps.size), np.nan)
     for c, (a, br) in enumerate(zip(identical["run_amplitude"], identical["run_branch"])):
         bi, ai = branches.index(str(br)), int(np.searchsorted(amps, a))
-        idx = np.clip(np.digitize(before[:, c].ravel(), edges) - 1, 0, bins - 1)
+        start = before[:, c].ravel()
+        idx = np.clip(np.digitize(start, edges) - 1, 0, bins - 1)
         vals = dr[:, c].ravel()
         ok = np.isfinite(vals)
+        if window_ohm is not None:
+            ok &= (start >= r_lo) & (start <= r_hi)
         for k in range(bins):
             sel = ok & (idx == k)
             if np.any(sel):
@@ -510,7 +528,8 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
     Options (all schemes): ``deterministic`` (expected hop counts, no noise), ``joule_heating`` (bool or
     multiplier), ``grid`` (int or (nx, ny)), ``init_amplitude_v`` (6 V), ``hrs_ohm`` / ``lrs_ohm`` (initialisation
     targets; default from the preset's calibration, else 880 / 740), ``conditioning_cycles`` (2 loops of +-6 V,
-    100 s on the fresh film).
+    100 s on the fresh film), ``init_first_pulse_s`` (the first pulse of each initialisation; default the
+    preset's [calibration] ``init_first_pulse_s``, else 1 s).
     identical / dr-map: ``amplitudes_v``, ``width_s`` (2 s), ``pulses`` (100).
     ffp / ffp-segmentation: the fields of :class:`FFPOptions` (units, defaults and meanings there);
     ``map_joule_heating`` with ``joule_heating`` replays the table of the heated film on a film whose heating
@@ -522,6 +541,8 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
         raise MemdriftError(f"scheme = {scheme!r} is unknown; allowed: {', '.join(SCHEMES)}")
     opts = dict(options)
     # checked (and a user policy compiled) before any device runs, so a refused option costs no simulation
+    if scheme in ("ffp", "ffp-segmentation") and "map_range" in calibration:
+        opts.setdefault("map_range", calibration["map_range"])
     ffp = FFPOptions.pop_from(opts) if scheme in ("ffp", "ffp-segmentation") else None
     changes: dict[str, Any] = {}
     if "joule_heating" in opts:
@@ -542,7 +563,10 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
     conditioning = int(opts.pop("conditioning_cycles", 2))
     if conditioning < 0:
         raise field_error("conditioning_cycles", conditioning, ">= 0")
+    first = check_range("init_first_pulse_s", float(opts.pop("init_first_pulse_s", calibration.get(
+        "init_first_pulse_s", INIT_FIRST_PULSE_S))), 1e-3, 100.0, unit="s")
     dev = Bulk4TDevices(params, devices, seed=seed, threads=threads, backend=backend, deterministic=deterministic)
+    dev.init_first_pulse_s = first
     dev.condition(conditioning, init["init_amplitude_v"])
     attrs_extra: dict[str, Any] = {**init, "deterministic": deterministic, "backend": backend}
 
@@ -563,10 +587,12 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
             # heating changed; the same seed draws the same devices
             map_dev = Bulk4TDevices(params.replace(joule_heating=ffp.map_joule_heating), devices, seed=seed,
                                     threads=threads, backend=backend, deterministic=deterministic)
+            map_dev.init_first_pulse_s = first
             map_dev.condition(conditioning, init["init_amplitude_v"])
             attrs_extra["map_joule_heating"] = ffp.map_joule_heating
         ident = run_identical(map_dev, ffp.map_amplitudes_v, 2.0, ffp.map_pulses, progress=progress, **init)
-        m = build_dr_map(ident, ffp_width_s=ffp.ffp_width_s, map_width_s=2.0, target_ohm=ffp.target_ohm)
+        m = build_dr_map(ident, ffp_width_s=ffp.ffp_width_s, map_width_s=2.0, target_ohm=ffp.target_ohm,
+                         window_ohm=(init["lrs_ohm"], init["hrs_ohm"]) if ffp.map_range == "window" else None)
         _no_leftovers(opts)
         res = run_ffp(dev, m["vw_table"], m["dr_map_resistance"], width_s=ffp.ffp_width_s,
                       max_events=ffp.max_events, progress=progress, snapshot_events=ffp.snapshot_events,

@@ -21,9 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, metavar="filament|bulk4t", help="model to fit (measured data)")
     p.add_argument("--targets", default=None, metavar="SECTION",
                    help="fit to the figures of this reference/targets.toml section instead of data "
-                        "(filament_hfoxsy_hfs2)")
-    p.add_argument("--stages", default="global,noise,check", metavar="S,S,...",
-                   help="--targets: stages to run, of global, polish, noise, check (default global,noise,check)")
+                        "(filament_hfoxsy_hfs2, bulk_tio2x_four_terminal)")
+    p.add_argument("--stages", default=None, metavar="S,S,...",
+                   help="--targets: stages to run; filament: of global, polish, noise, check (default "
+                        "global,noise,check); film: of init, check, mechanism, grid (default init,check)")
+    p.add_argument("--check-films", type=int, default=1, metavar="N",
+                   help="--targets film: films (seeds --seed ...) the check stage runs the paper's FFP on "
+                        "(default 1)")
+    p.add_argument("--init-evaluations", type=int, default=60, metavar="N",
+                   help="--targets film: least-squares evaluations of the init stage (default 60)")
     p.add_argument("--polish-rounds", type=int, default=3, metavar="N",
                    help="--targets: Nelder-Mead restarts of the polish stage (default 3)")
     p.add_argument("--polish-evaluations", type=int, default=800, metavar="N",
@@ -110,8 +116,21 @@ def _run_targets(args: argparse.Namespace) -> int:
     check_range("popsize", args.popsize, 2, 1000)
     check_range("polish-rounds", args.polish_rounds, 1, 1000)
     check_range("polish-evaluations", args.polish_evaluations, 1, 1_000_000)
-    stages = [s for s in args.stages.split(",") if s]
     command = "memdrift " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    from memdrift.mapping import calibrate_film
+
+    if args.targets == calibrate_film.SECTION:
+        check_range("check-films", args.check_films, 1, 1000)
+        check_range("init-evaluations", args.init_evaluations, 1, 100_000)
+        stages = [s for s in (args.stages or "init,check").split(",") if s]
+        film = calibrate_film.calibrate_film(args.start_preset or "tio2x-4t", args.targets, stages=stages,
+                                             seeds=range(args.seed, args.seed + args.check_films),
+                                             init_evaluations=args.init_evaluations, name=args.name,
+                                             command=command)
+        save_preset(film.preset, args.output)
+        print(f"wrote {args.output}")
+        return 0
+    stages = [s for s in (args.stages or "global,noise,check").split(",") if s]
     result = calibrate_to_targets(args.start_preset or "hfoxsy-hfs2", args.targets, stages=stages,
                                   generations=args.generations, popsize=args.popsize, seed=args.seed,
                                   polish_rounds=args.polish_rounds, polish_evaluations=args.polish_evaluations,

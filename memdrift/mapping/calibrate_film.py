@@ -220,8 +220,9 @@ def ffp_figures(preset: Any, *, seed: int = 0, **options: Any) -> dict[str, Any]
     ds = simulate_scheme(preset, "ffp-segmentation", seed=seed, **options)
     energy = ds["energy"].values[0]
     width = ds["width"].values
-    power = [float(np.nanmean(energy[c] / width)) for c in range(2)]
-    peak = [float(np.nanmax(ds["temperature_peak"].values[0, c])) for c in range(2)]
+    ran = [np.isfinite(energy[c]).any() for c in range(2)]   # a branch that took no event has no figures
+    power = [float(np.nanmean(energy[c] / width)) if ran[c] else math.nan for c in range(2)]
+    peak = [float(np.nanmax(ds["temperature_peak"].values[0, c])) if ran[c] else math.nan for c in range(2)]
     flags = np.nan_to_num(ds["pulse_flag"].values[0]).astype(int)
     return {
         "seed": int(seed),

@@ -169,6 +169,11 @@ class FFPOptions:
     map_joule_heating: float | None = option(None, "1", "heating multiplier of the films the dR map is "
                                                          "measured on (None: the same films)")
     policy: CompiledPolicy | None = option(None, "", "write policy Vw(r) in place of the table look-up")
+    correction_exponent: float = option(0.0, "1", "exponent b of each device's amplitude correction: after an "
+                                                  "event its factor is multiplied by (target_ohm / |dR|)^b, the "
+                                                  "ratio clipped to [1/2, 2] (0: the table alone, as the paper)")
+    max_amplitude_v: float = option(7.0, "V", "largest write amplitude a corrected table may ask for (the "
+                                              "source's limit)")
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -189,6 +194,10 @@ class FFPOptions:
             set_(self, "map_joule_heating", check_range("map_joule_heating", self.map_joule_heating, 0.0, 1.0,
                                                         unit=""))
         set_(self, "policy", resolve_policy(self.policy))
+        set_(self, "correction_exponent", check_range("correction_exponent", float(self.correction_exponent),
+                                                      0.0, 1.0, unit=""))
+        set_(self, "max_amplitude_v", check_range("max_amplitude_v", float(self.max_amplitude_v), 0.0, 50.0,
+                                                  low_open=True, unit="V"))
 
     @classmethod
     def pop_from(cls, options: dict[str, Any]) -> FFPOptions:
@@ -301,10 +310,17 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
             max_events: int = 1500, hrs_ohm: float, lrs_ohm: float, init_amplitude_v: float = 6.0,
             progress: bool = False, branches: tuple[float, ...] = (+1.0, -1.0),
             initialise: bool = True, snapshot_events: tuple[int, ...] = (),
-            policy: CompiledPolicy | None = None) -> dict[str, np.ndarray]:
+            policy: CompiledPolicy | None = None, correction_exponent: float = 0.0,
+            target_ohm: float = 0.28, max_amplitude_v: float = 7.0) -> dict[str, np.ndarray]:
     """FFP HRS -> LRS (branch +1) then LRS -> HRS (-1); a device stops when it crosses the LRS / HRS end.
 
     ``policy``: a user write policy (:mod:`memdrift.emulator.policies`) in place of the table look-up.
+    ``correction_exponent`` b > 0: each device scales the table's amplitude by its own factor, multiplied
+    after each event by (``target_ohm`` / |dR|)^b (the ratio clipped to [1/2, 2]; an event that moved R
+    the wrong way or not at all counts as 2), and never asks more than ``max_amplitude_v``; the factor
+    starts at 1 on each branch. The table is measured once, on pulse trains from the initialised state;
+    where the film's response depends on its history the table alone stalls or overshoots, and this is
+    the closed loop a tester adds on top of it.
     """
     max_events = int(max_events)
     if max_events < 1:
@@ -325,9 +341,11 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
     temp = np.full_like(vac, np.nan)
     # the compiled engine runs the whole loop in its kernel; the Python loop below is the reference's (and
     # the one that can stop at snapshot events or call a user policy)
-    in_kernel = hasattr(dev.engine, "ffp") and not snaps and policy is None
+    correcting = correction_exponent > 0
+    in_kernel = hasattr(dev.engine, "ffp") and not snaps and policy is None and not correcting
     for c, sign in enumerate(branches):
         start[:, c] = r
+        factor = np.ones(dev.devices)
         if in_kernel:
             r, events[:, c] = _ffp_in_kernel(dev, vw_table[0 if sign > 0 else 1], r_grid, sign, width_s,
                                              r_low if sign > 0 else r_high, max_events, r, out, c, progress)
@@ -341,8 +359,14 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
                 v = sign * np.interp(r, r_grid, table)
             else:
                 v = policy.amplitudes(r, sign, r_grid, table, active)
+            if correcting:
+                v = sign * np.minimum(np.abs(v) * factor, max_amplitude_v)
             rec = dev.write(v, width_s, active)
             r_new = dev.read()
+            if correcting:
+                moved = (r - r_new) * sign
+                ratio = np.where(moved > 0, target_ohm / np.maximum(moved, 1e-300), 2.0)
+                factor = np.where(active, factor * np.clip(ratio, 0.5, 2.0) ** correction_exponent, factor)
             r = np.where(active, r_new, r)
             for key, val in (("resistance", r), ("amplitude", v), ("temperature_peak", rec.temperature_peak),
                              ("temperature_mean", rec.temperature_mean), ("energy", rec.energy),
@@ -541,8 +565,11 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
         raise MemdriftError(f"scheme = {scheme!r} is unknown; allowed: {', '.join(SCHEMES)}")
     opts = dict(options)
     # checked (and a user policy compiled) before any device runs, so a refused option costs no simulation
-    if scheme in ("ffp", "ffp-segmentation") and "map_range" in calibration:
-        opts.setdefault("map_range", calibration["map_range"])
+    if scheme in ("ffp", "ffp-segmentation"):
+        # a preset calibrated with a corrected table or a window map replays it the same way
+        for key, name in (("map_range", "map_range"), ("ffp_correction_exponent", "correction_exponent")):
+            if key in calibration:
+                opts.setdefault(name, calibration[key])
     ffp = FFPOptions.pop_from(opts) if scheme in ("ffp", "ffp-segmentation") else None
     changes: dict[str, Any] = {}
     if "joule_heating" in opts:
@@ -596,9 +623,12 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
         _no_leftovers(opts)
         res = run_ffp(dev, m["vw_table"], m["dr_map_resistance"], width_s=ffp.ffp_width_s,
                       max_events=ffp.max_events, progress=progress, snapshot_events=ffp.snapshot_events,
-                      policy=ffp.policy, **init)
+                      policy=ffp.policy, correction_exponent=ffp.correction_exponent,
+                      target_ohm=ffp.target_ohm, max_amplitude_v=ffp.max_amplitude_v, **init)
         attrs_extra.update(ffp_width_s=ffp.ffp_width_s, window_low_ohm=ffp.window_ohm[0],
                            window_high_ohm=ffp.window_ohm[1], max_events=ffp.max_events, target_ohm=ffp.target_ohm)
+        if ffp.correction_exponent > 0:
+            attrs_extra.update(correction_exponent=ffp.correction_exponent, max_amplitude_v=ffp.max_amplitude_v)
         if ffp.policy is not None:
             attrs_extra["policy"] = ffp.policy.name
         ds = _ffp_dataset(res, ffp.ffp_width_s, init["hrs_ohm"], init["lrs_ohm"]).assign(_map_vars(m))

@@ -292,7 +292,8 @@ class FilmCalibration:
 
 def calibrate_film(start_preset: str = "tio2x-4t", section: str = SECTION, *,
                    stages: Sequence[str] = ("init", "check"), seeds: Sequence[int] = (0,),
-                   init_evaluations: int = 60, name: str | None = None, command: str = "",
+                   init_evaluations: int = 60, ffp_correction_exponent: float | None = None,
+                   name: str | None = None, command: str = "",
                    report: Callable[[str], None] = print) -> FilmCalibration:
     """Fit ``start_preset`` to the film figures of ``section`` (module docstring)."""
     from memdrift.emulator.params import Preset, load_preset
@@ -320,6 +321,13 @@ def calibrate_film(start_preset: str = "tio2x-4t", section: str = SECTION, *,
     # the window the FFP works in, which a fast film's strong runs leave within a few pulses
     calibration = {"hrs_ohm": targets.hrs_ohm, "lrs_ohm": targets.lrs_ohm,
                    "init_first_pulse_s": INIT_FIRST_PULSE_S, "map_range": "window"}
+    # the FFP is checked as the preset will replay it: with the table correction it was given or carries
+    correction = start.calibration.get("ffp_correction_exponent") if ffp_correction_exponent is None \
+        else ffp_correction_exponent
+    if correction is not None:
+        from memdrift.emulator.bulk4t_schemes import FFPOptions
+
+        calibration["ffp_correction_exponent"] = FFPOptions(correction_exponent=correction).correction_exponent
     preset = Preset(name=name or start.name, params=p, description=start.description, scheme=start.scheme,
                     calibration=calibration)
     record: dict[str, Any] = {

@@ -67,6 +67,24 @@ def test_the_correction_stays_within_its_step_and_the_source_limit(film):
     assert np.all((ratio[ok] >= 0.5 - 1e-12) & (ratio[ok] <= 2.0 + 1e-12))
 
 
+def test_a_correction_of_the_last_write_moves_in_bounded_steps_where_the_table_jumps(film):
+    params, r0 = film
+    # a table that jumps between 2 and 6 V from one R bin to the next
+    r_grid = np.linspace(r0 - 3.0, r0 + 3.0, 31)
+    vw = np.vstack([np.where(np.arange(31) % 2, 6.0, 2.0)] * 2)
+    runs = {}
+    for base in ("table", "last"):
+        dev = Bulk4TDevices(params, 1, seed=5, deterministic=True)
+        res = run_ffp(dev, vw, r_grid, max_events=60, hrs_ohm=r0 + 0.05, lrs_ohm=r0 - 3.0, initialise=False,
+                      correction_exponent=0.3, target_ohm=TARGET_OHM, correction_base=base, branches=(1.0,))
+        amp = np.abs(res["amplitude"][0, 0, :res["events"][0, 0]])
+        runs[base] = amp[1:] / amp[:-1]
+    # the last write's amplitude, corrected, is the next one: at most 2^0.3 apart
+    assert np.all((runs["last"] >= 0.5 ** 0.3 - 1e-12) & (runs["last"] <= 2.0 ** 0.3 + 1e-12))
+    # the table's own jumps pass through a correction of the table
+    assert np.min(runs["table"]) < 0.5 and np.max(runs["table"]) > 1.5
+
+
 def test_the_backends_agree_on_a_corrected_run(film):
     fast, _ = _run(film, 0.5, 0.3, "compiled")
     slow, _ = _run(film, 0.5, 0.3, "reference")
@@ -83,6 +101,11 @@ def test_the_backends_agree_on_a_corrected_run(film):
 def test_an_exponent_outside_zero_to_one_is_refused_naming_it(bad):
     with pytest.raises(MemdriftError, match="correction_exponent"):
         FFPOptions(correction_exponent=bad)
+
+
+def test_an_unknown_correction_base_is_refused_naming_the_allowed():
+    with pytest.raises(MemdriftError, match="correction_base.*table, last"):
+        FFPOptions(correction_base="median")
 
 
 def test_a_preset_calibrated_with_a_correction_replays_it_and_says_so(tmp_path):

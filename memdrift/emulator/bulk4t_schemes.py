@@ -41,6 +41,7 @@ BACKENDS = ("compiled", "reference")
 INIT_FIRST_PULSE_S = 1.0
 #: the dR map's bin ranges (FFPOptions.map_range); a preset's [calibration] may name its own
 MAP_RANGES = ("runs", "window")
+CORRECTION_BASES = ("table", "last")
 
 
 class Bulk4TDevices:
@@ -174,6 +175,9 @@ class FFPOptions:
                                                   "ratio clipped to [1/2, 2] (0: the table alone, as the paper)")
     max_amplitude_v: float = option(7.0, "V", "largest write amplitude a corrected table may ask for (the "
                                               "source's limit)")
+    correction_base: str = option("table", "", "what the correction scales: 'table' (the table's amplitude at "
+                                               "the present R) or 'last' (the last write's amplitude; the table "
+                                               "sets only each branch's first write)")
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -196,6 +200,9 @@ class FFPOptions:
         set_(self, "policy", resolve_policy(self.policy))
         set_(self, "correction_exponent", check_range("correction_exponent", float(self.correction_exponent),
                                                       0.0, 1.0, unit=""))
+        if self.correction_base not in CORRECTION_BASES:
+            raise MemdriftError(f"correction_base = {self.correction_base!r} is unknown; allowed: "
+                                f"{', '.join(CORRECTION_BASES)}")
         set_(self, "max_amplitude_v", check_range("max_amplitude_v", float(self.max_amplitude_v), 0.0, 50.0,
                                                   low_open=True, unit="V"))
 
@@ -311,14 +318,17 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
             progress: bool = False, branches: tuple[float, ...] = (+1.0, -1.0),
             initialise: bool = True, snapshot_events: tuple[int, ...] = (),
             policy: CompiledPolicy | None = None, correction_exponent: float = 0.0,
-            target_ohm: float = 0.28, max_amplitude_v: float = 7.0) -> dict[str, np.ndarray]:
+            target_ohm: float = 0.28, max_amplitude_v: float = 7.0,
+            correction_base: str = "table") -> dict[str, np.ndarray]:
     """FFP HRS -> LRS (branch +1) then LRS -> HRS (-1); a device stops when it crosses the LRS / HRS end.
 
     ``policy``: a user write policy (:mod:`memdrift.emulator.policies`) in place of the table look-up.
     ``correction_exponent`` b > 0: each device scales the table's amplitude by its own factor, multiplied
     after each event by (``target_ohm`` / |dR|)^b (the ratio clipped to [1/2, 2]; an event that moved R
-    the wrong way or not at all counts as 2), and never asks more than ``max_amplitude_v``; the factor
-    starts at 1 on each branch. The table is measured once, on pulse trains from the initialised state;
+    the wrong way or not at all counts as 2), and never asks more than ``max_amplitude_v`` (a write held
+    at the limit holds its factor there too); the factor starts at 1 on each branch. ``correction_base``
+    "table" scales the table's amplitude at the present R, "last" the branch's first table amplitude (so
+    each write is the last one corrected). The table is measured once, on pulse trains from the initialised state;
     where the film's response depends on its history the table alone stalls or overshoots, and this is
     the closed loop a tester adds on top of it.
     """
@@ -360,7 +370,13 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
             else:
                 v = policy.amplitudes(r, sign, r_grid, table, active)
             if correcting:
-                v = sign * np.minimum(np.abs(v) * factor, max_amplitude_v)
+                if correction_base == "last":
+                    base = first = np.abs(v) if e == 0 else first
+                else:
+                    base = np.abs(v)
+                v = sign * np.minimum(base * factor, max_amplitude_v)
+                # a write held at the source limit holds its factor there, so the factor does not wind up
+                factor = np.where(base > 0, np.abs(v) / np.where(base > 0, base, 1.0), factor)
             rec = dev.write(v, width_s, active)
             r_new = dev.read()
             if correcting:
@@ -567,7 +583,8 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
     # checked (and a user policy compiled) before any device runs, so a refused option costs no simulation
     if scheme in ("ffp", "ffp-segmentation"):
         # a preset calibrated with a corrected table or a window map replays it the same way
-        for key, name in (("map_range", "map_range"), ("ffp_correction_exponent", "correction_exponent")):
+        for key, name in (("map_range", "map_range"), ("ffp_correction_exponent", "correction_exponent"),
+                          ("ffp_correction_base", "correction_base")):
             if key in calibration:
                 opts.setdefault(name, calibration[key])
     ffp = FFPOptions.pop_from(opts) if scheme in ("ffp", "ffp-segmentation") else None
@@ -624,11 +641,13 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
         res = run_ffp(dev, m["vw_table"], m["dr_map_resistance"], width_s=ffp.ffp_width_s,
                       max_events=ffp.max_events, progress=progress, snapshot_events=ffp.snapshot_events,
                       policy=ffp.policy, correction_exponent=ffp.correction_exponent,
-                      target_ohm=ffp.target_ohm, max_amplitude_v=ffp.max_amplitude_v, **init)
+                      target_ohm=ffp.target_ohm, max_amplitude_v=ffp.max_amplitude_v,
+                      correction_base=ffp.correction_base, **init)
         attrs_extra.update(ffp_width_s=ffp.ffp_width_s, window_low_ohm=ffp.window_ohm[0],
                            window_high_ohm=ffp.window_ohm[1], max_events=ffp.max_events, target_ohm=ffp.target_ohm)
         if ffp.correction_exponent > 0:
-            attrs_extra.update(correction_exponent=ffp.correction_exponent, max_amplitude_v=ffp.max_amplitude_v)
+            attrs_extra.update(correction_exponent=ffp.correction_exponent, max_amplitude_v=ffp.max_amplitude_v,
+                               correction_base=ffp.correction_base)
         if ffp.policy is not None:
             attrs_extra["policy"] = ffp.policy.name
         ds = _ffp_dataset(res, ffp.ffp_width_s, init["hrs_ohm"], init["lrs_ohm"]).assign(_map_vars(m))

@@ -356,6 +356,7 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
     for c, sign in enumerate(branches):
         start[:, c] = r
         factor = np.ones(dev.devices)
+        first: np.ndarray | None = None
         if in_kernel:
             r, events[:, c] = _ffp_in_kernel(dev, vw_table[0 if sign > 0 else 1], r_grid, sign, width_s,
                                              r_low if sign > 0 else r_high, max_events, r, out, c, progress)
@@ -371,7 +372,9 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
                 v = policy.amplitudes(r, sign, r_grid, table, active)
             if correcting:
                 if correction_base == "last":
-                    base = first = np.abs(v) if e == 0 else first
+                    if first is None:
+                        first = np.abs(v)
+                    base = first
                 else:
                     base = np.abs(v)
                 v = sign * np.minimum(base * factor, max_amplitude_v)

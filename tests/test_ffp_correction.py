@@ -4,6 +4,8 @@ preset's calibration, the sweeps and the command line."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -166,3 +168,42 @@ def test_the_command_lines_take_the_correction(tmp_path, film, capsys):
     assert main([*base, "--ffp-correction", "0.2"]) == 0
     with xr.open_dataset(out) as ds:
         assert ds.attrs["scheme__correction_exponent"] == 0.2   # the file spells the dotted name CF-clean
+
+
+def test_an_initialisation_pulse_grows_at_most_by_the_preset_s_step_growth(film):
+    params, r0 = film
+    widths = {}
+    for growth in (math.inf, 2.0):
+        dev = Bulk4TDevices(params, 1, seed=3)
+        dev.init_first_pulse_s = 0.05
+        dev.init_step_growth = growth
+        taken: list[float] = []
+        write = dev.write
+
+        def recording(amplitude_v, width_s, active=None, write=write, taken=taken):
+            taken.append(float(np.max(width_s)))
+            return write(amplitude_v, width_s, active)
+
+        dev.write = recording
+        r = dev.initialise(r0 - 8.0, +1.0)
+        assert r[0] <= r0 - 8.0
+        widths[growth] = np.array(taken)
+    # the rate-sized pulses leap from the 50 ms first one; bounded, they double at most
+    assert np.max(widths[math.inf][1:] / widths[math.inf][:-1]) > 2.0
+    assert np.max(widths[2.0][1:] / widths[2.0][:-1]) <= 2.0 + 1e-12
+
+
+def test_the_step_growth_travels_from_the_preset_s_calibration_and_is_checked(tmp_path, film):
+    import dataclasses
+
+    from memdrift.emulator.params import save_preset
+
+    params, r0 = film
+    preset = load_preset("tio2x-4t")
+    small = dict(grid=8, conditioning_cycles=0, amplitudes_v=(5.0,), pulses=2, hrs_ohm=r0 + 0.2, lrs_ohm=r0 - 0.2)
+    with pytest.raises(MemdriftError, match="init_step_growth"):
+        memdrift.simulate("tio2x-4t", "identical", init_step_growth=1.0, **small)
+    path = tmp_path / "bounded.toml"
+    save_preset(dataclasses.replace(preset, calibration={**preset.calibration, "init_step_growth": 2.0}), path)
+    assert memdrift.simulate(str(path), "identical", **small).attrs["scheme.init_step_growth"] == 2.0
+    assert "scheme.init_step_growth" not in memdrift.simulate("tio2x-4t", "identical", **small).attrs

@@ -17,6 +17,7 @@ R = V1 / |I3|.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -39,6 +40,9 @@ BACKENDS = ("compiled", "reference")
 #: the first pulse of an automatic initialisation (s), unless the preset's [calibration] names its own
 #: ``init_first_pulse_s``
 INIT_FIRST_PULSE_S = 1.0
+#: how much longer one initialisation pulse may be than the one before (no limit unless the preset's
+#: [calibration] names its own ``init_step_growth``)
+INIT_STEP_GROWTH = math.inf
 #: the dR map's bin ranges (FFPOptions.map_range); a preset's [calibration] may name its own
 MAP_RANGES = ("runs", "window")
 CORRECTION_BASES = ("table", "last")
@@ -69,6 +73,10 @@ class Bulk4TDevices:
         #: width of the first pulse of an automatic initialisation (s); later pulses are sized from the rate
         #: it achieved. A fast film needs it short, or its first pulse carries it far past the target.
         self.init_first_pulse_s = INIT_FIRST_PULSE_S
+        #: the largest ratio of one initialisation pulse to the one before. After a polarity reversal a film
+        #: can start slow and speed up within a pulse: a pulse sized from a slow one then carries it past the
+        #: target, which a bounded growth (an auto-ranging tester's) does not.
+        self.init_step_growth = INIT_STEP_GROWTH
         self._ambient = np.broadcast_to(self.table[:, b.COL["ambient_temperature_k"], None, None], self.n.shape)
 
     def apply(self, volts: np.ndarray, width_s: float | np.ndarray, active: np.ndarray | None = None,
@@ -118,7 +126,8 @@ class Bulk4TDevices:
 
         ``sign`` > 0 programs towards LRS (R falls below the target), < 0 towards HRS. Each pulse is sized
         from the rate the previous one achieved to cover 70 % of what remains (50 ms to 100 s), so the
-        crossing overshoots by a few hundredths of an ohm. The first pulse is ``init_first_pulse_s``.
+        crossing overshoots by a few hundredths of an ohm. The first pulse is ``init_first_pulse_s``; no
+        pulse is longer than ``init_step_growth`` times the one before.
         """
         target = np.broadcast_to(np.asarray(target_ohm, dtype=float), (self.devices,))
         r = self.read()
@@ -131,8 +140,10 @@ class Bulk4TDevices:
             r_new = np.where(active, self.read(), r)
             rate = np.abs(r_new - r) / step
             with np.errstate(divide="ignore", invalid="ignore"):
-                step = np.where(rate > 0, 0.7 * np.abs(r_new - target) / rate, 10 * step)
-            step = np.clip(step, 0.05, 100.0)
+                new = np.where(rate > 0, 0.7 * np.abs(r_new - target) / rate, 10 * step)
+            if math.isfinite(self.init_step_growth):
+                new = np.minimum(new, self.init_step_growth * step)
+            step = np.clip(new, 0.05, 100.0)
             r = r_new
             active &= (r > target) if sign > 0 else (r < target)
         return r
@@ -572,7 +583,8 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
     multiplier), ``grid`` (int or (nx, ny)), ``init_amplitude_v`` (6 V), ``hrs_ohm`` / ``lrs_ohm`` (initialisation
     targets; default from the preset's calibration, else 880 / 740), ``conditioning_cycles`` (2 loops of +-6 V,
     100 s on the fresh film), ``init_first_pulse_s`` (the first pulse of each initialisation; default the
-    preset's [calibration] ``init_first_pulse_s``, else 1 s).
+    preset's [calibration] ``init_first_pulse_s``, else 1 s), ``init_step_growth`` (the largest ratio of one
+    initialisation pulse to the one before; default the preset's [calibration], else no limit).
     identical / dr-map: ``amplitudes_v``, ``width_s`` (2 s), ``pulses`` (100).
     ffp / ffp-segmentation: the fields of :class:`FFPOptions` (units, defaults and meanings there);
     ``map_joule_heating`` with ``joule_heating`` replays the table of the heated film on a film whose heating
@@ -612,10 +624,16 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
         raise field_error("conditioning_cycles", conditioning, ">= 0")
     first = check_range("init_first_pulse_s", float(opts.pop("init_first_pulse_s", calibration.get(
         "init_first_pulse_s", INIT_FIRST_PULSE_S))), 1e-3, 100.0, unit="s")
+    growth = float(opts.pop("init_step_growth", calibration.get("init_step_growth", INIT_STEP_GROWTH)))
+    if growth != math.inf:   # unbounded is allowed: the pulses are then sized from the rate alone
+        check_range("init_step_growth", growth, 1.0, None, low_open=True, unit="")
     dev = Bulk4TDevices(params, devices, seed=seed, threads=threads, backend=backend, deterministic=deterministic)
     dev.init_first_pulse_s = first
+    dev.init_step_growth = growth
     dev.condition(conditioning, init["init_amplitude_v"])
     attrs_extra: dict[str, Any] = {**init, "deterministic": deterministic, "backend": backend}
+    if math.isfinite(growth):
+        attrs_extra["init_step_growth"] = growth
 
     if scheme in ("identical", "dr-map"):
         kw = {k: opts.pop(k) for k in ("amplitudes_v", "width_s", "pulses") if k in opts}
@@ -635,6 +653,7 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
             map_dev = Bulk4TDevices(params.replace(joule_heating=ffp.map_joule_heating), devices, seed=seed,
                                     threads=threads, backend=backend, deterministic=deterministic)
             map_dev.init_first_pulse_s = first
+            map_dev.init_step_growth = growth
             map_dev.condition(conditioning, init["init_amplitude_v"])
             attrs_extra["map_joule_heating"] = ffp.map_joule_heating
         ident = run_identical(map_dev, ffp.map_amplitudes_v, 2.0, ffp.map_pulses, progress=progress, **init)

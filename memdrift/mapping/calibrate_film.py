@@ -60,6 +60,9 @@ INIT_WIDTH_S = 100.0
 #: the first pulse of the FFP's automatic initialisations in a calibrated preset (s): the shortest the
 #: pulse sizing of ``Bulk4TDevices.initialise`` allows
 INIT_FIRST_PULSE_S = 0.05
+#: each initialisation pulse at most twice the one before: the stack candidate, slow for its first -6 V
+#: pulses after the +6 V reset, otherwise overshoots HRS by 67 ohm (947 instead of 880 ohm, seed 0)
+INIT_STEP_GROWTH = 2.0
 
 
 @dataclass(frozen=True)
@@ -320,7 +323,8 @@ def calibrate_film(start_preset: str = "tio2x-4t", section: str = SECTION, *,
     # sizing allows, so a film fast at 6 V does not overshoot them on its first pulse; the map's bins span
     # the window the FFP works in, which a fast film's strong runs leave within a few pulses
     calibration = {"hrs_ohm": targets.hrs_ohm, "lrs_ohm": targets.lrs_ohm,
-                   "init_first_pulse_s": INIT_FIRST_PULSE_S, "map_range": "window"}
+                   "init_first_pulse_s": INIT_FIRST_PULSE_S, "init_step_growth": INIT_STEP_GROWTH,
+                   "map_range": "window"}
     # the FFP is checked as the preset will replay it: with the table correction it was given or carries
     correction = start.calibration.get("ffp_correction_exponent") if ffp_correction_exponent is None \
         else ffp_correction_exponent

@@ -598,10 +598,10 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
     # checked (and a user policy compiled) before any device runs, so a refused option costs no simulation
     if scheme in ("ffp", "ffp-segmentation"):
         # a preset calibrated with a corrected table or a window map replays it the same way
-        for key, name in (("map_range", "map_range"), ("ffp_correction_exponent", "correction_exponent"),
-                          ("ffp_correction_base", "correction_base")):
+        for key, option_name in (("map_range", "map_range"), ("ffp_correction_exponent", "correction_exponent"),
+                                 ("ffp_correction_base", "correction_base")):
             if key in calibration:
-                opts.setdefault(name, calibration[key])
+                opts.setdefault(option_name, calibration[key])
     ffp = FFPOptions.pop_from(opts) if scheme in ("ffp", "ffp-segmentation") else None
     changes: dict[str, Any] = {}
     if "joule_heating" in opts:

@@ -313,7 +313,10 @@ def calibrate_film(start_preset: str = "tio2x-4t", section: str = SECTION, *,
     if not seeds:
         raise MemdriftError("seeds is empty; allowed: one or more film seeds")
     p = start.params
-    log: list[dict[str, Any]] = []
+    # the start preset's own stage records stay, unless this run redoes the stage: a check run on an
+    # initialised film keeps the record of the init that made it
+    log: list[dict[str, Any]] = [dict(r) for r in start.calibration.get("stages", [])
+                                 if isinstance(r, dict) and r.get("stage") not in stages]
     if "init" in stages:
         p, info = stage_init(p, targets, max_evaluations=init_evaluations, report=report)
         log.append(info)

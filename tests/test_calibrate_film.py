@@ -184,8 +184,6 @@ def test_the_stack_candidate_reproduces_its_recorded_initialisation():
 
 
 def test_a_later_stage_keeps_the_start_preset_s_init_record_and_its_ffp_correction(tmp_path):
-    import dataclasses
-
     base = load_preset("tio2x-4t")
     record = {"stage": "init", "evaluations": 7, "hrs_ohm": 880.0, "lrs_ohm": 740.0}
     start = tmp_path / "initialised.toml"
@@ -195,5 +193,9 @@ def test_a_later_stage_keeps_the_start_preset_s_init_record_and_its_ffp_correcti
     assert result.preset.calibration["stages"] == [record]
     assert result.preset.calibration["ffp_correction_exponent"] == 0.1
     assert result.preset.calibration["init_step_growth"] == cf.INIT_STEP_GROWTH
-    given = cf.calibrate_film(str(start), stages=(), ffp_correction_exponent=0.3, report=lambda _: None)
+    given = cf.calibrate_film(str(start), stages=(), ffp_correction_exponent=0.3, ffp_correction_base="last",
+                              report=lambda _: None)
     assert given.preset.calibration["ffp_correction_exponent"] == 0.3
+    assert given.preset.calibration["ffp_correction_base"] == "last"
+    with pytest.raises(MemdriftError, match="correction_base"):
+        cf.calibrate_film(str(start), stages=(), ffp_correction_base="median", report=lambda _: None)

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="--targets film: the check's FFP corrects its table after every event by (target |dR| / "
                         "|dR|)^B, B in [0, 1], and the written preset replays it (default: the start preset's "
                         "calibration, else the table alone)")
+    p.add_argument("--ffp-correction-base", choices=("table", "last"), default=None,
+                   help="--targets film with --ffp-correction: what the correction scales, the table's amplitude "
+                        "(table) or the last write's (last); default: the start preset's calibration, else table")
     p.add_argument("--polish-rounds", type=int, default=3, metavar="N",
                    help="--targets: Nelder-Mead restarts of the polish stage (default 3)")
     p.add_argument("--polish-evaluations", type=int, default=800, metavar="N",
@@ -123,9 +126,10 @@ def _run_targets(args: argparse.Namespace) -> int:
     command = "memdrift " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     from memdrift.mapping import calibrate_film
 
-    if args.ffp_correction is not None and args.targets != calibrate_film.SECTION:
-        raise MemdriftError(f"ffp-correction = {args.ffp_correction!r} is only for --targets "
-                            f"{calibrate_film.SECTION}; allowed: omit --ffp-correction")
+    for flag, value in (("ffp-correction", args.ffp_correction), ("ffp-correction-base", args.ffp_correction_base)):
+        if value is not None and args.targets != calibrate_film.SECTION:
+            raise MemdriftError(f"{flag} = {value!r} is only for --targets {calibrate_film.SECTION}; allowed: "
+                                f"omit --{flag}")
 
     if args.targets == calibrate_film.SECTION:
         check_range("check-films", args.check_films, 1, 1000)
@@ -134,7 +138,8 @@ def _run_targets(args: argparse.Namespace) -> int:
         film = calibrate_film.calibrate_film(args.start_preset or "tio2x-4t", args.targets, stages=stages,
                                              seeds=range(args.seed, args.seed + args.check_films),
                                              init_evaluations=args.init_evaluations, name=args.name,
-                                             ffp_correction_exponent=args.ffp_correction, command=command)
+                                             ffp_correction_exponent=args.ffp_correction,
+                                             ffp_correction_base=args.ffp_correction_base, command=command)
         save_preset(film.preset, args.output)
         print(f"wrote {args.output}")
         return 0

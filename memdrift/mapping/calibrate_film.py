@@ -296,6 +296,7 @@ class FilmCalibration:
 def calibrate_film(start_preset: str = "tio2x-4t", section: str = SECTION, *,
                    stages: Sequence[str] = ("init", "check"), seeds: Sequence[int] = (0,),
                    init_evaluations: int = 60, ffp_correction_exponent: float | None = None,
+                   ffp_correction_base: str | None = None,
                    name: str | None = None, command: str = "",
                    report: Callable[[str], None] = print) -> FilmCalibration:
     """Fit ``start_preset`` to the film figures of ``section`` (module docstring)."""
@@ -331,10 +332,16 @@ def calibrate_film(start_preset: str = "tio2x-4t", section: str = SECTION, *,
     # the FFP is checked as the preset will replay it: with the table correction it was given or carries
     correction = start.calibration.get("ffp_correction_exponent") if ffp_correction_exponent is None \
         else ffp_correction_exponent
-    if correction is not None:
+    base = start.calibration.get("ffp_correction_base") if ffp_correction_base is None else ffp_correction_base
+    if correction is not None or base is not None:
         from memdrift.emulator.bulk4t_schemes import FFPOptions
 
-        calibration["ffp_correction_exponent"] = FFPOptions(correction_exponent=correction).correction_exponent
+        checked = FFPOptions(correction_exponent=0.0 if correction is None else correction,
+                             correction_base="table" if base is None else base)
+        if correction is not None:
+            calibration["ffp_correction_exponent"] = checked.correction_exponent
+        if base is not None:
+            calibration["ffp_correction_base"] = checked.correction_base
     preset = Preset(name=name or start.name, params=p, description=start.description, scheme=start.scheme,
                     calibration=calibration)
     record: dict[str, Any] = {

@@ -102,7 +102,8 @@ def _warn_kernel_flags(ds, where: str) -> None:
 #: the flag of each argument the emulator's messages name (:class:`memdrift.errors.NamedError`)
 FLAGS = {"cycles": "--cycles", "memory_limit_bytes": "--max-memory-gb", "targets_s": "--targets",
          "tolerance": "--tolerance", "max_pulses": "--max-pulses", "scheme": "--scheme", "backend": "--backend",
-         "correction_exponent": "--ffp-correction", "correction_base": "--ffp-correction-base"}
+         "correction_exponent": "--ffp-correction", "correction_base": "--ffp-correction-base",
+         "plot": "--plot"}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -187,8 +187,28 @@ def test_the_compiled_backend_refuses_a_user_law_naming_the_reference(preset):
         run_pulses(preset.params, from_name("ramp"), devices=2, conduction=restated)
     with pytest.raises(MemdriftError, match=r"allowed: backend=\"reference\""):
         memdrift.simulate(preset, "ramp", devices=1, cycles=1, conduction=restated)
-    with pytest.raises(MemdriftError, match="conduction = .* is not used by write-verify"):
-        memdrift.simulate(preset, "write-verify", devices=1, backend="reference", conduction=restated)
+    with pytest.raises(MemdriftError, match=r"allowed: backend=\"reference\""):
+        memdrift.simulate(preset, "write-verify", devices=1, conduction=restated)
+
+
+@pytest.mark.parametrize("noise", [False, True])
+def test_write_verify_with_the_restated_law_reproduces_the_reference_run(preset, noise):
+    kwargs = dict(devices=4, seed=2, backend="reference", noise=noise, targets_s=(0.8e-3, 1.6e-3))
+    builtin = memdrift.simulate(preset, "write-verify", **kwargs)
+    user = memdrift.simulate(preset, "write-verify", conduction=restated, **kwargs)
+    # the devices take several pulses to each target, so the loop is not one of idle devices
+    assert builtin["pulses"].values.min() >= 2
+    np.testing.assert_array_equal(user["pulses"].values, builtin["pulses"].values)
+    for name in ("conductance", "energy", "amplitude", "conductance_final", "program_energy"):
+        np.testing.assert_allclose(user[name].values, builtin[name].values, rtol=1e-12, atol=0.0, err_msg=name)
+    assert user.attrs["scheme.conduction"] == f"{__name__}:restated"
+    assert {k: v for k, v in user.attrs.items() if k != "scheme.conduction"} == builtin.attrs
+
+
+def test_write_verify_checks_a_user_law_over_its_largest_amplitude(preset):
+    # the ISPP RESET ramp reaches -1.4 V, beyond the 0.995 V of the ramp that a law is checked over there
+    with pytest.raises(MemdriftError, match=r"\|cell_v\| <= 1.4 V"):
+        memdrift.simulate(preset, "write-verify", devices=1, backend="reference", conduction=even)
 
 
 @pytest.mark.filterwarnings("ignore::memdrift.emulator.engine.FlaggedPulseWarning")

@@ -92,7 +92,8 @@ def test_options_converts_to_the_protocols_class_and_refuses_what_it_does_not_re
         own = cls.specific()
         for name in PROTOCOL_SPECIFIC:
             value = {"temperatures_k": (300.0,), "amplitudes_v": (0.8,), "levels": (8,), "time_min_s": 2.0,
-                     "time_max_s": 20.0, "width_s": 1e-7, "voltage_max_v": 0.9, "dwell_s": 1e-3}.get(name, 3)
+                     "time_max_s": 20.0, "width_s": 1e-7, "voltage_max_v": 0.9, "dwell_s": 1e-3, "backend": "reference",
+                     "conduction": "memdrift.emulator.conduction:sinh_law"}.get(name, 3)
             if name in own:
                 made = build_options(cls, {name: value})
                 assert type(made) is cls and getattr(made, name) == value

@@ -14,7 +14,9 @@ FLAGS = {"cycles": "--cycles", "temperatures_k": "--temperatures", "time_min_s":
          "time_max_s": "--time-max", "times": "--times", "program_pulses": "--program-pulses",
          "amplitudes_v": "--amplitudes", "pulses": "--pulses", "width_s": "--width", "voltage_max_v": "--v-max",
          "steps": "--steps", "dwell_s": "--dwell", "record": "--record", "levels": "--levels",
-         "backend": "--backend", "conduction": "--conduction", "chunk_devices": "--chunk-devices"}
+         "backend": "--backend", "conduction": "--conduction"}
+#: the flag of each argument the emulator's other messages name (:class:`memdrift.errors.NamedError`)
+ARGUMENT_FLAGS = FLAGS | {"chunk_devices": "--chunk-devices"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         ds = characterise(preset, args.protocol, opts)
     except NamedError as exc:
         # the emulator names its arguments; here each is the flag that set it
-        raise MemdriftError(exc.message(lambda name: FLAGS.get(name, name))) from None
+        raise MemdriftError(exc.message(lambda name: ARGUMENT_FLAGS.get(name, name))) from None
     write_characterisation(ds, args.output, progress=not args.quiet, float32=args.float32)
     print(f"wrote {args.output} ({args.protocol}; {', '.join(f'{k}={v}' for k, v in ds.sizes.items())})")
     return 0

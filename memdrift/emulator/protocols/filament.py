@@ -38,6 +38,11 @@ def characterise_filament(p: Preset, protocol: str, options: FilamentOptions | O
     builder = {"pd-cycling": _pd_cycling, "dr-map": _dr_map, "retention": _retention, "iv": _iv,
                "endurance": _endurance}[protocol]
     plan = builder(p, opts)
+    if getattr(opts, "conduction", None) is not None:
+        # checked over the protocol's voltages and the whole ensemble's devices before any device runs
+        # (the reference's one chunk checks it again, as every run_pulses does)
+        table, _ = engine.parameter_table(p.params, device_keys(opts.seed, int(opts.devices), 0))
+        engine._checked_law(opts.conduction, p.params, plan.train, table)
     import dask.base
 
     ds = _assemble(plan, opts, dask.base.tokenize(p.to_toml(), protocol, repr(opts)))
@@ -150,7 +155,8 @@ def _pd_cycling(p: Preset, opts: PdCyclingOptions) -> _Plan:
     coords = {"cycle": ("cycle", np.arange(cycles)), "pulse": ("pulse", np.arange(train.n_pulses)),
               BRANCH: ("pulse", np.array(train.branch))}
     static = {"amplitude": (("pulse",), train.amplitude_v), "width": (("pulse",), train.width_s)}
-    return _Plan(variables, compute, coords, static, {"scheme": train.name, **train.describe(), "cycles": cycles})
+    return _Plan(variables, compute, coords, static, {"scheme": train.name, **train.describe(), "cycles": cycles},
+                 train=train)
 
 
 def _dr_map(p: Preset, opts: DrMapOptions) -> _Plan:
@@ -220,7 +226,7 @@ def _dr_map(p: Preset, opts: DrMapOptions) -> _Plan:
 
     return _Plan(variables, compute, coords, static,
                  {"scheme": "dr-map", "pulses": pulses, "width_s": width, "reset": "opposite branch of the ramp",
-                  **base.describe()}, derived=derived)
+                  **base.describe()}, derived=derived, train=train)
 
 
 def _retention(p: Preset, opts: RetentionOptions) -> _Plan:
@@ -306,7 +312,7 @@ def _iv(p: Preset, opts: IvOptions) -> _Plan:
     coords = {"cycle": ("cycle", np.arange(loops)), "sweep": ("sweep", np.array(["up", "down"])),
               "voltage": ("voltage", grid, {"units": "V", "long_name": "applied voltage"})}
     return _Plan(variables, compute, coords, {}, {"scheme": "iv", "voltage_max_v": v_max, "steps": steps,
-                                                 "dwell_s": dwell, "sweep_rate_v_per_s": dv / dwell})
+                                                 "dwell_s": dwell, "sweep_rate_v_per_s": dv / dwell}, train=train)
 
 
 def _endurance(p: Preset, opts: EnduranceOptions) -> _Plan:

@@ -360,6 +360,8 @@ def test_a_protocol_refuses_a_law_where_it_cannot_run_one(preset):
         memdrift.characterise(preset, "pd-cycling", devices=2, chunk_devices=1, backend="reference")
     with pytest.raises(MemdriftError, match=r"backend = 'numpy' is out of range; allowed: 'compiled', 'reference'"):
         memdrift.characterise(preset, "iv", backend="numpy")
+    with pytest.raises(MemdriftError, match=r"conduction = 3 has the wrong type; allowed: None \(the built-in"):
+        memdrift.characterise(preset, "iv", backend="reference", conduction=3)
     with pytest.raises(MemdriftError, match=r"is not odd in cell_v"):
         memdrift.characterise(preset, "pd-cycling", devices=1, cycles=1, backend="reference", conduction=even)
 

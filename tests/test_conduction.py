@@ -231,9 +231,14 @@ def test_the_command_line_takes_a_conduction_file(tmp_path, capsys):
         assert cli.main([*base, "--backend", "reference", "-o", "builtin.nc"]) == 0
         assert cli.main([*base, "--conduction", "mine.py:ohm", "-o", "bad.nc"]) == 2
         assert cli.main([*base, "--backend", "reference", "--conduction", "mine.py:nothing", "-o", "bad.nc"]) == 2
+        wv = ["pulse", "--device", "hfoxsy-hfs2", "--scheme", "write-verify", "--devices", "1", "--quiet",
+              "--backend", "reference", "--targets", "1e-3"]
+        assert cli.main([*wv, "--conduction", "mine.py:ohm", "-o", "wv.nc"]) == 0
     finally:
         os.chdir(cwd)
     err = capsys.readouterr().err
+    with xr.open_dataset(tmp_path / "wv.nc") as wv_ds:
+        assert wv_ds.attrs["scheme__conduction"] == "mine.py:ohm" and wv_ds.attrs["scheme"] == "write-verify"
     assert "conduction = 'mine.py:ohm' needs backend = 'reference'" in err
     assert "conduction = 'mine.py:nothing': 'mine.py' defines no 'nothing'" in err
     assert not (tmp_path / "bad.nc").exists()

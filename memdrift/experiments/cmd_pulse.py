@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "last write's (last: the table sets only each branch's first write); default: the preset's "
                         "calibration, else table")
     p.add_argument("--conduction", default=None, metavar="FILE.py:FUNCTION",
-                   help="filament ramp/identical with --backend reference: conduction law compiled with Numba "
+                   help="filament ramp/identical/write-verify with --backend reference: conduction law compiled with Numba "
                         "instead of the built-in sinh law, law(cell_v, gap_m, i0_a, g0_m, v0_v) -> current_a "
                         "(see docs/policies.md)")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.nc", help="netCDF file to write")
@@ -102,7 +102,8 @@ def _warn_kernel_flags(ds, where: str) -> None:
 #: the flag of each argument the emulator's messages name (:class:`memdrift.errors.NamedError`)
 FLAGS = {"cycles": "--cycles", "memory_limit_bytes": "--max-memory-gb", "targets_s": "--targets",
          "tolerance": "--tolerance", "max_pulses": "--max-pulses", "scheme": "--scheme", "backend": "--backend",
-         "correction_exponent": "--ffp-correction", "correction_base": "--ffp-correction-base"}
+         "correction_exponent": "--ffp-correction", "correction_base": "--ffp-correction-base",
+         "plot": "--plot"}
 
 
 def run(args: argparse.Namespace) -> int:

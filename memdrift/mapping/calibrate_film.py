@@ -346,7 +346,7 @@ def calibrate_film(start_preset: str = "tio2x-4t", section: str = SECTION, *,
                     calibration=calibration)
     record: dict[str, Any] = {
         "status": f"calibrated to reference/targets.toml [{section}] on the paper's protocol (one film per seed)",
-        "method": "memdrift calibrate --targets (memdrift.mapping.calibrate_film): " + ", ".join(stages),
+        "method": "memdrift calibrate to targets (memdrift.mapping.calibrate_film): " + ", ".join(stages),
         "command": command, "started_from": start.name, "stages": log,
         "hrs_ohm": targets.hrs_ohm, "lrs_ohm": targets.lrs_ohm,
     }

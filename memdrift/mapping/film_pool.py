@@ -214,6 +214,9 @@ class FilmAging:
     realisation_steps: dict[tuple[float, float], np.ndarray] = field(default_factory=dict)
     realisation_bits: tuple[int, ...] = ()
     realisation_states: int = 0
+    #: with the reference state: (films, realisations) the reading where each potentiation trace first reads at
+    #: or above the window's middle (its state held too), a reference film programmed by that realisation
+    realisation_reference_index: np.ndarray | None = None
     realisation_wall_s: float = 0.0
     realisation_cpu_s: float = 0.0
 
@@ -257,11 +260,12 @@ def check_ages(params, ages: Sequence[tuple[float, float]], max_age_steps: float
 
 
 def realisation_steps_bound(params, films: int, realisations: int, bits: Sequence[int], max_events: int,
-                            ages: Sequence[tuple[float, float]]) -> tuple[int, float]:
+                            ages: Sequence[tuple[float, float]], reference: bool = False) -> tuple[int, float]:
     """(states, relaxation steps) ``age_mode = 'realisations'`` holds at most: every (film, realisation, level)
-    of every depth (a realisation's levels of all depths together are at most its ``1 + max_events``
-    readings), each held at each temperature to its longest time (times accumulate from the state)."""
-    levels = min(sum(1 << int(b) for b in set(bits)), int(max_events) + 1)
+    of every depth and, with ``reference``, each realisation's middle state (a realisation's states together
+    are at most its ``1 + max_events`` readings), each held at each temperature to its longest time (times
+    accumulate from the state)."""
+    levels = min(sum(1 << int(b) for b in set(bits)) + int(bool(reference)), int(max_events) + 1)
     longest: dict[float, float] = {}
     for temp_k, t_s in ages:
         longest[float(temp_k)] = max(longest.get(float(temp_k), 0.0), float(t_s))
@@ -272,7 +276,7 @@ def realisation_steps_bound(params, films: int, realisations: int, bits: Sequenc
 
 def check_realisation_budget(params, films: int, realisations: int, bits: Sequence[int], max_events: int,
                              ages: Sequence[tuple[float, float]],
-                             max_steps: float = MAX_REALISATION_STEPS) -> None:
+                             max_steps: float = MAX_REALISATION_STEPS, reference: bool = False) -> None:
     """Refuse ``age_mode = 'realisations'`` whose holds could take more than ``max_steps`` steps (before anything
     runs)."""
     check_range("max_realisation_steps", max_steps, 1.0, 1e12)
@@ -281,7 +285,7 @@ def check_realisation_budget(params, films: int, realisations: int, bits: Sequen
                             "whose levels are aged")
     for b in bits:
         check_range("age_bits", b, *BITS_RANGE)
-    states, steps = realisation_steps_bound(params, films, realisations, bits, max_events, ages)
+    states, steps = realisation_steps_bound(params, films, realisations, bits, max_events, ages, reference)
     if steps > max_steps:
         raise MemdriftError(
             f"age_mode = 'realisations' is out of range for this pool: {states} realisation states "
@@ -303,7 +307,7 @@ def _hold_keys(seed: int, ids: np.ndarray) -> np.ndarray:
 
 def _age_realisations(dev, pool: FilmPool, kept: Sequence[np.ndarray], *, bits: Sequence[int],
                       ages: Sequence[tuple[float, float]], threads: int, backend: str,
-                      chunk_states: int) -> dict:
+                      chunk_states: int, reference: bool = False) -> dict:
     """Every (film, realisation, level) state of ``bits`` held on its own device (the film's parameters, the
     state's own hop stream), in chunks of ``chunk_states``: FilmAging's ``realisation_*`` fields."""
     from memdrift.emulator import bulk4t_schemes as bs
@@ -315,6 +319,18 @@ def _age_realisations(dev, pool: FilmPool, kept: Sequence[np.ndarray], *, bits: 
         index = pool.levels(b).index
         f, c = np.meshgrid(np.arange(films), np.arange(reals), indexing="ij")
         need[f[..., None], c[..., None], index] = True
+    ref_index = None
+    if reference:
+        # each realisation as a reference's programming: its first reading at or above the middle (the last
+        # reading where none is), as the aging branch's reference stop
+        middle_s = 0.5 * (pool.g_min_s + pool.g_max_s)
+        ref_index = np.empty((films, reals), dtype=np.int64)
+        for f in range(films):
+            for c in range(reals):
+                trace = pool.conductance_s[f, c, : int(pool.events[f, c]) + 1]
+                above = np.flatnonzero(trace >= middle_s)
+                ref_index[f, c] = above[0] if above.size else trace.size - 1
+                need[f, c, ref_index[f, c]] = True
     fi, ci, mi = np.nonzero(need)
     ids = (fi * reals + ci) * _STATE_STRIDE + mi
     by_temp: dict[float, list[float]] = {}
@@ -334,6 +350,7 @@ def _age_realisations(dev, pool: FilmPool, kept: Sequence[np.ndarray], *, bits: 
             delta[key][f, c, m], steps[key][f, c, m] = d_k[key], s_k[key]
     return dict(realisation_delta_s=delta, realisation_steps=steps,
                 realisation_bits=tuple(sorted(set(int(b) for b in bits))), realisation_states=int(fi.size),
+                realisation_reference_index=ref_index,
                 realisation_wall_s=time.perf_counter() - wall, realisation_cpu_s=time.process_time() - cpu)
 
 
@@ -458,7 +475,7 @@ def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, 
             raise MemdriftError("age_mode = 'realisations' is only for aging; allowed with ages")
         check_range("chunk_states", chunk_states, 1, 1 << 20)
         check_realisation_budget(params, films, realisations, tuple(age_bits), max_events, ages,
-                                 max_realisation_steps)
+                                 max_realisation_steps, bool(reference))
     wall, cpu = time.perf_counter(), time.process_time()
     dev = bs.Bulk4TDevices(params, int(films), seed=int(seed), threads=int(threads), deterministic=not noise,
                            backend=backend)
@@ -503,7 +520,7 @@ def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, 
                     (int(params.grid_x), int(params.grid_y)), int(seed), aging=aging)
     if per_realisation:
         extra = _age_realisations(dev, pool, res["states"], bits=tuple(age_bits), ages=ages, threads=int(threads),
-                                  backend=backend, chunk_states=int(chunk_states))
+                                  backend=backend, chunk_states=int(chunk_states), reference=bool(reference))
         pool = replace(pool, aging=replace(aging, **extra))
     return replace(pool, wall_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu)
 

@@ -634,3 +634,21 @@ def test_cli_ages_every_realisations_own_states_and_time_zero_is_the_anchors_run
     np.testing.assert_array_equal(per["aging_conductance_change"].values, anchors["aging_conductance_change"].values)
     anchors.close()
     per.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 16), st.integers(1, 4), st.lists(st.integers(1, 12), min_size=1, max_size=4),
+       st.floats(1.0, 1e6), st.sampled_from([300.0, 358.0]), st.booleans())
+def test_realisation_aging_is_refused_exactly_when_its_bound_is_above_the_budget(films, reals, bits, t_s, temp_k,
+                                                                                reference):
+    ages = [(temp_k, t_s), (temp_k, t_s / 2)]
+    states, steps = fp.realisation_steps_bound(PRESET.params, films, reals, bits, fp.MAX_EVENTS, ages, reference)
+    # the longest time at a temperature bounds its hold (times accumulate from the state)
+    per_state = fp.age_steps_bound(PRESET.params, temp_k, t_s)
+    levels = min(sum(1 << b for b in set(bits)) + reference, fp.MAX_EVENTS + 1)
+    assert states == films * reals * levels and steps == pytest.approx(states * per_state, rel=1e-12)
+    if steps > fp.MAX_REALISATION_STEPS:
+        with pytest.raises(MemdriftError, match="age_mode = 'realisations' is out of range"):
+            fp.check_realisation_budget(PRESET.params, films, reals, bits, fp.MAX_EVENTS, ages, reference=reference)
+    else:
+        fp.check_realisation_budget(PRESET.params, films, reals, bits, fp.MAX_EVENTS, ages, reference=reference)

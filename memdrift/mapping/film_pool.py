@@ -69,6 +69,15 @@ for every realisation of that film at that level. A hold's cost grows with its
 relaxation steps, each bounded by the fastest cell (at most ``max_outflow_fraction``
 of a cell leaves per step); an age whose bound (:func:`age_steps_bound`) is above
 ``max_age_steps`` is refused before anything runs.
+
+``age_mode = 'realisations'`` drops the approximation for the depths it is given: every
+potentiation trace keeps its vacancy map after every event (the kernel stopped and resumed
+there, the same events), and each (film, realisation, level) state the weights of those depths
+sit on is held on its own device (its film's parameters, a hop stream of the seed and the
+state's index, so neither the chunk of states nor the thread count changes it); a weight then
+holds its reading plus its own state's change. The first FFP cycles after the map age a few µS
+otherwise than the settled film the anchors' branch stands for. Its cost is a hold per state,
+bounded before anything runs (:func:`realisation_steps_bound`, refused above ``max_realisation_steps``).
 """
 
 from __future__ import annotations

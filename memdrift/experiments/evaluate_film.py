@@ -257,7 +257,10 @@ def table(ds: xr.Dataset) -> str:
                              for m in ds["mode"].values]
                     lines.append(f"{b:>5} {temp:>7g} {t:>10g} " + " ".join(f"{c:>17}" for c in cells))
         lines.append(f"aging: {ds.attrs['aging_levels']} anchors per film, "
-                     f"{ds.attrs['wall_aging_s']:.1f} s wall ({ds.attrs['cpu_aging_s']:.1f} s CPU) over the pools")
+                     f"{ds.attrs['wall_aging_s']:.1f} s wall ({ds.attrs['cpu_aging_s']:.1f} s CPU) over the pools"
+                     + (f"; every weight's own state: {ds.attrs['aging_realisation_states']} realisation states "
+                        f"held (repeat 0), {ds.attrs['wall_aging_realisations_s']:.1f} s wall over the pools"
+                        if "aging_realisation_states" in ds.attrs else ""))
         mean, std = mean.isel(temperature=0, time=0), std.isel(temperature=0, time=0)
         lines.append("as programmed:")
     lines.append(f"{'bits':>5} " + " ".join(f"{m:>17}" for m in ds["mode"].values)

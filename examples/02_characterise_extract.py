@@ -10,16 +10,18 @@ equivalent is ``memdrift extract cycling.nc retention.nc -o device.json``).
 import sys
 from pathlib import Path
 
-from memdrift.emulator.protocols import Options, characterise, write_characterisation
+import memdrift
+from memdrift.emulator.protocols import write_characterisation
 from memdrift.mapping.extract import extract_datasets, save_record
 from memdrift.mapping.measured import read_measured
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "out/examples")
+# each protocol's settings are the fields of its own class (PdCyclingOptions, RetentionOptions), checked when made
 files = {
-    "cycling": characterise("hfoxsy-hfs2", "pd-cycling", Options(devices=16, cycles=5)),
-    # --no-noise isolates the Arrhenius dissolution from the hops' random walk
-    "retention": characterise("hfoxsy-hfs2", "retention", Options(devices=4, temperatures_k=(300.0, 325.0, 350.0),
-                                                                  times=9, noise=False)),
+    "cycling": memdrift.characterise("hfoxsy-hfs2", "pd-cycling", devices=16, cycles=5),
+    # noise off isolates the Arrhenius dissolution from the hops' random walk
+    "retention": memdrift.characterise("hfoxsy-hfs2", "retention", devices=4, temperatures_k=(300.0, 325.0, 350.0),
+                                       times=9, noise=False),
 }
 paths = {k: write_characterisation(ds, out / f"02_{k}.nc", progress=False) for k, ds in files.items()}
 

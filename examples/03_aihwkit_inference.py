@@ -15,17 +15,18 @@ import torch
 from aihwkit.nn.conversion import convert_to_analog
 from aihwkit.optim import AnalogSGD
 
-from memdrift.emulator.protocols import Options, characterise
-from memdrift.mapping.aihwkit_bridge import export_configs, save_configs
+import memdrift
+from memdrift.mapping.aihwkit_bridge import save_configs
 from memdrift.mapping.extract import extract_datasets
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "out/examples")
 out.mkdir(parents=True, exist_ok=True)
-cycling = characterise("hfoxsy-hfs2", "pd-cycling", Options(devices=16, cycles=5)).load()
-retention = characterise("hfoxsy-hfs2", "retention", Options(devices=4, temperatures_k=(300.0, 350.0), times=9,
-                                                             noise=False)).load()
+# each protocol's settings are the fields of its own class (PdCyclingOptions, RetentionOptions), checked when made
+cycling = memdrift.characterise("hfoxsy-hfs2", "pd-cycling", devices=16, cycles=5).load()
+retention = memdrift.characterise("hfoxsy-hfs2", "retention", devices=4, temperatures_k=(300.0, 350.0), times=9,
+                                  noise=False).load()
 record = extract_datasets([("cycling", cycling), ("retention", retention)], levels=(32,))
-save_configs(export_configs(record), out / "03_aihwkit.pt")
+save_configs(memdrift.to_aihwkit(record), out / "03_aihwkit.pt")
 
 # From here on: a user's script needs only the file.
 cfg = torch.load(out / "03_aihwkit.pt", weights_only=False)

@@ -50,7 +50,7 @@ def simulate(preset: str | os.PathLike[str] | Preset, scheme: str | None = None,
     :func:`memdrift.emulator.bulk4t_schemes.simulate_scheme`). ``policy``: the film's FFP schemes
     write with ``policy(r_ohm, sign, r_grid_ohm, vw_table_v) -> amplitude_v`` (a function, or
     ``"path/to/file.py:function"``), compiled with Numba, instead of the built-in table look-up
-    (docs/policies.md). ``conduction``: filament ramp/identical runs on ``backend="reference"`` solve the
+    (docs/policies.md). ``conduction``: filament ramp/identical/write-verify runs on ``backend="reference"`` solve the
     cell with ``conduction(cell_v, gap_m, i0_a, g0_m, v0_v) -> current_a`` (a function, or
     ``"path/to/file.py:function"``), compiled with Numba, instead of the built-in sinh law
     (docs/policies.md, "Conduction laws of your own").
@@ -79,7 +79,9 @@ def characterise(preset: str | os.PathLike[str] | Preset, protocol: str, **optio
     ``options`` are the fields of the protocol's settings class on that preset
     (:func:`memdrift.emulator.protocols.options_type`: ``RetentionOptions``, ``IvOptions``, ... on a
     filament preset, ``FilmRetentionOptions``, ... on the film; each field's unit, default and range are
-    in its metadata). A field the protocol does not read is refused, naming the ones it does.
+    in its metadata). A field the protocol does not read is refused, naming the ones it does. The
+    filament's ``pd-cycling``, ``dr-map`` and ``iv`` also take ``backend="reference"`` and, there,
+    ``conduction``: a conduction law of your own, as :func:`simulate` takes it (docs/policies.md).
 
     >>> import memdrift
     >>> ds = memdrift.characterise("hfoxsy-hfs2", "retention", devices=2, temperatures_k=(300.0,), times=4)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import xarray as xr
 
-from memdrift.errors import MemdriftError
+from memdrift.errors import MemdriftError, NamedError, literal
 
 #: dataset layouts that extraction reads: programming reads over (device, cycle, pulse); closed-loop
 #: write-verify levels; anything else (retention, maps) is read by variable
@@ -90,7 +90,7 @@ class DeviceModel:
                             + ", ".join(n for n, m in MODELS.items() if m.protocols))
 
     def plot(self, ds: xr.Dataset, preset: Any, scheme: str, path: Path) -> None:
-        raise MemdriftError(f"plot: model {self.name!r} has no pulse plot; allowed: omit --plot")
+        raise NamedError(f"{{plot}}: model {literal(self.name)} has no pulse plot; allowed: omit {{plot}}")
 
     def calibrate(self, ds: xr.Dataset, start: Any, names: tuple[str, ...], *, fit_cycles: int, span: float,
                   read: dict[str, float | None] | None, rounds: int, progress: bool) -> tuple[Any, str]:

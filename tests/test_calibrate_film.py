@@ -181,3 +181,21 @@ def test_the_stack_candidate_reproduces_its_recorded_initialisation():
     assert abs(fig["hrs_ohm"] / 880.0 - 1) < 0.02 and abs(fig["lrs_ohm"] / 740.0 - 1) < 0.02
     # it says what it does not meet
     assert "events_potentiation" in cand.calibration["not_met"]
+
+
+def test_a_later_stage_keeps_the_start_preset_s_init_record_and_its_ffp_correction(tmp_path):
+    base = load_preset("tio2x-4t")
+    record = {"stage": "init", "evaluations": 7, "hrs_ohm": 880.0, "lrs_ohm": 740.0}
+    start = tmp_path / "initialised.toml"
+    save_preset(dataclasses.replace(base, name="initialised", params=_small(),
+                                    calibration={"stages": [record], "ffp_correction_exponent": 0.1}), start)
+    result = cf.calibrate_film(str(start), stages=(), report=lambda _: None)
+    assert result.preset.calibration["stages"] == [record]
+    assert result.preset.calibration["ffp_correction_exponent"] == 0.1
+    assert result.preset.calibration["init_step_growth"] == cf.INIT_STEP_GROWTH
+    given = cf.calibrate_film(str(start), stages=(), ffp_correction_exponent=0.3, ffp_correction_base="last",
+                              report=lambda _: None)
+    assert given.preset.calibration["ffp_correction_exponent"] == 0.3
+    assert given.preset.calibration["ffp_correction_base"] == "last"
+    with pytest.raises(MemdriftError, match="correction_base"):
+        cf.calibrate_film(str(start), stages=(), ffp_correction_base="median", report=lambda _: None)

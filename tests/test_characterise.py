@@ -201,7 +201,7 @@ def test_an_unused_option_is_named_by_its_field_in_python_and_by_its_flag_on_the
     with pytest.raises(UnusedOption) as raised:
         characterise(FILAMENT, "iv", Options(temperatures_k=(300.0,)))
     assert str(raised.value) == ("temperatures_k is not used by protocol 'iv'; allowed options: cycles, "
-                                 "voltage_max_v, steps, dwell_s")
+                                 "voltage_max_v, steps, dwell_s, backend, conduction")
     with pytest.raises(UnusedOption, match=r"^program_pulses is not used by protocol 'retention' on a bulk4t"):
         characterise("tio2x-4t", "retention", Options(program_pulses=2))
     assert main(["characterise", "--device", "tio2x-4t", "--protocol", "retention", "--program-pulses", "2",
@@ -210,7 +210,8 @@ def test_an_unused_option_is_named_by_its_field_in_python_and_by_its_flag_on_the
     assert main(["characterise", "--device", FILAMENT, "--protocol", "iv", "--temperatures", "300",
                  "-o", str(tmp_path / "o.nc")]) == 2
     assert ("temperatures_k (--temperatures) is not used by protocol 'iv'; allowed options: cycles (--cycles), "
-            "voltage_max_v (--v-max), steps (--steps), dwell_s (--dwell)") in capsys.readouterr().err
+            "voltage_max_v (--v-max), steps (--steps), dwell_s (--dwell), backend (--backend), conduction "
+            "(--conduction)") in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 

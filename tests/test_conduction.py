@@ -187,8 +187,28 @@ def test_the_compiled_backend_refuses_a_user_law_naming_the_reference(preset):
         run_pulses(preset.params, from_name("ramp"), devices=2, conduction=restated)
     with pytest.raises(MemdriftError, match=r"allowed: backend=\"reference\""):
         memdrift.simulate(preset, "ramp", devices=1, cycles=1, conduction=restated)
-    with pytest.raises(MemdriftError, match="conduction = .* is not used by write-verify"):
-        memdrift.simulate(preset, "write-verify", devices=1, backend="reference", conduction=restated)
+    with pytest.raises(MemdriftError, match=r"allowed: backend=\"reference\""):
+        memdrift.simulate(preset, "write-verify", devices=1, conduction=restated)
+
+
+@pytest.mark.parametrize("noise", [False, True])
+def test_write_verify_with_the_restated_law_reproduces_the_reference_run(preset, noise):
+    kwargs = dict(devices=4, seed=2, backend="reference", noise=noise, targets_s=(0.8e-3, 1.6e-3))
+    builtin = memdrift.simulate(preset, "write-verify", **kwargs)
+    user = memdrift.simulate(preset, "write-verify", conduction=restated, **kwargs)
+    # the devices take several pulses to each target, so the loop is not one of idle devices
+    assert builtin["pulses"].values.min() >= 2
+    np.testing.assert_array_equal(user["pulses"].values, builtin["pulses"].values)
+    for name in ("conductance", "energy", "amplitude", "conductance_final", "program_energy"):
+        np.testing.assert_allclose(user[name].values, builtin[name].values, rtol=1e-12, atol=0.0, err_msg=name)
+    assert user.attrs["scheme.conduction"] == f"{__name__}:restated"
+    assert {k: v for k, v in user.attrs.items() if k != "scheme.conduction"} == builtin.attrs
+
+
+def test_write_verify_checks_a_user_law_over_its_largest_amplitude(preset):
+    # the ISPP RESET ramp reaches -1.4 V, beyond the 0.995 V of the ramp that a law is checked over there
+    with pytest.raises(MemdriftError, match=r"\|cell_v\| <= 1.4 V"):
+        memdrift.simulate(preset, "write-verify", devices=1, backend="reference", conduction=even)
 
 
 @pytest.mark.filterwarnings("ignore::memdrift.emulator.engine.FlaggedPulseWarning")
@@ -211,9 +231,14 @@ def test_the_command_line_takes_a_conduction_file(tmp_path, capsys):
         assert cli.main([*base, "--backend", "reference", "-o", "builtin.nc"]) == 0
         assert cli.main([*base, "--conduction", "mine.py:ohm", "-o", "bad.nc"]) == 2
         assert cli.main([*base, "--backend", "reference", "--conduction", "mine.py:nothing", "-o", "bad.nc"]) == 2
+        wv = ["pulse", "--device", "hfoxsy-hfs2", "--scheme", "write-verify", "--devices", "1", "--quiet",
+              "--backend", "reference", "--targets", "1e-3"]
+        assert cli.main([*wv, "--conduction", "mine.py:ohm", "-o", "wv.nc"]) == 0
     finally:
         os.chdir(cwd)
     err = capsys.readouterr().err
+    with xr.open_dataset(tmp_path / "wv.nc") as wv_ds:
+        assert wv_ds.attrs["scheme__conduction"] == "mine.py:ohm" and wv_ds.attrs["scheme"] == "write-verify"
     assert "conduction = 'mine.py:ohm' needs backend = 'reference'" in err
     assert "conduction = 'mine.py:nothing': 'mine.py' defines no 'nothing'" in err
     assert not (tmp_path / "bad.nc").exists()
@@ -286,3 +311,87 @@ def test_a_solve_that_meets_no_finite_current_is_flagged_and_reads_nan():
     state = filament.DeviceState(np.full(2, 1e-9), np.full(2, 300.0))
     g = filament.read_conductance(5.0, state, table, law)
     assert np.isnan(g).all()
+
+
+PROTOCOLS = [("pd-cycling", dict(cycles=2)), ("dr-map", dict(pulses=4, amplitudes_v=(0.9, -1.0))),
+             ("iv", dict(steps=6, dwell_s=1e-4))]
+
+
+@pytest.mark.parametrize("protocol, settings_", PROTOCOLS, ids=[p for p, _ in PROTOCOLS])
+def test_a_protocol_with_the_restated_law_reproduces_its_reference_run(preset, protocol, settings_):
+    kwargs = dict(devices=3, seed=4, noise=False, backend="reference", **settings_)
+    builtin = memdrift.characterise(preset, protocol, **kwargs).compute()
+    user = memdrift.characterise(preset, protocol, conduction=restated, **kwargs).compute()
+    compiled = memdrift.characterise(preset, protocol, **dict(kwargs, backend="compiled")).compute()
+    # the protocol moves the devices (each one's reads span more than a factor of 1.5)
+    moving = builtin["current" if protocol == "iv" else "conductance"].values.reshape(3, -1)
+    assert np.all(np.abs(moving).max(axis=1) > 1.5 * np.abs(moving).min(axis=1))
+    for name, var in builtin.data_vars.items():
+        if name in ("amplitude", "width"):
+            continue
+        # a difference (delta_conductance) is good to rounding of the conductances it is taken from
+        scale = np.abs(builtin["conductance"]).max().item() if "delta" in name else 0.0
+        np.testing.assert_allclose(user[name].values, var.values, rtol=1e-12, atol=1e-12 * scale, err_msg=name)
+        # and the reference is the compiled kernel's twin
+        np.testing.assert_allclose(compiled[name].values, var.values, rtol=1e-6, atol=1e-6 * scale, err_msg=name)
+    assert user.attrs["scheme.conduction"] == f"{__name__}:restated" and user.attrs["backend"] == "reference"
+    assert {k: v for k, v in user.attrs.items() if k != "scheme.conduction"} == builtin.attrs
+    assert compiled.attrs["backend"] == "compiled" and "scheme.conduction" not in compiled.attrs
+
+
+def test_pd_cycling_with_noise_and_the_restated_law_reproduces_its_reference_run(preset):
+    kwargs = dict(devices=3, seed=4, cycles=2, backend="reference")
+    builtin = memdrift.characterise(preset, "pd-cycling", **kwargs).compute()
+    user = memdrift.characterise(preset, "pd-cycling", conduction=restated, **kwargs).compute()
+    for name in VARIABLES:
+        np.testing.assert_allclose(user[name].values, builtin[name].values, rtol=1e-12, atol=0.0, err_msg=name)
+
+
+def test_a_protocol_refuses_a_law_where_it_cannot_run_one(preset):
+    from memdrift.emulator.protocols import UnusedOption
+    from memdrift.errors import NamedError
+
+    with pytest.raises(MemdriftError, match=r"conduction = 'test_conduction:restated' needs backend = "
+                                            r"'reference'.*allowed: backend=\"reference\""):
+        memdrift.characterise(preset, "dr-map", devices=1, conduction=restated)
+    # retention and endurance keep the kernel's state between trains: compiled only
+    for protocol in ("retention", "endurance"):
+        with pytest.raises(UnusedOption, match=f"conduction is not used by protocol '{protocol}'"):
+            memdrift.characterise(preset, protocol, devices=1, conduction=restated)
+        with pytest.raises(UnusedOption, match=f"backend is not used by protocol '{protocol}'"):
+            memdrift.characterise(preset, protocol, devices=1, backend="reference")
+    # the reference draws every device from one stream: its ensemble is one chunk
+    with pytest.raises(NamedError, match=r"chunk_devices = 1 is smaller than devices = 2 on backend 'reference'"):
+        memdrift.characterise(preset, "pd-cycling", devices=2, chunk_devices=1, backend="reference")
+    with pytest.raises(MemdriftError, match=r"backend = 'numpy' is out of range; allowed: 'compiled', 'reference'"):
+        memdrift.characterise(preset, "iv", backend="numpy")
+    with pytest.raises(MemdriftError, match=r"conduction = 3 has the wrong type; allowed: None \(the built-in"):
+        memdrift.characterise(preset, "iv", backend="reference", conduction=3)
+    with pytest.raises(MemdriftError, match=r"is not odd in cell_v"):
+        memdrift.characterise(preset, "pd-cycling", devices=1, cycles=1, backend="reference", conduction=even)
+
+
+def test_memdrift_characterise_takes_a_conduction_file(tmp_path, capsys):
+    (tmp_path / "mine.py").write_text("import numpy as np\n\n\ndef sinh(cell_v, gap_m, i0_a, g0_m, v0_v):\n"
+                                      "    return i0_a * np.exp(-gap_m / g0_m) * np.sinh(cell_v / v0_v)\n")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        base = ["characterise", "--device", "hfoxsy-hfs2", "--protocol", "dr-map", "--pulses", "3", "--amplitudes",
+                "0.9,-0.9", "--devices", "2", "--quiet", "--threads", "1", "--no-noise"]
+        assert cli.main([*base, "--backend", "reference", "--conduction", "mine.py:sinh", "-o", "user.nc"]) == 0
+        assert cli.main([*base, "--backend", "reference", "-o", "builtin.nc"]) == 0
+        assert cli.main([*base, "--conduction", "mine.py:sinh", "-o", "bad.nc"]) == 2
+        assert cli.main([*base, "--backend", "reference", "--chunk-devices", "1", "-o", "bad.nc"]) == 2
+        assert cli.main([*base[:4], "retention", "--conduction", "mine.py:sinh", "-o", "bad.nc"]) == 2
+    finally:
+        os.chdir(cwd)
+    err = capsys.readouterr().err
+    assert "conduction = 'mine.py:sinh' needs backend = 'reference'" in err and "(--backend reference)" in err
+    assert "--chunk-devices = 1 is smaller than devices = 2 on --backend 'reference'" in err
+    assert "conduction (--conduction) is not used by protocol 'retention'" in err
+    assert not (tmp_path / "bad.nc").exists()
+    with xr.open_dataset(tmp_path / "user.nc") as user, xr.open_dataset(tmp_path / "builtin.nc") as builtin:
+        assert user.attrs["scheme__conduction"] == "mine.py:sinh" and user.attrs["backend"] == "reference"
+        assert "scheme__conduction" not in builtin.attrs
+        np.testing.assert_allclose(user["conductance"].values, builtin["conductance"].values, rtol=1e-12, atol=0.0)

@@ -25,12 +25,19 @@ def test_unknown_kernel_is_named():
         ext.load("_nothing")
 
 
-def test_missing_build_points_at_the_reference_backend(monkeypatch):
+def test_missing_build_points_at_the_reference_backend(monkeypatch, tmp_path, capsys):
     # a None entry in sys.modules makes the import fail as a missing build does
     monkeypatch.setitem(sys.modules, "memdrift.ext._filament", None)
     params = load_preset("hfoxsy-hfs2").params
-    with pytest.raises(MemdriftError, match=r"memdrift.ext._filament cannot be imported.*--backend reference"):
+    with pytest.raises(MemdriftError, match=r"memdrift.ext._filament cannot be imported.*allowed: backend "
+                                            r"'reference' \(the NumPy twin\)"):
         run_pulses(params, ramp(), devices=2, cycles=1, seed=0, backend="compiled")
+    # the command line names the flag
+    from memdrift.experiments.cli import main
+
+    argv = ["pulse", "--device", "hfoxsy-hfs2", "--devices", "2", "--cycles", "1", "-o", str(tmp_path / "o.nc")]
+    assert main(argv) == 2
+    assert "allowed: --backend 'reference' (the NumPy twin)" in capsys.readouterr().err
     # the twin still runs without the build
     ds = run_pulses(params, ramp(), devices=2, cycles=1, seed=0, backend="reference")
     assert ds["conductance"].shape[0] == 2

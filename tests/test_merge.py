@@ -85,7 +85,7 @@ def test_second_programming_file_is_named_and_not_mixed_in(files):
     merged = merge_records([("first.nc", a), ("second.nc", b)])
     assert merged["state_sigma"] == a["state_sigma"]
     assert any("also in second.nc: not used" in n for n in merged["notes"])
-    assert any(n.startswith("drift: none of first.nc, second.nc") and "--protocol retention" in n
+    assert any(n.startswith("drift: none of first.nc, second.nc") and "protocol 'retention'" in n
                for n in merged["notes"])
     with pytest.raises(MemdriftError, match="level counts"):
         merge_records([("a.nc", a), ("b.nc", dict(b, levels=[64]))])

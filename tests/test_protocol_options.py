@@ -92,7 +92,8 @@ def test_options_converts_to_the_protocols_class_and_refuses_what_it_does_not_re
         own = cls.specific()
         for name in PROTOCOL_SPECIFIC:
             value = {"temperatures_k": (300.0,), "amplitudes_v": (0.8,), "levels": (8,), "time_min_s": 2.0,
-                     "time_max_s": 20.0, "width_s": 1e-7, "voltage_max_v": 0.9, "dwell_s": 1e-3}.get(name, 3)
+                     "time_max_s": 20.0, "width_s": 1e-7, "voltage_max_v": 0.9, "dwell_s": 1e-3, "backend": "reference",
+                     "conduction": "memdrift.emulator.conduction:sinh_law"}.get(name, 3)
             if name in own:
                 made = build_options(cls, {name: value})
                 assert type(made) is cls and getattr(made, name) == value
@@ -160,8 +161,49 @@ def test_emulator_messages_name_arguments_and_the_command_line_names_its_flags(t
     assert list(tmp_path.iterdir()) == []
 
 
+def test_mapping_ext_and_model_messages_name_arguments_and_the_command_line_names_its_flags(tmp_path, capsys):
+    """memdrift.mapping, memdrift.ext and the models' defaults name Python arguments; the command line words
+    the same messages with its flags."""
+    from memdrift import ext
+    from memdrift.emulator.engine import run_pulses
+    from memdrift.emulator.params import load_preset
+    from memdrift.emulator.pulses import ramp
+    from memdrift.errors import NamedError
+    from memdrift.experiments.cli import FLAGS, main
+    from memdrift.mapping.calibrate import calibrate_filament
+    from memdrift.mapping.extract import merge_records
+    from memdrift.models import MODELS, DeviceModel
+
+    params = load_preset("hfoxsy-hfs2").params
+    two_cycles = run_pulses(params, ramp(), devices=2, cycles=2, seed=0)
+    cases = [
+        (lambda: ext.check_columns("_bulk4t", ("a", "b"), ("a", "c")), "backend"),
+        (lambda: merge_records([("a.nc", {"levels": [32]}), ("b.nc", {"levels": [64]})]), "levels"),
+        (lambda: calibrate_filament(two_cycles, params, ("site_population",), fit_cycles=1, span=10.0, read=None,
+                                    rounds=1, progress=False), "free"),
+        (lambda: DeviceModel.plot(MODELS.get("filament"), two_cycles, None, "ramp", tmp_path / "p.png"), "plot"),
+    ]
+    for call, name in cases:
+        with pytest.raises(NamedError) as raised:
+            call()
+        text = str(raised.value)
+        assert "--" not in text and name in text, text
+        worded = raised.value.message(lambda n: FLAGS.get(n, n))
+        assert FLAGS[name] in worded and worded.count(FLAGS[name]) == raised.value.template.count("{" + name + "}"), worded
+    # through the command line: calibrate's site_population needs three cycles
+    data = tmp_path / "two.nc"
+    from memdrift.data.io import write_dataset
+
+    write_dataset(two_cycles, data)
+    assert main(["calibrate", str(data), "--model", "filament", "--free", "site_population", "--rounds", "1",
+                 "-o", str(tmp_path / "p.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "leave site_population out of --free" in err and "--free = 'site_population'" in err, err
+
+
 def test_no_emulator_message_names_a_command_line_flag():
-    """Every string in the emulator's code and memdrift.errors, docstrings aside, is free of ``--flag``."""
+    """Every string in the emulator's code, memdrift.errors, memdrift.ext, memdrift.mapping and memdrift.models,
+    docstrings aside, is free of ``--flag``."""
     import ast
     from pathlib import Path
 
@@ -169,7 +211,8 @@ def test_no_emulator_message_names_a_command_line_flag():
 
     root = Path(memdrift.__file__).parent
     found = []
-    for path in [*sorted((root / "emulator").rglob("*.py")), root / "errors.py"]:
+    for path in [*sorted((root / "emulator").rglob("*.py")), root / "errors.py", *sorted((root / "ext").glob("*.py")),
+                 *sorted((root / "mapping").rglob("*.py")), root / "models.py"]:
         tree = ast.parse(path.read_text())
         docs = {id(n.body[0].value) for n in ast.walk(tree)
                 if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.body

@@ -17,6 +17,7 @@ R = V1 / |I3|.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -39,8 +40,12 @@ BACKENDS = ("compiled", "reference")
 #: the first pulse of an automatic initialisation (s), unless the preset's [calibration] names its own
 #: ``init_first_pulse_s``
 INIT_FIRST_PULSE_S = 1.0
+#: how much longer one initialisation pulse may be than the one before (no limit unless the preset's
+#: [calibration] names its own ``init_step_growth``)
+INIT_STEP_GROWTH = math.inf
 #: the dR map's bin ranges (FFPOptions.map_range); a preset's [calibration] may name its own
 MAP_RANGES = ("runs", "window")
+CORRECTION_BASES = ("table", "last")
 
 
 class Bulk4TDevices:
@@ -68,6 +73,10 @@ class Bulk4TDevices:
         #: width of the first pulse of an automatic initialisation (s); later pulses are sized from the rate
         #: it achieved. A fast film needs it short, or its first pulse carries it far past the target.
         self.init_first_pulse_s = INIT_FIRST_PULSE_S
+        #: the largest ratio of one initialisation pulse to the one before. After a polarity reversal a film
+        #: can start slow and speed up within a pulse: a pulse sized from a slow one then carries it past the
+        #: target, which a bounded growth (an auto-ranging tester's) does not.
+        self.init_step_growth = INIT_STEP_GROWTH
         self._ambient = np.broadcast_to(self.table[:, b.COL["ambient_temperature_k"], None, None], self.n.shape)
 
     @classmethod
@@ -95,6 +104,7 @@ class Bulk4TDevices:
             dev.engine = b.ReferenceEngine(params, table, [np.random.SeedSequence(int(k)) for k in keys])
         dev.n = b.initial_counts(table, params.shape)
         dev.init_first_pulse_s = INIT_FIRST_PULSE_S
+        dev.init_step_growth = INIT_STEP_GROWTH
         dev._ambient = np.broadcast_to(table[:, b.COL["ambient_temperature_k"], None, None], dev.n.shape)
         return dev
 
@@ -145,7 +155,8 @@ class Bulk4TDevices:
 
         ``sign`` > 0 programs towards LRS (R falls below the target), < 0 towards HRS. Each pulse is sized
         from the rate the previous one achieved to cover 70 % of what remains (50 ms to 100 s), so the
-        crossing overshoots by a few hundredths of an ohm. The first pulse is ``init_first_pulse_s``.
+        crossing overshoots by a few hundredths of an ohm. The first pulse is ``init_first_pulse_s``; no
+        pulse is longer than ``init_step_growth`` times the one before.
         """
         target = np.broadcast_to(np.asarray(target_ohm, dtype=float), (self.devices,))
         r = self.read()
@@ -158,8 +169,10 @@ class Bulk4TDevices:
             r_new = np.where(active, self.read(), r)
             rate = np.abs(r_new - r) / step
             with np.errstate(divide="ignore", invalid="ignore"):
-                step = np.where(rate > 0, 0.7 * np.abs(r_new - target) / rate, 10 * step)
-            step = np.clip(step, 0.05, 100.0)
+                new = np.where(rate > 0, 0.7 * np.abs(r_new - target) / rate, 10 * step)
+            if math.isfinite(self.init_step_growth):
+                new = np.minimum(new, self.init_step_growth * step)
+            step = np.clip(new, 0.05, 100.0)
             r = r_new
             active &= (r > target) if sign > 0 else (r < target)
         return r
@@ -197,6 +210,14 @@ class FFPOptions:
     map_joule_heating: float | None = option(None, "1", "heating multiplier of the films the dR map is "
                                                          "measured on (None: the same films)")
     policy: CompiledPolicy | None = option(None, "", "write policy Vw(r) in place of the table look-up")
+    correction_exponent: float = option(0.0, "1", "exponent b of each device's amplitude correction: after an "
+                                                  "event its factor is multiplied by (target_ohm / |dR|)^b, the "
+                                                  "ratio clipped to [1/2, 2] (0: the table alone, as the paper)")
+    max_amplitude_v: float = option(7.0, "V", "largest write amplitude a corrected table may ask for (the "
+                                              "source's limit)")
+    correction_base: str = option("table", "", "what the correction scales: 'table' (the table's amplitude at "
+                                               "the present R) or 'last' (the last write's amplitude; the table "
+                                               "sets only each branch's first write)")
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -217,6 +238,13 @@ class FFPOptions:
             set_(self, "map_joule_heating", check_range("map_joule_heating", self.map_joule_heating, 0.0, 1.0,
                                                         unit=""))
         set_(self, "policy", resolve_policy(self.policy))
+        set_(self, "correction_exponent", check_range("correction_exponent", float(self.correction_exponent),
+                                                      0.0, 1.0, unit=""))
+        if self.correction_base not in CORRECTION_BASES:
+            raise MemdriftError(f"correction_base = {self.correction_base!r} is unknown; allowed: "
+                                f"{', '.join(CORRECTION_BASES)}")
+        set_(self, "max_amplitude_v", check_range("max_amplitude_v", float(self.max_amplitude_v), 0.0, 50.0,
+                                                  low_open=True, unit="V"))
 
     @classmethod
     def pop_from(cls, options: dict[str, Any]) -> FFPOptions:
@@ -329,10 +357,20 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
             max_events: int = 1500, hrs_ohm: float, lrs_ohm: float, init_amplitude_v: float = 6.0,
             progress: bool = False, branches: tuple[float, ...] = (+1.0, -1.0),
             initialise: bool = True, snapshot_events: tuple[int, ...] = (),
-            policy: CompiledPolicy | None = None, keep_states: bool = False) -> dict[str, np.ndarray]:
+            policy: CompiledPolicy | None = None, correction_exponent: float = 0.0,
+            target_ohm: float = 0.28, max_amplitude_v: float = 7.0,
+            correction_base: str = "table", keep_states: bool = False) -> dict[str, np.ndarray]:
     """FFP HRS -> LRS (branch +1) then LRS -> HRS (-1); a device stops when it crosses the LRS / HRS end.
 
     ``policy``: a user write policy (:mod:`memdrift.emulator.policies`) in place of the table look-up.
+    ``correction_exponent`` b > 0: each device scales the table's amplitude by its own factor, multiplied
+    after each event by (``target_ohm`` / |dR|)^b (the ratio clipped to [1/2, 2]; an event that moved R
+    the wrong way or not at all counts as 2), and never asks more than ``max_amplitude_v`` (a write held
+    at the limit holds its factor there too); the factor starts at 1 on each branch. ``correction_base``
+    "table" scales the table's amplitude at the present R, "last" the branch's first table amplitude (so
+    each write is the last one corrected). The table is measured once, on pulse trains from the initialised state;
+    where the film's response depends on its history the table alone stalls or overshoots, and this is
+    the closed loop a tester adds on top of it.
     ``keep_states``: every potentiation branch's vacancy maps are kept, ``out["states"]`` a list over those
     branches of (devices, 1 + events, nx, ny): the state before the first event and after each, a device's
     last state past its end (the kernel stops and resumes after every event: the same events).
@@ -356,10 +394,13 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
     temp = np.full_like(vac, np.nan)
     # the compiled engine runs the whole loop in its kernel; the Python loop below is the reference's (and
     # the one that can stop at snapshot events or call a user policy)
-    in_kernel = hasattr(dev.engine, "ffp") and not snaps and policy is None
+    correcting = correction_exponent > 0
+    in_kernel = hasattr(dev.engine, "ffp") and not snaps and policy is None and not correcting
     kept: list[np.ndarray] = []
     for c, sign in enumerate(branches):
         start[:, c] = r
+        factor = np.ones(dev.devices)
+        first: np.ndarray | None = None
         states = [dev.n.copy()] if keep_states and sign > 0 else None
         if in_kernel:
             r, events[:, c] = _ffp_in_kernel(dev, vw_table[0 if sign > 0 else 1], r_grid, sign, width_s,
@@ -377,8 +418,22 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
                 v = sign * np.interp(r, r_grid, table)
             else:
                 v = policy.amplitudes(r, sign, r_grid, table, active)
+            if correcting:
+                if correction_base == "last":
+                    if first is None:
+                        first = np.abs(v)
+                    base = first
+                else:
+                    base = np.abs(v)
+                v = sign * np.minimum(base * factor, max_amplitude_v)
+                # a write held at the source limit holds its factor there, so the factor does not wind up
+                factor = np.where(base > 0, np.abs(v) / np.where(base > 0, base, 1.0), factor)
             rec = dev.write(v, width_s, active)
             r_new = dev.read()
+            if correcting:
+                moved = (r - r_new) * sign
+                ratio = np.where(moved > 0, target_ohm / np.maximum(moved, 1e-300), 2.0)
+                factor = np.where(active, factor * np.clip(ratio, 0.5, 2.0) ** correction_exponent, factor)
             r = np.where(active, r_new, r)
             for key, val in (("resistance", r), ("amplitude", v), ("temperature_peak", rec.temperature_peak),
                              ("temperature_mean", rec.temperature_mean), ("energy", rec.energy),
@@ -574,7 +629,8 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
     multiplier), ``grid`` (int or (nx, ny)), ``init_amplitude_v`` (6 V), ``hrs_ohm`` / ``lrs_ohm`` (initialisation
     targets; default from the preset's calibration, else 880 / 740), ``conditioning_cycles`` (2 loops of +-6 V,
     100 s on the fresh film), ``init_first_pulse_s`` (the first pulse of each initialisation; default the
-    preset's [calibration] ``init_first_pulse_s``, else 1 s).
+    preset's [calibration] ``init_first_pulse_s``, else 1 s), ``init_step_growth`` (the largest ratio of one
+    initialisation pulse to the one before; default the preset's [calibration], else no limit).
     identical / dr-map: ``amplitudes_v``, ``width_s`` (2 s), ``pulses`` (100).
     ffp / ffp-segmentation: the fields of :class:`FFPOptions` (units, defaults and meanings there);
     ``map_joule_heating`` with ``joule_heating`` replays the table of the heated film on a film whose heating
@@ -586,8 +642,12 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
         raise MemdriftError(f"scheme = {scheme!r} is unknown; allowed: {', '.join(SCHEMES)}")
     opts = dict(options)
     # checked (and a user policy compiled) before any device runs, so a refused option costs no simulation
-    if scheme in ("ffp", "ffp-segmentation") and "map_range" in calibration:
-        opts.setdefault("map_range", calibration["map_range"])
+    if scheme in ("ffp", "ffp-segmentation"):
+        # a preset calibrated with a corrected table or a window map replays it the same way
+        for key, option_name in (("map_range", "map_range"), ("ffp_correction_exponent", "correction_exponent"),
+                                 ("ffp_correction_base", "correction_base")):
+            if key in calibration:
+                opts.setdefault(option_name, calibration[key])
     ffp = FFPOptions.pop_from(opts) if scheme in ("ffp", "ffp-segmentation") else None
     changes: dict[str, Any] = {}
     if "joule_heating" in opts:
@@ -610,10 +670,16 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
         raise field_error("conditioning_cycles", conditioning, ">= 0")
     first = check_range("init_first_pulse_s", float(opts.pop("init_first_pulse_s", calibration.get(
         "init_first_pulse_s", INIT_FIRST_PULSE_S))), 1e-3, 100.0, unit="s")
+    growth = float(opts.pop("init_step_growth", calibration.get("init_step_growth", INIT_STEP_GROWTH)))
+    if growth != math.inf:   # unbounded is allowed: the pulses are then sized from the rate alone
+        check_range("init_step_growth", growth, 1.0, None, low_open=True, unit="")
     dev = Bulk4TDevices(params, devices, seed=seed, threads=threads, backend=backend, deterministic=deterministic)
     dev.init_first_pulse_s = first
+    dev.init_step_growth = growth
     dev.condition(conditioning, init["init_amplitude_v"])
     attrs_extra: dict[str, Any] = {**init, "deterministic": deterministic, "backend": backend}
+    if math.isfinite(growth):
+        attrs_extra["init_step_growth"] = growth
 
     if scheme in ("identical", "dr-map"):
         kw = {k: opts.pop(k) for k in ("amplitudes_v", "width_s", "pulses") if k in opts}
@@ -633,6 +699,7 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
             map_dev = Bulk4TDevices(params.replace(joule_heating=ffp.map_joule_heating), devices, seed=seed,
                                     threads=threads, backend=backend, deterministic=deterministic)
             map_dev.init_first_pulse_s = first
+            map_dev.init_step_growth = growth
             map_dev.condition(conditioning, init["init_amplitude_v"])
             attrs_extra["map_joule_heating"] = ffp.map_joule_heating
         ident = run_identical(map_dev, ffp.map_amplitudes_v, 2.0, ffp.map_pulses, progress=progress, **init)
@@ -641,9 +708,14 @@ def simulate_scheme(preset: Any, scheme: str, *, devices: int = 1, seed: int = 0
         _no_leftovers(opts)
         res = run_ffp(dev, m["vw_table"], m["dr_map_resistance"], width_s=ffp.ffp_width_s,
                       max_events=ffp.max_events, progress=progress, snapshot_events=ffp.snapshot_events,
-                      policy=ffp.policy, **init)
+                      policy=ffp.policy, correction_exponent=ffp.correction_exponent,
+                      target_ohm=ffp.target_ohm, max_amplitude_v=ffp.max_amplitude_v,
+                      correction_base=ffp.correction_base, **init)
         attrs_extra.update(ffp_width_s=ffp.ffp_width_s, window_low_ohm=ffp.window_ohm[0],
                            window_high_ohm=ffp.window_ohm[1], max_events=ffp.max_events, target_ohm=ffp.target_ohm)
+        if ffp.correction_exponent > 0:
+            attrs_extra.update(correction_exponent=ffp.correction_exponent, max_amplitude_v=ffp.max_amplitude_v,
+                               correction_base=ffp.correction_base)
         if ffp.policy is not None:
             attrs_extra["policy"] = ffp.policy.name
         ds = _ffp_dataset(res, ffp.ffp_width_s, init["hrs_ohm"], init["lrs_ohm"]).assign(_map_vars(m))

@@ -182,8 +182,15 @@ def check_conduction_backend(conduction: Any, backend: str) -> None:
 
 
 def _checked_law(conduction: Any, params: FilamentParams, train: PulseTrain, table: np.ndarray) -> Any:
-    """The user law compiled and checked (odd, increasing) over the run's voltages and gaps for the
-    nominal device and those at the extremes of each tunnelling parameter; None for the built-in law."""
+    """:func:`checked_law` over the train's voltages: its largest amplitude or read bias."""
+    max_v = max(float(np.max(np.abs(train.amplitude_v))), abs(float(train.read_voltage_v)))
+    return checked_law(conduction, params, table, max_v)
+
+
+def checked_law(conduction: Any, params: FilamentParams, table: np.ndarray, max_voltage_v: float) -> Any:
+    """The user law compiled and checked (odd, increasing) over the run's voltages (``|V| <=
+    max_voltage_v``) and gaps for the nominal device and those at the extremes of each tunnelling
+    parameter; None for the built-in law."""
     from memdrift.emulator.conduction import resolve_conduction
 
     law = resolve_conduction(conduction)
@@ -195,8 +202,7 @@ def _checked_law(conduction: Any, params: FilamentParams, train: PulseTrain, tab
     nominal = params.scalars()
     devices = np.vstack([[nominal["tunnel_current_a"], nominal["tunnel_length_m"], nominal["tunnel_voltage_v"]],
                          rows[sorted(picks)]])
-    max_v = max(float(np.max(np.abs(train.amplitude_v))), abs(float(train.read_voltage_v)))
-    law.check(max_v, float(np.min(table[:, filament.COL["gap_min_m"]])),
+    law.check(max_voltage_v, float(np.min(table[:, filament.COL["gap_min_m"]])),
               float(np.max(table[:, filament.COL["gap_max_m"]])), devices)
     return law
 

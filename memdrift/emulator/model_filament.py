@@ -39,8 +39,8 @@ class FilamentModel(DeviceModel):
             **options: Any) -> xr.Dataset:
         """``params``: parameters or a preset; ``scheme``: ``ramp``/``identical`` (or a ``PulseTrain``),
         or ``write-verify`` (or a ``WriteVerify``; ``targets_s``/``tolerance``/``max_pulses`` options
-        change the default one). ``conduction`` (ramp/identical, reference backend): a conduction law of
-        your own in place of the built-in sinh law (:mod:`memdrift.emulator.conduction`)."""
+        change the default one). ``conduction`` (reference backend): a conduction law of your own in place
+        of the built-in sinh law (:mod:`memdrift.emulator.conduction`)."""
         from memdrift.emulator.params import Preset
         from memdrift.emulator.write_verify import WriteVerify, run_write_verify
 
@@ -49,16 +49,13 @@ class FilamentModel(DeviceModel):
 
         conduction = options.pop("conduction", None)
         if isinstance(scheme, WriteVerify) or scheme == "write-verify":
-            if conduction is not None:
-                raise MemdriftError(f"conduction = {conduction!r} is not used by write-verify; allowed: scheme = "
-                                    "'ramp' or 'identical' (or a PulseTrain) on backend 'reference'")
             if cycles is not None:
                 raise NamedError(f"cycles = {literal(cycles)} is not used by write-verify; allowed: omit {{cycles}} "
                                  "(each device is programmed to every target once)")
             _refuse_unknown(options, WRITE_VERIFY_OPTIONS)
             wv = scheme if isinstance(scheme, WriteVerify) else WriteVerify(**options).checked()
             ds = run_write_verify(params, wv, devices=devices, seed=seed, threads=threads, backend=backend,
-                                  noise=noise, preset=preset)
+                                  noise=noise, preset=preset, conduction=conduction)
             return _with_layout(ds, LAYOUT_WRITE_VERIFY)
         if any(k in WRITE_VERIFY_OPTIONS for k in options):
             raise NamedError("{targets_s}/{tolerance}/{max_pulses} are write-verify options; scheme = "

@@ -20,6 +20,7 @@ count and the two backends agree with noise off.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -27,7 +28,8 @@ import xarray as xr
 from memdrift import __version__
 from memdrift.data.schema import DEVICE, annotate, netcdf_attrs
 from memdrift.emulator import filament
-from memdrift.emulator.engine import Backend, _check_ensemble, kernel_state, parameter_table
+from memdrift.emulator.engine import (Backend, _check_ensemble, check_conduction_backend, checked_law, kernel_state,
+                                      parameter_table)
 from memdrift.emulator.params import FilamentParams, option
 from memdrift.emulator.randomness import device_keys
 from memdrift.errors import MemdriftError, check_range
@@ -97,11 +99,13 @@ class _Ensemble:
     """Device states of one backend, advanced a verify round at a time on a subset of devices."""
 
     def __init__(self, params: FilamentParams, devices: int, seed: int, threads: int, backend: str, noise: bool,
-                 first_device: int = 0):
+                 first_device: int = 0, conduction: Any = None):
         self.keys = device_keys(seed, devices, first_device)
         self.table, gap0 = parameter_table(params, self.keys)
         temperature0 = self.table[:, filament.COL["ambient_temperature_k"]].copy()
         self.backend, self.noise, self.threads = backend, bool(noise), int(threads)
+        # a compiled user law (memdrift.emulator.conduction), reference backend only; None: the built-in one
+        self.conduction = conduction
         if backend == "compiled":
             self.state = kernel_state(gap0, temperature0)
             self.counters = np.zeros(devices, dtype=np.uint64)
@@ -125,7 +129,8 @@ class _Ensemble:
             return outs[0][:, 0], outs[2][:, 0]
         sub = filament.DeviceState(self.ref.gap_m[idx], self.ref.temperature_k[idx], self.ref.relaxation_m[idx])
         sub.write_share, sub.read_share = self.ref.write_share[idx], self.ref.read_share[idx]
-        conductance, _peak, energy, _gap = filament.run_cycle_reference(segments, sub, self.table[idx], self.rng)
+        conductance, _peak, energy, _gap = filament.run_cycle_reference(segments, sub, self.table[idx], self.rng,
+                                                                        conduction=self.conduction)
         self.ref.gap_m[idx], self.ref.temperature_k[idx] = sub.gap_m, sub.temperature_k
         self.ref.relaxation_m[idx] = sub.relaxation_m
         self.ref.write_share[idx], self.ref.read_share[idx] = sub.write_share, sub.read_share
@@ -143,7 +148,8 @@ class _Ensemble:
         """An independent copy of the devices (state, parameters, stream positions)."""
         import copy as _copy
 
-        return _copy.deepcopy(self)
+        # the compiled law is shared, not copied (it holds no state)
+        return _copy.deepcopy(self, {id(self.conduction): self.conduction})
 
 
 def _verify_loop(ens: _Ensemble, target_s: np.ndarray, scheme: WriteVerify,
@@ -224,18 +230,26 @@ def age_ensemble(ens: _Ensemble, duration_s: float, temperature_k: float, read_v
 
 
 def run_write_verify(params: FilamentParams, scheme: WriteVerify, *, devices: int, seed: int = 0, threads: int = 1,
-                     backend: Backend = "compiled", noise: bool = True, preset: str = "custom") -> xr.Dataset:
+                     backend: Backend = "compiled", noise: bool = True, preset: str = "custom",
+                     conduction: Any = None) -> xr.Dataset:
     """Program ``devices`` filament cells to each of ``scheme.targets_s`` in turn by write-verify with ISPP.
 
     Dataset: ``conductance`` read after each attempt over (device, level, attempt) — NaN once the device
     is in band — with ``amplitude`` (V) and ``energy`` (J) of each attempt's pulse; per (device, level)
     the ``conductance_final``, ``pulses`` used, ``converged``, ``program_energy`` (J) and ``program_time``
     (s: pulses, gaps and reads, the initial read included).
+
+    ``conduction``: a conduction law of your own in place of the built-in sinh law, on the reference
+    backend (as :func:`memdrift.emulator.engine.run_pulses` takes it), checked over the scheme's largest
+    amplitude or read bias before any device runs.
     """
     _check_ensemble(devices, 1, seed, threads, backend)
+    check_conduction_backend(conduction, backend)
     scheme = scheme.checked()
     n_lev, n_att = len(scheme.targets_s), int(scheme.max_pulses)
     ens = _Ensemble(params, int(devices), int(seed), threads, backend, noise)
+    max_v = max(abs(scheme.set_max_v), abs(scheme.reset_max_v), abs(scheme.read_voltage_v))
+    ens.conduction = checked_law(conduction, params, ens.table, max_v)
     shape = (int(devices), n_lev, n_att)
     conductance, amplitude, energy = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
     final = np.empty((int(devices), n_lev))
@@ -278,6 +292,8 @@ def run_write_verify(params: FilamentParams, scheme: WriteVerify, *, devices: in
         "memdrift_version": __version__, "model": params.model, "preset": preset, "scheme": "write-verify",
         "seed": int(seed), "noise": int(bool(noise)), "backend": backend,
     })
+    if ens.conduction is not None:
+        ds.attrs["scheme.conduction"] = ens.conduction.name
     scheme_attrs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(scheme).items()}
     ds.attrs.update(netcdf_attrs(scheme_attrs, "scheme."))
     ds.attrs.update(netcdf_attrs(params.scalars(), "param."))

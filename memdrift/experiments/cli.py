@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Iterator
 
 from memdrift import __version__
-from memdrift.errors import MemdriftError
+from memdrift.errors import MemdriftError, NamedError
 
 # Subcommand modules, in the order `memdrift --help` lists them.
 COMMAND_MODULES = (
@@ -167,6 +167,11 @@ def _dask_looked_up_lazily() -> Iterator[None]:
             del cache["dask"]
 
 
+#: the flag of each argument that library messages name (:class:`memdrift.errors.NamedError`) where the command
+#: that ran has not worded them itself
+FLAGS = {"backend": "--backend", "free": "--free", "levels": "--levels", "plot": "--plot"}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; every expected failure is one stderr line and exit 2 (130 on SIGINT, 143 on SIGTERM)."""
     command = "memdrift"
@@ -181,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
             result = args.func(args)
             for note in sorted(notes):
                 print(f"memdrift: warning: {_one_line(note)}", file=sys.stderr)
+    except NamedError as exc:
+        # a message the library words with its Python arguments: here each is the flag that sets it
+        line = f"{command}: error: {exc.message(lambda name: FLAGS.get(name, name))}"
     except MemdriftError as exc:
         line = f"{command}: error: {exc}"
     except OSError as exc:

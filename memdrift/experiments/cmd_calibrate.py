@@ -30,6 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default 1)")
     p.add_argument("--init-evaluations", type=int, default=60, metavar="N",
                    help="--targets film: least-squares evaluations of the init stage (default 60)")
+    p.add_argument("--ffp-correction", type=float, default=None, metavar="B",
+                   help="--targets film: the check's FFP corrects its table after every event by (target |dR| / "
+                        "|dR|)^B, B in [0, 1], and the written preset replays it (default: the start preset's "
+                        "calibration, else the table alone)")
+    p.add_argument("--ffp-correction-base", choices=("table", "last"), default=None,
+                   help="--targets film with --ffp-correction: what the correction scales, the table's amplitude "
+                        "(table) or the last write's (last); default: the start preset's calibration, else table")
     p.add_argument("--polish-rounds", type=int, default=3, metavar="N",
                    help="--targets: Nelder-Mead restarts of the polish stage (default 3)")
     p.add_argument("--polish-evaluations", type=int, default=800, metavar="N",
@@ -119,6 +126,11 @@ def _run_targets(args: argparse.Namespace) -> int:
     command = "memdrift " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     from memdrift.mapping import calibrate_film
 
+    for flag, value in (("ffp-correction", args.ffp_correction), ("ffp-correction-base", args.ffp_correction_base)):
+        if value is not None and args.targets != calibrate_film.SECTION:
+            raise MemdriftError(f"{flag} = {value!r} is only for --targets {calibrate_film.SECTION}; allowed: "
+                                f"omit --{flag}")
+
     if args.targets == calibrate_film.SECTION:
         check_range("check-films", args.check_films, 1, 1000)
         check_range("init-evaluations", args.init_evaluations, 1, 100_000)
@@ -126,7 +138,8 @@ def _run_targets(args: argparse.Namespace) -> int:
         film = calibrate_film.calibrate_film(args.start_preset or "tio2x-4t", args.targets, stages=stages,
                                              seeds=range(args.seed, args.seed + args.check_films),
                                              init_evaluations=args.init_evaluations, name=args.name,
-                                             command=command)
+                                             ffp_correction_exponent=args.ffp_correction,
+                                             ffp_correction_base=args.ffp_correction_base, command=command)
         save_preset(film.preset, args.output)
         print(f"wrote {args.output}")
         return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from memdrift.errors import MemdriftError
+from memdrift.errors import MemdriftError, NamedError
 from memdrift.experiments.cmd_pulse import available_cores
 
 PROTOCOLS = ("pd-cycling", "dr-map", "ffp-segmentation", "retention", "iv", "endurance")
@@ -13,7 +13,10 @@ PROTOCOLS = ("pd-cycling", "dr-map", "ffp-segmentation", "retention", "iv", "end
 FLAGS = {"cycles": "--cycles", "temperatures_k": "--temperatures", "time_min_s": "--time-min",
          "time_max_s": "--time-max", "times": "--times", "program_pulses": "--program-pulses",
          "amplitudes_v": "--amplitudes", "pulses": "--pulses", "width_s": "--width", "voltage_max_v": "--v-max",
-         "steps": "--steps", "dwell_s": "--dwell", "record": "--record", "levels": "--levels"}
+         "steps": "--steps", "dwell_s": "--dwell", "record": "--record", "levels": "--levels",
+         "backend": "--backend", "conduction": "--conduction"}
+#: the flag of each argument the emulator's other messages name (:class:`memdrift.errors.NamedError`)
+ARGUMENT_FLAGS = FLAGS | {"chunk_devices": "--chunk-devices"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,6 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="endurance: log-spaced cycles kept in the file (50)")
     g.add_argument("--levels", default=None, metavar="N,N,...",
                    help="ffp-segmentation (bulk4t): level counts (32,128,512)")
+    g.add_argument("--backend", choices=("compiled", "reference"), default=None,
+                   help="pd-cycling, dr-map, iv (filament): the compiled kernel (default) or its NumPy twin, which "
+                        "computes the ensemble in one chunk")
+    g.add_argument("--conduction", default=None, metavar="FILE.py:FUNCTION",
+                   help="pd-cycling, dr-map, iv (filament) with --backend reference: conduction law compiled with "
+                        "Numba instead of the built-in sinh law, law(cell_v, gap_m, i0_a, g0_m, v0_v) -> current_a "
+                        "(see docs/policies.md)")
     p.set_defaults(func=run)
 
 
@@ -92,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
                     time_max_s=args.time_max, times=args.times, program_pulses=args.program_pulses,
                     amplitudes_v=_floats("amplitudes", args.amplitudes), pulses=args.pulses, width_s=args.width,
                     voltage_max_v=args.v_max, steps=args.steps, dwell_s=args.dwell, record=args.record,
-                    levels=parse_levels(args.levels) if args.levels is not None else None)
+                    levels=parse_levels(args.levels) if args.levels is not None else None, backend=args.backend,
+                    conduction=args.conduction)
     preset = load_preset(args.device)
     try:
         # the protocol's settings class made from the flags given (a flag left out keeps its default)
@@ -100,7 +111,18 @@ def run(args: argparse.Namespace) -> int:
     except UnusedOption as exc:
         # the emulator names the fields; here each comes with the flag that set it
         raise MemdriftError(exc.message(lambda name: f"{name} ({FLAGS[name]})")) from None
-    ds = characterise(preset, args.protocol, opts)
+    if getattr(opts, "conduction", None) is not None:
+        from memdrift.emulator.engine import check_conduction_backend
+
+        try:
+            check_conduction_backend(args.conduction, getattr(opts, "backend", "compiled"))
+        except MemdriftError as exc:
+            raise MemdriftError(f"{exc} (--backend reference)") from None
+    try:
+        ds = characterise(preset, args.protocol, opts)
+    except NamedError as exc:
+        # the emulator names its arguments; here each is the flag that set it
+        raise MemdriftError(exc.message(lambda name: ARGUMENT_FLAGS.get(name, name))) from None
     write_characterisation(ds, args.output, progress=not args.quiet, float32=args.float32)
     print(f"wrote {args.output} ({args.protocol}; {', '.join(f'{k}={v}' for k, v in ds.sizes.items())})")
     return 0

@@ -45,8 +45,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="bulk4t ffp/ffp-segmentation: write policy Vw(r) compiled with Numba instead of the "
                         "built-in table look-up, policy(r_ohm, sign, r_grid_ohm, vw_table_v) -> amplitude_v "
                         "(see docs/policies.md)")
+    p.add_argument("--ffp-correction", type=float, default=None, metavar="B",
+                   help="bulk4t ffp/ffp-segmentation: each film corrects the table's amplitude after every event "
+                        "by (target |dR| / its |dR|)^B, B in [0, 1] (default: the preset's calibration, else 0, "
+                        "the table alone; see docs/physics-film.md)")
+    p.add_argument("--ffp-correction-base", choices=("table", "last"), default=None,
+                   help="bulk4t with --ffp-correction: scale the table's amplitude at the present R (table) or the "
+                        "last write's (last: the table sets only each branch's first write); default: the preset's "
+                        "calibration, else table")
     p.add_argument("--conduction", default=None, metavar="FILE.py:FUNCTION",
-                   help="filament ramp/identical with --backend reference: conduction law compiled with Numba "
+                   help="filament ramp/identical/write-verify with --backend reference: conduction law compiled with Numba "
                         "instead of the built-in sinh law, law(cell_v, gap_m, i0_a, g0_m, v0_v) -> current_a "
                         "(see docs/policies.md)")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.nc", help="netCDF file to write")
@@ -93,7 +101,9 @@ def _warn_kernel_flags(ds, where: str) -> None:
 
 #: the flag of each argument the emulator's messages name (:class:`memdrift.errors.NamedError`)
 FLAGS = {"cycles": "--cycles", "memory_limit_bytes": "--max-memory-gb", "targets_s": "--targets",
-         "tolerance": "--tolerance", "max_pulses": "--max-pulses", "scheme": "--scheme", "backend": "--backend"}
+         "tolerance": "--tolerance", "max_pulses": "--max-pulses", "scheme": "--scheme", "backend": "--backend",
+         "correction_exponent": "--ffp-correction", "correction_base": "--ffp-correction-base",
+         "plot": "--plot"}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,6 +152,10 @@ def _run(args: argparse.Namespace) -> int:
         _refuse_write_verify_options(scheme)
     if args.policy is not None:
         options["policy"] = args.policy
+    if args.ffp_correction is not None:
+        options["correction_exponent"] = args.ffp_correction
+    if args.ffp_correction_base is not None:
+        options["correction_base"] = args.ffp_correction_base
     if args.conduction is not None:
         from memdrift.emulator.engine import check_conduction_backend
 

@@ -673,5 +673,5 @@ def load_configs(path: str) -> dict[str, Any]:
         raise MemdriftError(f"aihwkit config file {str(p)!r} is not a memdrift export ({exc})") from None
     if not isinstance(configs, dict) or any(k not in configs for k in EXPORT_KEYS):
         raise MemdriftError(f"aihwkit config file {str(p)!r} is not a memdrift export; allowed: a file of "
-                            "memdrift export --aihwkit")
+                            "memdrift export (save_configs)")
     return configs

@@ -47,7 +47,7 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import least_squares
 
-from memdrift.errors import MemdriftError, check_range
+from memdrift.errors import MemdriftError, NamedError, check_range, literal
 
 from memdrift.models import MODELS as _REGISTRY
 from memdrift.models import get as get_model
@@ -198,8 +198,8 @@ def calibrate_filament(ds: xr.Dataset, start: Any, free: Sequence[str], *, fit_c
     if not mask.any():
         raise MemdriftError("conductance has no finite read in the fitted cycles; allowed: reads in (0, inf) S")
     if SPREAD_PARAMETER in free and n_cyc < 3:
-        raise MemdriftError(f"free = {SPREAD_PARAMETER!r} needs the cycle-to-cycle spread: the data have {n_cyc} "
-                            "cycle(s); allowed: at least 3 cycles, or leave site_population out of --free")
+        raise NamedError(f"{{free}} = {literal(SPREAD_PARAMETER)} needs the cycle-to-cycle spread: the data have "
+                         f"{n_cyc} cycle(s); allowed: at least 3 cycles, or leave {SPREAD_PARAMETER} out of {{free}}")
     if int(rounds) < 1:
         raise MemdriftError(f"rounds = {rounds!r} is out of range; allowed: an integer >= 1")
     scale = float(np.mean(target[mask]))
@@ -226,8 +226,8 @@ def calibrate_filament(ds: xr.Dataset, start: Any, free: Sequence[str], *, fit_c
     if measured_sigma is not None and not (math.isfinite(measured_sigma) and measured_sigma > 0):
         # the site population is fitted to the spread; a file without one (e.g. a constant
         # conductance) has nothing for it to match
-        raise MemdriftError(f"the measured conductance has no cycle-to-cycle spread (sigma = {measured_sigma!r} S); "
-                            f"allowed: data whose cycles differ, or --free without {SPREAD_PARAMETER}")
+        raise NamedError(f"the measured conductance has no cycle-to-cycle spread (sigma = {measured_sigma!r} S); "
+                         f"allowed: data whose cycles differ, or {{free}} without {SPREAD_PARAMETER}")
     fit = None
     for rnd in range(int(rounds)):
         if curve_free:

@@ -550,7 +550,7 @@ def calibrate_to_targets(start_preset: str, section: str, *, stages: Sequence[st
     record: dict[str, Any] = {
         "status": f"calibrated to reference/targets.toml [{section}] on the paper's protocol (one device, "
                   f"{targets.cycles} cycles of the 20 + 20 ramp)",
-        "method": "memdrift calibrate --targets (memdrift.mapping.calibrate_targets): " + ", ".join(stages),
+        "method": "memdrift calibrate to targets (memdrift.mapping.calibrate_targets): " + ", ".join(stages),
         "command": command,
         "seed": seed,
         "started_from": start.name,

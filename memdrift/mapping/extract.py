@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from memdrift.errors import MemdriftError
+from memdrift.errors import MemdriftError, NamedError, literal
 from memdrift.models import LAYOUT_PULSE, LAYOUT_WRITE_VERIFY, layout_of
 from memdrift.mapping import metrics
 from memdrift.mapping.measured import DEPRESSION, POTENTIATION, RETENTION, normalise_dataset
@@ -642,8 +642,8 @@ DRIFT_KEYS = ("drift",)
 #: Keys that describe the record, not a measurement.
 META_KEYS = ("schema", "units", "levels", "notes", "source", "sources")
 #: how to obtain a group the record lacks
-PROVIDED_BY = {"programming": "a programming dataset (memdrift pulse, or characterise --protocol pd-cycling)",
-               "drift": "retention data (memdrift characterise --protocol retention)"}
+PROVIDED_BY = {"programming": "a programming dataset (memdrift pulse, or characterise with protocol 'pd-cycling')",
+               "drift": "retention data (memdrift characterise with protocol 'retention')"}
 
 
 def device_identity(ds: xr.Dataset) -> dict[str, Any]:
@@ -694,7 +694,8 @@ def merge_records(parts: list[tuple[str, Mapping[str, Any]]]) -> DeviceRecord:
         raise MemdriftError("no datasets to merge; allowed: one or more extraction records")
     levels = [p[1].get("levels") for p in parts]
     if any(lv != levels[0] for lv in levels):
-        raise MemdriftError(f"records were extracted at different level counts {levels}; allowed: one --levels")
+        raise NamedError(f"records were extracted at different level counts {literal(levels)}; allowed: the same "
+                         "{levels} for every record")
     provider: dict[str, int] = {}
     for i, (_name, rec) in enumerate(parts):
         for key, value in rec.items():

@@ -489,6 +489,7 @@ def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, 
     dev = bs.Bulk4TDevices(params, int(films), seed=int(seed), threads=int(threads), deterministic=not noise,
                            backend=backend)
     dev.init_first_pulse_s = float(calibration.get("init_first_pulse_s", bs.INIT_FIRST_PULSE_S))
+    dev.init_step_growth = float(calibration.get("init_step_growth", bs.INIT_STEP_GROWTH))
     over = {k: np.zeros(int(films)) for k in ("conditioning_pulses", "conditioning_energy_j", "conditioning_time_s",
                                               "map_pulses", "map_energy_j", "map_time_s",
                                               "return_pulses", "return_energy_j", "return_time_s")}

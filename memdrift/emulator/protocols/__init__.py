@@ -32,6 +32,12 @@ a field set that the protocol does not read is refused (:class:`UnusedOption`)::
     characterise("hfoxsy-hfs2", "iv", IvOptions(devices=2, steps=4, dwell_s=1e-4))
     characterise("hfoxsy-hfs2", "iv", Options(devices=2, steps=4, dwell_s=1e-4))  # the same dataset
 
+``pd-cycling``, ``dr-map`` and ``iv`` also run on the NumPy reference (``backend="reference"``, the
+ensemble in one chunk) and there take a conduction law of your own (``conduction``; docs/policies.md)::
+
+    characterise("hfoxsy-hfs2", "pd-cycling", PdCyclingOptions(devices=2, cycles=1, backend="reference",
+                                                               conduction="my_law.py:ohmic"))
+
 Bulk four-terminal presets delegate to :mod:`memdrift.emulator.bulk4t_schemes`
 (``dr-map``, ``ffp-segmentation``, ``retention``), computed whole in memory:
 that model's device streams depend on the ensemble size, so it cannot be

@@ -95,6 +95,8 @@ class _Plan:
     attrs: dict[str, Any] = field(default_factory=dict)
     bytes_per_device: int = 0
     derived: Callable[[xr.Dataset], xr.Dataset] | None = None
+    #: the one train a protocol runs through ``run_pulses`` (a conduction law is checked over its voltages)
+    train: Any = None
 
 
 def _assemble(plan: _Plan, opts: FilamentOptions, token: str) -> xr.Dataset:

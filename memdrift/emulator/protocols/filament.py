@@ -1,8 +1,15 @@
 """The filament protocols: ``pd-cycling``, ``dr-map``, ``retention``, ``iv`` and ``endurance``, each a plan
-of per-device variables computed in device chunks."""
+of per-device variables computed in device chunks.
+
+``pd-cycling``, ``dr-map`` and ``iv`` run their trains through :func:`memdrift.emulator.engine.run_pulses`,
+so they also run on the NumPy reference (``backend="reference"``) and with a conduction law of your own
+(``conduction``, reference only). The reference draws every device's hops from one stream of the seed, so
+there the ensemble is one chunk; ``retention`` and ``endurance`` keep the kernel's state between trains
+and run on the compiled kernel only."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -20,21 +27,54 @@ from memdrift.emulator.protocols.options import (FILAMENT_OPTIONS, FILAMENT_PROT
 from memdrift.emulator.pulses import (DEPRESSION, POTENTIATION, PulseTrain, from_name, identical,
                                       retention)
 from memdrift.emulator.randomness import device_keys
+from memdrift.errors import NamedError
 
 
 def characterise_filament(p: Preset, protocol: str, options: FilamentOptions | Options | None) -> xr.Dataset:
     """A filament protocol (the filament model's :meth:`~memdrift.models.DeviceModel.characterise`);
     ``options`` an instance of the protocol's class in :data:`FILAMENT_OPTIONS` (or an :class:`Options`)."""
     check_protocol(protocol, FILAMENT_PROTOCOLS, f"the filament preset {p.name!r}")
-    opts = protocol_options(FILAMENT_OPTIONS[protocol], options)
+    opts = _with_law(protocol_options(FILAMENT_OPTIONS[protocol], options))
     builder = {"pd-cycling": _pd_cycling, "dr-map": _dr_map, "retention": _retention, "iv": _iv,
                "endurance": _endurance}[protocol]
     plan = builder(p, opts)
+    if getattr(opts, "conduction", None) is not None:
+        # checked over the protocol's voltages and the whole ensemble's devices before any device runs
+        # (the reference's one chunk checks it again, as every run_pulses does)
+        table, _ = engine.parameter_table(p.params, device_keys(opts.seed, int(opts.devices), 0))
+        engine._checked_law(opts.conduction, p.params, plan.train, table)
     import dask.base
 
     ds = _assemble(plan, opts, dask.base.tokenize(p.to_toml(), protocol, repr(opts)))
     ds.attrs.update(_filament_attrs(p, protocol, opts, plan.attrs))
     return annotate(ds)
+
+
+def _with_law(opts: FilamentOptions) -> FilamentOptions:
+    """``opts`` with its conduction law compiled and the reference backend's ensemble in one chunk, refusing
+    a law on the compiled backend and smaller chunks on the reference, before any device runs."""
+    backend = getattr(opts, "backend", "compiled")
+    if backend == "reference":
+        devices = int(opts.devices)
+        if opts.chunk_devices is not None and opts.chunk_devices < devices:
+            raise NamedError(f"{{chunk_devices}} = {opts.chunk_devices} is smaller than devices = {devices} on "
+                             "{backend} 'reference', which draws every device's hops from one random stream of "
+                             "the seed (chunks would repeat it); allowed: omit {chunk_devices}, or at least "
+                             f"{devices}")
+        opts = dataclasses.replace(opts, chunk_devices=devices)
+    conduction = getattr(opts, "conduction", None)
+    if conduction is None:
+        return opts
+    from memdrift.emulator.conduction import resolve_conduction
+
+    engine.check_conduction_backend(conduction, backend)
+    # compiled once here; each chunk's run checks it over the protocol's own voltages
+    return dataclasses.replace(opts, conduction=resolve_conduction(conduction))
+
+
+def _run_options(opts: Any) -> dict[str, Any]:
+    """The backend and law of a protocol whose trains run through ``run_pulses``."""
+    return {"backend": opts.backend, "conduction": opts.conduction}
 
 
 def _filament_attrs(p: Preset, protocol: str, opts: FilamentOptions, extra: dict[str, Any]) -> dict[str, Any]:
@@ -47,9 +87,12 @@ def _filament_attrs(p: Preset, protocol: str, opts: FilamentOptions, extra: dict
         "scheme": extra.pop("scheme", protocol),
         "seed": int(opts.seed),
         "noise": int(bool(opts.noise)),
-        "backend": "compiled",
+        "backend": getattr(opts, "backend", "compiled"),
         "source": "memdrift characterise (emulated)",
     }
+    law = getattr(opts, "conduction", None)
+    if law is not None:
+        attrs["scheme.conduction"] = law.name
     attrs.update(netcdf_attrs(extra, "protocol."))
     attrs.update(netcdf_attrs(p.params.scalars(), "param."))
     attrs.update(netcdf_attrs(p.params.variation, "variation."))
@@ -98,7 +141,7 @@ def _pd_cycling(p: Preset, opts: PdCyclingOptions) -> _Plan:
 
     def compute(first: int, n: int) -> dict[str, np.ndarray]:
         ds = engine.run_pulses(p.params, train, devices=n, cycles=cycles, seed=opts.seed, threads=opts.threads,
-                               noise=opts.noise, preset=p.name, first_device=first)
+                               noise=opts.noise, preset=p.name, first_device=first, **_run_options(opts))
         return {k: ds[k].values for k in ("conductance", "temperature_peak", "energy", "gap")}
 
     dims = ("device", "cycle", "pulse")
@@ -112,7 +155,8 @@ def _pd_cycling(p: Preset, opts: PdCyclingOptions) -> _Plan:
     coords = {"cycle": ("cycle", np.arange(cycles)), "pulse": ("pulse", np.arange(train.n_pulses)),
               BRANCH: ("pulse", np.array(train.branch))}
     static = {"amplitude": (("pulse",), train.amplitude_v), "width": (("pulse",), train.width_s)}
-    return _Plan(variables, compute, coords, static, {"scheme": train.name, **train.describe(), "cycles": cycles})
+    return _Plan(variables, compute, coords, static, {"scheme": train.name, **train.describe(), "cycles": cycles},
+                 train=train)
 
 
 def _dr_map(p: Preset, opts: DrMapOptions) -> _Plan:
@@ -142,7 +186,7 @@ def _dr_map(p: Preset, opts: DrMapOptions) -> _Plan:
 
     def compute(first: int, n: int) -> dict[str, np.ndarray]:
         ds = engine.run_pulses(p.params, train, devices=n, cycles=1, seed=opts.seed, threads=opts.threads,
-                               noise=opts.noise, preset=p.name, first_device=first)
+                               noise=opts.noise, preset=p.name, first_device=first, **_run_options(opts))
         g = ds["conductance"].values[:, 0]
         out = {k: ds[k].values[:, 0][:, keep_idx] for k in ("conductance", "temperature_peak", "energy", "gap")}
         g0 = g[:, reset_idx]
@@ -182,7 +226,7 @@ def _dr_map(p: Preset, opts: DrMapOptions) -> _Plan:
 
     return _Plan(variables, compute, coords, static,
                  {"scheme": "dr-map", "pulses": pulses, "width_s": width, "reset": "opposite branch of the ramp",
-                  **base.describe()}, derived=derived)
+                  **base.describe()}, derived=derived, train=train)
 
 
 def _retention(p: Preset, opts: RetentionOptions) -> _Plan:
@@ -251,7 +295,7 @@ def _iv(p: Preset, opts: IvOptions) -> _Plan:
 
     def compute(first: int, n: int) -> dict[str, np.ndarray]:
         ds = engine.run_pulses(p.params, train, devices=n, cycles=loops, seed=opts.seed, threads=opts.threads,
-                               noise=opts.noise, preset=p.name, first_device=first)
+                               noise=opts.noise, preset=p.name, first_device=first, **_run_options(opts))
         e = ds["energy"].values  # (device, cycle, step)
         with np.errstate(divide="ignore", invalid="ignore"):
             current = np.where(volts != 0, np.sign(volts) * e / (np.abs(volts) * dwell), 0.0)
@@ -268,7 +312,7 @@ def _iv(p: Preset, opts: IvOptions) -> _Plan:
     coords = {"cycle": ("cycle", np.arange(loops)), "sweep": ("sweep", np.array(["up", "down"])),
               "voltage": ("voltage", grid, {"units": "V", "long_name": "applied voltage"})}
     return _Plan(variables, compute, coords, {}, {"scheme": "iv", "voltage_max_v": v_max, "steps": steps,
-                                                 "dwell_s": dwell, "sweep_rate_v_per_s": dv / dwell})
+                                                 "dwell_s": dwell, "sweep_rate_v_per_s": dv / dwell}, train=train)
 
 
 def _endurance(p: Preset, opts: EnduranceOptions) -> _Plan:

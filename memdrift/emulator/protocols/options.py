@@ -11,6 +11,7 @@ settings with ``unit``, ``meaning``, ``low``/``high`` in each field's metadata.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -36,14 +37,18 @@ RAMP_POTENTIATION_PULSES = sum(b == POTENTIATION for b in from_name("ramp").bran
 
 def setting(default: Any, unit: str, meaning: str, *, kind: Any = float, low: float | str | None = None,
             high: float | None = None, low_open: bool = False, optional: bool = False, noun: str = "",
-            nonzero: bool = False, fallback: float | None = None, by_scheme: bool = False) -> Any:
-    """A protocol setting's field. ``kind``: ``int``, ``float``, ``bool`` or ``tuple`` (of floats, each in
-    the range; ``noun`` words one for an empty tuple, ``nonzero`` refuses 0); ``low`` may name another
-    field whose value is an open lower bound; ``optional``: ``None`` is allowed and left unchecked (with
-    ``fallback``, the value a bound on it reads then); ``by_scheme``: checked by the scheme it is passed to."""
+            nonzero: bool = False, fallback: float | None = None, by_scheme: bool = False,
+            choices: tuple[str, ...] = ()) -> Any:
+    """A protocol setting's field. ``kind``: ``int``, ``float``, ``bool``, ``str`` (one of ``choices``),
+    ``tuple`` (of floats, each in the range; ``noun`` words one for an empty tuple, ``nonzero`` refuses 0)
+    or ``object`` (a conduction law: a function, its ``"path.py:function"`` text, or None; compiled and
+    checked when the protocol runs); ``low`` may name another field whose value is an open lower bound;
+    ``optional``: ``None`` is allowed and left unchecked (with ``fallback``, the value a bound on it reads
+    then); ``by_scheme``: checked by the scheme it is passed to."""
     return field(default=default, metadata={
         "unit": unit, "meaning": meaning, "kind": kind, "low": low, "high": high, "low_open": low_open,
-        "optional": optional, "noun": noun, "nonzero": nonzero, "fallback": fallback, "by_scheme": by_scheme})
+        "optional": optional, "noun": noun, "nonzero": nonzero, "fallback": fallback, "by_scheme": by_scheme,
+        "choices": choices})
 
 
 def _integer(name: str, value: Any, low: int, high: int | None) -> int:
@@ -64,6 +69,11 @@ def _validate(obj: Any) -> None:
         low, unit = m["low"], m["unit"]
         if m["kind"] is int:
             value = _integer(name, value, low, m["high"])
+        elif m["kind"] is str:
+            if value not in m["choices"]:
+                raise field_error(name, value, ", ".join(repr(c) for c in m["choices"]))
+        elif m["kind"] is object:
+            _check_law_setting(name, value)
         elif m["kind"] is float:
             if isinstance(low, str):
                 bound = getattr(obj, low)
@@ -81,6 +91,25 @@ def _validate(obj: Any) -> None:
                                       f"a non-zero {m['noun'].split()[-1]} in [{low:g}, {m['high']:g}] {unit}")
             value = tuple(float(item) for item in items)
         object.__setattr__(obj, name, value)
+
+
+def _check_law_setting(name: str, value: Any) -> None:
+    from memdrift.emulator.conduction import CompiledConduction
+
+    if not (value is None or isinstance(value, (str, os.PathLike, CompiledConduction)) or callable(value)):
+        raise MemdriftError(f"{name} = {value!r} has the wrong type; allowed: None (the built-in sinh law), a "
+                            "function law(cell_v, gap_m, i0_a, g0_m, v0_v) -> current_a, or its "
+                            "'path/to/file.py:function' text")
+
+
+def _backend_setting() -> Any:
+    return setting("compiled", "1", "the compiled kernel or its NumPy twin ('reference', which a conduction law "
+                   "needs; it computes the ensemble whole)", kind=str, choices=("compiled", "reference"))
+
+
+def _conduction_setting() -> Any:
+    return setting(None, "1", "a conduction law of your own in place of the built-in sinh law (None), on the "
+                   "reference backend (memdrift.emulator.conduction)", kind=object)
 
 
 @dataclass(frozen=True)
@@ -118,6 +147,8 @@ class PdCyclingOptions(FilamentOptions):
 
     protocol: ClassVar[str] = "pd-cycling"
     cycles: int = setting(100, "1", "ramp cycles", kind=int, low=1, high=10**7)
+    backend: str = _backend_setting()
+    conduction: Any = _conduction_setting()
 
 
 @dataclass(frozen=True)
@@ -130,6 +161,8 @@ class DrMapOptions(FilamentOptions):
                                               nonzero=True)
     pulses: int = setting(20, "1", "pulses per family", kind=int, low=1, high=100_000)
     width_s: float = setting(200e-9, "s", "pulse width", low=0.0, high=1.0, low_open=True)
+    backend: str = _backend_setting()
+    conduction: Any = _conduction_setting()
 
 
 @dataclass(frozen=True)
@@ -157,6 +190,8 @@ class IvOptions(FilamentOptions):
     voltage_max_v: float = setting(1.0, "V", "loop amplitude", low=0.0, high=10.0, low_open=True)
     steps: int = setting(25, "1", "voltage steps from 0 to voltage_max_v", kind=int, low=2, high=100_000)
     dwell_s: float = setting(1e-3, "s", "time per voltage step", low=0.0, high=100.0, low_open=True)
+    backend: str = _backend_setting()
+    conduction: Any = _conduction_setting()
 
 
 @dataclass(frozen=True)
@@ -279,6 +314,9 @@ class Options:
     record: int | None = None
     # bulk ffp-segmentation
     levels: tuple[int, ...] | None = None
+    # pd-cycling, dr-map, iv
+    backend: str | None = None
+    conduction: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

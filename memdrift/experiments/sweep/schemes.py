@@ -68,10 +68,18 @@ def ffp_options(options: Mapping[str, Any]) -> dict[str, Any]:
     hrs, lrs = float(options["hrs_ohm"]), float(options["lrs_ohm"])
     if not 0 < lrs < hrs:
         raise MemdriftError(f"lrs_ohm = {lrs!r}, hrs_ohm = {hrs!r} are out of range; allowed: 0 < lrs_ohm < hrs_ohm")
-    return {"window_ohm": (lo, hi), "target_ohm": lo + fraction * (hi - lo), "levels": (int(options["levels"]),),
-            "ffp_width_s": float(options["ffp_width_s"]), "max_events": int(options["max_events"]),
-            "map_pulses": int(options["map_pulses"]), "conditioning_cycles": int(options["conditioning_cycles"]),
-            "hrs_ohm": hrs, "lrs_ohm": lrs}
+    out = {"window_ohm": (lo, hi), "target_ohm": lo + fraction * (hi - lo), "levels": (int(options["levels"]),),
+           "ffp_width_s": float(options["ffp_width_s"]), "max_events": int(options["max_events"]),
+           "map_pulses": int(options["map_pulses"]), "conditioning_cycles": int(options["conditioning_cycles"]),
+           "hrs_ohm": hrs, "lrs_ohm": lrs}
+    for key in ("correction_exponent", "max_amplitude_v"):
+        if options.get(key) is not None:
+            out[key] = float(options[key])
+    from memdrift.emulator.bulk4t_schemes import FFPOptions
+
+    # the scheme's own ranges, checked when the spec is read rather than when a point runs
+    FFPOptions(**{k: out[k] for k in ("correction_exponent", "max_amplitude_v") if k in out})
+    return out
 
 
 class PointFailed(Exception):
@@ -116,6 +124,8 @@ def _ffp_initial_targets(preset: Any, options: dict[str, Any]) -> None:
     for key in ("hrs_ohm", "lrs_ohm"):
         if key not in options:
             options[key] = float(preset.calibration.get(key, 880.0 if key == "hrs_ohm" else 740.0))
+    if "correction_exponent" not in options and "ffp_correction_exponent" in preset.calibration:
+        options["correction_exponent"] = float(preset.calibration["ffp_correction_exponent"])
 
 
 @dataclass(frozen=True)

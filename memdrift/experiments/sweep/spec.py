@@ -36,6 +36,10 @@ FFP_OPTIONS: dict[str, tuple[bool, str, Any]] = {
     "read_time_s": (False, "s", 0.0),
     "hrs_ohm": (False, "ohm", None),
     "lrs_ohm": (False, "ohm", None),
+    # The per-device table correction (FFPOptions.correction_exponent): unset, the preset's calibration
+    # says (the paper's table alone when it does not).
+    "correction_exponent": (False, "1", None),
+    "max_amplitude_v": (False, "V", None),
 }
 #: ffp options that only post-process the trace: points differing only in them share their seed, so
 #: they segment the same trace, as the paper segments one FFP trace into 32, 128 and 512 levels.

@@ -939,6 +939,75 @@ def test_ffp_branch_kept_at_stops_is_the_uninterrupted_branch():
         ffp_states(Bulk4TDevices(params, 1), vw, r_grid, stops[::-1])
 
 
+@pytest.mark.parametrize("snapshots", [(), (10**6,)])
+def test_ffp_keeping_every_potentiation_state_runs_the_same_events_and_keeps_what_was_read(snapshots):
+    from memdrift.emulator.bulk4t_schemes import run_ffp
+
+    params = preset_params(grid_x=8.0, grid_y=8.0, variation={"activation_energy_ev": 0.01})
+    r0 = Bulk4TDevices(params, 1).read()[0]
+    r_grid = np.linspace(r0 - 1.0, r0 + 1.0, 7)
+    vw = np.vstack([np.linspace(3.0, 6.0, 7), np.linspace(2.0, 5.0, 7)])
+    runs = []
+    # snapshots past the end: the Python loop (the reference's), else the kernel stopped after every event
+    for keep in (False, True):
+        dev = Bulk4TDevices(params, 2, seed=5)
+        res = run_ffp(dev, vw, r_grid, max_events=40, hrs_ohm=r0 + 0.05, lrs_ohm=r0 - 0.4,
+                      branches=(+1.0, -1.0, +1.0), initialise=False, snapshot_events=snapshots, keep_states=keep)
+        runs.append((res, dev.n.copy()))
+    (plain, n_plain), (kept, n_kept) = runs
+    for key in ("resistance", "energy", "events", "resistance_start"):
+        np.testing.assert_array_equal(kept[key], plain[key])
+    np.testing.assert_array_equal(n_kept, n_plain)
+    assert "states" not in plain and len(kept["states"]) == 2
+    probe = Bulk4TDevices(params, 2, seed=5)
+    for states, c in zip(kept["states"], (0, 2)):
+        ev = plain["events"][:, c]
+        assert np.all(ev > 1) and states.shape == (2, ev.max() + 1, 8, 8)
+        for d in range(2):
+            # each kept state reads what the branch read after that event (the re-read to the solver's tolerance)
+            for e in range(1, ev[d] + 1):
+                probe.n = np.repeat(states[d, e][None], 2, axis=0)
+                np.testing.assert_allclose(probe.read()[0], plain["resistance"][d, c, e - 1], rtol=1e-9)
+            # past a device's end, its last state
+            assert np.all(states[d, ev[d]:] == states[d, ev[d]])
+    # the first kept state is where the branch started
+    probe.n = kept["states"][0][:, 0].copy()
+    np.testing.assert_allclose(probe.read(), plain["resistance_start"][:, 0], rtol=1e-9)
+
+
+def test_devices_from_a_table_run_as_the_ensemble_they_were_taken_from():
+    from memdrift.emulator import bulk4t as b
+    from memdrift.emulator.bulk4t_schemes import hold
+
+    params = preset_params(grid_x=8.0, grid_y=8.0)
+    source = Bulk4TDevices(params, 3, seed=2)
+    _, keys = b.device_streams(2, 3)
+    for backend in ("compiled", "reference"):
+        src = Bulk4TDevices(params, 3, seed=2, backend=backend)
+        src.write(4.0, 20.0)
+        state = src.n.copy()
+        # films 2 and 0 again, on film 2's and film 0's own streams: the same hold as those films'
+        copy_ = Bulk4TDevices.from_table(params, source.table[[2, 0]], keys[[2, 0]], backend=backend)
+        copy_.n = state[[2, 0]].copy()
+        ref = Bulk4TDevices(params, 3, seed=2, backend=backend)
+        ref.n = state.copy()
+        if backend == "reference":
+            # the twin seeds its stream from each key (not the films' SeedSequence): seeded by the key alone
+            again = Bulk4TDevices.from_table(params, source.table[[2, 0]], keys[[2, 0]], backend=backend)
+            again.n = state[[2, 0]].copy()
+            hold(copy_, 3600.0, 358.0)
+            hold(again, 3600.0, 358.0)
+            assert np.any(copy_.n != state[[2, 0]])
+            np.testing.assert_array_equal(again.n, copy_.n)
+            continue
+        hold(copy_, 3600.0, 358.0)
+        hold(ref, 3600.0, 358.0)
+        np.testing.assert_array_equal(copy_.n, ref.n[[2, 0]])
+        np.testing.assert_array_equal(copy_.read(), ref.read()[[2, 0]])
+    with pytest.raises(MemdriftError, match="one row per key"):
+        Bulk4TDevices.from_table(params, source.table, keys[:2])
+
+
 def test_a_hot_zero_bias_hold_is_the_same_on_the_compiled_kernel_and_its_twin():
     from memdrift.emulator.bulk4t_schemes import hold
 

@@ -491,6 +491,10 @@ def test_cli_ages_the_film_levels_on_a_time_axis_and_time_zero_is_the_unaged_run
     (["--pool", "0"], "pool"),
     (["--reference", "aged-film"], "--reference aged-film is only for aging"),
     (["--scheme", "pulse-count", "--reference", "fixed"], "--reference is only for --scheme ffp-levels"),
+    (["--age-mode", "realisations"], "--age-mode realisations is only for aging"),
+    (["--scheme", "pulse-count", "--age-mode", "anchors"], "--age-mode is only for --scheme ffp-levels"),
+    (["--age", "1d", "--age-temperature", "358", "--bits", "9", "--age-mode", "realisations"],
+     "age_mode = 'realisations' is out of range for this pool"),
 ])
 def test_cli_refuses_bad_film_arguments_before_training(tmp_path, capsys, extra, words):
     from memdrift.experiments.cli import main
@@ -503,3 +507,148 @@ def test_cli_refuses_bad_film_arguments_before_training(tmp_path, capsys, extra,
     err = capsys.readouterr().err
     assert rc == 2 and words in err, err
     assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------- aging every realisation's own states
+
+@functools.cache
+def _per_state_pool(seed: int = 4, threads: int = 1, chunk_states: int = fp.CHUNK_STATES,
+                    reference: bool = False) -> fp.FilmPool:
+    return fp.build_pool(PRESET.params, films=2, realisations=3, seed=seed, threads=threads, ages=AGES,
+                         age_levels=5, reference=reference, age_mode="realisations", age_bits=(2, 4),
+                         chunk_states=chunk_states, **COARSE)
+
+
+def test_realisation_aging_leaves_the_pool_and_its_anchors_as_the_anchors_mode():
+    per = _per_state_pool(reference=True)
+    anchored = fp.build_pool(PRESET.params, films=2, realisations=3, seed=4, ages=AGES, age_levels=5,
+                             reference=True, **COARSE)
+    assert anchored.aging.realisation_states == 0 and not anchored.aging.realisation_delta_s
+    for key in ("conductance_s", "energy_j", "events"):
+        np.testing.assert_array_equal(getattr(per, key), getattr(anchored, key))
+    for key in AGES:
+        np.testing.assert_array_equal(per.aging.delta_s[key], anchored.aging.delta_s[key])
+        np.testing.assert_array_equal(per.aging.reference_delta_s[key], anchored.aging.reference_delta_s[key])
+    a = per.aging
+    assert a.realisation_bits == (2, 4)
+    # exactly the levels of 2 and 4 bits of every trace and each trace's middle state are held, nothing else
+    held = np.isfinite(a.realisation_delta_s[(358.0, DAY_S)])
+    expected = np.zeros_like(held)
+    for bits in (2, 4):
+        index = per.levels(bits).index
+        for f in range(2):
+            for c in range(3):
+                expected[f, c, index[f, c]] = True
+    middle = 0.5 * (per.g_min_s + per.g_max_s)
+    for f in range(2):
+        for c in range(3):
+            m = a.realisation_reference_index[f, c]
+            assert per.conductance_s[f, c, m] >= middle > per.conductance_s[f, c, m - 1]
+            expected[f, c, m] = True
+    np.testing.assert_array_equal(held, expected)
+    assert a.realisation_states == int(expected.sum())
+    assert np.all((a.realisation_steps[(358.0, DAY_S)] >= 0) == expected)
+
+
+def test_realisation_aging_to_a_vanishing_time_is_the_programmed_state_and_a_day_is_each_weights_own():
+    pool = _per_state_pool()
+    for bits in (2, 4):
+        prog = fp.program_network(pool, weights(), bits, seed=1, age_mode="realisations")
+        anchored = fp.program_network(pool, weights(), bits, seed=1)
+        day = pool.aging.realisation_delta_s[(358.0, DAY_S)]
+        for layer in range(2):
+            np.testing.assert_array_equal(prog.conductance_s[layer], anchored.conductance_s[layer])
+            np.testing.assert_array_equal(prog.aged_s[(300.0, 1e-6)][layer], prog.conductance_s[layer])
+            f, c, m = prog.film[layer][0], prog.realisation[layer][0], prog.pulses[layer][0]
+            np.testing.assert_array_equal(prog.aged_s[(358.0, DAY_S)][layer][0],
+                                          prog.conductance_s[layer][0] + day[f, c, m])
+            # each realisation's own state ages otherwise than the anchors' line at its level
+            moved = prog.aged_s[(358.0, DAY_S)][layer] - anchored.aged_s[(358.0, DAY_S)][layer]
+            assert np.abs(moved).max() > 1e-8
+    # the same (film, level) on two realisations: two changes
+    lv = pool.levels(4)
+    own = day[np.arange(2)[:, None, None], np.arange(3)[None, :, None], lv.index]
+    assert np.all(np.ptp(own, axis=1)[:, 1:] > 0)
+
+
+def test_realisation_aging_is_seeded_bit_for_bit_whatever_the_threads_and_the_chunks_of_states():
+    one, two, chunked, other = (_per_state_pool(), _per_state_pool(threads=2), _per_state_pool(chunk_states=3),
+                                _per_state_pool(seed=5))
+    for key in AGES:
+        for p in (two, chunked):
+            np.testing.assert_array_equal(p.aging.realisation_delta_s[key], one.aging.realisation_delta_s[key])
+            np.testing.assert_array_equal(p.aging.realisation_steps[key], one.aging.realisation_steps[key])
+    assert not np.array_equal(other.aging.realisation_delta_s[(358.0, DAY_S)],
+                              one.aging.realisation_delta_s[(358.0, DAY_S)], equal_nan=True)
+    whole = fp.program_network(one, weights(), 4, seed=3, age_mode="realisations")
+    cut = fp.program_network(one, weights(), 4, seed=3, age_mode="realisations", chunk_devices=11)
+    for key in AGES:
+        for layer in range(2):
+            np.testing.assert_array_equal(cut.aged_s[key][layer], whole.aged_s[key][layer])
+
+
+def test_realisation_aging_is_refused_beyond_its_budget_and_without_its_pool():
+    # a day at 358 K on the preset's 32 x 32 film, 9 bits of 8 films x 2 realisations: ~10^8 steps
+    states, steps = fp.realisation_steps_bound(PRESET.params, 8, 2, (9,), fp.MAX_EVENTS, [(358.0, DAY_S)])
+    assert states == 8 * 2 * 512 and steps > fp.MAX_REALISATION_STEPS
+    with pytest.raises(MemdriftError, match=r"age_mode = 'realisations' is out of range.*allowed: at most 2e\+07"):
+        fp.build_pool(PRESET.params, films=8, realisations=2, ages=[(358.0, DAY_S)], age_mode="realisations",
+                      age_bits=(9,), calibration=PRESET.calibration)
+    # within the budget at 3 bits
+    fp.check_realisation_budget(PRESET.params, 8, 2, (3,), fp.MAX_EVENTS, [(358.0, DAY_S)])
+    # levels of several depths are at most a trace's readings
+    assert fp.realisation_steps_bound(PRESET.params, 1, 1, (11, 12), 100, [(300.0, 1.0)])[0] == 101
+    with pytest.raises(MemdriftError, match="age_mode = 'sometimes' is unknown; allowed: anchors, realisations"):
+        fp.build_pool(PRESET.params, films=1, ages=AGES, age_mode="sometimes", **COARSE)
+    with pytest.raises(MemdriftError, match="age_mode = 'realisations' is only for aging"):
+        fp.build_pool(PRESET.params, films=1, age_mode="realisations", age_bits=(3,), **COARSE)
+    with pytest.raises(MemdriftError, match="age_bits is empty"):
+        fp.build_pool(PRESET.params, films=1, ages=AGES, age_mode="realisations", **COARSE)
+    with pytest.raises(MemdriftError, match="bits = 3 was not aged per realisation.*allowed with age_mode = "
+                                            "'realisations': 2, 4"):
+        fp.program_network(_per_state_pool(), weights(), 3, age_mode="realisations")
+    with pytest.raises(MemdriftError, match="allowed with age_mode = 'realisations': none"):
+        fp.program_network(_aged_pool(), weights(), 3, age_mode="realisations")
+
+
+def test_cli_ages_every_realisations_own_states_and_time_zero_is_the_anchors_run(tmp_path):
+    from memdrift.data.io import open_dataset
+    from memdrift.experiments.cli import main
+    from test_networks import film_record
+
+    rec = tmp_path / "r.json"
+    rec.write_text(json.dumps(film_record()))
+    common = [str(rec), "--network", "mlp-256-128", "--dataset", "digits", "--program", "physics", "--scheme",
+              "ffp-levels", "--pool", "2", "--pool-realisations", "2", "--grid", "8", "--map-pulses", "10",
+              "--bits", "3,5", "--epochs", "1", "--repeats", "1", "--train-samples", "200", "--test-samples", "100",
+              "--age", "1d", "--age-temperature", "358", "--quiet"]
+    anchors_nc, per_nc = tmp_path / "anchors.nc", tmp_path / "per.nc"
+    assert main(["evaluate", *common, "-o", str(anchors_nc)]) == 0
+    assert main(["evaluate", *common, "--age-mode", "realisations", "-o", str(per_nc)]) == 0
+    anchors, per = open_dataset(anchors_nc), open_dataset(per_nc)
+    assert "aging_mode" not in anchors.attrs and per.attrs["aging_mode"] == "realisations"
+    # every (film, realisation) holds at most its levels of 3 and 5 bits
+    assert 0 < per.attrs["aging_realisation_states"] <= 2 * 2 * (8 + 32)
+    assert per.attrs["aging"].startswith("each (film, realisation, level) state")
+    np.testing.assert_array_equal(per.accuracy.sel(time=0.0).values, anchors.accuracy.sel(time=0.0).values)
+    np.testing.assert_array_equal(per["aging_conductance_change"].values, anchors["aging_conductance_change"].values)
+    anchors.close()
+    per.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 16), st.integers(1, 4), st.lists(st.integers(1, 12), min_size=1, max_size=4),
+       st.floats(1.0, 1e6), st.sampled_from([300.0, 358.0]), st.booleans())
+def test_realisation_aging_is_refused_exactly_when_its_bound_is_above_the_budget(films, reals, bits, t_s, temp_k,
+                                                                                reference):
+    ages = [(temp_k, t_s), (temp_k, t_s / 2)]
+    states, steps = fp.realisation_steps_bound(PRESET.params, films, reals, bits, fp.MAX_EVENTS, ages, reference)
+    # the longest time at a temperature bounds its hold (times accumulate from the state)
+    per_state = fp.age_steps_bound(PRESET.params, temp_k, t_s)
+    levels = min(sum(1 << b for b in set(bits)) + reference, fp.MAX_EVENTS + 1)
+    assert states == films * reals * levels and steps == pytest.approx(states * per_state, rel=1e-12)
+    if steps > fp.MAX_REALISATION_STEPS:
+        with pytest.raises(MemdriftError, match="age_mode = 'realisations' is out of range"):
+            fp.check_realisation_budget(PRESET.params, films, reals, bits, fp.MAX_EVENTS, ages, reference=reference)
+    else:
+        fp.check_realisation_budget(PRESET.params, films, reals, bits, fp.MAX_EVENTS, ages, reference=reference)

@@ -79,6 +79,35 @@ class Bulk4TDevices:
         self.init_step_growth = INIT_STEP_GROWTH
         self._ambient = np.broadcast_to(self.table[:, b.COL["ambient_temperature_k"], None, None], self.n.shape)
 
+    @classmethod
+    def from_table(cls, params: b.Bulk4TParams, table: np.ndarray, keys: np.ndarray, *, threads: int = 1,
+                   backend: str = "compiled", deterministic: bool = False) -> Bulk4TDevices:
+        """Devices with the given parameter rows (``table``, one per device, e.g. films of another ensemble
+        repeated) and hop streams (``keys``, one 64-bit key per device; the SciPy twin seeds from the same
+        key), at the uniform state."""
+        if backend not in BACKENDS:
+            raise MemdriftError(f"backend = {backend!r} is unknown; allowed: {', '.join(BACKENDS)}")
+        if int(threads) < 1:
+            raise field_error("threads", threads, ">= 1")
+        table = np.ascontiguousarray(table, dtype=np.float64)
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        if table.ndim != 2 or table.shape[0] < 1 or table.shape[0] != keys.size:
+            raise MemdriftError(f"table has shape {table.shape} for {keys.size} keys; allowed: one row per key")
+        dev = cls.__new__(cls)
+        dev.params = params
+        dev.devices = int(table.shape[0])
+        dev.deterministic = bool(deterministic)
+        dev.table = table
+        if backend == "compiled":
+            dev.engine = b.CompiledEngine(params, table, keys, threads=int(threads))
+        else:
+            dev.engine = b.ReferenceEngine(params, table, [np.random.SeedSequence(int(k)) for k in keys])
+        dev.n = b.initial_counts(table, params.shape)
+        dev.init_first_pulse_s = INIT_FIRST_PULSE_S
+        dev.init_step_growth = INIT_STEP_GROWTH
+        dev._ambient = np.broadcast_to(table[:, b.COL["ambient_temperature_k"], None, None], dev.n.shape)
+        return dev
+
     def apply(self, volts: np.ndarray, width_s: float | np.ndarray, active: np.ndarray | None = None,
               ambient_k: np.ndarray | None = None) -> b.PulseRecord:
         """Terminal voltages (devices, 4) for ``width_s``; devices not ``active`` get a zero-width pulse."""
@@ -330,7 +359,7 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
             initialise: bool = True, snapshot_events: tuple[int, ...] = (),
             policy: CompiledPolicy | None = None, correction_exponent: float = 0.0,
             target_ohm: float = 0.28, max_amplitude_v: float = 7.0,
-            correction_base: str = "table") -> dict[str, np.ndarray]:
+            correction_base: str = "table", keep_states: bool = False) -> dict[str, np.ndarray]:
     """FFP HRS -> LRS (branch +1) then LRS -> HRS (-1); a device stops when it crosses the LRS / HRS end.
 
     ``policy``: a user write policy (:mod:`memdrift.emulator.policies`) in place of the table look-up.
@@ -342,6 +371,9 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
     each write is the last one corrected). The table is measured once, on pulse trains from the initialised state;
     where the film's response depends on its history the table alone stalls or overshoots, and this is
     the closed loop a tester adds on top of it.
+    ``keep_states``: every potentiation branch's vacancy maps are kept, ``out["states"]`` a list over those
+    branches of (devices, 1 + events, nx, ny): the state before the first event and after each, a device's
+    last state past its end (the kernel stops and resumes after every event: the same events).
     """
     max_events = int(max_events)
     if max_events < 1:
@@ -364,13 +396,18 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
     # the one that can stop at snapshot events or call a user policy)
     correcting = correction_exponent > 0
     in_kernel = hasattr(dev.engine, "ffp") and not snaps and policy is None and not correcting
+    kept: list[np.ndarray] = []
     for c, sign in enumerate(branches):
         start[:, c] = r
         factor = np.ones(dev.devices)
         first: np.ndarray | None = None
+        states = [dev.n.copy()] if keep_states and sign > 0 else None
         if in_kernel:
             r, events[:, c] = _ffp_in_kernel(dev, vw_table[0 if sign > 0 else 1], r_grid, sign, width_s,
-                                             r_low if sign > 0 else r_high, max_events, r, out, c, progress)
+                                             r_low if sign > 0 else r_high, max_events, r, out, c, progress,
+                                             states)
+            if states is not None:
+                kept.append(np.stack(states[: int(events[:, c].max()) + 1], axis=1))
             continue
         active = (r > r_low) if sign > 0 else (r < r_high)
         for e in _progress(range(max_events), progress, "ffp " + ("HRS->LRS" if sign > 0 else "LRS->HRS")):
@@ -403,12 +440,16 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
                              ("pulse_flag", rec.flag)):
                 out[key][:, c, e] = np.where(active, val, np.nan)
             events[:, c] += active
+            if states is not None:
+                states.append(dev.n.copy())
             if e in snaps:
                 k = snaps.index(e)
                 for i in np.flatnonzero(active):
                     vac[i, c, k] = dev.n[i]
                     _, temp[i, c, k] = b.field_maps(dev.params, dev.table[i], dev.n[i], [0.0, v[i], 0.0, v[i]])
             active = active & ((r > r_low) if sign > 0 else (r < r_high))
+        if states is not None:
+            kept.append(np.stack(states[: int(events[:, c].max()) + 1], axis=1))
     used = max(1, int(events.max()))
     out = {k: v[..., :used] for k, v in out.items()}
     out["events"] = events
@@ -416,23 +457,28 @@ def run_ffp(dev: Bulk4TDevices, vw_table: np.ndarray, r_grid: np.ndarray, *, wid
     out["snapshot_events"] = np.array(snaps, dtype=np.int64)
     out["vacancy_map"] = vac
     out["temperature_map"] = temp
+    if keep_states:
+        out["states"] = kept
     return out
 
 
 def _ffp_in_kernel(dev: Bulk4TDevices, vw: np.ndarray, r_grid: np.ndarray, sign: float, width_s: float,
                    r_stop: float, max_events: int, r: np.ndarray, out: dict[str, np.ndarray], c: int,
-                   progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """One FFP branch through ``CompiledEngine.ffp``; fills ``out[...][:, c]``, returns (r, events)."""
+                   progress: bool, states: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One FFP branch through ``CompiledEngine.ffp``; fills ``out[...][:, c]``, returns (r, events).
+    ``states``: the vacancy maps after every event are appended (the kernel stops after each)."""
     width = check_range("width_s", width_s, 0.0, None, low_open=True, unit="s")
     r_now = np.array(r, dtype=np.float64)
     events = np.zeros(dev.devices, dtype=np.dtype("l"))
     record = np.full((dev.devices, max_events, 6), np.nan)
-    chunk = 50 if progress else max_events
+    chunk = 1 if states is not None else 50 if progress else max_events
     ends = range(chunk, max_events + chunk, chunk)
     for limit in _progress(ends, progress, "ffp " + ("HRS->LRS" if sign > 0 else "LRS->HRS")):
         limit = min(limit, max_events)
         dev.n = dev.engine.ffp(dev.n, r_grid, vw, sign, width, r_stop, limit, r_now, events, record,
                                deterministic=dev.deterministic)
+        if states is not None:
+            states.append(dev.n.copy())
         if np.all(events < limit):
             break
     for k, key in enumerate(("resistance", "amplitude", "temperature_peak", "temperature_mean", "energy",

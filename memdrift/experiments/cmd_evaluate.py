@@ -80,6 +80,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="ffp-levels with --age: each weight's reference, fixed (default: the window's middle at "
                         "every age) or aged-film (a film programmed to the window's middle, one per input line, "
                         "aged by the same physics at the same temperature)")
+    g.add_argument("--age-mode", default=None, choices=("anchors", "realisations"),
+                   help="ffp-levels with --age: a weight's aging, anchors (default: its film's change at its level, "
+                        "interpolated between --age-levels states of one more FFP branch) or realisations (every "
+                        "(film, realisation, level) state the weights sit on held on its own; refused where the "
+                        "holds' step bound exceeds its budget)")
     g.add_argument("--emulator-threads", type=int, default=1, help="threads of the compiled emulator kernels")
     g.add_argument("--chunk-devices", type=int, default=None, help="devices emulated together (default 65536)")
     g.add_argument("--dask-workers", type=int, default=0, metavar="N",
@@ -195,7 +200,8 @@ def _physics_inputs(args: argparse.Namespace) -> dict[str, Any]:
     if not film:
         given = [flag for flag, value in (("--bits", args.bits), ("--grid", args.grid),
                                                      ("--age-levels", args.age_levels),
-                                                     ("--reference", args.reference)) if value is not None]
+                                                     ("--reference", args.reference),
+                                                     ("--age-mode", args.age_mode)) if value is not None]
         if given:
             raise MemdriftError(f"{given[0]} is only for --scheme ffp-levels (the film pool); not allowed with "
                                 f"--scheme {args.scheme}")
@@ -217,13 +223,22 @@ def _physics_inputs(args: argparse.Namespace) -> dict[str, Any]:
     if args.reference == "aged-film" and not ages_s:
         raise MemdriftError("--reference aged-film is only for aging (the reference film ages with the pool); "
                             "allowed with --age")
+    if args.age_mode is not None and not ages_s:
+        raise MemdriftError(f"--age-mode {args.age_mode} is only for aging; allowed with --age")
     grid = {} if args.grid is None else {"grid_x": float(args.grid), "grid_y": float(args.grid)}
     # a hold the film cannot reach within its step bound is refused here, not after the training
     film_pool.check_ages(preset.params.replace(**grid), [(t, a) for t in temps for a in ages_s])
+    if args.age_mode == "realisations":
+        from memdrift.experiments.evaluate import BITS_VALUES
+
+        film_pool.check_realisation_budget(preset.params.replace(**grid), args.pool, args.pool_realisations,
+                                           _bits(args.bits) or BITS_VALUES, film_pool.MAX_EVENTS,
+                                           [(t, a) for t in temps for a in ages_s],
+                                           reference=args.reference == "aged-film")
     return {**common, "calibration": dict(preset.calibration), "pool": args.pool,
             "realisations": args.pool_realisations, "grid": args.grid, "map_pulses": args.map_pulses,
             "bits": _bits(args.bits), "ages_s": ages_s, "temperatures_k": temps, "age_levels": args.age_levels,
-            "reference": args.reference or "fixed"}
+            "reference": args.reference or "fixed", "age_mode": args.age_mode or "anchors"}
 
 
 def _bits(text: str | None) -> tuple[int, ...] | None:

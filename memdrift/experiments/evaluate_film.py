@@ -47,7 +47,7 @@ def study_film_levels(record: Mapping[str, Any], network: str, data: Split, s: e
                       grid: int | None = None, map_pulses: int = 100, threads: int = 1,
                       chunk_devices: int | None = None, ages_s: Sequence[float] = (),
                       temperatures_k: Sequence[float] = (300.0,), age_levels: int | None = None,
-                      reference: str = "fixed", **_: Any) -> xr.Dataset:
+                      reference: str = "fixed", age_mode: str = "anchors", **_: Any) -> xr.Dataset:
     from memdrift.mapping import film_pool, physics_tiles
     from memdrift.mapping.aihwkit_bridge import inference_config
 
@@ -65,19 +65,21 @@ def study_film_levels(record: Mapping[str, Any], network: str, data: Split, s: e
     levels = film_pool.AGE_LEVELS if age_levels is None else int(age_levels)
     if aging:
         clock.update(aging=0.0, aging_cpu=0.0)
+    bits = np.asarray(s.bits_values, dtype=int)
+    per_state = ({"age_mode": "realisations", "age_bits": tuple(int(b) for b in bits)}
+                 if aging and age_mode == "realisations" else {})
     pools = []
     for r in range(s.repeats):
         p = film_pool.build_pool(params, films=pool, realisations=realisations, seed=s.seed + r, threads=threads,
                                  grid=grid, map_pulses=map_pulses, calibration=dict(calibration or {}),
                                  progress=s.progress, ages=ages, age_levels=levels,
-                                 **({"reference": True} if reference == "aged-film" else {}))
+                                 **({"reference": True} if reference == "aged-film" else {}), **per_state)
         clock["pool"] += p.wall_s
         clock["pool_cpu"] += p.cpu_s
         if p.aging is not None:
             clock["aging"] += p.aging.wall_s
             clock["aging_cpu"] += p.aging.cpu_s
         pools.append(p)
-    bits = np.asarray(s.bits_values, dtype=int)
     # without aging the layout (mode, repeat, bits) of the unaged study; with it two more axes
     acc = np.empty((len(MODES), s.repeats, bits.size) + ((temps.size, times.size) if aging else ()))
     acc[0] = digital
@@ -103,7 +105,8 @@ def study_film_levels(record: Mapping[str, Any], network: str, data: Split, s: e
         for r in range(s.repeats):
             tic = time.perf_counter()
             prog = film_pool.program_network(pools[r], targets, int(b), seed=s.seed + r,
-                                             chunk_devices=chunk_devices or 1 << 20, reference=reference)
+                                             chunk_devices=chunk_devices or 1 << 20, reference=reference,
+                                             **({"age_mode": "realisations"} if per_state else {}))
             clock["program"] += time.perf_counter() - tic
             if r == 0:
                 per_bits.append(prog.accounting())
@@ -138,11 +141,17 @@ def study_film_levels(record: Mapping[str, Any], network: str, data: Split, s: e
                      "physics_reference": REFERENCE_ATTRS[reference],
                      "physics_energy_attribution": "each weight: the emulated FFP events of its drawn realisation "
                                                    "from HRS to its level; pool overhead reported apart",
-                     "aging": ("each film of the pool held at zero bias from its anchor states; a weight on film f "
-                               "at level j holds its reading + film f's change interpolated at target j"
-                               if aging else "none (no --age)")})
+                     "aging": ("none (no --age)" if not aging else
+                               "each (film, realisation, level) state the weights sit on held at zero bias on its "
+                               "own; a weight holds its reading + its own state's change" if per_state else
+                               "each film of the pool held at zero bias from its anchor states; a weight on film f "
+                               "at level j holds its reading + film f's change interpolated at target j")})
     if aging:
         ds.attrs["aging_levels"] = levels
+        if per_state:
+            ds.attrs["aging_mode"] = "realisations"
+            ds.attrs["aging_realisation_states"] = int(pools[0].aging.realisation_states)
+            ds.attrs["wall_aging_realisations_s"] = float(sum(p.aging.realisation_wall_s for p in pools))
         _aging_vars(ds, pools[0])
     for key, value in clock.items():
         ds.attrs[f"cpu_{key[:-4]}_s" if key.endswith("_cpu") else f"wall_{key}_s"] = float(value)
@@ -248,7 +257,10 @@ def table(ds: xr.Dataset) -> str:
                              for m in ds["mode"].values]
                     lines.append(f"{b:>5} {temp:>7g} {t:>10g} " + " ".join(f"{c:>17}" for c in cells))
         lines.append(f"aging: {ds.attrs['aging_levels']} anchors per film, "
-                     f"{ds.attrs['wall_aging_s']:.1f} s wall ({ds.attrs['cpu_aging_s']:.1f} s CPU) over the pools")
+                     f"{ds.attrs['wall_aging_s']:.1f} s wall ({ds.attrs['cpu_aging_s']:.1f} s CPU) over the pools"
+                     + (f"; every weight's own state: {ds.attrs['aging_realisation_states']} realisation states "
+                        f"held (repeat 0), {ds.attrs['wall_aging_realisations_s']:.1f} s wall over the pools"
+                        if "aging_realisation_states" in ds.attrs else ""))
         mean, std = mean.isel(temperature=0, time=0), std.isel(temperature=0, time=0)
         lines.append("as programmed:")
     lines.append(f"{'bits':>5} " + " ".join(f"{m:>17}" for m in ds["mode"].values)

@@ -69,13 +69,22 @@ for every realisation of that film at that level. A hold's cost grows with its
 relaxation steps, each bounded by the fastest cell (at most ``max_outflow_fraction``
 of a cell leaves per step); an age whose bound (:func:`age_steps_bound`) is above
 ``max_age_steps`` is refused before anything runs.
+
+``age_mode = 'realisations'`` drops the approximation for the depths it is given: every
+potentiation trace keeps its vacancy map after every event (the kernel stopped and resumed
+there, the same events), and each (film, realisation, level) state the weights of those depths
+sit on is held on its own device (its film's parameters, a hop stream of the seed and the
+state's index, so neither the chunk of states nor the thread count changes it); a weight then
+holds its reading plus its own state's change. The first FFP cycles after the map age a few µS
+otherwise than the settled film the anchors' branch stands for. Its cost is a hold per state,
+bounded before anything runs (:func:`realisation_steps_bound`, refused above ``max_realisation_steps``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -97,6 +106,18 @@ AGE_LEVELS_RANGE = (2, 1024)
 #: relaxation steps (upper bound) one hold may take: ~61 us of CPU each on a 32 x 32 film, so about
 #: two minutes per film and anchor; 10 years at 300 K and ~5 months at 358 K on tio2x-4t fit, a year at 358 K not
 MAX_AGE_STEPS = 2e6
+#: how the weights' aging is found: from each film's anchors (one more realisation per film, interpolated at the
+#: level), or from every (film, realisation, level) state the weights sit on, each held on its own
+AGE_MODES = ("anchors", "realisations")
+#: stream of the realisation states' holds, apart from the films' own hop streams
+HOLD_STREAM = np.uint64(0x3C6EF372FE94F82B)
+#: relaxation steps (the bound, summed over the realisation states held) ``age_mode = 'realisations'`` may take:
+#: ~61 us of CPU per step on a 32 x 32 film and the holds take ~0.6 of their bound, so some 12 minutes of CPU
+MAX_REALISATION_STEPS = 2e7
+#: realisation states held together (one kernel call over a chunk; the result does not depend on it)
+CHUNK_STATES = 256
+#: reading indices per (film, realisation) in a state's hold stream index (an FFP branch has at most 2^20 events)
+_STATE_STRIDE = (1 << 20) + 1
 
 
 @dataclass(frozen=True)
@@ -195,6 +216,18 @@ class FilmAging:
     reference_events: np.ndarray | None = None
     reference_delta_s: dict[tuple[float, float], np.ndarray] = field(default_factory=dict)
     reference_steps: dict[tuple[float, float], np.ndarray] = field(default_factory=dict)
+    #: ``age_mode = 'realisations'`` (empty otherwise): by (T, t), (films, realisations, 1 + events) the change of
+    #: the state at each reading of each potentiation trace, held on its own (NaN: not a level of ``realisation_bits``)
+    #: and its relaxation steps (−1: not held); the depths whose levels were held, the states held, their wall/CPU s
+    realisation_delta_s: dict[tuple[float, float], np.ndarray] = field(default_factory=dict)
+    realisation_steps: dict[tuple[float, float], np.ndarray] = field(default_factory=dict)
+    realisation_bits: tuple[int, ...] = ()
+    realisation_states: int = 0
+    #: with the reference state: (films, realisations) the reading where each potentiation trace first reads at
+    #: or above the window's middle (its state held too), a reference film programmed by that realisation
+    realisation_reference_index: np.ndarray | None = None
+    realisation_wall_s: float = 0.0
+    realisation_cpu_s: float = 0.0
 
     def level_delta_s(self, key: tuple[float, float], targets_s: np.ndarray) -> np.ndarray:
         """(films, levels): each film's change interpolated linearly in conductance at ``targets_s``."""
@@ -233,6 +266,101 @@ def check_ages(params, ages: Sequence[tuple[float, float]], max_age_steps: float
                 f"{steps:.3g} relaxation steps on a {int(params.grid_x)} x {int(params.grid_y)} grid (each bounded by "
                 f"the fastest cell); allowed: at most {max_age_steps:.3g} steps, ages up to {longest:.3g} s at "
                 f"{temp_k:g} K")
+
+
+def realisation_steps_bound(params, films: int, realisations: int, bits: Sequence[int], max_events: int,
+                            ages: Sequence[tuple[float, float]], reference: bool = False) -> tuple[int, float]:
+    """(states, relaxation steps) ``age_mode = 'realisations'`` holds at most: every (film, realisation, level)
+    of every depth and, with ``reference``, each realisation's middle state (a realisation's states together
+    are at most its ``1 + max_events`` readings), each held at each temperature to its longest time (times
+    accumulate from the state)."""
+    levels = min(sum(1 << int(b) for b in set(bits)) + int(bool(reference)), int(max_events) + 1)
+    longest: dict[float, float] = {}
+    for temp_k, t_s in ages:
+        longest[float(temp_k)] = max(longest.get(float(temp_k), 0.0), float(t_s))
+    per_state = sum(age_steps_bound(params, tk, ts) for tk, ts in longest.items())
+    states = int(films) * int(realisations) * levels
+    return states, states * per_state
+
+
+def check_realisation_budget(params, films: int, realisations: int, bits: Sequence[int], max_events: int,
+                             ages: Sequence[tuple[float, float]],
+                             max_steps: float = MAX_REALISATION_STEPS, reference: bool = False) -> None:
+    """Refuse ``age_mode = 'realisations'`` whose holds could take more than ``max_steps`` steps (before anything
+    runs)."""
+    check_range("max_realisation_steps", max_steps, 1.0, 1e12)
+    if not bits:
+        raise MemdriftError("age_bits is empty; allowed with age_mode = 'realisations': the bit depths (1-12) "
+                            "whose levels are aged")
+    for b in bits:
+        check_range("age_bits", b, *BITS_RANGE)
+    states, steps = realisation_steps_bound(params, films, realisations, bits, max_events, ages, reference)
+    if steps > max_steps:
+        raise MemdriftError(
+            f"age_mode = 'realisations' is out of range for this pool: {states} realisation states "
+            f"({int(films)} films x {int(realisations)} realisations x the levels of bits "
+            f"{','.join(str(int(b)) for b in sorted(set(bits)))}) held to the longest age at each temperature take "
+            f"up to {steps:.3g} relaxation steps on a {int(params.grid_x)} x {int(params.grid_y)} grid; allowed: at "
+            f"most {max_steps:.3g} steps (fewer films, realisations or bits, shorter ages, a coarser grid, or "
+            "age_mode = 'anchors')")
+
+
+def _hold_keys(seed: int, ids: np.ndarray) -> np.ndarray:
+    """Hop-stream key of each held state, from the seed and the state's index alone (not its chunk)."""
+    from memdrift.emulator.randomness import splitmix64
+
+    root = np.random.SeedSequence(int(seed)).generate_state(2, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        return splitmix64(splitmix64(splitmix64(np.asarray(ids, dtype=np.uint64) ^ root[0]) + root[1]) ^ HOLD_STREAM)
+
+
+def _age_realisations(dev, pool: FilmPool, kept: Sequence[np.ndarray], *, bits: Sequence[int],
+                      ages: Sequence[tuple[float, float]], threads: int, backend: str,
+                      chunk_states: int, reference: bool = False) -> dict:
+    """Every (film, realisation, level) state of ``bits`` held on its own device (the film's parameters, the
+    state's own hop stream), in chunks of ``chunk_states``: FilmAging's ``realisation_*`` fields."""
+    from memdrift.emulator import bulk4t_schemes as bs
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    films, reals, width = pool.films, pool.realisations, pool.conductance_s.shape[2]
+    need = np.zeros((films, reals, width), dtype=bool)
+    for b in sorted(set(int(b) for b in bits)):
+        index = pool.levels(b).index
+        f, c = np.meshgrid(np.arange(films), np.arange(reals), indexing="ij")
+        need[f[..., None], c[..., None], index] = True
+    ref_index = None
+    if reference:
+        # each realisation as a reference's programming: its first reading at or above the middle (the last
+        # reading where none is), as the aging branch's reference stop
+        middle_s = 0.5 * (pool.g_min_s + pool.g_max_s)
+        ref_index = np.empty((films, reals), dtype=np.int64)
+        for f in range(films):
+            for c in range(reals):
+                trace = pool.conductance_s[f, c, : int(pool.events[f, c]) + 1]
+                above = np.flatnonzero(trace >= middle_s)
+                ref_index[f, c] = above[0] if above.size else trace.size - 1
+                need[f, c, ref_index[f, c]] = True
+    fi, ci, mi = np.nonzero(need)
+    ids = (fi * reals + ci) * _STATE_STRIDE + mi
+    by_temp: dict[float, list[float]] = {}
+    for temp_k, t_s in ages:
+        by_temp.setdefault(float(temp_k), []).append(float(t_s))
+    keys = [(tk, ts) for tk, ts_ in by_temp.items() for ts in ts_]
+    delta = {key: np.full((films, reals, width), np.nan) for key in keys}
+    steps = {key: np.full((films, reals, width), -1, dtype=np.int64) for key in keys}
+    for start in range(0, fi.size, int(chunk_states)):
+        sl = slice(start, min(start + int(chunk_states), fi.size))
+        f, c, m = fi[sl], ci[sl], mi[sl]
+        held = bs.Bulk4TDevices.from_table(dev.params, dev.table[f], _hold_keys(pool.seed, ids[sl]),
+                                           threads=threads, backend=backend, deterministic=dev.deterministic)
+        states = np.stack([kept[c_][f_, m_] for f_, c_, m_ in zip(f, c, m)])
+        d_k, s_k = _hold_state(held, bs, states, by_temp)
+        for key in keys:
+            delta[key][f, c, m], steps[key][f, c, m] = d_k[key], s_k[key]
+    return dict(realisation_delta_s=delta, realisation_steps=steps,
+                realisation_bits=tuple(sorted(set(int(b) for b in bits))), realisation_states=int(fi.size),
+                realisation_reference_index=ref_index,
+                realisation_wall_s=time.perf_counter() - wall, realisation_cpu_s=time.process_time() - cpu)
 
 
 def _hold_state(dev, bs, state: np.ndarray, by_temp: dict[float, list[float]]
@@ -306,7 +434,9 @@ def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, 
                lrs_ohm: float | None = None, conditioning_cycles: int = 2, init_amplitude_v: float = 6.0,
                calibration: dict | None = None, progress: bool = False, backend: str = "compiled",
                ages: Sequence[tuple[float, float]] = (), age_levels: int = AGE_LEVELS,
-               max_age_steps: float = MAX_AGE_STEPS, reference: bool = False) -> FilmPool:
+               max_age_steps: float = MAX_AGE_STEPS, reference: bool = False, age_mode: str = "anchors",
+               age_bits: Sequence[int] = (), chunk_states: int = CHUNK_STATES,
+               max_realisation_steps: float = MAX_REALISATION_STEPS) -> FilmPool:
     """Condition, map and FFP-cycle a pool of ``films`` films ``realisations`` times (the scheme's defaults).
 
     ``grid``: cells per side (the preset's 32 × 32 by default; a coarser grid is faster and shifts the
@@ -316,6 +446,11 @@ def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, 
     which every film is aged from ``age_levels`` anchor states (none: no aging, the pool as without it).
     ``reference``: each film also keeps and ages the state at the window's middle, for the aged-film
     reference of :func:`program_network` (its anchors' aging is the same bit for bit).
+    ``age_mode`` ``realisations``: besides the anchors (the same bit for bit), the state at every level of
+    ``age_bits`` of every realisation is kept on its potentiation branch and held on its own (the film's
+    parameters, a hop stream of the seed and the state's index; ``chunk_states`` at a time, which changes
+    nothing), for :func:`program_network`'s ``age_mode``; refused before anything runs where the holds'
+    step bound (:func:`realisation_steps_bound`) is above ``max_realisation_steps``.
     """
     from memdrift.emulator import bulk4t_schemes as bs
 
@@ -341,6 +476,15 @@ def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, 
         check_ages(params, ages, max_age_steps)
     elif reference:
         raise MemdriftError("reference is only for aging (a reference film ages with the pool); allowed with ages")
+    if age_mode not in AGE_MODES:
+        raise MemdriftError(f"age_mode = {age_mode!r} is unknown; allowed: {', '.join(AGE_MODES)}")
+    per_realisation = age_mode == "realisations"
+    if per_realisation:
+        if not ages:
+            raise MemdriftError("age_mode = 'realisations' is only for aging; allowed with ages")
+        check_range("chunk_states", chunk_states, 1, 1 << 20)
+        check_realisation_budget(params, films, realisations, tuple(age_bits), max_events, ages,
+                                 max_realisation_steps, bool(reference))
     wall, cpu = time.perf_counter(), time.process_time()
     dev = bs.Bulk4TDevices(params, int(films), seed=int(seed), threads=int(threads), deterministic=not noise,
                            backend=backend)
@@ -364,7 +508,8 @@ def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, 
     m = bs.build_dr_map(ident, ffp_width_s=float(ffp_width_s), map_width_s=2.0, target_ohm=float(target_ohm))
     branches = (+1.0, -1.0) * int(realisations)
     res = bs.run_ffp(dev, m["vw_table"], m["dr_map_resistance"], width_s=float(ffp_width_s),
-                     max_events=int(max_events), progress=progress, branches=branches, **init)
+                     max_events=int(max_events), progress=progress, branches=branches,
+                     keep_states=per_realisation, **init)
     pot = np.arange(0, 2 * int(realisations), 2)
     used = res["resistance"].shape[2]
     g = np.full((int(films), int(realisations), used + 1), np.nan)
@@ -381,9 +526,13 @@ def build_pool(params, *, films: int = 8, realisations: int = 2, seed: int = 0, 
         aging = _age_pool(dev, m["vw_table"], m["dr_map_resistance"], g_min_s=1.0 / hrs, g_max_s=1.0 / lrs,
                           ffp_width_s=float(ffp_width_s), max_events=int(max_events), ages=ages,
                           age_levels=int(age_levels), reference=bool(reference))
-    return FilmPool(g, energy, events, 1.0 / hrs, 1.0 / lrs, float(ffp_width_s), over,
-                    (int(params.grid_x), int(params.grid_y)), int(seed), time.perf_counter() - wall,
-                    time.process_time() - cpu, aging)
+    pool = FilmPool(g, energy, events, 1.0 / hrs, 1.0 / lrs, float(ffp_width_s), over,
+                    (int(params.grid_x), int(params.grid_y)), int(seed), aging=aging)
+    if per_realisation:
+        extra = _age_realisations(dev, pool, res["states"], bits=tuple(age_bits), ages=ages, threads=int(threads),
+                                  backend=backend, chunk_states=int(chunk_states), reference=bool(reference))
+        pool = replace(pool, aging=replace(aging, **extra))
+    return replace(pool, wall_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu)
 
 
 @dataclass
@@ -446,15 +595,25 @@ def reference_draws(seed: int, count: int, films: int, first: int = 0) -> np.nda
 
 
 def program_network(pool: FilmPool, weights: Sequence[np.ndarray], bits: int, *, seed: int = 0,
-                    chunk_devices: int = 1 << 20, reference: str = "fixed") -> FilmProgram:
+                    chunk_devices: int = 1 << 20, reference: str = "fixed", age_mode: str = "anchors") -> FilmProgram:
     """Every weight of ``weights`` (one 2-D array per analog layer) on a level of a film drawn from ``pool``.
 
     ``reference``: ``fixed`` (the ideal ``G_ref``, the window's middle, at every age) or ``aged-film``
     (each input line of a tile against its own reference film, drawn from the pool, at the window's
     middle as programmed and aged by that film's emulated change from its middle state; needs a pool
-    built with ``reference=True``).
+    built with ``reference=True``). ``age_mode``: ``anchors`` (a weight's change is its film's, interpolated
+    at its level's target) or ``realisations`` (the change of its own (film, realisation, level) state, held
+    on its own; needs a pool built with ``age_mode='realisations'`` and ``bits`` among its ``age_bits``).
     """
     check_range("chunk_devices", chunk_devices, 1, 1 << 30)
+    if age_mode not in AGE_MODES:
+        raise MemdriftError(f"age_mode = {age_mode!r} is unknown; allowed: {', '.join(AGE_MODES)}")
+    if age_mode == "realisations":
+        held = () if pool.aging is None else pool.aging.realisation_bits
+        if int(bits) not in held:
+            allowed = ", ".join(map(str, held)) or "none (a pool built with age_mode = 'realisations')"
+            raise MemdriftError(f"bits = {bits} was not aged per realisation in this pool; allowed with age_mode = "
+                                f"'realisations': {allowed}")
     if reference not in REFERENCES:
         raise MemdriftError(f"reference = {reference!r} is unknown; allowed: {', '.join(REFERENCES)}")
     if reference == "aged-film" and (pool.aging is None or pool.aging.reference_reached_s is None):
@@ -497,9 +656,13 @@ def program_network(pool: FilmPool, weights: Sequence[np.ndarray], bits: int, *,
     if pool.aging is not None:
         targets = np.linspace(pool.g_min_s, pool.g_max_s, n)
         for key in pool.aging.delta_s:
-            # film f's change near level j, the same for every realisation of f (the route's approximation)
-            per_level = pool.aging.level_delta_s(key, targets)
-            aged[key] = split(out["conductance_s"] + per_level[out["film"], flat])
+            if age_mode == "realisations":
+                # the weight's own (film, realisation, level) state, held on its own
+                change = pool.aging.realisation_delta_s[key][out["film"], out["realisation"], out["pulses"]]
+            else:
+                # film f's change near level j, the same for every realisation of f (the route's approximation)
+                change = pool.aging.level_delta_s(key, targets)[out["film"], flat]
+            aged[key] = split(out["conductance_s"] + change)
     if not np.isfinite(out["conductance_s"]).all():
         raise MemdriftError("a pool level has no reading; allowed: a pool whose every trace moves")
     ref_film: list[np.ndarray] = []

@@ -199,3 +199,17 @@ def test_a_later_stage_keeps_the_start_preset_s_init_record_and_its_ffp_correcti
     assert given.preset.calibration["ffp_correction_base"] == "last"
     with pytest.raises(MemdriftError, match="correction_base"):
         cf.calibrate_film(str(start), stages=(), ffp_correction_base="median", report=lambda _: None)
+
+
+def test_the_mechanism_is_met_only_when_the_cold_film_crosses_the_window(monkeypatch):
+    heated = {"seed": 0, "skipped_n512": [120, 5], "crossed": [True, True]}
+    cold = {"skipped_n512": [0, 0], "crossed": [False, False], "events": [2000, 2000]}
+    monkeypatch.setattr(cf, "ffp_figures", lambda preset, **kw: dict(cold))
+    stuck = cf.stage_mechanism(None, heated)
+    # every skip "went", because the cold film hardly moved: no verdict
+    assert stuck["potentiation_skips_lost"] == 1.0 and not stuck["compared"] and not stuck["met"]
+    cold["crossed"] = [True, True]
+    crossed = cf.stage_mechanism(None, heated)
+    assert crossed["compared"] and crossed["met"]
+    cold["skipped_n512"] = [60, 0]
+    assert not cf.stage_mechanism(None, heated)["met"]
